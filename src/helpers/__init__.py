@@ -1,0 +1,1 @@
+"""Shared logic of the CT2 detector study: data, model, loss, training, pseudo-labels, metrics, plots, runner."""

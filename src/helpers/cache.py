@@ -1,0 +1,179 @@
+"""The decode cache: every image decoded, resized and centre-cropped once, every caption
+tokenised once, stored as uint8 / int32 arrays on disk (memory-mapped when read back).
+
+A cache is keyed by the source split's fingerprint, the image size and the tokenizer's
+vocabulary and length, so a change to any of them builds a new one. Images that cannot be
+read are left out of the arrays and listed, one reason per row, in errors.csv; the count
+of cached + failed rows always equals the split's rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .imageio import read_image_or_reason, square_uint8
+
+CACHE_VERSION = 1
+CHUNK_ROWS = 512
+
+
+class BadImagesError(RuntimeError):
+    """Raised under bad_images='error' when any row's image cannot be read."""
+
+
+@dataclass
+class CachedSplit(torch.utils.data.Dataset):
+    """Arrays of one split, row-aligned: pixels [N,3,S,S] uint8, input_ids [N,L] int32,
+    lengths [N] (tokens before padding), label_a/label_b [N] int64 (-1 unknown), rows [N]
+    (the row of the source split each entry came from)."""
+
+    pixels: np.ndarray
+    input_ids: np.ndarray
+    lengths: np.ndarray
+    label_a: np.ndarray
+    label_b: np.ndarray
+    rows: np.ndarray
+    failures: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, indices) -> dict[str, np.ndarray]:
+        # One fancy-indexed read per array per batch instead of one per row.
+        indices = np.asarray(indices)
+        return {"pixel_values": self.pixels[indices], "input_ids": self.input_ids[indices],
+                "lengths": self.lengths[indices], "label_a": self.label_a[indices], "label_b": self.label_b[indices]}
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.__getitems__([index])
+
+    def subset(self, indices) -> "CachedSplit":
+        indices = np.asarray(indices, dtype=np.int64)
+        return CachedSplit(self.pixels[indices], self.input_ids[indices], self.lengths[indices],
+                           self.label_a[indices], self.label_b[indices], self.rows[indices])
+
+    def relabelled(self, label_a: np.ndarray, label_b: np.ndarray) -> "CachedSplit":
+        return CachedSplit(self.pixels, self.input_ids, self.lengths, np.asarray(label_a, np.int64),
+                           np.asarray(label_b, np.int64), self.rows)
+
+    @staticmethod
+    def concat(parts: list["CachedSplit"]) -> "CachedSplit":
+        width = max(p.input_ids.shape[1] for p in parts)
+        ids = [np.pad(p.input_ids, ((0, 0), (0, width - p.input_ids.shape[1]))) for p in parts]
+        return CachedSplit(np.concatenate([p.pixels for p in parts]), np.concatenate(ids),
+                           *(np.concatenate([getattr(p, k) for p in parts]) for k in ("lengths", "label_a", "label_b", "rows")))
+
+    @property
+    def n_failed(self) -> int:
+        return 0 if self.failures is None else len(self.failures)
+
+
+def collate(batch) -> dict[str, torch.Tensor]:
+    """Tensors for the model; text trimmed to the longest caption in the batch."""
+    if isinstance(batch, list):  # rows fetched one by one
+        batch = {k: np.concatenate([row[k] for row in batch]) for k in batch[0]}
+    width = max(int(batch["lengths"].max()), 1)
+    input_ids = torch.from_numpy(np.ascontiguousarray(batch["input_ids"][:, :width])).long()
+    positions = torch.arange(width).unsqueeze(0)
+    return {"input_ids": input_ids,
+            "attention_mask": (positions < torch.from_numpy(batch["lengths"]).long().unsqueeze(1)).long(),
+            "pixel_values": torch.from_numpy(np.ascontiguousarray(batch["pixel_values"])),
+            "label_a": torch.from_numpy(batch["label_a"]), "label_b": torch.from_numpy(batch["label_b"])}
+
+
+def tokenizer_key(tokenizer) -> str:
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
+    lower = getattr(tokenizer, "do_lower_case", None)
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{lower}|{vocab}".encode()).hexdigest()[:16]
+
+
+def cache_key(split, image_size: int, tokenizer, max_length: int) -> str:
+    parts = [CACHE_VERSION, split._fingerprint, len(split), image_size, tokenizer_key(tokenizer), max_length]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _decode(cell, image_size: int) -> tuple[np.ndarray | None, str]:
+    image, reason = read_image_or_reason(cell)
+    return (None, reason) if image is None else (square_uint8(image, image_size), "")
+
+
+def _describe(cell) -> str:
+    return cell.get("path") or "<embedded bytes>" if isinstance(cell, dict) else str(cell)
+
+
+def build_cache(split, name: str, cache_root: str | Path, image_size: int, tokenizer, max_length: int,
+                bad_images: str = "skip", workers: int | None = None) -> CachedSplit:
+    """The cache for one split (built once, then reused). See the module docstring."""
+    import datasets
+
+    out = Path(cache_root) / f"{name}-{cache_key(split, image_size, tokenizer, max_length)}"
+    if (out / "meta.json").is_file():
+        return open_cache(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    n = len(split)
+    pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(max(n, 1), 3, image_size, image_size))
+    ids, lengths, rows, failures = [], [], [], []
+    split = split.cast_column("Image", datasets.Image(decode=False))
+    written = 0
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool, tqdm(total=n, desc=f"cache {name}", unit="img") as bar:
+        for start in range(0, n, CHUNK_ROWS):
+            chunk = split[start:start + CHUNK_ROWS]
+            decoded = list(pool.map(lambda cell: _decode(cell, image_size), chunk["Image"]))
+            keep = [i for i, (array, _) in enumerate(decoded) if array is not None]
+            failures += [{"row": start + i, "image": _describe(chunk["Image"][i]), "reason": reason}
+                         for i, (array, reason) in enumerate(decoded) if array is None]
+            if keep:
+                pixels[written:written + len(keep)] = np.stack([decoded[i][0] for i in keep])
+                encoded = tokenizer([chunk["Caption"][i] or "" for i in keep], truncation=True, max_length=max_length,
+                                    padding="max_length", return_tensors="np")
+                ids.append(encoded["input_ids"].astype(np.int32))
+                lengths.append(encoded["attention_mask"].sum(1).astype(np.int32))
+                rows.append(np.asarray(keep) + start)
+                written += len(keep)
+            bar.update(len(decoded))
+    failed = pd.DataFrame(failures, columns=["row", "image", "reason"])
+    if bad_images == "error" and len(failed):
+        first = failed.iloc[0]
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BadImagesError(f"split '{name}': {len(failed)} image(s) cannot be read; first is row {first.row} "
+                             f"({first.image}): {first.reason}. Fix or remove them, or set bad_images: skip")
+    pixels.flush()
+    del pixels
+    labels = split.select_columns(["Label_A", "Label_B"])
+    kept = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    np.save(tmp / "input_ids.npy", np.concatenate(ids) if ids else np.zeros((0, max_length), np.int32))
+    np.save(tmp / "lengths.npy", np.concatenate(lengths) if lengths else np.zeros(0, np.int32))
+    np.save(tmp / "label_a.npy", np.asarray(labels["Label_A"], np.int64)[kept])
+    np.save(tmp / "label_b.npy", np.asarray(labels["Label_B"], np.int64)[kept])
+    np.save(tmp / "rows.npy", kept.astype(np.int64))
+    failed.to_csv(tmp / "errors.csv", index=False)
+    meta = {"split": name, "rows": n, "cached": written, "failed": len(failed), "image_size": image_size,
+            "max_length": max_length, "version": CACHE_VERSION}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    if len(failed):
+        print(f"cache {name}: {len(failed)} of {n} images could not be read and are left out; "
+              f"reasons in {out / 'errors.csv'}")
+    return open_cache(out)
+
+
+def open_cache(path: str | Path) -> CachedSplit:
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    failures = pd.read_csv(path / "errors.csv", keep_default_na=False)
+    return CachedSplit(np.load(path / "pixels.npy", mmap_mode="r")[: meta["cached"]],
+                       np.load(path / "input_ids.npy"), np.load(path / "lengths.npy"), np.load(path / "label_a.npy"),
+                       np.load(path / "label_b.npy"), np.load(path / "rows.npy"), failures)

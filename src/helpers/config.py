@@ -1,0 +1,169 @@
+"""One typed configuration per profile, read from a YAML file in params/.
+
+Every key of a profile is a field here; an unknown key or a value of the wrong type is
+rejected before any work starts, naming the key. The same keys are the papermill
+parameters of every notebook, so a profile is passed whole to the study.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CHOICES = {
+    "text_init": ("pretrained", "random"),
+    "vision_init": ("pretrained", "random"),
+    "text_pooling": ("pooler", "cls", "mean"),
+    "loss_condition": ("label", "pred"),
+    "bad_images": ("skip", "error"),
+    "metric_for_best": ("f1_a", "f1_a_weighted", "acc_a", "f1_b_weighted", "acc_b"),
+}
+
+
+class ConfigError(ValueError):
+    """A profile that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    seed: int = 42
+
+    # Data: "synthetic" (the embedded mini-CT2), a hub id, or a local path.
+    dataset: str = "synthetic"
+    train_split: str = "train"
+    # Carved out of train by caption (val_fraction) when the source has no such split.
+    val_split: str = "validation"
+    val_fraction: float = 0.1
+    # A labelled held-out split for the final numbers; "" when there is none.
+    test_split: str = "test"
+    # The pool that pseudo-labelling predicts; "" disables pseudo-labelling.
+    unlabelled_dataset: str = ""
+    unlabelled_split: str = ""
+    # 0 keeps every row; a positive number keeps that many captions per split (all six classes each).
+    max_captions_per_split: int = 0
+    bad_images: str = "skip"
+    synthetic_captions: dict = field(default_factory=lambda: {"train": 300, "validation": 60, "test": 100, "unlabelled": 100})
+    synthetic_image_size: int = 96
+
+    # Model.
+    text_encoder: str = "bert-base-uncased"
+    text_init: str = "pretrained"
+    text_config: dict = field(default_factory=dict)
+    text_pooling: str = "pooler"
+    # Where the tokenizer comes from; "" = the text encoder's own (needed when that is a bare model type).
+    tokenizer: str = ""
+    vision_encoder: str = "openai/clip-vit-base-patch32"
+    vision_init: str = "pretrained"
+    vision_config: dict = field(default_factory=dict)
+    # Input side for a random vision tower whose config has no image_size (CNNs); 0 = from the config.
+    image_size: int = 0
+    fusion_dim: int = 512
+    dropout: float = 0.0
+    freeze_text: bool = False
+    freeze_vision: bool = False
+    max_caption_length: int = 128
+
+    # Training (HF Trainer semantics).
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    batch_size: int = 256
+    eval_batch_size: int = 256
+    epochs: int = 8
+    warmup_ratio: float = 0.0
+    metric_for_best: str = "f1_a_weighted"
+    loss_condition: str = "label"
+    bf16: bool = True
+    torch_compile: bool = False
+    num_workers: int = 0
+
+    # Pseudo-labelling.
+    pseudo_threshold: float = 0.8
+    pseudo_train_fraction: float = 0.8
+
+    # Where things go.
+    work_dir: str = "runs"
+    report_dir: str = "reports"
+    notebook_timeout: int = 3600
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.work_dir) / self.profile
+
+    @property
+    def reports(self) -> Path:
+        return Path(self.report_dir) / self.profile
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config)]
+
+
+def _type_ok(value, expected) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def from_dict(values: dict) -> Config:
+    """Validate every key and type, then build the config."""
+    hints = typing.get_type_hints(Config)
+    known = set(field_names())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; valid keys are: {sorted(known)}")
+    if "profile" not in values:
+        raise ConfigError("the key 'profile' is required (the name of the run)")
+    for key, value in values.items():
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"key '{key}' must be of type {hints[key].__name__}, got {type(value).__name__} ({value!r})"
+            )
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ConfigError(f"key '{key}' must be one of {CHOICES[key]}, got {value!r}")
+    cleaned = {k: float(v) if hints[k] is float else v for k, v in values.items()}
+    config = Config(**cleaned)
+    _check_ranges(config)
+    return config
+
+
+def _check_ranges(config: Config) -> None:
+    for key in ("pseudo_threshold", "pseudo_train_fraction"):
+        if not 0.0 < getattr(config, key) <= 1.0:
+            raise ConfigError(f"key '{key}' must lie in (0, 1], got {getattr(config, key)}")
+    if not 0.0 < config.val_fraction < 1.0:
+        raise ConfigError(f"key 'val_fraction' must lie in (0, 1), got {config.val_fraction}")
+    for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"key '{key}' must be at least 1, got {getattr(config, key)}")
+
+
+def load_config(source: str | Path | dict) -> Config:
+    """A config from a YAML path or an already-parsed mapping."""
+    if isinstance(source, dict):
+        return from_dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"profile file {path} does not exist; profiles live in params/*.yaml")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys to values")
+    try:
+        return from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def from_notebook(namespace: dict) -> Config:
+    """The config from a notebook's globals, where papermill put the profile's keys."""
+    return from_dict({k: namespace[k] for k in field_names() if k in namespace})

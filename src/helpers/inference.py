@@ -1,0 +1,68 @@
+"""Batched prediction from a cache, and the hierarchical decoding of the two heads."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .cache import CachedSplit, collate
+from .labels import REAL
+
+
+@dataclass
+class Predictions:
+    prob_ai: np.ndarray        # [N] P(AI) from head A
+    probs_b: np.ndarray        # [N, 6] softmax of head B
+    label_a: np.ndarray        # [N] 1 when prob_ai >= threshold
+    label_b: np.ndarray        # [N] real when A says real, else the most likely AI class
+    confidence_a: np.ndarray   # [N] probability of the chosen Task A answer
+    confidence_b: np.ndarray   # [N] probability of the chosen Task B answer (see decode)
+
+
+def decode(prob_ai: np.ndarray, probs_b: np.ndarray, threshold: float = 0.5) -> Predictions:
+    """Hierarchical decoding. Task B is 'real' whenever Task A says real, so its confidence
+    is then Task A's; otherwise it is the best AI class, with its probability renormalised
+    over the five AI classes (head B's 'real' logit is never trained under the paper's loss)."""
+    prob_ai, probs_b = np.asarray(prob_ai, np.float64), np.asarray(probs_b, np.float64)
+    label_a = (prob_ai >= threshold).astype(np.int64)
+    ai_probs = probs_b[:, 1:] / probs_b[:, 1:].sum(1, keepdims=True).clip(min=1e-12)
+    best_ai = ai_probs.argmax(1) + 1
+    label_b = np.where(label_a == 1, best_ai, REAL)
+    confidence_a = np.where(label_a == 1, prob_ai, 1.0 - prob_ai)
+    confidence_b = np.where(label_a == 1, ai_probs.max(1), confidence_a)
+    return Predictions(prob_ai, probs_b, label_a, label_b, confidence_a, confidence_b)
+
+
+def autocast_for(device: torch.device, bf16: bool = True):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.device | str | None = None,
+            threshold: float = 0.5, bf16: bool = True, desc: str = "predict") -> Predictions:
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval().to(device)
+    logits_a, logits_b = [], []
+    for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch"):
+        batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
+        inputs = {k: batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "pixel_values")}
+        with autocast_for(device, bf16):
+            out = model(**inputs)
+        logits_a.append(out.logits_a.float())
+        logits_b.append(out.logits_b.float())
+    if not logits_a:
+        return decode(np.zeros(0), np.zeros((0, len(model.config.class_names))), threshold)
+    prob_ai = torch.sigmoid(torch.cat(logits_a)).cpu().numpy()
+    probs_b = torch.softmax(torch.cat(logits_b), dim=-1).cpu().numpy()
+    return decode(prob_ai, probs_b, threshold)

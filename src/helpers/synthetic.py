@@ -1,0 +1,163 @@
+"""The embedded default data set: a deterministic, offline "mini-CT2".
+
+Same schema as the real one (Caption, Image, Label_A, Label_B), every caption under all six
+classes, written with `datasets` and read back by the same loader as hub data. The image
+content of one caption is shared by its six images (as one prompt is shared by the six
+sources); what tells the classes apart are the traces real detectors pick up:
+
+- real photos: camera-like sizes and aspect ratios (never square), sensor noise, JPEG;
+- SD 2.1: rendered at half size and upsampled 2x (blocky, period-2 spectral peaks), PNG;
+- SDXL: twice the side of the others, a faint period-8 grid from the decoder, PNG;
+- SD 3: a faint diagonal period-4 chroma pattern, PNG;
+- DALL-E 3: smooth, low noise, lossy WebP;
+- Midjourney 6: rendered at 2/3 size and upsampled 1.5x, sharpened and saturated, PNG.
+
+The traces are faint (a few grey levels) and the content varies per image, so a model must
+learn them; neither colour nor caption gives the class away.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+from tqdm.auto import tqdm
+
+from .labels import NUM_CLASSES, UNLABELLED, label_a_of
+
+SUBJECTS = ["a dog", "two cats", "a man", "a woman", "a child", "a horse", "a red bus", "an old truck",
+            "a plate of food", "a bowl of fruit", "a bicycle", "a train", "a giraffe", "an elephant",
+            "a surfer", "a skateboarder", "a pizza", "a laptop", "a clock tower", "a sailboat",
+            "a group of people", "a zebra", "a kite", "a teddy bear", "a vase of flowers"]
+ACTIONS = ["standing", "sitting", "resting", "waiting", "parked", "lying", "shown", "placed", "moving"]
+PLACES = ["on a beach", "in a kitchen", "next to a fence", "on a city street", "in a grassy field",
+          "near a river", "in a living room", "under a blue sky", "at a train station", "on a wooden table",
+          "in the snow", "beside a building", "in a park", "on a runway", "inside a market"]
+DETAILS = ["", " at sunset", " on a cloudy day", " with trees behind", " in black and white light",
+           " surrounded by people", " close up", " from far away", " in the rain", " at night"]
+REAL_SIZES = [(4, 3), (3, 4), (3, 2), (2, 3), (16, 9), (5, 4)]
+
+
+def make_captions(count: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    captions: list[str] = []
+    seen: set[str] = set()
+    while len(captions) < count:
+        text = (f"{SUBJECTS[rng.integers(len(SUBJECTS))]} {ACTIONS[rng.integers(len(ACTIONS))]} "
+                f"{PLACES[rng.integers(len(PLACES))]}{DETAILS[rng.integers(len(DETAILS))]}")
+        if text not in seen:
+            seen.add(text)
+            captions.append(text)
+        elif len(seen) >= len(SUBJECTS) * len(ACTIONS) * len(PLACES) * len(DETAILS):
+            raise ValueError(f"cannot make {count} distinct captions")
+    return captions
+
+
+def _seed_of(*parts) -> int:
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little")
+
+
+def _scene(caption: str, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Smooth content shared by a caption's images, with per-image variation, float RGB 0..255."""
+    shared = np.random.default_rng(_seed_of(caption))
+    coarse = shared.uniform(30, 225, size=(4, 4, 3)) + rng.normal(0, 18, size=(4, 4, 3))
+    base = np.asarray(Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC),
+                      dtype=np.float64)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for _ in range(int(rng.integers(2, 5))):  # objects: soft blobs of colour
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        radius = rng.uniform(0.1, 0.35) * min(width, height)
+        mask = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2)))[..., None]
+        base = base * (1 - mask) + rng.uniform(20, 235, size=3) * mask
+    texture = np.asarray(Image.fromarray(rng.integers(0, 256, (max(2, height // 6), max(2, width // 6)), dtype=np.uint8))
+                         .resize((width, height), Image.BICUBIC), dtype=np.float64)
+    return base + (texture[..., None] - 128) * 0.12
+
+
+def _uint8(pixels: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _real(caption, size, rng):
+    aspect_w, aspect_h = REAL_SIZES[rng.integers(len(REAL_SIZES))]
+    short = int(size * rng.uniform(1.0, 1.5))
+    width, height = (short * aspect_w // aspect_h, short) if aspect_w >= aspect_h else (short, short * aspect_h // aspect_w)
+    # Sensor noise strong enough to survive the resize to the model's input.
+    pixels = _scene(caption, width, height, rng) + rng.normal(0, rng.uniform(6.0, 10.0), size=(height, width, 3))
+    return _encode(_uint8(pixels), "JPEG", quality=int(rng.integers(70, 96)))
+
+
+def _sd21(caption, size, rng):
+    half = _uint8(_scene(caption, size // 2, size // 2, rng) + rng.normal(0, 2.0, (size // 2, size // 2, 3)))
+    return _encode(half.resize((size, size), Image.NEAREST).filter(ImageFilter.GaussianBlur(0.35)), "PNG")
+
+
+def _sdxl(caption, size, rng):
+    side = 2 * size
+    yy, xx = np.mgrid[0:side, 0:side]
+    grid = 5.0 * np.cos(2 * np.pi * xx / 8) * np.cos(2 * np.pi * yy / 8)
+    pixels = _scene(caption, side, side, rng) + grid[..., None] + rng.normal(0, 1.5, (side, side, 3))
+    return _encode(_uint8(pixels), "PNG")
+
+
+def _sd3(caption, size, rng):
+    yy, xx = np.mgrid[0:size, 0:size]
+    pattern = 6.0 * np.cos(2 * np.pi * (xx + yy) / 4)
+    pixels = _scene(caption, size, size, rng) + rng.normal(0, 1.5, (size, size, 3))
+    pixels[..., 2] += pattern
+    pixels[..., 0] -= pattern / 2
+    return _encode(_uint8(pixels), "PNG")
+
+
+def _dalle3(caption, size, rng):
+    image = _uint8(_scene(caption, size, size, rng)).filter(ImageFilter.GaussianBlur(1.2))
+    return _encode(image, "WEBP", quality=int(rng.integers(80, 92)))
+
+
+def _midjourney6(caption, size, rng):
+    small = (size * 2) // 3
+    image = _uint8(_scene(caption, small, small, rng) + rng.normal(0, 2.0, (small, small, 3)))
+    image = image.resize((size, size), Image.BILINEAR).filter(ImageFilter.UnsharpMask(radius=1.5, percent=120, threshold=0))
+    return _encode(ImageEnhance.Color(image).enhance(1.3), "PNG")
+
+
+RENDERERS = (_real, _sd21, _sdxl, _sd3, _dalle3, _midjourney6)
+assert len(RENDERERS) == NUM_CLASSES
+
+
+def make_rows(captions: list[str], image_size: int, seed: int, labelled: bool = True) -> dict[str, list]:
+    rows: dict[str, list] = {"Caption": [], "Image": [], "Label_A": [], "Label_B": []}
+    for caption in captions:
+        for label_b, render in enumerate(RENDERERS):
+            rng = np.random.default_rng(_seed_of(seed, caption, label_b))
+            rows["Caption"].append(caption)
+            rows["Image"].append({"bytes": render(caption, image_size, rng), "path": None})
+            rows["Label_A"].append(label_a_of(label_b) if labelled else UNLABELLED)
+            rows["Label_B"].append(label_b if labelled else UNLABELLED)
+    return rows
+
+
+def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], image_size: int, seed: int,
+                    unlabelled_splits: tuple[str, ...] = ("unlabelled",)) -> Path:
+    """Write the mini-CT2 as a saved DatasetDict; captions never repeat across splits."""
+    import datasets
+
+    from .data import FEATURES
+
+    out_dir = Path(out_dir)
+    all_captions = make_captions(sum(captions_per_split.values()), seed)
+    splits, start = {}, 0
+    for name, count in tqdm(captions_per_split.items(), desc="synthetic mini-CT2"):
+        rows = make_rows(all_captions[start:start + count], image_size, seed, labelled=name not in unlabelled_splits)
+        splits[name] = datasets.Dataset.from_dict(rows, features=FEATURES)
+        start += count
+    datasets.DatasetDict(splits).save_to_disk(str(out_dir))
+    return out_dir
