@@ -32,7 +32,8 @@ class DetectorConfig(PretrainedConfig):
     def __init__(self, text_config: dict | None = None, vision_config: dict | None = None, text_pooling: str = "pooler",
                  fusion_dim: int = 512, dropout: float = 0.0, class_names: list[str] | None = None,
                  image_size: int = 224, image_mean: list[float] | None = None, image_std: list[float] | None = None,
-                 loss_condition: str = "label", text_source: str = "", vision_source: str = "", **kwargs):
+                 loss_condition: str = "label", text_source: str = "", vision_source: str = "",
+                 max_caption_length: int = 128, **kwargs):
         super().__init__(**kwargs)
         self.text_config = text_config or {}
         self.vision_config = vision_config or {}
@@ -46,6 +47,7 @@ class DetectorConfig(PretrainedConfig):
         self.loss_condition = loss_condition
         self.text_source = text_source
         self.vision_source = vision_source
+        self.max_caption_length = max_caption_length
 
 
 @dataclass
@@ -177,7 +179,8 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
     config = DetectorConfig(
         text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), text_pooling=cfg.text_pooling,
         fusion_dim=cfg.fusion_dim, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
-        loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder)
+        loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder,
+        max_caption_length=cfg.max_caption_length)
     model = DualEncoderDetector(config)
     if cfg.text_init == "pretrained":
         model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))

@@ -44,10 +44,40 @@ def model_dir(cfg: Config, stage: str) -> Path:
 
 
 def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> dict[str, cache_mod.CachedSplit]:
+    from accelerate import PartialState
+
     names = names or list(splits)
     root = cfg.run_dir.parent / "cache"
-    return {name: cache_mod.build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
-                                        cfg.bad_images) for name in names}
+    # Under torchrun the first process builds the cache while the others wait, then they read it.
+    with PartialState().main_process_first():
+        return {name: cache_mod.build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
+                                            cfg.bad_images) for name in names}
+
+
+def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None):
+    """Train a fresh model for one stage ('before' or 'after' pseudo-labels), save it, record it.
+    Returns the model, its tokenizer and the per-epoch validation metrics."""
+    import time
+
+    from accelerate import PartialState
+
+    from . import training
+    from .model import build_model, save_detector
+
+    started = time.perf_counter()
+    run_provenance = {**provenance(cfg), **(extra or {})}
+    model, tokenizer = build_model(cfg)
+    model, history = training.train(cfg, model, train_data, val_data, cfg.run_dir / f"checkpoints_{stage}", run_provenance)
+    train_loss, eval_metrics = training.learning_curves(history)
+    best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
+    summary = {"best_epoch": float(best["epoch"]), "best_metric": float(best[f"eval_{cfg.metric_for_best}"]),
+               "seconds": round(time.perf_counter() - started, 1), "train_rows": len(train_data),
+               "validation_rows": len(val_data), "curves": eval_metrics.to_dict(orient="records")}
+    if PartialState().is_main_process:
+        save_detector(model, tokenizer, model_dir(cfg, stage),
+                      {**run_provenance, **summary, "history": history.to_dict(orient="records")})
+        record(cfg, f"train_{stage}", summary)
+    return model, tokenizer, train_loss, eval_metrics
 
 
 def read_failures(caches: dict) -> dict[str, int]:
@@ -81,12 +111,6 @@ def _plain(value):
     return str(value)
 
 
-def training_provenance(cfg: Config) -> dict:
-    return provenance(cfg)
-
-
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-
-__all__ = ["setup", "study_splits", "caches_for", "record", "recorded", "model_dir", "figures_dir", "device"]

@@ -1,0 +1,33 @@
+# make demo: set up .venv when missing, run the study offline on the embedded default (CPU).
+# make test: the test suite.   make paper: the paper's setup (GPU + network).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Installed only when the venv has no torch yet; GPU users: install your CUDA torch into .venv first.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo smoke paper gpu test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,offline]"
+	touch $@
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.run params/demo.yaml
+
+smoke: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.run params/smoke.yaml
+
+paper: setup
+	$(BIN)/python -m helpers.run params/paper.yaml
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+clean:
+	rm -rf runs reports/*/

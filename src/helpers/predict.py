@@ -1,0 +1,141 @@
+"""Score images with a trained detector.
+
+python -m helpers.predict --model DIR --images PATH [--captions CSV] --out preds.csv [--json answer.json]
+
+PATH is a folder (searched recursively; every non-hidden file counts as an input), a CSV
+with an image column (paths relative to the CSV; optional caption column), or a data set
+the study's loader reads (saved folder or hub id; --split picks the split). Every input
+gets one output row with a status; unreadable files get a one-line reason, also written to
+<out>.errors.csv. A missing caption is allowed (empty text) and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+
+from .cache import build_cache
+from .data import FEATURES, load_source
+from .imageio import list_files
+from .inference import pick_device, predict
+from .labels import CLASS_NAMES
+from .metrics import write_competition_json
+from .model import load_detector
+
+
+class LabelSetError(ValueError):
+    """The model was trained with another label set than the one this command writes."""
+
+
+def check_label_set(class_names: list[str]) -> None:
+    if list(class_names) != list(CLASS_NAMES):
+        raise LabelSetError(f"the model's classes {list(class_names)} differ from CT2's {list(CLASS_NAMES)}; "
+                            "its Label_B numbers would be read wrongly, so this command refuses it")
+
+
+def _captions_by_path(csv: Path) -> dict[str, str]:
+    frame = pd.read_csv(csv, keep_default_na=False)
+    lower = {c.lower(): c for c in frame.columns}
+    if "image" not in lower or "caption" not in lower:
+        raise ValueError(f"{csv} needs columns 'image' and 'caption'; it has {list(frame.columns)}")
+    return {str((csv.parent / p).resolve()): c for p, c in zip(frame[lower["image"]], frame[lower["caption"]])}
+
+
+def inputs_from(path: Path, split: str | None) -> tuple[datasets.Dataset, list[str]]:
+    """The inputs as a data set of the study's schema, and a display name for each."""
+    if path.is_dir() and not any(path.glob("*.json")) and not any(path.glob("*.csv")):
+        files = list_files(path)
+        if not files:
+            raise FileNotFoundError(f"no files under {path}")
+        names = [str(f.resolve()) for f in files]
+        rows = {"Caption": [""] * len(names), "Image": [{"bytes": None, "path": n} for n in names],
+                "Label_A": [-1] * len(names), "Label_B": [-1] * len(names)}
+        return datasets.Dataset.from_dict(rows, features=FEATURES), names
+    source = load_source(str(path))
+    name = split or ("test" if "test" in source else next(iter(source)))
+    if name not in source:
+        raise KeyError(f"split '{name}' is not in {path} (splits: {list(source)})")
+    chosen = source[name]
+    names = [cell.get("path") or f"{name}[{i}]" for i, cell in enumerate(chosen["Image"])]
+    return chosen, names
+
+
+def run(model_dir: str, images: str, out: str, captions: str | None = None, json_out: str | None = None,
+        split: str | None = None, batch_size: int = 64, device: str = "auto") -> pd.DataFrame:
+    model, tokenizer = load_detector(model_dir, pick_device(device))
+    check_label_set(model.config.class_names)
+    inputs, names = inputs_from(Path(images), split)
+    if captions:
+        lookup = _captions_by_path(Path(captions))
+        inputs = inputs.map(lambda row: {"Caption": row["Caption"] or lookup.get(row["Image"]["path"] or "", "")})
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="predict-cache-") as cache_dir:
+        cached = build_cache(inputs, "predict", cache_dir, model.config.image_size, tokenizer,
+                             model.config.max_caption_length)
+        preds = predict(model, cached, batch_size)
+        failures = cached.failures
+    seconds = time.perf_counter() - started
+    frame = pd.DataFrame({"index": np.arange(len(names)), "path": names, "status": "failed", "reason": "",
+                          "caption_missing": [not c for c in inputs["Caption"]]})
+    frame.loc[failures["row"].to_numpy(), "reason"] = failures["reason"].to_numpy()
+    ok = cached.rows
+    frame.loc[ok, "status"] = "ok"
+    frame["p_ai"], frame["Label_A"], frame["Label_B"], frame["generator"] = np.nan, -1, -1, ""
+    frame.loc[ok, "p_ai"] = preds.prob_ai
+    frame.loc[ok, "Label_A"] = preds.label_a
+    frame.loc[ok, "Label_B"] = preds.label_b
+    frame.loc[ok, "generator"] = [CLASS_NAMES[b] for b in preds.label_b]
+    for cls, name in enumerate(CLASS_NAMES):
+        frame[f"p_{name}"] = np.nan
+        frame.loc[ok, f"p_{name}"] = preds.probs_b[:, cls]
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_path, index=False)
+    frame.loc[frame["status"] == "failed", ["path", "reason"]].to_csv(out_path.with_suffix(".errors.csv"), index=False)
+    if json_out:
+        write_competition_json(json_out, preds.label_a, preds.label_b, index=ok)
+    frame.attrs.update(seconds=seconds, images_per_second=len(ok) / seconds if seconds else float("nan"))
+    return frame
+
+
+def summary(frame: pd.DataFrame, out: str) -> str:
+    read, failed = int((frame["status"] == "ok").sum()), int((frame["status"] == "failed").sum())
+    lines = [f"{len(frame)} inputs: {read} scored, {failed} failed; {int(frame['caption_missing'].sum())} without caption",
+             f"{frame.attrs['images_per_second']:.1f} images/s (decode + model)", f"predictions: {out}"]
+    if failed:
+        lines.append(f"failures (one reason each): {Path(out).with_suffix('.errors.csv')}")
+        lines += [f"  {p}: {r}" for p, r in frame.loc[frame['status'] == 'failed', ['path', 'reason']].head(5).values]
+    scored = frame[frame["status"] == "ok"]
+    if len(scored):
+        lines.append("predicted: " + ", ".join(f"{k} {v}" for k, v in scored["generator"].value_counts().items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Score images with a trained CT2 detector.")
+    parser.add_argument("--model", required=True, help="a saved detector folder (e.g. runs/demo/model_after)")
+    parser.add_argument("--images", required=True, help="a folder, a CSV with an image column, or a data set")
+    parser.add_argument("--captions", help="CSV with columns image, caption (paths relative to the CSV)")
+    parser.add_argument("--out", required=True, help="the predictions CSV to write")
+    parser.add_argument("--json", help="also write the competition JSON (index, Label_A, Label_B)")
+    parser.add_argument("--split", help="the split to score when --images is a data set")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1 ...")
+    args = parser.parse_args(argv)
+    try:
+        frame = run(args.model, args.images, args.out, args.captions, args.json, args.split, args.batch_size, args.device)
+    except (LabelSetError, FileNotFoundError, KeyError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary(frame, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

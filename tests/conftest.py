@@ -1,0 +1,46 @@
+import io
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def smoke_cfg(tmp_path_factory):
+    """The smoke profile, writing under a temporary work dir."""
+    cfg = load_config(ROOT / "params" / "smoke.yaml").to_dict()
+    base = tmp_path_factory.mktemp("work")
+    cfg.update(work_dir=str(base / "runs"), report_dir=str(base / "reports"))
+    return load_config(cfg)
+
+
+@pytest.fixture(scope="session")
+def smoke_splits(smoke_cfg):
+    from helpers.data import study_splits
+
+    return study_splits(smoke_cfg)
+
+
+@pytest.fixture(scope="session")
+def smoke_model(smoke_cfg):
+    from helpers.model import build_model
+
+    return build_model(smoke_cfg)
+
+
+def png_bytes(size=(16, 12), color=(200, 30, 30), fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(sum(color))
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()

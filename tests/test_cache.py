@@ -1,0 +1,48 @@
+import datasets
+import numpy as np
+import pytest
+
+from conftest import png_bytes
+from helpers.cache import BadImagesError, build_cache, collate
+from helpers.data import FEATURES
+
+
+def _split(cells):
+    n = len(cells)
+    return datasets.Dataset.from_dict({"Caption": [f"c{i}" for i in range(n)], "Image": cells, "Label_A": [1] * n,
+                                       "Label_B": [2] * n}, features=FEATURES)
+
+
+def test_cache_is_built_once_and_keyed_by_settings(tmp_path, smoke_model):
+    _, tokenizer = smoke_model
+    split = _split([{"bytes": png_bytes((40, 30), (i, 0, 0)), "path": None} for i in range(5)])
+    first = build_cache(split, "s", tmp_path, 16, tokenizer, 8)
+    assert first.pixels.shape == (5, 3, 16, 16) and first.pixels.dtype == np.uint8
+    assert len(list(tmp_path.iterdir())) == 1
+    again = build_cache(split, "s", tmp_path, 16, tokenizer, 8)
+    assert np.array_equal(np.asarray(first.pixels), np.asarray(again.pixels)) and len(list(tmp_path.iterdir())) == 1
+    build_cache(split, "s", tmp_path, 24, tokenizer, 8)  # another image size: another cache
+    build_cache(split, "s", tmp_path, 16, tokenizer, 12)  # another caption length: another cache
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_bad_images_are_listed_not_zero_filled(tmp_path, smoke_model):
+    _, tokenizer = smoke_model
+    cells = [{"bytes": png_bytes(), "path": None}, {"bytes": b"not an image", "path": None},
+             {"bytes": None, "path": str(tmp_path / "missing.png")}, {"bytes": png_bytes(), "path": None}]
+    cached = build_cache(_split(cells), "bad", tmp_path / "c", 8, tokenizer, 8)
+    assert len(cached) + cached.n_failed == 4
+    assert cached.rows.tolist() == [0, 3]
+    assert cached.failures["row"].tolist() == [1, 2]
+    assert "not an image" in cached.failures["reason"][0] and "not found" in cached.failures["reason"][1]
+    assert (cached.pixels.reshape(2, -1).std(1) > 0).all()
+    with pytest.raises(BadImagesError, match="row 1"):
+        build_cache(_split(cells), "bad", tmp_path / "d", 8, tokenizer, 8, bad_images="error")
+
+
+def test_collate_trims_text_to_the_longest_caption(tmp_path, smoke_model):
+    _, tokenizer = smoke_model
+    cached = build_cache(_split([{"bytes": png_bytes(), "path": None}] * 3), "t", tmp_path, 8, tokenizer, 32)
+    batch = collate(cached.__getitems__([0, 1, 2]))
+    assert batch["input_ids"].shape[1] == int(cached.lengths.max()) < 32
+    assert batch["attention_mask"].sum(1).tolist() == cached.lengths.tolist()

@@ -1,0 +1,105 @@
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import png_bytes
+from helpers.data import DataError, load_source, split_by_caption, study_splits, wide_to_long, WIDE_IMAGE_COLUMNS
+from helpers.labels import UNLABELLED
+
+
+def _wide(n=3):
+    rows = {"caption": [f"caption {i}" for i in range(n)]}
+    for k, column in enumerate(WIDE_IMAGE_COLUMNS):
+        rows[column] = [{"bytes": png_bytes(color=(k * 40, i, 0)), "path": None} for i in range(n)]
+    features = datasets.Features({"caption": datasets.Value("string"), **{c: datasets.Image() for c in WIDE_IMAGE_COLUMNS}})
+    return datasets.Dataset.from_dict(rows, features=features)
+
+
+def test_wide_release_becomes_six_long_rows_per_caption(tmp_path):
+    wide = _wide()
+    datasets.DatasetDict({"train": wide}).save_to_disk(str(tmp_path / "wide"))
+    long = load_source(str(tmp_path / "wide"))["train"]
+    assert len(long) == 18 and long.column_names == ["Caption", "Image", "Label_A", "Label_B"]
+    assert long["Label_B"][:6] == [0, 1, 2, 3, 4, 5] and long["Label_A"][:6] == [0, 1, 1, 1, 1, 1]
+    assert long["Caption"][:6] == ["caption 0"] * 6
+    # The SDXL image of caption 1 is the wide row's sdxl_image, byte for byte.
+    assert long[6 + 2]["Image"]["bytes"] == wide.cast_column("sdxl_image", datasets.Image(decode=False))[1]["sdxl_image"]["bytes"]
+
+
+def test_wide_to_long_batch_function():
+    out = wide_to_long({"caption": ["x"], **{c: [c] for c in WIDE_IMAGE_COLUMNS}})
+    assert out["Image"] == list(WIDE_IMAGE_COLUMNS) and out["Label_B"] == list(range(6))
+
+
+def test_split_by_caption_has_no_caption_on_both_sides():
+    captions = [f"c{i // 6}" for i in range(120)]
+    ds = datasets.Dataset.from_dict({"Caption": captions, "Label_B": [i % 6 for i in range(120)]})
+    rest, held = split_by_caption(ds, 0.25, seed=3)
+    assert not set(rest["Caption"]) & set(held["Caption"])
+    assert len(rest) + len(held) == 120 and len(set(held["Caption"])) == 5
+    assert all(len(held.filter(lambda r, c=c: r["Caption"] == c)) == 6 for c in set(held["Caption"]))
+
+
+def _long(tmp_path, **columns):
+    n = len(next(iter(columns.values())))
+    rows = {"Image": [{"bytes": png_bytes(), "path": None}] * n, **columns}
+    features = {"Image": datasets.Image()}
+    ds = datasets.Dataset.from_dict(rows).cast_column("Image", datasets.Image())
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "long"))
+    return str(tmp_path / "long")
+
+
+def test_label_outside_range_is_named(tmp_path):
+    with pytest.raises(DataError, match="row 1.*Label_B = 7"):
+        load_source(_long(tmp_path, Caption=["a", "b"], Label_A=[0, 1], Label_B=[0, 7]))
+
+
+def test_inconsistent_labels_are_named(tmp_path):
+    with pytest.raises(DataError, match="row 0.*contradicts"):
+        load_source(_long(tmp_path, Caption=["a"], Label_A=[1], Label_B=[0]))
+
+
+def test_missing_caption_column_is_named(tmp_path):
+    with pytest.raises(DataError, match="no caption column"):
+        load_source(_long(tmp_path, Label_A=[0], Label_B=[0]))
+
+
+def test_unlabelled_split_gets_minus_one(tmp_path):
+    ds = load_source(_long(tmp_path, caption=["a", "b"]))["train"]
+    assert ds["Label_A"] == [UNLABELLED] * 2 and ds["Label_B"] == [UNLABELLED] * 2
+
+
+def test_folder_with_csv(tmp_path):
+    (tmp_path / "img").mkdir()
+    for i in range(3):
+        (tmp_path / "img" / f"{i}.png").write_bytes(png_bytes(color=(i, 0, 0)))
+    pd.DataFrame({"file": [f"img/{i}.png" for i in range(3)], "caption": ["x", "y", "z"], "label_b": [0, 3, 5]}
+                 ).to_csv(tmp_path / "train.csv", index=False)
+    ds = load_source(str(tmp_path))["train"]
+    assert ds["Label_A"] == [0, 1, 1] and ds["Caption"] == ["x", "y", "z"]
+    assert ds[1]["Image"]["path"].endswith("img/1.png")
+
+
+def test_synthetic_is_deterministic_and_grouped(smoke_cfg, smoke_splits, tmp_path):
+    from helpers.synthetic import make_rows
+
+    a, b = make_rows(["a cat"], 32, seed=1), make_rows(["a cat"], 32, seed=1)
+    assert [i["bytes"] for i in a["Image"]] == [i["bytes"] for i in b["Image"]]
+    train = smoke_splits["train"]
+    counts = pd.Series(train["Caption"]).value_counts()
+    assert (counts == 6).all()
+    assert not set(train["Caption"]) & set(smoke_splits["test"]["Caption"])
+    assert set(smoke_splits["unlabelled"]["Label_B"]) == {UNLABELLED}
+
+
+def test_synthetic_traces_formats_and_sizes(smoke_splits):
+    from helpers.imageio import read_image
+
+    train = smoke_splits["train"]
+    by_class = {}
+    for row in train.select(range(12)):
+        by_class.setdefault(row["Label_B"], []).append(read_image(row["Image"]))
+    assert all(img.width != img.height for img in by_class[0])  # real photos are never square
+    assert all(img.width == img.height for c in range(1, 6) for img in by_class[c])
+    assert np.std(np.asarray(by_class[1][0], float)) > 5  # not flat colour

@@ -1,0 +1,41 @@
+import numpy as np
+import torch
+
+from helpers import study
+from helpers.cache import collate
+from helpers.inference import predict
+from helpers.model import build_model
+
+
+def test_a_few_steps_lower_the_loss(smoke_cfg, smoke_splits):
+    torch.manual_seed(0)
+    model, tokenizer = build_model(smoke_cfg)
+    train = study.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train"])["train"]
+    batch = collate(train.__getitems__(np.arange(32)))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(30):
+        loss = model(**batch).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.6 * losses[0]
+
+
+def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits, tmp_path):
+    from helpers import training
+
+    model, tokenizer = build_model(smoke_cfg)
+    caches = study.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+    model, history = training.train(smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", {"seed": 0})
+    _, evals = training.learning_curves(history)
+    assert list(evals["epoch"]) == [1.0, 2.0]
+    checkpoints = sorted((tmp_path / "ck").glob("checkpoint-*"))
+    assert 1 <= len(checkpoints) <= 2  # the latest, plus the best while it is another one
+    assert all((c / "provenance.json").is_file() for c in checkpoints)
+    best = evals[f"eval_{smoke_cfg.metric_for_best}"].max()
+    assert np.isclose(history.attrs["best_metric"], best)
+    preds = predict(model, caches["validation"], 64)
+    assert len(preds.label_a) == len(caches["validation"])
