@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.run params/demo.yaml
+	@echo "--- example: scoring a folder of images with the trained model"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.predict --model runs/demo/model_after \
+		--images runs/demo/sample_images --out reports/demo/predictions/sample_images.csv
+	@echo "report: $(CURDIR)/reports/demo/index.html"
 
 smoke: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.run params/smoke.yaml

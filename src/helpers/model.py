@@ -169,12 +169,23 @@ def _image_settings(cfg, vision_config: PretrainedConfig) -> tuple[int, list, li
     return int(size), list(CLIP_MEAN), list(CLIP_STD)
 
 
-def build_model(cfg) -> tuple[DualEncoderDetector, object]:
-    """A fresh detector for a config: encoders loaded (pretrained) or built (random), heads new."""
-    text_config = _encoder_config(cfg.text_encoder, cfg.text_init, cfg.text_config)
+def _vision_config(cfg) -> PretrainedConfig:
     vision_config = _encoder_config(cfg.vision_encoder, cfg.vision_init, cfg.vision_config)
     if getattr(vision_config, "model_type", "") == "clip":  # a full CLIP checkpoint: keep its vision tower
         vision_config = vision_config.vision_config
+    return vision_config
+
+
+def preprocessing(cfg) -> tuple[object, int]:
+    """The tokenizer and the image side a config's model will use, without building the model."""
+    image_size, _, _ = _image_settings(cfg, _vision_config(cfg))
+    return AutoTokenizer.from_pretrained(resolve_encoder(cfg.tokenizer or cfg.text_encoder)), image_size
+
+
+def build_model(cfg) -> tuple[DualEncoderDetector, object]:
+    """A fresh detector for a config: encoders loaded (pretrained) or built (random), heads new."""
+    text_config = _encoder_config(cfg.text_encoder, cfg.text_init, cfg.text_config)
+    vision_config = _vision_config(cfg)
     image_size, mean, std = _image_settings(cfg, vision_config)
     config = DetectorConfig(
         text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), text_pooling=cfg.text_pooling,

@@ -1,6 +1,7 @@
 """The steps the notebooks share: set-up, caches, models and metric records on disk."""
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -78,6 +79,38 @@ def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
                       {**run_provenance, **summary, "history": history.to_dict(orient="records")})
         record(cfg, f"train_{stage}", summary)
     return model, tokenizer, train_loss, eval_metrics
+
+
+def pseudo_round(cfg: Config, splits, caches: dict, model):
+    """Predict the unlabelled pool with `model`; return (train+, validation+, stats, predictions)."""
+    from . import inference, pseudo
+
+    pool = caches["unlabelled"]
+    predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
+    captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
+    train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, predictions, captions,
+                                                 cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed)
+    record(cfg, "pseudo", stats)
+    return train_plus, val_plus, stats, predictions
+
+
+def export_samples(split, folder: Path, per_class: int = 2) -> Path:
+    """A few images of each class written out as ordinary files, to try the prediction command on."""
+    import datasets
+    from PIL import Image
+
+    from .labels import CLASS_NAMES
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    split = split.cast_column("Image", datasets.Image(decode=False))
+    labels = np.asarray(split["Label_B"])
+    for cls, name in enumerate(CLASS_NAMES):
+        for row in np.flatnonzero(labels == cls)[:per_class]:
+            raw = split[int(row)]["Image"]["bytes"]
+            suffix = (Image.open(io.BytesIO(raw)).format or "bin").lower()
+            (folder / f"{name.replace(' ', '_').replace('.', '')}_{row}.{suffix}").write_bytes(raw)
+    return folder
 
 
 def read_failures(caches: dict) -> dict[str, int]:

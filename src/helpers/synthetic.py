@@ -145,6 +145,23 @@ def make_rows(captions: list[str], image_size: int, seed: int, labelled: bool = 
     return rows
 
 
+def _rows_parallel(captions: list[str], image_size: int, seed: int, labelled: bool, desc: str) -> dict[str, list]:
+    """make_rows over chunks of captions in worker processes (rendering is CPU-bound numpy/PIL)."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = 64
+    parts = [captions[i:i + chunk] for i in range(0, len(captions), chunk)]
+    rows: dict[str, list] = {"Caption": [], "Image": [], "Label_A": [], "Label_B": []}
+    workers = min(os.cpu_count() or 1, max(1, len(parts)))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        jobs = pool.map(make_rows, parts, [image_size] * len(parts), [seed] * len(parts), [labelled] * len(parts))
+        for part in tqdm(jobs, total=len(parts), desc=desc, unit="chunk"):
+            for key in rows:
+                rows[key] += part[key]
+    return rows
+
+
 def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], image_size: int, seed: int,
                     unlabelled_splits: tuple[str, ...] = ("unlabelled",)) -> Path:
     """Write the mini-CT2 as a saved DatasetDict; captions never repeat across splits."""
@@ -155,8 +172,9 @@ def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], ima
     out_dir = Path(out_dir)
     all_captions = make_captions(sum(captions_per_split.values()), seed)
     splits, start = {}, 0
-    for name, count in tqdm(captions_per_split.items(), desc="synthetic mini-CT2"):
-        rows = make_rows(all_captions[start:start + count], image_size, seed, labelled=name not in unlabelled_splits)
+    for name, count in captions_per_split.items():
+        rows = _rows_parallel(all_captions[start:start + count], image_size, seed, name not in unlabelled_splits,
+                              f"synthetic {name}")
         splits[name] = datasets.Dataset.from_dict(rows, features=FEATURES)
         start += count
     datasets.DatasetDict(splits).save_to_disk(str(out_dir))
