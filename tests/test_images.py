@@ -171,3 +171,16 @@ def test_predict_refuses_a_model_with_another_label_set(tmp_path, trained_dir):
     (other / "config.json").write_text(json.dumps(config))
     make_zoo(tmp_path / "zoo")
     assert main(["--model", str(other), "--images", str(tmp_path / "zoo"), "--out", str(tmp_path / "p.csv")]) == 2
+
+
+def test_predict_reads_a_csv_with_captions_and_counts_missing_ones(tmp_path, trained_dir):
+    from helpers.predict import run
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        _photo(seed=i).save(folder / f"{i}.png")
+    pd.DataFrame({"image": [f"imgs/{i}.png" for i in range(3)], "caption": ["a dog", "", "two cats"]}).to_csv(
+        tmp_path / "list.csv", index=False)
+    frame = run(str(trained_dir), str(tmp_path / "list.csv"), str(tmp_path / "p.csv"))
+    assert frame["status"].tolist() == ["ok"] * 3 and frame["caption_missing"].tolist() == [False, True, False]

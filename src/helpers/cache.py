@@ -8,6 +8,7 @@ of cached + failed rows always equals the split's rows.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -44,6 +45,8 @@ class CachedSplit(torch.utils.data.Dataset):
     label_b: np.ndarray
     rows: np.ndarray
     failures: pd.DataFrame | None = None
+    # Pooled outputs of a frozen text tower [N, D], computed once per caption (see with_text_features).
+    text_features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -51,27 +54,38 @@ class CachedSplit(torch.utils.data.Dataset):
     def __getitems__(self, indices) -> dict[str, np.ndarray]:
         # One fancy-indexed read per array per batch instead of one per row.
         indices = np.asarray(indices)
-        return {"pixel_values": self.pixels[indices], "input_ids": self.input_ids[indices],
-                "lengths": self.lengths[indices], "label_a": self.label_a[indices], "label_b": self.label_b[indices]}
+        batch = {"pixel_values": self.pixels[indices], "input_ids": self.input_ids[indices],
+                 "lengths": self.lengths[indices], "label_a": self.label_a[indices], "label_b": self.label_b[indices]}
+        if self.text_features is not None:
+            batch["text_features"] = self.text_features[indices]
+        return batch
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return self.__getitems__([index])
 
     def subset(self, indices) -> "CachedSplit":
         indices = np.asarray(indices, dtype=np.int64)
+        features = None if self.text_features is None else self.text_features[indices]
         return CachedSplit(self.pixels[indices], self.input_ids[indices], self.lengths[indices],
-                           self.label_a[indices], self.label_b[indices], self.rows[indices])
+                           self.label_a[indices], self.label_b[indices], self.rows[indices], text_features=features)
 
     def relabelled(self, label_a: np.ndarray, label_b: np.ndarray) -> "CachedSplit":
-        return CachedSplit(self.pixels, self.input_ids, self.lengths, np.asarray(label_a, np.int64),
-                           np.asarray(label_b, np.int64), self.rows)
+        return dataclasses.replace(self, label_a=np.asarray(label_a, np.int64), label_b=np.asarray(label_b, np.int64),
+                                   failures=None)
+
+    def with_pixels(self, pixels: np.ndarray) -> "CachedSplit":
+        return dataclasses.replace(self, pixels=pixels, failures=None)
 
     @staticmethod
     def concat(parts: list["CachedSplit"]) -> "CachedSplit":
         width = max(p.input_ids.shape[1] for p in parts)
         ids = [np.pad(p.input_ids, ((0, 0), (0, width - p.input_ids.shape[1]))) for p in parts]
+        features = None
+        if all(p.text_features is not None for p in parts):
+            features = np.concatenate([p.text_features for p in parts])
         return CachedSplit(np.concatenate([p.pixels for p in parts]), np.concatenate(ids),
-                           *(np.concatenate([getattr(p, k) for p in parts]) for k in ("lengths", "label_a", "label_b", "rows")))
+                           *(np.concatenate([getattr(p, k) for p in parts]) for k in ("lengths", "label_a", "label_b", "rows")),
+                           text_features=features)
 
     @property
     def n_failed(self) -> int:
@@ -85,10 +99,32 @@ def collate(batch) -> dict[str, torch.Tensor]:
     width = max(int(batch["lengths"].max()), 1)
     input_ids = torch.from_numpy(np.ascontiguousarray(batch["input_ids"][:, :width])).long()
     positions = torch.arange(width).unsqueeze(0)
-    return {"input_ids": input_ids,
-            "attention_mask": (positions < torch.from_numpy(batch["lengths"]).long().unsqueeze(1)).long(),
-            "pixel_values": torch.from_numpy(np.ascontiguousarray(batch["pixel_values"])),
-            "label_a": torch.from_numpy(batch["label_a"]), "label_b": torch.from_numpy(batch["label_b"])}
+    tensors = {"input_ids": input_ids,
+               "attention_mask": (positions < torch.from_numpy(batch["lengths"]).long().unsqueeze(1)).long(),
+               "pixel_values": torch.from_numpy(np.ascontiguousarray(batch["pixel_values"])),
+               "label_a": torch.from_numpy(batch["label_a"]), "label_b": torch.from_numpy(batch["label_b"])}
+    if "text_features" in batch:
+        tensors["text_features"] = torch.from_numpy(np.ascontiguousarray(batch["text_features"]))
+    return tensors
+
+
+@torch.inference_mode()
+def with_text_features(cached: CachedSplit, model, batch_size: int = 256) -> CachedSplit:
+    """The split with its frozen text tower's pooled output attached, computed once per distinct
+    caption (each appears under six classes) instead of once per row and epoch."""
+    unique, first, inverse = np.unique(cached.input_ids, axis=0, return_index=True, return_inverse=True)
+    lengths = cached.lengths[first]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    parts = []
+    for start in tqdm(range(0, len(unique), batch_size), desc="text features (frozen tower)", unit="batch"):
+        width = max(int(lengths[start:start + batch_size].max()), 1)
+        ids = torch.from_numpy(np.ascontiguousarray(unique[start:start + batch_size, :width])).long()
+        mask = (torch.arange(width).unsqueeze(0) < torch.from_numpy(lengths[start:start + batch_size]).long().unsqueeze(1)).long()
+        parts.append(model.encode_text(ids.to(device), mask.to(device)).float().cpu().numpy())
+    model.train(was_training)
+    return dataclasses.replace(cached, text_features=np.concatenate(parts)[inverse.reshape(-1)])
 
 
 def tokenizer_key(tokenizer) -> str:

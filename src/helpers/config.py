@@ -20,7 +20,9 @@ CHOICES = {
     "loss_condition": ("label", "pred"),
     "bad_images": ("skip", "error"),
     "metric_for_best": ("f1_a", "f1_a_weighted", "acc_a", "f1_b_weighted", "acc_b"),
+    "modality": ("both", "text", "image"),
 }
+ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds")
 
 
 class ConfigError(ValueError):
@@ -62,6 +64,8 @@ class Config:
     # Input side for a random vision tower whose config has no image_size (CNNs); 0 = from the config.
     image_size: int = 0
     fusion_dim: int = 512
+    # "text" or "image" zeroes the other tower's features (the modality ablation); "both" is the paper.
+    modality: str = "both"
     dropout: float = 0.0
     freeze_text: bool = False
     freeze_vision: bool = False
@@ -83,6 +87,12 @@ class Config:
     # Pseudo-labelling.
     pseudo_threshold: float = 0.8
     pseudo_train_fraction: float = 0.8
+
+    # Analyses after the evaluation (notebooks 05+): which to run, the epochs of their extra trainings
+    # (ablation, leave-one-generator-out, seeds; 0 = epochs), and the seeds of the seed study.
+    analyses: list = field(default_factory=lambda: list(ANALYSES))
+    analysis_epochs: int = 0
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
 
     # Where things go.
     work_dir: str = "runs"
@@ -138,6 +148,11 @@ def from_dict(values: dict) -> Config:
 
 
 def _check_ranges(config: Config) -> None:
+    unknown = sorted(set(config.analyses) - set(ANALYSES))
+    if unknown:
+        raise ConfigError(f"key 'analyses' has unknown entries {unknown}; choose from {list(ANALYSES)}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in config.seeds):
+        raise ConfigError(f"key 'seeds' must be a list of integers, got {config.seeds}")
     for key in ("pseudo_threshold", "pseudo_train_fraction"):
         if not 0.0 < getattr(config, key) <= 1.0:
             raise ConfigError(f"key '{key}' must lie in (0, 1], got {getattr(config, key)}")

@@ -106,17 +106,21 @@ def read_image_or_reason(source) -> tuple[Image.Image | None, str]:
         return None, str(error)
 
 
-def square_uint8(image: Image.Image, size: int) -> np.ndarray:
-    """CLIP-style preprocessing without normalisation: shortest edge to size (bicubic),
-    centre crop to size x size; returned channel-first uint8 (normalised later, on device)."""
+def square_image(image: Image.Image, size: int) -> Image.Image:
+    """CLIP-style geometry: shortest edge to size (bicubic), then centre crop to size x size."""
     width, height = image.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
     if (new_w, new_h) != (width, height):
         image = image.resize((new_w, new_h), Image.BICUBIC)
     left, top = (new_w - size) // 2, (new_h - size) // 2
-    image = image.crop((left, top, left + size, top + size))
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    return image.crop((left, top, left + size, top + size))
+
+
+def square_uint8(image: Image.Image, size: int) -> np.ndarray:
+    """The model's input without normalisation: square_image as channel-first uint8
+    (normalised later, on the device)."""
+    return np.asarray(square_image(image, size), dtype=np.uint8).transpose(2, 0, 1)
 
 
 def list_files(folder: Path) -> list[Path]:

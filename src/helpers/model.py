@@ -33,7 +33,8 @@ class DetectorConfig(PretrainedConfig):
                  fusion_dim: int = 512, dropout: float = 0.0, class_names: list[str] | None = None,
                  image_size: int = 224, image_mean: list[float] | None = None, image_std: list[float] | None = None,
                  loss_condition: str = "label", text_source: str = "", vision_source: str = "",
-                 max_caption_length: int = 128, **kwargs):
+                 max_caption_length: int = 128, modality: str = "both", freeze_text: bool = False,
+                 freeze_vision: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.text_config = text_config or {}
         self.vision_config = vision_config or {}
@@ -48,6 +49,9 @@ class DetectorConfig(PretrainedConfig):
         self.text_source = text_source
         self.vision_source = vision_source
         self.max_caption_length = max_caption_length
+        self.modality = modality
+        self.freeze_text = freeze_text
+        self.freeze_vision = freeze_vision
 
 
 @dataclass
@@ -121,15 +125,36 @@ class DualEncoderDetector(PreTrainedModel):
             pixel_values = pixel_values.float() * self.pixel_scale + self.pixel_shift
         return pixel_values
 
-    def features(self, input_ids, attention_mask, pixel_values) -> torch.Tensor:
+    def train(self, mode: bool = True):
+        # A frozen tower stays in eval mode (no dropout), so its output is a fixed function of the
+        # caption and can be computed once (cache.with_text_features) without changing training.
+        super().train(mode)
+        if self.config.freeze_text:
+            self.text_encoder.eval()
+        if self.config.freeze_vision:
+            self.vision_encoder.eval()
+        return self
+
+    def encode_text(self, input_ids, attention_mask) -> torch.Tensor:
         text = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
-        vision = self.vision_encoder(pixel_values=self.normalise(pixel_values))
-        text_vec = _pooled(text, attention_mask, self.config.text_pooling)
-        vision_vec = _pooled(vision, None, "pooler")
+        return _pooled(text, attention_mask, self.config.text_pooling)
+
+    def features(self, input_ids, attention_mask, pixel_values, text_features=None) -> torch.Tensor:
+        modality = self.config.modality
+        if modality != "image":
+            text_vec = text_features if text_features is not None else self.encode_text(input_ids, attention_mask)
+        if modality != "text":
+            vision_vec = _pooled(self.vision_encoder(pixel_values=self.normalise(pixel_values)), None, "pooler")
+        # An ablated tower contributes zeros of its usual width, so the fusion layer keeps its shape.
+        if modality == "image":
+            text_vec = vision_vec.new_zeros(vision_vec.shape[0], self.fusion[0].in_features - vision_vec.shape[1])
+        if modality == "text":
+            vision_vec = text_vec.new_zeros(text_vec.shape[0], self.fusion[0].in_features - text_vec.shape[1])
         return self.fusion(torch.cat([text_vec, vision_vec.to(text_vec.dtype)], dim=-1))
 
-    def forward(self, input_ids, attention_mask, pixel_values, label_a=None, label_b=None) -> DetectorOutput:
-        shared = self.features(input_ids, attention_mask, pixel_values)
+    def forward(self, input_ids, attention_mask, pixel_values, label_a=None, label_b=None,
+                text_features=None) -> DetectorOutput:
+        shared = self.features(input_ids, attention_mask, pixel_values, text_features)
         logits_a, logits_b = self.head_a(shared).squeeze(-1), self.head_b(shared)
         loss = None
         if label_a is not None and label_b is not None:
@@ -157,12 +182,22 @@ def _encoder_config(name: str, init: str, overrides: dict) -> PretrainedConfig:
     return AutoConfig.from_pretrained(resolve_encoder(name), **overrides)
 
 
+def _side(size) -> int:
+    """The square side from a processor's size: an int, a dict, or transformers' SizeDict."""
+    if isinstance(size, int):
+        return size
+    for key in ("height", "shortest_edge"):
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+        if value:
+            return int(value)
+    raise ValueError(f"cannot read an image side from the processor's size {size!r}")
+
+
 def _image_settings(cfg, vision_config: PretrainedConfig) -> tuple[int, list, list]:
     if cfg.vision_init == "pretrained":
         processor = AutoImageProcessor.from_pretrained(resolve_encoder(cfg.vision_encoder))
         crop = getattr(processor, "crop_size", None) or processor.size
-        size = crop.get("height") or crop.get("shortest_edge") if isinstance(crop, dict) else crop
-        return int(size), list(processor.image_mean), list(processor.image_std)
+        return _side(crop), list(processor.image_mean), list(processor.image_std)
     size = getattr(vision_config, "image_size", None) or cfg.image_size
     if not size:
         raise ValueError(f"vision encoder '{cfg.vision_encoder}' has no image_size in its config: set image_size")
@@ -191,7 +226,8 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
         text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), text_pooling=cfg.text_pooling,
         fusion_dim=cfg.fusion_dim, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
         loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder,
-        max_caption_length=cfg.max_caption_length)
+        max_caption_length=cfg.max_caption_length, modality=cfg.modality, freeze_text=cfg.freeze_text,
+        freeze_vision=cfg.freeze_vision)
     model = DualEncoderDetector(config)
     if cfg.text_init == "pretrained":
         model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))

@@ -121,3 +121,43 @@ def per_generator_bars(table: pd.DataFrame, value: str, title: str):
     ax.set(ylim=(0, 1.05), title=title)
     fig.tight_layout()
     return fig
+
+
+def reliability_diagram(before: dict, after: dict, ece_before: float, ece_after: float):
+    """before/after: calibration.reliability() tables."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for table, label in ((before, f"as trained (ECE {ece_before:.3f})"), (after, f"temperature-scaled (ECE {ece_after:.3f})")):
+        used = table["count"] > 0
+        ax.plot(table["confidence"][used], table["accuracy"][used], marker="o", label=label)
+    ax.set(xlabel="mean predicted P(AI) in bin", ylabel="share of AI images in bin", title="reliability of head A",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_curves(per_class: pd.DataFrame, overall: pd.DataFrame, perturbation: str):
+    """per_class: columns level, class, task_a_accuracy; overall: columns level, f1_a, f1_b_weighted."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, group in per_class.groupby("class", sort=False):
+        ax.plot(group["level"].astype(str), group["task_a_accuracy"], marker="o", label=f"{name} (Task A acc.)")
+    ax.plot(overall["level"].astype(str), overall["f1_a"], "k--", marker="s", label="F1 Task A")
+    ax.plot(overall["level"].astype(str), overall["f1_b_weighted"], "k:", marker="^", label="weighted F1 Task B")
+    ax.set(xlabel=perturbation.replace("_", " "), ylabel="score", ylim=(0, 1.02), title=f"robustness: {perturbation}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def unseen_bars(table: pd.DataFrame):
+    """table: index = held-out generator, columns recall_held_out, recall_seen."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    positions = np.arange(len(table))
+    ax.bar(positions - 0.2, table["recall_seen"], width=0.4, label="seen generators (mean)")
+    ax.bar(positions + 0.2, table["recall_held_out"], width=0.4, label="the held-out generator")
+    ax.set_xticks(positions, table.index)
+    ax.set(ylim=(0, 1.05), ylabel="Task A recall", title="leave-one-generator-out")
+    ax.legend()
+    fig.tight_layout()
+    return fig

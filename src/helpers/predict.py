@@ -2,9 +2,9 @@
 
 python -m helpers.predict --model DIR --images PATH [--captions CSV] --out preds.csv [--json answer.json]
 
-PATH is a folder (searched recursively; every non-hidden file counts as an input), a CSV
-with an image column (paths relative to the CSV; optional caption column), or a data set
-the study's loader reads (saved folder or hub id; --split picks the split). Every input
+PATH is a folder of images (searched recursively; every non-hidden file counts as an input),
+a CSV with an image column (paths relative to the CSV; optional caption column), or a data
+set the study's loader reads (a saved or parquet folder, or a hub id; --split picks the split). Every input
 gets one output row with a status; unreadable files get a one-line reason, also written to
 <out>.errors.csv. A missing caption is allowed (empty text) and counted.
 """
@@ -49,7 +49,9 @@ def _captions_by_path(csv: Path) -> dict[str, str]:
 
 def inputs_from(path: Path, split: str | None) -> tuple[datasets.Dataset, list[str]]:
     """The inputs as a data set of the study's schema, and a display name for each."""
-    if path.is_dir() and not any(path.glob("*.json")) and not any(path.glob("*.csv")):
+    saved = path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
+                               or any(path.rglob("*.parquet")))
+    if path.is_dir() and not saved:
         files = list_files(path)
         if not files:
             raise FileNotFoundError(f"no files under {path}")

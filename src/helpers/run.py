@@ -30,9 +30,16 @@ def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
 
 
 def render_html(notebook: Path) -> Path:
+    """The reading copy: code and stderr (progress bars, warnings) left out; the executed
+    notebook beside it keeps everything."""
+    import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(exclude_input=True).from_filename(str(notebook))
+    node = nbformat.read(notebook, as_version=4)
+    for cell in node.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
+    body, _ = HTMLExporter(exclude_input=True).from_notebook_node(node)
     out = notebook.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
@@ -47,7 +54,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, 
     stage = {"notebook": notebook.stem, "ipynb": output.name, "html": output.with_suffix(".html").name}
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
-                                   execution_timeout=timeout, cwd=str(root), progress_bar=False)
+                                   execution_timeout=timeout, cwd=str(root), progress_bar=True)
         stage["status"] = "ok"
     except PapermillExecutionError as error:
         stage.update(status="failed", error=f"{error.ename}: {error.evalue}", cell=error.exec_count)
@@ -62,6 +69,8 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     cfg = load_config(profile_path)
     out_dir = root / cfg.reports
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not only:  # a full run starts a fresh metrics file; a partial one updates what is there
+        (out_dir / "metrics.json").unlink(missing_ok=True)
     record = {**provenance(cfg), "profile_file": str(profile_path), "stages": []}
     started = time.perf_counter()
     for notebook in notebooks(root / "notebooks", only):

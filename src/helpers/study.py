@@ -94,6 +94,22 @@ def pseudo_round(cfg: Config, splits, caches: dict, model):
     return train_plus, val_plus, stats, predictions
 
 
+def final_model(cfg: Config):
+    """The study's final model (after pseudo-labels when that stage ran), its tokenizer and stage name."""
+    from .model import load_detector
+
+    stage = "after" if (model_dir(cfg, "after") / "config.json").is_file() else "before"
+    model, tokenizer = load_detector(model_dir(cfg, stage), device())
+    return model, tokenizer, stage
+
+
+def evaluation_split(splits) -> str:
+    """Where the analyses score: the labelled test split, else validation."""
+    from .data import is_labelled
+
+    return "test" if "test" in splits and is_labelled(splits["test"]) else "validation"
+
+
 def export_samples(split, folder: Path, per_class: int = 2) -> Path:
     """A few images of each class written out as ordinary files, to try the prediction command on."""
     import datasets
@@ -135,6 +151,7 @@ def recorded(cfg: Config, section: str):
 
 
 def _plain(value):
+    """JSON for numpy scalars and arrays; anything else as text."""
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from .cache import CachedSplit, collate
+from .cache import CachedSplit, collate, with_text_features
 from .inference import decode
 from .metrics import all_metrics
 
@@ -77,6 +77,8 @@ def train(cfg, model, train_data: CachedSplit, val_data: CachedSplit, out_dir: s
     Checkpoints stay under out_dir (the latest, plus the best while it differs)."""
     set_seed(cfg.seed)
     out_dir = Path(out_dir)
+    if model.config.freeze_text and model.config.modality != "image":
+        train_data, val_data = (with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data))
     steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     trainer = Trainer(model=model, args=training_arguments(cfg, out_dir, steps_per_epoch), train_dataset=train_data,
                       eval_dataset=val_data, data_collator=collate, compute_metrics=compute_metrics,

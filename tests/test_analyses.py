@@ -1,0 +1,93 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers import analysis, calibration, perturb
+from helpers.cache import CachedSplit
+
+
+def _image(w=40, h=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def test_perturbations_leave_the_image_alone_at_their_first_level():
+    image = _image()
+    for name, levels in perturb.LEVELS.items():
+        if name == "jpeg_quality":
+            continue  # re-encoding at 100 is still a (near-lossless) change
+        out = perturb.PERTURBATIONS[name](image, levels[0])
+        assert np.array_equal(np.asarray(out), np.asarray(image)), name
+
+
+def test_perturbations_do_what_they_say():
+    image = _image(80, 60)
+    assert perturb.downscale(image, 0.5).size == (40, 30)
+    assert perturb.centre_crop(image, 0.5).size == (40, 30)
+    assert np.array_equal(np.asarray(perturb.centre_crop(image, 0.5)), np.asarray(image)[15:45, 20:60])
+    blurred = np.asarray(perturb.blur(image, 2.0), float)
+    assert blurred.std() < np.asarray(image, float).std() / 2
+    low, high = perturb.jpeg(image, 30), perturb.jpeg(image, 100)
+    error = lambda im: np.abs(np.asarray(im, float) - np.asarray(image, float)).mean()  # noqa: E731
+    assert low.size == image.size and error(low) > error(high)
+
+
+def test_ece_matches_a_hand_computation():
+    prob = np.array([0.05, 0.15, 0.12, 0.85, 0.95, 0.91, 0.55, 0.45])
+    label = np.array([0, 0, 1, 1, 1, 0, 1, 0])
+    # bins: [0,.1): {0.05}->acc 0; [.1,.2): {0.15, 0.12}->acc .5; [.4,.5): {0.45}->0; [.5,.6): {0.55}->1;
+    # [.8,.9): {0.85}->1; [.9,1]: {0.95, 0.91}->.5
+    expected = (1 * abs(0.05 - 0) + 2 * abs(0.135 - 0.5) + 1 * abs(0.45 - 0) + 1 * abs(0.55 - 1)
+                + 1 * abs(0.85 - 1) + 2 * abs(0.93 - 0.5)) / 8
+    assert np.isclose(calibration.ece(prob, label), expected)
+    assert calibration.ece(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    assert np.isclose(calibration.fit_temperature(3.0 * true_logits, labels), 3.0, rtol=0.05)
+
+
+def test_best_threshold_beats_or_equals_one_half():
+    prob = np.array([0.3, 0.35, 0.4, 0.45, 0.6, 0.1])
+    label = np.array([1, 1, 1, 1, 1, 0])
+    threshold, f1 = calibration.best_threshold(prob, label)
+    assert threshold == 0.3 and np.isclose(f1, 1.0)
+
+
+def _cached(labels_b):
+    n = len(labels_b)
+    labels_b = np.asarray(labels_b)
+    return CachedSplit(np.zeros((n, 3, 2, 2), np.uint8), np.zeros((n, 3), np.int32), np.ones(n, np.int32),
+                       (labels_b != 0).astype(np.int64), labels_b.astype(np.int64), np.arange(n))
+
+
+def test_leave_one_generator_out_split():
+    cached = _cached([0, 1, 2, 3, 4, 5] * 3)
+    held = analysis.without_generator(cached, 3)
+    assert 3 not in held.label_b and len(held) == 15 and set(held.label_b) == {0, 1, 2, 4, 5}
+    only = analysis.only_generator(cached, 3)
+    assert only.rows.tolist() == [3, 9, 15]
+
+
+def test_conclusions_follow_the_numbers():
+    table = pd.DataFrame({"f1_a": [0.909, 0.99, 0.995], "f1_b_weighted": [0.05, 0.9, 0.91]}, index=["text", "image", "both"])
+    assert "as it should be" in analysis.ablation_conclusion(table)
+    leaky = table.assign(f1_b_weighted=[0.7, 0.9, 0.91])
+    assert "leak" in analysis.ablation_conclusion(leaky)
+    curves = pd.DataFrame({"perturbation": ["jpeg_quality"] * 3 + ["blur_sigma"] * 2, "level": [100, 50, 30, 0.0, 2.0],
+                           "f1_a": [0.99, 0.9, 0.7, 0.99, 0.98], "f1_b_weighted": [0.9, 0.6, 0.4, 0.9, 0.88]})
+    text = analysis.robustness_conclusion(curves)
+    assert "fragile" in text and "jpeg quality 30: F1-A 99.0 → 70.0" in text
+
+
+def test_unseen_conclusion_refuses_to_read_recall_when_real_photos_are_not_recognised():
+    table = pd.DataFrame({"recall_held_out": [1.0, 0.99], "recall_seen": [1.0, 1.0], "real_specificity": [0.02, 0.0]},
+                         index=["SD 2.1", "SDXL"])
+    assert "says little" in analysis.unseen_conclusion(table)
+    table["real_specificity"] = 0.97
+    table["recall_held_out"] = [0.5, 0.6]
+    assert "does not transfer" in analysis.unseen_conclusion(table)
