@@ -103,3 +103,15 @@ def test_synthetic_traces_formats_and_sizes(smoke_splits):
     assert all(img.width != img.height for img in by_class[0])  # real photos are never square
     assert all(img.width == img.height for c in range(1, 6) for img in by_class[c])
     assert np.std(np.asarray(by_class[1][0], float)) > 5  # not flat colour
+
+
+def test_image_metadata_reads_headers_and_samples_rows(smoke_splits):
+    from helpers.explore import image_metadata
+
+    train = smoke_splits["train"]
+    meta = image_metadata(train)
+    assert len(meta) == len(train) and (meta["format"][meta["Label_B"] == 0] == "JPEG").all()
+    assert (meta["jpeg_quality"][meta["Label_B"] == 0].between(60, 100)).all()
+    sample = image_metadata(train, max_rows=10, seed=1)
+    assert len(sample) == 10 and sample["row"].is_unique
+    assert (sample["Label_B"].to_numpy() == np.asarray(train["Label_B"])[sample["row"]]).all()

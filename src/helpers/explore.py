@@ -42,14 +42,18 @@ def _jpeg_quality(image) -> float:
     return float(np.clip(round(quality), 1, 100))
 
 
-def image_metadata(split, max_rows: int | None = None) -> pd.DataFrame:
-    """One row per image: width, height, aspect, format, file size, JPEG quality, labels, caption length."""
+def image_metadata(split, max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """One row per image: width, height, aspect, format, file size, JPEG quality, labels, caption length.
+    With max_rows, a random sample of that many rows (the frame says which: column 'row')."""
     import datasets
 
     split = split.cast_column("Image", datasets.Image(decode=False))
+    rows = np.arange(len(split))
     if max_rows is not None and len(split) > max_rows:
-        split = split.select(range(max_rows))
+        rows = np.sort(np.random.default_rng(seed).choice(len(split), size=max_rows, replace=False))
+        split = split.select(rows)
     frame = pd.DataFrame([_header(cell) for cell in split["Image"]])
+    frame.insert(0, "row", rows)
     frame["aspect"] = frame["width"] / frame["height"]
     frame["Label_A"] = split["Label_A"]
     frame["Label_B"] = split["Label_B"]
