@@ -33,7 +33,7 @@ from helpers.config import load_config  # noqa: E402
 from helpers.data import FEATURES  # noqa: E402
 from helpers.inference import autocast_for, pick_device  # noqa: E402
 from helpers.model import build_model  # noqa: E402
-from helpers.synthetic import _rows_parallel, make_captions  # noqa: E402
+from helpers.synthetic import make_captions, make_rows_parallel  # noqa: E402
 from helpers.training import training_arguments  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
@@ -43,7 +43,7 @@ def synthetic_split(rows: int, image_side: int, seed: int = 0):
     import datasets
 
     captions = make_captions(max(1, rows // 6), seed)
-    return datasets.Dataset.from_dict(_rows_parallel(captions, image_side, seed, True, "benchmark images"), features=FEATURES)
+    return datasets.Dataset.from_dict(make_rows_parallel(captions, image_side, seed, True, "benchmark images"), features=FEATURES)
 
 
 class PaperStyle(torch.utils.data.Dataset):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from conftest import png_bytes
-from helpers.data import DataError, load_source, split_by_caption, study_splits, wide_to_long, WIDE_IMAGE_COLUMNS
+from helpers.data import DataError, load_source, split_by_caption, wide_to_long, WIDE_IMAGE_COLUMNS
 from helpers.labels import UNLABELLED
 
 
@@ -44,7 +44,6 @@ def test_split_by_caption_has_no_caption_on_both_sides():
 def _long(tmp_path, **columns):
     n = len(next(iter(columns.values())))
     rows = {"Image": [{"bytes": png_bytes(), "path": None}] * n, **columns}
-    features = {"Image": datasets.Image()}
     ds = datasets.Dataset.from_dict(rows).cast_column("Image", datasets.Image())
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "long"))
     return str(tmp_path / "long")

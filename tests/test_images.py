@@ -184,3 +184,15 @@ def test_predict_reads_a_csv_with_captions_and_counts_missing_ones(tmp_path, tra
         tmp_path / "list.csv", index=False)
     frame = run(str(trained_dir), str(tmp_path / "list.csv"), str(tmp_path / "p.csv"))
     assert frame["status"].tolist() == ["ok"] * 3 and frame["caption_missing"].tolist() == [False, True, False]
+
+
+def test_predict_folder_with_a_captions_file(tmp_path, trained_dir):
+    from helpers.predict import run
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        _photo(seed=i).save(folder / f"{i}.png")
+    pd.DataFrame({"path": ["imgs/0.png"], "Prompt": ["a red bus"]}).to_csv(tmp_path / "captions.csv", index=False)
+    frame = run(str(trained_dir), str(folder), str(tmp_path / "p.csv"), captions=str(tmp_path / "captions.csv"))
+    assert frame.set_index(frame["path"].str[-5:])["caption_missing"].to_dict() == {"0.png": False, "1.png": True}

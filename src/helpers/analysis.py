@@ -15,7 +15,7 @@ from .imageio import read_image_or_reason, square_uint8
 from .inference import Predictions, predict
 from .labels import CLASS_NAMES
 from .metrics import all_metrics
-from .study import _plain
+from .study import json_default
 
 
 def quick_config(cfg, **changes):
@@ -176,6 +176,6 @@ def record_analysis(cfg, name: str, title: str, conclusion: str, figures: list[s
                 "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds"}[name]
     current.setdefault("analyses", {})[name] = {"title": title, "conclusion": conclusion, "html": f"{notebook}.html",
                                                 "figures": [f"figures/{f}.png" for f in figures],
-                                                "numbers": json.loads(json.dumps(numbers, default=_plain))}
+                                                "numbers": json.loads(json.dumps(numbers, default=json_default))}
     path.write_text(json.dumps(current, indent=2))
 

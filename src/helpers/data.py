@@ -57,15 +57,16 @@ def _is_wide(columns) -> bool:
     return set(WIDE_IMAGE_COLUMNS) <= {c.lower() for c in columns}
 
 
+def find_column(columns, target: str) -> str | None:
+    """The column that holds `target` (Caption, Image, Label_A, Label_B): its own name or an
+    alias, case-insensitively; None when there is none."""
+    lower = {c.lower(): c for c in columns}
+    return next((lower[c] for c in (target.lower(), *ALIASES[target]) if c in lower), None)
+
+
 def _rename_to_schema(split: datasets.Dataset, name: str) -> datasets.Dataset:
-    lower = {c.lower(): c for c in split.column_names}
-    renames = {}
-    for target, aliases in ALIASES.items():
-        for candidate in (target.lower(), *aliases):
-            if candidate in lower:
-                if lower[candidate] != target:
-                    renames[lower[candidate]] = target
-                break
+    found = {target: find_column(split.column_names, target) for target in ALIASES}
+    renames = {column: target for target, column in found.items() if column is not None and column != target}
     split = split.rename_columns(renames) if renames else split
     if "Image" not in split.column_names:
         raise DataError(f"split '{name}' has no image column (looked for Image, {', '.join(ALIASES['Image'])}); "
@@ -119,8 +120,7 @@ def validate_labels(split: datasets.Dataset, name: str) -> None:
 
 def _from_csv(csv_path: Path) -> datasets.Dataset:
     frame = pd.read_csv(csv_path, keep_default_na=False)
-    lower = {c.lower(): c for c in frame.columns}
-    image_column = next((lower[a] for a in ("image", *ALIASES["Image"]) if a in lower), None)
+    image_column = find_column(frame.columns, "Image")
     if image_column is None:
         raise DataError(f"{csv_path} has no image column (one of image, {', '.join(ALIASES['Image'])}); "
                         f"its columns are {list(frame.columns)}")
@@ -128,7 +128,7 @@ def _from_csv(csv_path: Path) -> datasets.Dataset:
     empty = [i for i, p in enumerate(frame[image_column]) if not p]
     if empty:
         raise DataError(f"{csv_path} row {empty[0]}: empty image path ({len(empty)} such rows)")
-    if not any(a in lower for a in ("caption", *ALIASES["Caption"])):
+    if find_column(frame.columns, "Caption") is None:
         frame["Caption"] = ""
     frame = frame.rename(columns={image_column: "Image"})
     dataset = datasets.Dataset.from_pandas(frame, preserve_index=False)
@@ -183,30 +183,33 @@ def ensure_synthetic(cache_root: str | Path, captions: dict[str, int], image_siz
 
 
 
+def caption_mask(captions, count: int, seed: int) -> np.ndarray:
+    """True on the rows of `count` distinct captions drawn at random: every split of this study
+    keeps a caption's rows together, since a caption appears under all six classes."""
+    captions = np.asarray(captions, dtype=object)
+    drawn = set(np.random.default_rng(seed).choice(np.unique(captions), size=count, replace=False))
+    return np.array([c in drawn for c in captions], dtype=bool)
+
+
 def split_by_caption(split: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(rest, held_out): held_out gets about `fraction` of the captions, with all their rows;
     no caption lands on both sides (a row-level split would leak the caption's other images)."""
-    captions = np.asarray(split["Caption"], dtype=object)
-    unique = np.unique(captions)
-    if len(unique) < 2:
+    captions = split["Caption"]
+    n_unique = len(set(captions))
+    if n_unique < 2:
         raise DataError("cannot split by caption: the split has fewer than two distinct captions")
-    rng = np.random.default_rng(seed)
-    n_held = min(len(unique) - 1, max(1, round(fraction * len(unique))))
-    held_captions = set(rng.choice(unique, size=n_held, replace=False))
-    held = np.array([c in held_captions for c in captions])
+    held = caption_mask(captions, min(n_unique - 1, max(1, round(fraction * n_unique))), seed)
     return split.select(np.flatnonzero(~held)), split.select(np.flatnonzero(held))
 
 
 def limit_captions(split: datasets.Dataset, max_captions: int, seed: int) -> datasets.Dataset:
     """The rows of at most max_captions captions (0 keeps all); an explicit, logged subsample."""
-    if max_captions <= 0:
+    captions = split["Caption"]
+    n_unique = len(set(captions))
+    if max_captions <= 0 or n_unique <= max_captions:
         return split
-    captions = np.asarray(split["Caption"], dtype=object)
-    unique = np.unique(captions)
-    if len(unique) <= max_captions:
-        return split
-    keep = set(np.random.default_rng(seed).choice(unique, size=max_captions, replace=False))
-    return split.select([i for i, c in enumerate(captions) if c in keep])
+    print(f"max_captions_per_split: keeping {max_captions} of {n_unique} captions")
+    return split.select(np.flatnonzero(caption_mask(captions, max_captions, seed)))
 
 
 def is_labelled(split: datasets.Dataset) -> bool:

@@ -66,6 +66,12 @@ def _sub_config(values: dict) -> PretrainedConfig:
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
 
+def _pixel_affine(config: DetectorConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / 255 - mean) / std == x * scale + shift, per channel."""
+    std = torch.tensor(config.image_std).view(1, 3, 1, 1)
+    return 1.0 / (255.0 * std), -torch.tensor(config.image_mean).view(1, 3, 1, 1) / std
+
+
 def _attention(config: PretrainedConfig) -> dict:
     """PyTorch's fused attention (SDPA) wherever the architecture supports it."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
@@ -105,10 +111,10 @@ class DualEncoderDetector(PreTrainedModel):
         self.fusion = nn.Sequential(nn.Linear(fused_in, config.fusion_dim), nn.ReLU(), nn.Dropout(config.dropout))
         self.head_a = nn.Linear(config.fusion_dim, 1)
         self.head_b = nn.Linear(config.fusion_dim, len(config.class_names))
-        # (x / 255 - mean) / std == x * scale + shift; kept as buffers so they travel with the weights.
-        std = torch.tensor(config.image_std).view(1, 3, 1, 1)
-        self.register_buffer("pixel_scale", 1.0 / (255.0 * std))
-        self.register_buffer("pixel_shift", -torch.tensor(config.image_mean).view(1, 3, 1, 1) / std)
+        # Kept as buffers so that they travel with the weights.
+        scale, shift = _pixel_affine(config)
+        self.register_buffer("pixel_scale", scale)
+        self.register_buffer("pixel_shift", shift)
         self.post_init()
 
     def _init_weights(self, module):
@@ -116,9 +122,9 @@ class DualEncoderDetector(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
         elif module is self:
-            std = torch.tensor(self.config.image_std).view(1, 3, 1, 1)
-            self.pixel_scale.copy_(1.0 / (255.0 * std))
-            self.pixel_shift.copy_(-torch.tensor(self.config.image_mean).view(1, 3, 1, 1) / std)
+            scale, shift = _pixel_affine(self.config)
+            self.pixel_scale.copy_(scale)
+            self.pixel_shift.copy_(shift)
 
     def normalise(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.dtype == torch.uint8:
@@ -211,10 +217,14 @@ def _vision_config(cfg) -> PretrainedConfig:
     return vision_config
 
 
+def _tokenizer(cfg):
+    return AutoTokenizer.from_pretrained(resolve_encoder(cfg.tokenizer or cfg.text_encoder))
+
+
 def preprocessing(cfg) -> tuple[object, int]:
     """The tokenizer and the image side a config's model will use, without building the model."""
     image_size, _, _ = _image_settings(cfg, _vision_config(cfg))
-    return AutoTokenizer.from_pretrained(resolve_encoder(cfg.tokenizer or cfg.text_encoder)), image_size
+    return _tokenizer(cfg), image_size
 
 
 def build_model(cfg) -> tuple[DualEncoderDetector, object]:
@@ -232,21 +242,18 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
     if cfg.text_init == "pretrained":
         model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))
     if cfg.vision_init == "pretrained":
-        model.vision_encoder = _pretrained_vision(cfg.vision_encoder)
+        model.vision_encoder = _pretrained_vision(cfg.vision_encoder, vision_config)
     for module, frozen in ((model.text_encoder, cfg.freeze_text), (model.vision_encoder, cfg.freeze_vision)):
         module.requires_grad_(not frozen)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cfg.tokenizer or cfg.text_encoder))
-    return model, tokenizer
+    return model, _tokenizer(cfg)
 
 
-def _pretrained_vision(name: str):
+def _pretrained_vision(name: str, vision_config: PretrainedConfig):
+    """The vision tower's weights; CLIPVisionModel also reads a full CLIP checkpoint's vision half."""
     from transformers import CLIPVisionModel
 
-    path = resolve_encoder(name)
-    config = AutoConfig.from_pretrained(path)
-    if config.model_type == "clip":
-        return CLIPVisionModel.from_pretrained(path, **_attention(config.vision_config))
-    return AutoModel.from_pretrained(path, **_attention(config))
+    loader = CLIPVisionModel if vision_config.model_type == "clip_vision_model" else AutoModel
+    return loader.from_pretrained(resolve_encoder(name), **_attention(vision_config))
 
 
 def save_detector(model: DualEncoderDetector, tokenizer, out_dir: str | Path, metadata: dict | None = None) -> Path:

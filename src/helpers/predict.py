@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import build_cache
-from .data import FEATURES, load_source
+from .data import FEATURES, find_column, load_source
 from .imageio import list_files
 from .inference import pick_device, predict
 from .labels import CLASS_NAMES
@@ -41,10 +41,10 @@ def check_label_set(class_names: list[str]) -> None:
 
 def _captions_by_path(csv: Path) -> dict[str, str]:
     frame = pd.read_csv(csv, keep_default_na=False)
-    lower = {c.lower(): c for c in frame.columns}
-    if "image" not in lower or "caption" not in lower:
-        raise ValueError(f"{csv} needs columns 'image' and 'caption'; it has {list(frame.columns)}")
-    return {str((csv.parent / p).resolve()): c for p, c in zip(frame[lower["image"]], frame[lower["caption"]])}
+    image, caption = find_column(frame.columns, "Image"), find_column(frame.columns, "Caption")
+    if image is None or caption is None:
+        raise ValueError(f"{csv} needs an image and a caption column; it has {list(frame.columns)}")
+    return {str((csv.parent / p).resolve()): c for p, c in zip(frame[image], frame[caption])}
 
 
 def inputs_from(path: Path, split: str | None) -> tuple[datasets.Dataset, list[str]]:

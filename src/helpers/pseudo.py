@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import CachedSplit
+from .data import caption_mask
 from .inference import Predictions
 from .labels import CLASS_NAMES
 
@@ -29,13 +30,9 @@ def split_selected(selected: np.ndarray, captions: np.ndarray, train_fraction: f
     """(train, val) indices, about train_fraction of the captions in train; a caption's rows
     stay on one side, as in every other split of this study."""
     captions = np.asarray(captions, dtype=object)[selected]
-    unique = np.unique(captions)
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(unique)
-    n_train = int(round(train_fraction * len(unique)))
-    train_captions = set(shuffled[:n_train])
-    in_train = np.array([c in train_captions for c in captions], dtype=bool)
-    return selected[in_train], selected[~in_train]
+    n_unique = len(set(captions))
+    in_val = caption_mask(captions, n_unique - int(round(train_fraction * n_unique)), seed)
+    return selected[~in_val], selected[in_val]
 
 
 def augment(train: CachedSplit, val: CachedSplit, pool: CachedSplit, predictions: Predictions, captions: np.ndarray,

@@ -11,7 +11,7 @@ import torch
 
 from . import cache as cache_mod
 from .config import Config, from_notebook
-from .data import study_splits
+from .data import study_splits  # noqa: F401 (the notebooks call study.study_splits)
 from .provenance import provenance
 
 
@@ -138,7 +138,7 @@ def record(cfg: Config, section: str, values) -> Path:
     path = cfg.run_dir / "record.json"
     current = json.loads(path.read_text()) if path.is_file() else {}
     current[section] = values
-    path.write_text(json.dumps(current, indent=2, default=_plain))
+    path.write_text(json.dumps(current, indent=2, default=json_default))
     return path
 
 
@@ -150,7 +150,7 @@ def recorded(cfg: Config, section: str):
     return current[section]
 
 
-def _plain(value):
+def json_default(value):
     """JSON for numpy scalars and arrays; anything else as text."""
     if isinstance(value, (np.integer,)):
         return int(value)

@@ -145,7 +145,7 @@ def make_rows(captions: list[str], image_size: int, seed: int, labelled: bool = 
     return rows
 
 
-def _rows_parallel(captions: list[str], image_size: int, seed: int, labelled: bool, desc: str) -> dict[str, list]:
+def make_rows_parallel(captions: list[str], image_size: int, seed: int, labelled: bool, desc: str) -> dict[str, list]:
     """make_rows over chunks of captions in worker processes (rendering is CPU-bound numpy/PIL)."""
     import os
     from concurrent.futures import ProcessPoolExecutor
@@ -173,7 +173,7 @@ def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], ima
     all_captions = make_captions(sum(captions_per_split.values()), seed)
     splits, start = {}, 0
     for name, count in captions_per_split.items():
-        rows = _rows_parallel(all_captions[start:start + count], image_size, seed, name not in unlabelled_splits,
+        rows = make_rows_parallel(all_captions[start:start + count], image_size, seed, name not in unlabelled_splits,
                               f"synthetic {name}")
         splits[name] = datasets.Dataset.from_dict(rows, features=FEATURES)
         start += count
