@@ -127,7 +127,7 @@ def trainer_samples_per_second(cfg, model, cached, steps, warmup) -> float:
                 marks[state.global_step] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
-        args = training_arguments(cfg, Path(out), steps_per_epoch=steps)
+        args = training_arguments(cfg, Path(out))
         args = dataclasses.replace(args, max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
                                    load_best_model_at_end=False, logging_strategy="no", disable_tqdm=True)
         Trainer(model=model, args=args, train_dataset=cached, data_collator=cache_mod.collate,

@@ -2,7 +2,7 @@ import numpy as np
 
 from helpers.cache import CachedSplit
 from helpers.inference import decode
-from helpers.pseudo import augment, select_confident, selection_summary, split_selected
+from helpers.pseudo import augment, load_selection, save_selection, select, select_confident, selection_summary, split_selected
 
 
 def _cached(n, label=-1, offset=0):
@@ -36,7 +36,18 @@ def test_augment_adds_pseudo_labelled_rows_to_both_sides():
     prob_ai = np.r_[np.full(6, 0.99), np.full(6, 0.5)]
     probs_b = np.tile([0, 0, 0, 1.0, 0, 0], (12, 1))
     captions = np.repeat(["a", "b", "c", "d", "e", "f"], 2)
-    new_train, new_val, stats = augment(train, val, pool, decode(prob_ai, probs_b), captions, 0.8, 0.8, seed=0)
+    selection = select(decode(prob_ai, probs_b), captions, 0.8, 0.8, seed=0)
+    new_train, new_val, stats = augment(train, val, pool, selection)
     assert stats["selected"] == 6 and stats["to_train"] + stats["to_validation"] == 6
     assert len(new_train) == 10 + stats["to_train"] and len(new_val) == 4 + stats["to_validation"]
     assert (new_train.label_b[10:] == 3).all() and (new_train.pixels[10:] == 100).all()
+
+
+def test_a_saved_selection_is_applied_only_to_its_own_pool(tmp_path):
+    pool, other = _cached(12, offset=100), _cached(12, offset=7)
+    preds = decode(np.full(12, 0.99), np.tile([0, 0, 0, 1.0, 0, 0], (12, 1)))
+    selection = select(preds, np.repeat(list("abcdef"), 2), 0.8, 0.8, seed=0)
+    path = save_selection(tmp_path / "pseudo.npz", selection, pool)
+    loaded = load_selection(path, pool)
+    assert loaded.to_train.tolist() == selection.to_train.tolist() and loaded.stats == selection.stats
+    assert load_selection(path, other) is None

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from helpers.config import ANALYSES, field_names
+from helpers.config import ANALYSES
 from helpers.run import main, run_study
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -23,12 +23,20 @@ def _parameters(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_parameters_match_every_profile(notebook):
-    params = _parameters(notebook)
-    assert set(params) == set(field_names())
-    for profile in (ROOT / "params").glob("*.yaml"):
-        assert set(yaml.safe_load(profile.read_text())) == set(params), profile.name
-    assert params == yaml.safe_load((ROOT / "params" / "demo.yaml").read_text())  # defaults are the demo's
+def test_notebook_parameters_name_the_run_and_nothing_more(notebook):
+    assert _parameters(notebook) == {"profile": "demo", "overrides": {}}
+
+
+def test_setup_reads_the_profile_file_and_applies_overrides(tmp_path, monkeypatch):
+    from helpers import study
+    from helpers.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    cfg = study.setup({"profile": "smoke", "overrides": {"epochs": 5, "work_dir": str(tmp_path / "runs"),
+                                                        "report_dir": str(tmp_path / "reports")}})
+    assert cfg.profile == "smoke" and cfg.epochs == 5 and cfg.learning_rate == 1e-3
+    with pytest.raises(ConfigError, match="epochs"):
+        study.setup({"profile": "smoke", "overrides": {"epochs": "five"}})
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

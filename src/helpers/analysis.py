@@ -44,13 +44,7 @@ def evaluate(model, cached: CachedSplit, cfg, desc: str = "evaluate") -> tuple[d
     return scores(cached, preds), preds
 
 
-def source_cells(split, cached: CachedSplit) -> list:
-    """The encoded source images (bytes or paths) of the cached rows, in cache order; decoded on
-    use, so a large evaluation split is not held in memory as pixels."""
-    import datasets
-
-    column = split.cast_column("Image", datasets.Image(decode=False))["Image"]
-    return [column[int(row)] for row in cached.rows]
+VIEW_CHUNK_ROWS = 1024
 
 
 def _view(cell, transform, size: int) -> np.ndarray:
@@ -60,13 +54,29 @@ def _view(cell, transform, size: int) -> np.ndarray:
     return square_uint8(transform(image), size)
 
 
-def transformed(cached: CachedSplit, cells: list, transform, size: int) -> CachedSplit:
-    """The same rows and captions with pixels from transform(image), preprocessed as usual."""
+def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, desc: str) -> tuple[dict, Predictions]:
+    """Scores and predictions on the cached rows with their source images passed through
+    transform(image) and preprocessed as usual. The source is read, decoded and scored one chunk
+    at a time: a paper-scale evaluation split is never held in memory, encoded or decoded."""
+    import datasets
     from concurrent.futures import ThreadPoolExecutor
 
+    from tqdm.auto import tqdm
+
+    from .inference import decode
+
+    images = split.select_columns(["Image"]).cast_column("Image", datasets.Image(decode=False))
+    prob_ai, probs_b = [], []
     with ThreadPoolExecutor() as pool:
-        pixels = np.stack(list(pool.map(lambda cell: _view(cell, transform, size), cells)))
-    return cached.with_pixels(pixels)
+        for start in tqdm(range(0, len(cached), VIEW_CHUNK_ROWS), desc=desc, unit="chunk"):
+            positions = np.arange(start, min(start + VIEW_CHUNK_ROWS, len(cached)))
+            cells = images[cached.rows[positions].tolist()]["Image"]
+            pixels = np.stack(list(pool.map(lambda cell: _view(cell, transform, size), cells)))
+            part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, bf16=cfg.bf16, desc=None)
+            prob_ai.append(part.prob_ai)
+            probs_b.append(part.probs_b)
+    preds = decode(np.concatenate(prob_ai), np.concatenate(probs_b))
+    return scores(cached, preds), preds
 
 
 def task_a_accuracy_per_class(cached: CachedSplit, preds: Predictions) -> dict[str, float]:

@@ -8,7 +8,9 @@ of cached + failed rows always equals the split's rows.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -32,13 +34,103 @@ class BadImagesError(RuntimeError):
     """Raised under bad_images='error' when any row's image cannot be read."""
 
 
+class MappedPixels:
+    """A cache's pixel file, memory-mapped on first use. It pickles as its path, so a data-loader
+    worker (or a spawned process) maps the file itself instead of receiving a copy of the pixels."""
+
+    def __init__(self, path: str | Path, rows: int):
+        self.path, self.rows = str(path), rows
+        self._array = None
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self.path, mmap_mode="r")[: self.rows]
+        return self._array
+
+    def __getstate__(self):
+        return {"path": self.path, "rows": self.rows, "_array": None}
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+class PixelView:
+    """Rows of one or more pixel sources (memory-mapped caches or arrays) in a chosen order: for
+    each row, which source and which row of it. Taking a subset or joining views composes these
+    index arrays; pixels are read only when a batch asks for them, so pseudo-label augmentation
+    costs 16 bytes a row, not a copy of the images."""
+
+    def __init__(self, sources: list, source_of: np.ndarray, row_of: np.ndarray):
+        self.sources = sources
+        self.source_of = np.asarray(source_of, np.int64)
+        self.row_of = np.asarray(row_of, np.int64)
+
+    @classmethod
+    def of(cls, pixels) -> "PixelView":
+        if isinstance(pixels, PixelView):
+            return pixels
+        return cls([pixels], np.zeros(len(pixels), np.int64), np.arange(len(pixels)))
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *_array(self.sources[0]).shape[1:])
+
+    @property
+    def dtype(self):
+        return _array(self.sources[0]).dtype
+
+    def take(self, indices) -> "PixelView":
+        indices = np.asarray(indices, np.int64)
+        return PixelView(self.sources, self.source_of[indices], self.row_of[indices])
+
+    def __getitem__(self, indices) -> np.ndarray:
+        if isinstance(indices, slice):
+            indices = np.arange(len(self))[indices]
+        indices = np.atleast_1d(np.asarray(indices, np.int64))
+        out = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        source_of, row_of = self.source_of[indices], self.row_of[indices]
+        for source in np.unique(source_of):
+            where = np.flatnonzero(source_of == source)
+            where = where[np.argsort(row_of[where], kind="stable")]  # memory maps read fastest in file order
+            out[where] = _array(self.sources[source])[row_of[where]]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        array = self[np.arange(len(self))]
+        return array if dtype is None else array.astype(dtype)
+
+    @staticmethod
+    def concat(views: list) -> "PixelView":
+        views = [PixelView.of(v) for v in views]
+        offsets = np.cumsum([0] + [len(v.sources) for v in views[:-1]])
+        return PixelView([s for v in views for s in v.sources],
+                         np.concatenate([v.source_of + o for v, o in zip(views, offsets)]),
+                         np.concatenate([v.row_of for v in views]))
+
+    def describe(self) -> list:
+        """What the view reads, for fingerprints: each source's cache folder (or content hash), and the rows."""
+        names = [Path(s.path).parent.name if isinstance(s, MappedPixels)
+                 else hashlib.sha256(np.ascontiguousarray(s).tobytes()).hexdigest()[:16] for s in self.sources]
+        rows = hashlib.sha256(self.source_of.tobytes() + self.row_of.tobytes()).hexdigest()[:16]
+        return [names, rows]
+
+
+def _array(source) -> np.ndarray:
+    return source.array if isinstance(source, MappedPixels) else source
+
+
 @dataclass
 class CachedSplit(torch.utils.data.Dataset):
-    """Arrays of one split, row-aligned: pixels [N,3,S,S] uint8, input_ids [N,L] int32,
+    """Arrays of one split, row-aligned: pixels [N,3,S,S] uint8 (a PixelView over the cache file,
+    or an array), input_ids [N,L] int32,
     lengths [N] (tokens before padding), label_a/label_b [N] int64 (-1 unknown), rows [N]
     (the row of the source split each entry came from)."""
 
-    pixels: np.ndarray
+    pixels: PixelView | np.ndarray
     input_ids: np.ndarray
     lengths: np.ndarray
     label_a: np.ndarray
@@ -66,7 +158,7 @@ class CachedSplit(torch.utils.data.Dataset):
     def subset(self, indices) -> "CachedSplit":
         indices = np.asarray(indices, dtype=np.int64)
         features = None if self.text_features is None else self.text_features[indices]
-        return CachedSplit(self.pixels[indices], self.input_ids[indices], self.lengths[indices],
+        return CachedSplit(PixelView.of(self.pixels).take(indices), self.input_ids[indices], self.lengths[indices],
                            self.label_a[indices], self.label_b[indices], self.rows[indices], text_features=features)
 
     def relabelled(self, label_a: np.ndarray, label_b: np.ndarray) -> "CachedSplit":
@@ -83,13 +175,21 @@ class CachedSplit(torch.utils.data.Dataset):
         features = None
         if all(p.text_features is not None for p in parts):
             features = np.concatenate([p.text_features for p in parts])
-        return CachedSplit(np.concatenate([p.pixels for p in parts]), np.concatenate(ids),
+        return CachedSplit(PixelView.concat([p.pixels for p in parts]), np.concatenate(ids),
                            *(np.concatenate([getattr(p, k) for p in parts]) for k in ("lengths", "label_a", "label_b", "rows")),
                            text_features=features)
 
     @property
     def n_failed(self) -> int:
         return 0 if self.failures is None else len(self.failures)
+
+    def fingerprint(self) -> str:
+        """Identifies the rows, their sources and labels: a checkpoint trained on other data
+        (another cache, other pseudo-labels) has another fingerprint."""
+        digest = hashlib.sha256(json.dumps(PixelView.of(self.pixels).describe()).encode())
+        for array in (self.input_ids, self.lengths, self.label_a, self.label_b, self.rows):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def collate(batch) -> dict[str, torch.Tensor]:
@@ -150,11 +250,33 @@ def _describe(cell) -> str:
 def build_cache(split, name: str, cache_root: str | Path, image_size: int, tokenizer, max_length: int,
                 bad_images: str = "skip", workers: int | None = None) -> CachedSplit:
     """The cache for one split (built once, then reused). See the module docstring."""
-    import datasets
-
     out = Path(cache_root) / f"{name}-{cache_key(split, image_size, tokenizer, max_length)}"
     if (out / "meta.json").is_file():
         return open_cache(out)
+    with _exclusive(out):
+        if (out / "meta.json").is_file():  # another process built it while this one waited
+            return open_cache(out)
+        return _build(split, name, out, image_size, tokenizer, max_length, bad_images, workers)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """One writer per cache, across independent jobs too: an OS lock on a file beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: int, bad_images: str,
+           workers: int | None) -> CachedSplit:
+    """Decode into out.tmp, then rename it to out: a killed build leaves only a .tmp folder (or a
+    folder without meta.json), which is never read and is rebuilt from scratch."""
+    import datasets
+
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -200,6 +322,7 @@ def build_cache(split, name: str, cache_root: str | Path, image_size: int, token
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    print(f"cache {name}: built {written} rows into {out}", flush=True)
     if len(failed):
         print(f"cache {name}: {len(failed)} of {n} images could not be read and are left out; "
               f"reasons in {out / 'errors.csv'}")
@@ -210,6 +333,6 @@ def open_cache(path: str | Path) -> CachedSplit:
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
     failures = pd.read_csv(path / "errors.csv", keep_default_na=False)
-    return CachedSplit(np.load(path / "pixels.npy", mmap_mode="r")[: meta["cached"]],
+    return CachedSplit(PixelView.of(MappedPixels(path / "pixels.npy", meta["cached"])),
                        np.load(path / "input_ids.npy"), np.load(path / "lengths.npy"), np.load(path / "label_a.npy"),
                        np.load(path / "label_b.npy"), np.load(path / "rows.npy"), failures)

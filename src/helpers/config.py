@@ -1,8 +1,9 @@
 """One typed configuration per profile, read from a YAML file in params/.
 
 Every key of a profile is a field here; an unknown key or a value of the wrong type is
-rejected before any work starts, naming the key. The same keys are the papermill
-parameters of every notebook, so a profile is passed whole to the study.
+rejected before any work starts, naming the key. Overrides (`--set key=value`, a notebook's
+`overrides`) are held to the same rules. Notebooks receive only the profile and the overrides,
+so the YAML file stays the one source of values.
 """
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ CHOICES = {
     "bad_images": ("skip", "error"),
     "metric_for_best": ("f1_a", "f1_a_weighted", "acc_a", "f1_b_weighted", "acc_b"),
     "modality": ("both", "text", "image"),
+    "resume": ("fresh", "auto"),
 }
+# Keys that say how or where a run executes, not what it computes: a resume or a rerun with other
+# values of these is still the same run (see identity()).
+EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "processes", "per_device_max_batch")
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds")
 
 
@@ -83,6 +88,12 @@ class Config:
     bf16: bool = True
     torch_compile: bool = False
     num_workers: int = 0
+    # batch_size is the global batch. Processes for the training stages (notebooks launch torchrun
+    # when > 1); the most rows one device takes per step before gradient accumulation (0 = no limit).
+    processes: int = 1
+    per_device_max_batch: int = 0
+    # "fresh": start every stage anew. "auto": continue a stage from its last complete checkpoint, skip a stage already finished.
+    resume: str = "fresh"
 
     # Pseudo-labelling.
     pseudo_threshold: float = 0.8
@@ -158,15 +169,33 @@ def _check_ranges(config: Config) -> None:
             raise ConfigError(f"key '{key}' must lie in (0, 1], got {getattr(config, key)}")
     if not 0.0 < config.val_fraction < 1.0:
         raise ConfigError(f"key 'val_fraction' must lie in (0, 1), got {config.val_fraction}")
-    for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length"):
+    if config.per_device_max_batch < 0:
+        raise ConfigError(f"key 'per_device_max_batch' must be 0 (no limit) or positive, got {config.per_device_max_batch}")
+    for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length", "processes"):
         if getattr(config, key) < 1:
             raise ConfigError(f"key '{key}' must be at least 1, got {getattr(config, key)}")
 
 
-def load_config(source: str | Path | dict) -> Config:
-    """A config from a YAML path or an already-parsed mapping."""
+def parse_overrides(items: list[str] | None) -> dict:
+    """`key=value` strings (from --set) as a mapping; values are read as YAML, so they get the
+    same types as in a profile file (`epochs=2` is an int, `dataset=/data/x` a string)."""
+    overrides = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=2")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({error})") from None
+    return overrides
+
+
+def load_config(source: str | Path | dict, overrides: dict | None = None) -> Config:
+    """A config from a YAML path or an already-parsed mapping, with overrides applied on top;
+    the result is validated as a whole, so an override is held to the same rules as the file."""
     if isinstance(source, dict):
-        return from_dict(source)
+        return from_dict({**source, **(overrides or {})})
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"profile file {path} does not exist; profiles live in params/*.yaml")
@@ -174,11 +203,23 @@ def load_config(source: str | Path | dict) -> Config:
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values")
     try:
-        return from_dict(values)
+        return from_dict({**values, **(overrides or {})})
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def from_notebook(namespace: dict) -> Config:
-    """The config from a notebook's globals, where papermill put the profile's keys."""
-    return from_dict({k: namespace[k] for k in field_names() if k in namespace})
+def identity(config: Config) -> dict:
+    """The values that decide what a run computes (every key but EXECUTION_KEYS)."""
+    return {k: v for k, v in config.to_dict().items() if k not in EXECUTION_KEYS}
+
+
+def identity_hash(config: Config) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(identity(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """Keys whose values differ between two identities, each as 'key: old -> new'."""
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

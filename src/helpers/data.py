@@ -97,7 +97,11 @@ def _normalise_split(split: datasets.Dataset, name: str) -> datasets.Dataset:
     extra = [c for c in split.column_names if c not in FEATURES]
     split = split.remove_columns(extra)
     split = split.cast_column("Image", datasets.Image(decode=False))
-    return split.cast(FEATURES)
+    # Column by column: a whole-table cast would rewrite every image's bytes to change two int columns.
+    for column in ("Caption", "Label_A", "Label_B"):
+        if split.features[column] != FEATURES[column]:
+            split = split.cast_column(column, FEATURES[column])
+    return split.select_columns(list(FEATURES))
 
 
 def validate_labels(split: datasets.Dataset, name: str) -> None:
@@ -217,7 +221,16 @@ def is_labelled(split: datasets.Dataset) -> bool:
 
 
 def study_splits(cfg) -> datasets.DatasetDict:
-    """train, validation, and when configured test (labelled) and unlabelled."""
+    """train, validation, and when configured test (labelled) and unlabelled. Under several
+    processes the main one prepares the data (downloads, writes the synthetic set, fills the
+    datasets cache) while the others wait, then they read what it wrote."""
+    from .distributed import main_first
+
+    with main_first():
+        return _study_splits(cfg)
+
+
+def _study_splits(cfg) -> datasets.DatasetDict:
     synthetic = {"captions": dict(cfg.synthetic_captions), "image_size": cfg.synthetic_image_size, "seed": cfg.seed}
     cache_root = cfg.run_dir.parent / "data"
     source = load_source(cfg.dataset, synthetic, cache_root)

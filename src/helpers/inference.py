@@ -50,11 +50,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @torch.inference_mode()
 def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.device | str | None = None,
-            threshold: float = 0.5, bf16: bool = True, desc: str = "predict") -> Predictions:
+            threshold: float = 0.5, bf16: bool = True, desc: str | None = "predict") -> Predictions:
+    """desc: the progress bar's label; None for no bar (when the caller shows its own)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval().to(device)
     logits_a, logits_b = [], []
-    for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch"):
+    for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch", disable=desc is None):
         batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
         inputs = {k: batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "pixel_values")}
         with autocast_for(device, bf16):

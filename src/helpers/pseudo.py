@@ -2,6 +2,10 @@
 caption, and add them to train and validation."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -35,17 +39,54 @@ def split_selected(selected: np.ndarray, captions: np.ndarray, train_fraction: f
     return selected[~in_val], selected[in_val]
 
 
-def augment(train: CachedSplit, val: CachedSplit, pool: CachedSplit, predictions: Predictions, captions: np.ndarray,
-            threshold: float, train_fraction: float, seed: int) -> tuple[CachedSplit, CachedSplit, dict]:
-    """Train and validation extended with the confident pseudo-labelled rows of the pool.
+@dataclass
+class Selection:
+    """A pseudo-label round's outcome: labels for every pool entry, and which entries go to train
+    and to validation."""
+    label_a: np.ndarray
+    label_b: np.ndarray
+    to_train: np.ndarray
+    to_validation: np.ndarray
+    stats: dict
 
-    captions: the caption of each pool entry (aligned with pool), used to keep captions whole."""
+
+def select(predictions: Predictions, captions: np.ndarray, threshold: float, train_fraction: float,
+           seed: int) -> Selection:
+    """captions: the caption of each pool entry (aligned with the pool), used to keep captions whole."""
     selected = select_confident(predictions, threshold)
-    pool_train, pool_val = split_selected(selected, captions, train_fraction, seed)
-    labelled = pool.relabelled(predictions.label_a, predictions.label_b)
-    new_train = CachedSplit.concat([train, labelled.subset(pool_train)])
-    new_val = CachedSplit.concat([val, labelled.subset(pool_val)])
-    stats = {"pool": len(pool), "selected": int(len(selected)), "to_train": int(len(pool_train)),
-             "to_validation": int(len(pool_val)), "threshold": threshold,
+    to_train, to_val = split_selected(selected, captions, train_fraction, seed)
+    stats = {"pool": len(predictions.label_a), "selected": int(len(selected)), "to_train": int(len(to_train)),
+             "to_validation": int(len(to_val)), "threshold": threshold,
              "per_class": selection_summary(predictions, selected).to_dict(orient="records")}
-    return new_train, new_val, stats
+    return Selection(predictions.label_a, predictions.label_b, to_train, to_val, stats)
+
+
+def augment(train: CachedSplit, val: CachedSplit, pool: CachedSplit,
+            selection: Selection) -> tuple[CachedSplit, CachedSplit, dict]:
+    """Train and validation extended with the selected pseudo-labelled rows of the pool (views
+    over the caches: no pixels are copied)."""
+    labelled = pool.relabelled(selection.label_a, selection.label_b)
+    new_train = CachedSplit.concat([train, labelled.subset(selection.to_train)])
+    new_val = CachedSplit.concat([val, labelled.subset(selection.to_validation)])
+    return new_train, new_val, selection.stats
+
+
+def save_selection(path: Path, selection: Selection, pool: CachedSplit) -> Path:
+    """Written whole or not at all, with the pool's fingerprint so that it is never applied to
+    another pool."""
+    partial = path.with_name(path.name + ".tmp.npz")
+    np.savez(partial, label_a=selection.label_a, label_b=selection.label_b, to_train=selection.to_train,
+             to_validation=selection.to_validation, pool=np.array(pool.fingerprint()),
+             stats=np.array(json.dumps(selection.stats, default=int)))
+    partial.replace(path)
+    return path
+
+
+def load_selection(path: Path, pool: CachedSplit) -> Selection | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        if str(saved["pool"]) != pool.fingerprint():
+            return None
+        return Selection(saved["label_a"], saved["label_b"], saved["to_train"], saved["to_validation"],
+                         json.loads(str(saved["stats"])))

@@ -1,9 +1,15 @@
 """Run the notebook study for one profile: python -m helpers.run params/<profile>.yaml
 
-Executes notebooks/NN_*.ipynb in order with papermill (kernel python3, the profile passed
-whole as parameters, an execution timeout), into reports/<profile>/: each executed
-notebook, its HTML reading copy (code hidden), provenance.json, and index.html. A failing
-notebook stops the run with the failing cell's error; what ran is kept and indexed.
+Executes notebooks/NN_*.ipynb in order with papermill (kernel python3, an execution timeout;
+the parameters are the profile file and the overrides given with --set), into
+reports/<profile>/: each executed notebook, its HTML reading copy (code hidden),
+provenance.json, and index.html. A failing notebook stops the run with the failing cell's
+error; what ran is kept and indexed.
+
+--resume restarts at the first notebook that did not finish, keeping the ones that finished
+with the same resolved parameters (their hash is in provenance.json), and lets the training
+stages continue from their checkpoints (resume: auto). If a parameter that decides results
+changed, the study runs again from the start, fresh.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError, changed_keys, identity, identity_hash, load_config, parse_overrides
 from .provenance import provenance
 from .report import write_index
 
@@ -64,36 +70,72 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, 
     return stage
 
 
-def run_study(profile_path: str | Path, only: list[str] | None = None, root: Path | None = None) -> dict:
+def run_study(profile_path: str | Path, only: list[str] | None = None, root: Path | None = None,
+              overrides: dict | None = None, resume: bool = False) -> dict:
     root = (root or Path.cwd()).resolve()
-    cfg = load_config(profile_path)
+    overrides = dict(overrides or {})
+    cfg = load_config(profile_path, overrides)
     out_dir = root / cfg.reports
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not only:  # a full run starts a fresh metrics file; a partial one updates what is there
+    same_run, kept = _earlier_run(out_dir / "provenance.json", cfg) if resume else (False, [])
+    if same_run:
+        overrides["resume"] = "auto"
+        cfg = load_config(profile_path, overrides)
+    if not only and not kept:  # a fresh full run starts a fresh metrics file; others update what is there
         (out_dir / "metrics.json").unlink(missing_ok=True)
-    record = {**provenance(cfg), "profile_file": str(profile_path), "stages": []}
+    record = {**provenance(cfg), "params_hash": identity_hash(cfg), "profile_file": str(profile_path),
+              "overrides": overrides, "stages": kept}
+    parameters = {"profile": str(Path(profile_path).resolve()), "overrides": overrides}
     started = time.perf_counter()
+    done = {s["notebook"] for s in kept}
     for notebook in notebooks(root / "notebooks", only):
+        if notebook.stem in done:
+            print(f"[{cfg.profile}] {notebook.name}: finished in an earlier run with these parameters, kept", flush=True)
+            continue
         print(f"[{cfg.profile}] running {notebook.name} ...", flush=True)
-        stage = run_notebook(notebook, out_dir, cfg.to_dict(), cfg.notebook_timeout, root)
+        stage = run_notebook(notebook, out_dir, parameters, cfg.notebook_timeout, root)
         record["stages"].append(stage)
         print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
         if stage["status"] != "ok":
             break
     record["total_seconds"] = round(time.perf_counter() - started, 1)
-    (out_dir / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
+    partial = out_dir / "provenance.json.tmp"
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    partial.replace(out_dir / "provenance.json")
     index = write_index(out_dir, record)
     record["index"] = str(index)
     return record
+
+
+def _earlier_run(path: Path, cfg) -> tuple[bool, list[dict]]:
+    """(whether the earlier run had the same resolved parameters, the notebooks it finished in
+    order up to the first that did not). Changed parameters: (False, []), the study starts afresh."""
+    if not path.is_file():
+        return False, []
+    previous = json.loads(path.read_text())
+    if previous.get("params_hash") != identity_hash(cfg):
+        changes = changed_keys({k: v for k, v in previous.get("params", {}).items() if k in identity(cfg)}, identity(cfg))
+        print(f"[{cfg.profile}] --resume: parameters changed since the last run ({'; '.join(changes) or 'unknown'}); "
+              "running the study from the start", flush=True)
+        return False, []
+    kept = []
+    for stage in previous.get("stages", []):
+        if stage.get("status") != "ok":
+            break
+        kept.append({**stage, "kept_from_earlier_run": True})
+    return True, kept
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", help="a profile YAML, e.g. params/demo.yaml")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose names start with these (e.g. 01 04)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip notebooks that finished with the same parameters; training continues from checkpoints")
     args = parser.parse_args(argv)
     try:
-        record = run_study(args.profile, args.only)
+        record = run_study(args.profile, args.only, overrides=parse_overrides(args.set), resume=args.resume)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

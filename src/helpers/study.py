@@ -4,13 +4,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import cache as cache_mod
-from .config import Config, from_notebook
+from . import distributed, launch
+from .config import Config, load_config
 from .data import study_splits  # noqa: F401 (the notebooks call study.study_splits)
 from .provenance import provenance
 
@@ -18,18 +21,27 @@ from .provenance import provenance
 def project_root(start: Path | None = None) -> Path:
     """The folder holding pyproject.toml, so notebooks run the same from notebooks/ or the root."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
+    # Then the checkout this package was installed from (editable install), wherever the kernel starts.
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
         if (folder / "pyproject.toml").is_file() and (folder / "src" / "helpers").is_dir():
             return folder
     raise FileNotFoundError(f"no project root (pyproject.toml with src/helpers) above {here}")
 
 
+def profile_path(profile: str | Path, root: Path) -> Path:
+    """A profile name (demo) means params/<name>.yaml of the project; anything else is a path."""
+    path = Path(profile)
+    return path if path.suffix in (".yaml", ".yml") else root / "params" / f"{profile}.yaml"
+
+
 def setup(namespace: dict) -> Config:
-    """The notebook's config from its parameters; work from the project root; seeds set."""
+    """The notebook's config from its parameters (profile, overrides): the profile's YAML with
+    the overrides on top, validated whole; work from the project root; seeds set."""
     from transformers import set_seed
 
-    os.chdir(project_root())
-    cfg = from_notebook(namespace)
+    root = project_root()
+    os.chdir(root)
+    cfg = load_config(profile_path(namespace["profile"], root), namespace.get("overrides") or {})
     set_seed(cfg.seed)
     for folder in (cfg.run_dir, cfg.reports, figures_dir(cfg)):
         folder.mkdir(parents=True, exist_ok=True)
@@ -45,53 +57,126 @@ def model_dir(cfg: Config, stage: str) -> Path:
 
 
 def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> dict[str, cache_mod.CachedSplit]:
-    from accelerate import PartialState
-
     names = names or list(splits)
     root = cfg.run_dir.parent / "cache"
-    # Under torchrun the first process builds the cache while the others wait, then they read it.
-    with PartialState().main_process_first():
+    # Under several processes the first builds the cache while the others wait, then they read it.
+    with distributed.main_first():
         return {name: cache_mod.build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
                                             cfg.bad_images) for name in names}
 
 
 def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None):
     """Train a fresh model for one stage ('before' or 'after' pseudo-labels), save it, record it.
-    Returns the model, its tokenizer and the per-epoch validation metrics."""
-    import time
+    Returns the model, its tokenizer, the training loss per logging step and the per-epoch
+    validation metrics. With resume: auto, a stage already finished by the same run is loaded,
+    not trained again, and a stage cut short continues from its last complete checkpoint. With
+    processes > 1 (and not already under torchrun), training runs in a torchrun subprocess."""
+    from . import training
 
-    from accelerate import PartialState
+    current = training.run_identity(cfg, train_data, val_data, cfg.processes)
+    finished = _finished_stage(cfg, stage, current)
+    if finished is None and cfg.processes > 1 and not distributed.launched():
+        launch.train_stage(cfg, stage)
+        finished = _finished_stage(cfg, stage, current, required=True)
+    if finished is not None:
+        return finished
+    return _train_here(cfg, stage, train_data, val_data, extra)
 
+
+def _finished_stage(cfg: Config, stage: str, current: dict, required: bool = False):
+    """The saved model of a stage finished by this same run (resume: auto, or just trained by a
+    subprocess), as train_stage returns it; None when it must be trained."""
+    from . import training
+    from .model import load_detector
+
+    meta_path = model_dir(cfg, stage) / "training_meta.json"
+    if not required and (cfg.resume != "auto" or not meta_path.is_file()):
+        return None
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
+    meta = json.loads(meta_path.read_text())
+    recorded = dict(meta.get("run_identity") or {}, processes=current["processes"])
+    training.check_same_run(recorded, current, str(model_dir(cfg, stage)))
+    if not required:
+        print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
+    model, tokenizer = load_detector(model_dir(cfg, stage), device())
+    history = pd.DataFrame(meta["history"])
+    train_loss, eval_metrics = training.learning_curves(history)
+    summary = {k: meta[k] for k in SUMMARY_KEYS if k in meta}
+    record(cfg, f"train_{stage}", summary)
+    return model, tokenizer, train_loss, eval_metrics
+
+
+SUMMARY_KEYS = ("best_epoch", "best_metric", "seconds", "train_rows", "validation_rows", "curves", "epochs_run",
+                "resumed_from", "processes", "per_device_batch", "gradient_accumulation")
+
+
+def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | None):
     from . import training
     from .model import build_model, save_detector
 
     started = time.perf_counter()
     run_provenance = {**provenance(cfg), **(extra or {})}
     model, tokenizer = build_model(cfg)
-    model, history = training.train(cfg, model, train_data, val_data, cfg.run_dir / f"checkpoints_{stage}", run_provenance)
+    model, history = training.train(cfg, model, train_data, val_data, cfg.run_dir / f"checkpoints_{stage}",
+                                    run_provenance, resume=cfg.resume == "auto")
     train_loss, eval_metrics = training.learning_curves(history)
     best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
+    processes = distributed.world_size()
+    per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
     summary = {"best_epoch": float(best["epoch"]), "best_metric": float(best[f"eval_{cfg.metric_for_best}"]),
                "seconds": round(time.perf_counter() - started, 1), "train_rows": len(train_data),
-               "validation_rows": len(val_data), "curves": eval_metrics.to_dict(orient="records")}
-    if PartialState().is_main_process:
+               "validation_rows": len(val_data), "curves": eval_metrics.to_dict(orient="records"),
+               "epochs_run": history.attrs["epochs_run"], "resumed_from": history.attrs["resumed_from"],
+               "processes": processes, "per_device_batch": per_device, "gradient_accumulation": accumulation}
+    if distributed.is_main():
         save_detector(model, tokenizer, model_dir(cfg, stage),
-                      {**run_provenance, **summary, "history": history.to_dict(orient="records")})
+                      {**run_provenance, **summary, "run_identity": history.attrs["run_identity"],
+                       "history": history.to_dict(orient="records")})
         record(cfg, f"train_{stage}", summary)
+    distributed.barrier()
     return model, tokenizer, train_loss, eval_metrics
 
 
 def pseudo_round(cfg: Config, splits, caches: dict, model):
-    """Predict the unlabelled pool with `model`; return (train+, validation+, stats, predictions)."""
+    """Predict the unlabelled pool with `model`; return (train+, validation+, stats, predictions).
+    The selection is saved to runs/<profile>/pseudo_labels.npz, from which the 'after' stage is
+    rebuilt by another process (torchrun) or a resumed run without predicting again."""
     from . import inference, pseudo
 
     pool = caches["unlabelled"]
     predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
     captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
-    train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, predictions, captions,
-                                                 cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed)
+    selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed)
+    if distributed.is_main():
+        pseudo.save_selection(pseudo_file(cfg), selection, pool)
+    train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
     record(cfg, "pseudo", stats)
     return train_plus, val_plus, stats, predictions
+
+
+def pseudo_file(cfg: Config) -> Path:
+    return cfg.run_dir / "pseudo_labels.npz"
+
+
+def pseudo_data(cfg: Config, splits, caches: dict):
+    """(train+, validation+, stats) for the 'after' stage: from the saved selection when it was
+    made from this pool, else by a new pseudo-label round with the saved 'before' model (run by
+    the main process; the others wait and read its file)."""
+    from . import pseudo
+    from .model import load_detector
+
+    pool = caches["unlabelled"]
+    with distributed.main_first():
+        selection = pseudo.load_selection(pseudo_file(cfg), pool)
+        if selection is None and distributed.is_main():
+            base, _ = load_detector(model_dir(cfg, "before"), device())
+            pseudo_round(cfg, splits, caches, base)
+            selection = pseudo.load_selection(pseudo_file(cfg), pool)
+    if selection is None:
+        raise FileNotFoundError(f"{pseudo_file(cfg)} is missing or was made from another pool; "
+                                "run the pseudo-label round (notebook 03) first")
+    return pseudo.augment(caches["train"], caches["validation"], pool, selection)
 
 
 def final_model(cfg: Config):
@@ -134,11 +219,16 @@ def read_failures(caches: dict) -> dict[str, int]:
 
 
 def record(cfg: Config, section: str, values) -> Path:
-    """Merge values under `section` into run_dir/record.json, the hand-over between notebooks."""
+    """Merge values under `section` into run_dir/record.json, the hand-over between notebooks.
+    Only the main process writes, and it replaces the file whole (never a half-written file)."""
     path = cfg.run_dir / "record.json"
+    if not distributed.is_main():
+        return path
     current = json.loads(path.read_text()) if path.is_file() else {}
     current[section] = values
-    path.write_text(json.dumps(current, indent=2, default=json_default))
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(current, indent=2, default=json_default))
+    partial.replace(path)
     return path
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -177,5 +178,10 @@ def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], ima
                               f"synthetic {name}")
         splits[name] = datasets.Dataset.from_dict(rows, features=FEATURES)
         start += count
-    datasets.DatasetDict(splits).save_to_disk(str(out_dir))
+    # Written beside, then renamed: a killed write never passes for a finished data set.
+    partial = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(partial, ignore_errors=True)
+    datasets.DatasetDict(splits).save_to_disk(str(partial))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    partial.rename(out_dir)
     return out_dir

@@ -1,9 +1,16 @@
 """Training with the Hugging Face Trainer, as in the paper: evaluate every epoch, keep the
-best epoch by a Task-A metric, load it at the end, keep one checkpoint on disk."""
+best epoch by a Task-A metric, load it at the end, keep the latest checkpoint (and the best
+while it is another one).
+
+Checkpoints hold everything a resume needs (weights, optimizer, scheduler, RNG states, the
+trainer state with its epoch and best metric). A checkpoint counts as complete once every
+process has written its part and the main process has written provenance.json into it; a
+resume starts from the newest complete one and refuses one made by another run.
+"""
 from __future__ import annotations
 
 import json
-import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +18,17 @@ import pandas as pd
 import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from . import distributed
 from .cache import CachedSplit, collate, with_text_features
+from .config import changed_keys, identity
 from .inference import decode
 from .metrics import all_metrics
+
+MARKER = "provenance.json"
+
+
+class ResumeError(RuntimeError):
+    """A checkpoint that belongs to another run (other settings, data or process count)."""
 
 
 def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
@@ -26,31 +41,38 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return all_metrics(label_a, label_b, decoded.label_a, decoded.label_b)
 
 
-def training_arguments(cfg, out_dir: Path, steps_per_epoch: int) -> TrainingArguments:
+def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArguments:
+    """batch_size is global: split over the processes, with gradient accumulation past
+    per_device_max_batch. Warmup and logging are given as shares of the total optimizer steps,
+    which the Trainer counts in global steps, so they do not change with the process count."""
     cuda = torch.cuda.is_available()
+    per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
     return TrainingArguments(
         output_dir=str(out_dir),
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        per_device_eval_batch_size=max(1, cfg.eval_batch_size // processes),
         num_train_epochs=cfg.epochs,
-        warmup_steps=math.ceil(cfg.warmup_ratio * steps_per_epoch * cfg.epochs),
+        warmup_steps=min(cfg.warmup_ratio, 0.999),
         eval_strategy="epoch",
         save_strategy="epoch",
         save_total_limit=1,
-        save_only_model=True,
         load_best_model_at_end=True,
         metric_for_best_model=cfg.metric_for_best,
         greater_is_better=True,
         logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 4),
+        logging_steps=1 / (4 * cfg.epochs),
         label_names=["label_a", "label_b"],
         remove_unused_columns=False,
         bf16=cuda and cfg.bf16,
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         torch_compile=cfg.torch_compile,
         dataloader_num_workers=cfg.num_workers,
+        # DDP must look for parameters without gradients only when some exist: a tower switched
+        # off by the modality ablation, or BERT's pooler when another pooling is used.
+        ddp_find_unused_parameters=cfg.modality != "both" or cfg.text_pooling != "pooler",
         dataloader_pin_memory=cuda,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -60,33 +82,79 @@ def training_arguments(cfg, out_dir: Path, steps_per_epoch: int) -> TrainingArgu
 
 
 class ProvenanceCallback(TrainerCallback):
-    """Writes the run's provenance (params, git SHA, versions, seed) into every checkpoint."""
+    """Writes the run's provenance (params, git SHA, versions, seed, and the run identity that a
+    resume checks) into every checkpoint, after all processes have written theirs: the file is
+    the mark of a complete checkpoint. Also counts the epochs this process trained."""
 
     def __init__(self, provenance: dict):
         self.provenance = provenance
+        self.epochs_run = 0
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.epochs_run += 1
 
     def on_save(self, args, state, control, **kwargs):
+        distributed.barrier()
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
-            (folder / "provenance.json").write_text(json.dumps(self.provenance, indent=2, default=str))
+        if distributed.is_main() and folder.is_dir():
+            partial = folder / (MARKER + ".tmp")
+            partial.write_text(json.dumps(self.provenance, indent=2, default=str))
+            partial.replace(folder / MARKER)
+
+
+def run_identity(cfg, train_data: CachedSplit, val_data: CachedSplit, processes: int) -> dict:
+    """What a checkpoint must match to be resumed: the settings that decide the result, the
+    data (rows, sources, labels) and the process count (each process keeps its own RNG state)."""
+    return {"params": identity(cfg), "data": {"train": train_data.fingerprint(), "validation": val_data.fingerprint()},
+            "processes": processes}
+
+
+def complete_checkpoints(out_dir: Path) -> list[Path]:
+    """Checkpoints that every process finished writing, oldest first."""
+    found = [c for c in Path(out_dir).glob("checkpoint-*") if (c / MARKER).is_file() and (c / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda c: int(c.name.split("-")[-1]))
+
+
+def check_same_run(recorded: dict, current: dict, where: str) -> None:
+    if not recorded:
+        raise ResumeError(f"{where} records no run identity (made by an older version); start afresh with resume: fresh")
+    changes = changed_keys(recorded.get("params", {}), current["params"])
+    changes += [f"data '{k}' (rows, images or labels)" for k in current["data"] if recorded.get("data", {}).get(k) != current["data"][k]]
+    if recorded.get("processes") != current["processes"]:
+        changes.append(f"processes: {recorded.get('processes')} -> {current['processes']}")
+    if changes:
+        raise ResumeError(f"cannot resume from {where}: it belongs to another run. Changed: {'; '.join(changes)}. "
+                          "Resume with the settings and data it was made with, or start afresh (resume: fresh).")
 
 
 def train(cfg, model, train_data: CachedSplit, val_data: CachedSplit, out_dir: str | Path,
-          provenance: dict | None = None) -> tuple[object, pd.DataFrame]:
+          provenance: dict | None = None, resume: bool = False) -> tuple[object, pd.DataFrame]:
     """Train in place; returns the model with the best epoch's weights and the log history.
-    Checkpoints stay under out_dir (the latest, plus the best while it differs)."""
+    Checkpoints stay under out_dir (the latest, plus the best while it differs). resume=True
+    continues from the newest complete checkpoint of the same run; otherwise stale checkpoints
+    of an earlier run are removed first."""
     set_seed(cfg.seed)
     out_dir = Path(out_dir)
+    processes = distributed.world_size()
+    current = run_identity(cfg, train_data, val_data, processes)
+    checkpoint = None
+    if resume and complete_checkpoints(out_dir):
+        checkpoint = complete_checkpoints(out_dir)[-1]
+        check_same_run(json.loads((checkpoint / MARKER).read_text()).get("run_identity"), current, str(checkpoint))
+        print(f"resuming from {checkpoint}")
+    elif distributed.is_main():
+        shutil.rmtree(out_dir, ignore_errors=True)
+    distributed.barrier()
     if model.config.freeze_text and model.config.modality != "image":
         train_data, val_data = (with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data))
-    steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
-    trainer = Trainer(model=model, args=training_arguments(cfg, out_dir, steps_per_epoch), train_dataset=train_data,
-                      eval_dataset=val_data, data_collator=collate, compute_metrics=compute_metrics,
-                      callbacks=[ProvenanceCallback(provenance or {})])
-    trainer.train()
+    marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
+    trainer = Trainer(model=model, args=training_arguments(cfg, out_dir, processes), train_dataset=train_data,
+                      eval_dataset=val_data, data_collator=collate, compute_metrics=compute_metrics, callbacks=[marker])
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     history = pd.DataFrame(trainer.state.log_history)
-    history.attrs["best_checkpoint"] = trainer.state.best_model_checkpoint
-    history.attrs["best_metric"] = trainer.state.best_metric
+    history.attrs.update(best_checkpoint=trainer.state.best_model_checkpoint, best_metric=trainer.state.best_metric,
+                         epochs_run=marker.epochs_run, resumed_from=checkpoint.name if checkpoint else None,
+                         run_identity=current)
     return trainer.model, history
 
 
