@@ -46,10 +46,15 @@ def test_notebooks_are_committed_without_outputs(notebook):
 
 
 def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
+    """The whole study; its two training stages run under torchrun in two processes (processes: 2),
+    the notebooks loading what those saved (CI's `make smoke` covers the in-process path)."""
     profile = tmp_path / "smoke.yaml"
     profile.write_text(yaml.safe_dump(smoke_cfg.to_dict()))
-    record = run_study(profile, root=ROOT)
+    record = run_study(profile, root=ROOT, overrides={"processes": 2})
     assert [s["status"] for s in record["stages"]] == ["ok"] * len(NOTEBOOKS)
+    assert record["overrides"] == {"processes": 2} and record["params"]["processes"] == 2
+    trained = json.loads((smoke_cfg.run_dir / "model_after" / "training_meta.json").read_text())
+    assert trained["processes"] == 2
     reports = ROOT / smoke_cfg.reports
     for notebook in NOTEBOOKS:
         assert (reports / notebook.name).is_file() and (reports / f"{notebook.stem}.html").is_file()
@@ -70,10 +75,10 @@ def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     assert "<h3>" in index and (reports / "figures" / "cm_test_after.png").is_file()
 
 
-def _notebook(path, *sources):
+def _notebook(path, *sources, params="profile = 'x'"):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell("profile = 'x'")
+    params = nbformat.v4.new_code_cell(params)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, *(nbformat.v4.new_code_cell(s) for s in sources)]
     nbformat.write(nb, path)
@@ -99,3 +104,29 @@ def test_config_errors_stop_the_runner_before_any_work(tmp_path, capsys):
     profile.write_text("profile: bad\nepochs: many\n")
     assert main([str(profile)]) == 2
     assert "'epochs'" in capsys.readouterr().err
+
+
+def test_resume_keeps_finished_notebooks_and_reruns_from_the_start_when_parameters_change(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    log, gate = tmp_path / "ran.txt", tmp_path / "gate"
+    count = f"open({str(log)!r}, 'a').write(__NAME__ + ' ' + repr(overrides.get('resume')) + '\\n')"
+    params = "profile = 'x'\noverrides = {}"
+    _notebook(tmp_path / "notebooks" / "01_a.ipynb", count.replace("__NAME__", "'01'"), params=params)
+    _notebook(tmp_path / "notebooks" / "02_b.ipynb", count.replace("__NAME__", "'02'"),
+              f"import os\nassert os.path.exists({str(gate)!r}), 'gate closed'", params=params)
+    _notebook(tmp_path / "notebooks" / "03_c.ipynb", count.replace("__NAME__", "'03'"), params=params)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"profile": "r", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120}))
+
+    first = run_study(profile, root=tmp_path)
+    assert [s["status"] for s in first["stages"]] == ["ok", "failed"]
+    gate.touch()
+    resumed = run_study(profile, root=tmp_path, resume=True)
+    assert [(s["notebook"], s["status"], s.get("kept_from_earlier_run", False)) for s in resumed["stages"]] == [
+        ("01_a", "ok", True), ("02_b", "ok", False), ("03_c", "ok", False)]
+    # 01 ran once; the notebooks that ran on resume were told to resume their training stages.
+    assert log.read_text().splitlines() == ["01 None", "02 None", "02 'auto'", "03 'auto'"]
+
+    changed = run_study(profile, root=tmp_path, resume=True, overrides={"seed": 7})
+    assert all(not s.get("kept_from_earlier_run") for s in changed["stages"]) and len(changed["stages"]) == 3
+    assert log.read_text().splitlines()[-3:] == ["01 None", "02 None", "03 None"]

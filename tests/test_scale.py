@@ -1,0 +1,165 @@
+"""The scale path on CPU: several processes (torchrun, gloo: the code path of several GPUs), a
+killed training that resumes, and data that stays on disk."""
+import json
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT, png_bytes
+from helpers.cache import CachedSplit, PixelView, build_cache
+from helpers.distributed import BatchPlanError, batch_plan
+
+SMOKE = str(ROOT / "params" / "smoke.yaml")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _sets(work, **extra):
+    values = {"work_dir": str(work), **extra}
+    return [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
+
+
+def _train(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "helpers.train", SMOKE, *args], env=ENV, capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("batch,processes,limit,plan", [(256, 1, 0, (256, 1)), (256, 2, 0, (128, 1)),
+                                                        (256, 8, 0, (32, 1)), (256, 1, 64, (64, 4)),
+                                                        (256, 2, 48, (32, 4)), (12, 2, 5, (3, 2))])
+def test_the_global_batch_is_split_over_processes_and_micro_batches(batch, processes, limit, plan):
+    per_device, steps = batch_plan(batch, processes, limit)
+    assert (per_device, steps) == plan and per_device * steps * processes == batch
+
+
+def test_a_batch_that_does_not_divide_is_refused_with_the_nearest_choices():
+    with pytest.raises(BatchPlanError, match="batch_size 256 does not divide over 3 processes; use 255 or 258"):
+        batch_plan(256, 3)
+
+
+def _cache(tmp_path, name, n, tokenizer, shade):
+    import datasets
+
+    from helpers.data import FEATURES
+
+    split = datasets.Dataset.from_dict({"Caption": [f"{name}{i}" for i in range(n)],
+                                        "Image": [{"bytes": png_bytes((20, 20), (shade + i, 0, 0)), "path": None} for i in range(n)],
+                                        "Label_A": [1] * n, "Label_B": [2] * n}, features=FEATURES)
+    return build_cache(split, name, tmp_path, 8, tokenizer, 8)
+
+
+def test_subset_and_concat_index_the_memory_maps_instead_of_copying(tmp_path, smoke_model):
+    _, tokenizer = smoke_model
+    a, b = _cache(tmp_path, "a", 6, tokenizer, 10), _cache(tmp_path, "b", 4, tokenizer, 90)
+    joined = CachedSplit.concat([a, b.subset([3, 0])]).subset([7, 0, 6, 2])
+    assert isinstance(joined.pixels, PixelView) and all(not isinstance(s, np.ndarray) for s in joined.pixels.sources)
+    expected = np.concatenate([np.asarray(a.pixels), np.asarray(b.pixels)[[3, 0]]])[[7, 0, 6, 2]]
+    assert np.array_equal(joined.pixels[np.arange(4)], expected)
+    assert np.array_equal(joined.__getitems__([1, 0])["pixel_values"], expected[[1, 0]])
+    # A data-loader worker receives file names and row numbers, not pixels.
+    assert len(pickle.dumps(joined.pixels)) < 2000 and np.array_equal(pickle.loads(pickle.dumps(joined.pixels))[[0]], expected[:1])
+    assert joined.fingerprint() != CachedSplit.concat([a, b.subset([0, 3])]).subset([7, 0, 6, 2]).fingerprint()
+
+
+def test_a_half_written_cache_is_never_read_but_rebuilt(tmp_path, smoke_model):
+    _, tokenizer = smoke_model
+    good = _cache(tmp_path / "good", "s", 5, tokenizer, 40)
+    key = next((tmp_path / "good").glob("s-*[!k]")).name
+    broken = tmp_path / "broken"
+    (broken / f"{key}.tmp").mkdir(parents=True)  # a build killed while writing
+    (broken / f"{key}.tmp" / "pixels.npy").write_bytes(b"\0" * 100)
+    (broken / key).mkdir()  # a folder without meta.json: never complete
+    (broken / key / "pixels.npy").write_bytes(b"garbage")
+    rebuilt = _cache(broken, "s", 5, tokenizer, 40)
+    assert np.array_equal(np.asarray(rebuilt.pixels), np.asarray(good.pixels))
+    assert not (broken / f"{key}.tmp").exists() and (broken / key / "meta.json").is_file()
+
+
+def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers.train",
+           SMOKE, "--pseudo", *_sets(tmp_path)]
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400, cwd=ROOT)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for split in ("train", "validation", "unlabelled"):
+        assert len(re.findall(rf"cache {split}: built \d+ rows", output)) == 1, split
+        assert len([p for p in (tmp_path / "cache").glob(f"{split}-*") if p.is_dir()]) == 1
+    run = tmp_path / "smoke"
+    assert sorted(p.name for p in run.glob("record*")) == ["record.json"]
+    record = json.loads((run / "record.json").read_text())
+    for stage in ("before", "after"):
+        assert record[f"train_{stage}"]["processes"] == 2 and record[f"train_{stage}"]["per_device_batch"] == 8
+    assert record["pseudo"]["pool"] > 0
+    from helpers.model import load_detector
+    from helpers import study
+    from helpers.config import load_config
+    from helpers.inference import predict
+    from helpers.data import study_splits
+
+    cfg = load_config(SMOKE, {"work_dir": str(tmp_path)})
+    model, tokenizer = load_detector(run / "model_after")
+    test = study.caches_for(cfg, study_splits(cfg), tokenizer, model.config.image_size, ["test"])["test"]
+    preds = predict(model, test, 64, desc=None)
+    assert len(preds.label_b) == len(test) and np.isfinite(preds.prob_ai).all()
+
+
+def test_a_failing_process_reports_its_error_first_and_the_others_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers.train",
+           SMOKE, *_sets(tmp_path, dataset="/nowhere/data")]
+    result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("[rank ")]
+    assert ours[0].startswith("[rank 0/2] error: DataError: data source '/nowhere/data'")
+    # The other process prints one line at most (torchrun may stop it before it notices), never a traceback.
+    assert all(line.startswith("[rank 1/2] stopped: another process failed") for line in ours[1:] if "rank 1/2" in line)
+    assert "[rank1]" not in result.stderr and "SignalException" not in result.stderr
+    assert "Connection closed by peer" not in result.stderr
+
+
+def _weights(run, stage):
+    return load_file(str(run / f"model_{stage}" / "model.safetensors"))
+
+
+def test_a_killed_training_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path):
+    # Enough rows and epochs that the kill lands mid-run: 288 rows, 18 steps an epoch, 4 epochs.
+    longer = {"epochs": 4, "synthetic_captions": "{train: 48, validation: 8, test: 4, unlabelled: 4}"}
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    proc = subprocess.Popen([sys.executable, "-m", "helpers.train", SMOKE, *_sets(killed, **longer)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    checkpoints = killed / "smoke" / "checkpoints_before"
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        if any((c / "provenance.json").is_file() for c in checkpoints.glob("checkpoint-*")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the training ended before its first checkpoint could be seen"
+    assert not (killed / "smoke" / "model_before").exists()
+
+    refused = _train(*_sets(killed, **longer, learning_rate=0.002), "--resume")
+    assert refused.returncode != 0 and "learning_rate: 0.001 -> 0.002" in refused.stderr
+
+    resumed = _train(*_sets(killed, **longer), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    meta = json.loads((killed / "smoke" / "model_before" / "training_meta.json").read_text())
+    assert meta["resumed_from"] == "checkpoint-18" and meta["epochs_run"] == 3  # epoch 1 was not trained again
+    assert [c["epoch"] for c in meta["curves"]] == [1.0, 2.0, 3.0, 4.0]
+
+    assert _train(*_sets(straight, **longer)).returncode == 0
+    reference = json.loads((straight / "smoke" / "model_before" / "training_meta.json").read_text())
+    assert meta["curves"] == reference["curves"] and meta["best_epoch"] == reference["best_epoch"]
+    resumed_weights, reference_weights = _weights(killed / "smoke", "before"), _weights(straight / "smoke", "before")
+    assert all(torch.equal(resumed_weights[k], reference_weights[k]) for k in reference_weights)
+
+    again = _train(*_sets(killed, **longer), "--resume")  # a finished stage is loaded, not trained
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert json.loads((killed / "smoke" / "model_before" / "training_meta.json").read_text())["epochs_run"] == 3
