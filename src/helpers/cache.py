@@ -1,5 +1,5 @@
 """The decode cache: every image decoded, resized and centre-cropped once, every caption
-tokenised once, stored as uint8 / int32 arrays on disk (memory-mapped when read back).
+tokenised once, stored as uint8 / int32 arrays on disk; pixels are read back a batch at a time.
 
 A cache is keyed by the source split's fingerprint, the image size and the tokenizer's
 vocabulary and length, so a change to any of them builds a new one. Images that cannot be
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .imageio import read_image_or_reason, square_uint8
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CHUNK_ROWS = 512
 
 
@@ -35,28 +35,53 @@ class BadImagesError(RuntimeError):
 
 
 class MappedPixels:
-    """A cache's pixel file, memory-mapped on first use. It pickles as its path, so a data-loader
-    worker (or a spawned process) maps the file itself instead of receiving a copy of the pixels."""
+    """A cache's pixel file (raw uint8 rows), read with positioned reads: a batch costs one read per
+    run of consecutive rows and lands in a fresh array, so the process's memory holds batches,
+    not the pages of a file it has mapped. It pickles as its path, so a data-loader worker (or
+    a spawned process) opens the file itself instead of receiving a copy of the pixels."""
 
-    def __init__(self, path: str | Path, rows: int):
-        self.path, self.rows = str(path), rows
-        self._array = None
-
-    @property
-    def array(self) -> np.ndarray:
-        if self._array is None:
-            self._array = np.load(self.path, mmap_mode="r")[: self.rows]
-        return self._array
+    def __init__(self, path: str | Path, rows: int, row_shape: tuple[int, ...]):
+        self.path, self.rows, self.row_shape = str(path), rows, tuple(row_shape)
+        self.row_bytes = int(np.prod(self.row_shape))
+        self._fd = None
 
     def __getstate__(self):
-        return {"path": self.path, "rows": self.rows, "_array": None}
+        return {**self.__dict__, "_fd": None}
+
+    def __del__(self):
+        if self._fd is not None:
+            os.close(self._fd)
 
     def __len__(self) -> int:
         return self.rows
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.rows, *self.row_shape)
+
+    dtype = np.dtype(np.uint8)
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in the order given (fastest when ascending, as PixelView asks)."""
+        rows = np.asarray(rows, np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.rows):
+            raise IndexError(f"row out of range 0..{self.rows - 1} in {self.path}")
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        out = np.empty((len(rows), self.row_bytes), np.uint8)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for run in np.split(np.arange(len(rows)), breaks):
+            if len(run):
+                size = len(run) * self.row_bytes
+                data = os.pread(self._fd, size, int(rows[run[0]]) * self.row_bytes)
+                if len(data) != size:
+                    raise OSError(f"{self.path} is shorter than its {self.rows} rows: the cache is damaged; delete it")
+                out[run[0]:run[-1] + 1] = np.frombuffer(data, np.uint8).reshape(len(run), -1)
+        return out.reshape(len(rows), *self.row_shape)
+
 
 class PixelView:
-    """Rows of one or more pixel sources (memory-mapped caches or arrays) in a chosen order: for
+    """Rows of one or more pixel sources (cache files or arrays) in a chosen order: for
     each row, which source and which row of it. Taking a subset or joining views composes these
     index arrays; pixels are read only when a batch asks for them, so pseudo-label augmentation
     costs 16 bytes a row, not a copy of the images."""
@@ -77,11 +102,11 @@ class PixelView:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self), *_array(self.sources[0]).shape[1:])
+        return (len(self), *self.sources[0].shape[1:])
 
     @property
     def dtype(self):
-        return _array(self.sources[0]).dtype
+        return self.sources[0].dtype
 
     def take(self, indices) -> "PixelView":
         indices = np.asarray(indices, np.int64)
@@ -95,8 +120,8 @@ class PixelView:
         source_of, row_of = self.source_of[indices], self.row_of[indices]
         for source in np.unique(source_of):
             where = np.flatnonzero(source_of == source)
-            where = where[np.argsort(row_of[where], kind="stable")]  # memory maps read fastest in file order
-            out[where] = _array(self.sources[source])[row_of[where]]
+            where = where[np.argsort(row_of[where], kind="stable")]  # files read fastest in order
+            out[where] = self.sources[source][row_of[where]]
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -117,10 +142,6 @@ class PixelView:
                  else hashlib.sha256(np.ascontiguousarray(s).tobytes()).hexdigest()[:16] for s in self.sources]
         rows = hashlib.sha256(self.source_of.tobytes() + self.row_of.tobytes()).hexdigest()[:16]
         return [names, rows]
-
-
-def _array(source) -> np.ndarray:
-    return source.array if isinstance(source, MappedPixels) else source
 
 
 @dataclass
@@ -281,7 +302,8 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     n = len(split)
-    pixels = np.lib.format.open_memmap(tmp / "pixels.npy", mode="w+", dtype=np.uint8, shape=(max(n, 1), 3, image_size, image_size))
+    # Appended chunk by chunk with ordinary writes: the pages go to the OS cache, not this process.
+    pixels = open(tmp / "pixels.u8", "wb")
     ids, lengths, rows, failures = [], [], [], []
     split = split.cast_column("Image", datasets.Image(decode=False))
     written = 0
@@ -293,7 +315,7 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
             failures += [{"row": start + i, "image": _describe(chunk["Image"][i]), "reason": reason}
                          for i, (array, reason) in enumerate(decoded) if array is None]
             if keep:
-                pixels[written:written + len(keep)] = np.stack([decoded[i][0] for i in keep])
+                pixels.write(np.ascontiguousarray(np.stack([decoded[i][0] for i in keep]), np.uint8).tobytes())
                 encoded = tokenizer([chunk["Caption"][i] or "" for i in keep], truncation=True, max_length=max_length,
                                     padding="max_length", return_tensors="np")
                 ids.append(encoded["input_ids"].astype(np.int32))
@@ -304,11 +326,11 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     failed = pd.DataFrame(failures, columns=["row", "image", "reason"])
     if bad_images == "error" and len(failed):
         first = failed.iloc[0]
+        pixels.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise BadImagesError(f"split '{name}': {len(failed)} image(s) cannot be read; first is row {first.row} "
                              f"({first.image}): {first.reason}. Fix or remove them, or set bad_images: skip")
-    pixels.flush()
-    del pixels
+    pixels.close()
     labels = split.select_columns(["Label_A", "Label_B"])
     kept = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     np.save(tmp / "input_ids.npy", np.concatenate(ids) if ids else np.zeros((0, max_length), np.int32))
@@ -333,6 +355,7 @@ def open_cache(path: str | Path) -> CachedSplit:
     path = Path(path)
     meta = json.loads((path / "meta.json").read_text())
     failures = pd.read_csv(path / "errors.csv", keep_default_na=False)
-    return CachedSplit(PixelView.of(MappedPixels(path / "pixels.npy", meta["cached"])),
+    side = meta["image_size"]
+    return CachedSplit(PixelView.of(MappedPixels(path / "pixels.u8", meta["cached"], (3, side, side))),
                        np.load(path / "input_ids.npy"), np.load(path / "lengths.npy"), np.load(path / "label_a.npy"),
                        np.load(path / "label_b.npy"), np.load(path / "rows.npy"), failures)
