@@ -153,7 +153,9 @@ def test_predict_folder_accounts_for_every_input(tmp_path, trained_dir):
     errors = pd.read_csv(out.with_suffix(".errors.csv"))
     assert set(errors["path"].str.split("zoo/").str[1]) == {n for n, s in expected.items() if s == "failed"}
     answer = json.loads((tmp_path / "out" / "answer.json").read_text())
-    assert len(answer) == len(scored) and set(answer[0]) == {"index", "Label_A", "Label_B"}
+    # One entry per input, unreadable ones included (scored on the all-zero input, as the authors' code).
+    assert [a["index"] for a in answer] == list(range(len(expected))) and set(answer[0]) == {"index", "Label_A", "Label_B"}
+    assert {(a["Label_A"], a["Label_B"]) for a in answer} <= {(0, 0)} | {(1, b) for b in range(1, 6)}
     rotated, upright = by_name["exif_rotated.jpg"], by_name["photo.jpg"]
     assert np.isclose(rotated["p_ai"], upright["p_ai"], atol=0.01)
     assert rotated["Label_B"] == upright["Label_B"]

@@ -15,7 +15,7 @@ from .imageio import read_image_or_reason, square_uint8
 from .inference import Predictions, predict
 from .labels import CLASS_NAMES
 from .metrics import all_metrics
-from .study import json_default
+from .study import json_default, write_json
 
 
 def quick_config(cfg, **changes):
@@ -187,5 +187,5 @@ def record_analysis(cfg, name: str, title: str, conclusion: str, figures: list[s
     current.setdefault("analyses", {})[name] = {"title": title, "conclusion": conclusion, "html": f"{notebook}.html",
                                                 "figures": [f"figures/{f}.png" for f in figures],
                                                 "numbers": json.loads(json.dumps(numbers, default=json_default))}
-    path.write_text(json.dumps(current, indent=2))
+    write_json(path, current)
 

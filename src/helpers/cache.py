@@ -160,6 +160,10 @@ class CachedSplit(torch.utils.data.Dataset):
     failures: pd.DataFrame | None = None
     # Pooled outputs of a frozen text tower [N, D], computed once per caption (see with_text_features).
     text_features: np.ndarray | None = None
+    # True where the image could not be read and the model gets the all-zero input instead (blank_rows).
+    blank: np.ndarray | None = None
+    # A digest of each row's encoded image, on a split as cached (not carried by subset or concat).
+    digests: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -171,6 +175,8 @@ class CachedSplit(torch.utils.data.Dataset):
                  "lengths": self.lengths[indices], "label_a": self.label_a[indices], "label_b": self.label_b[indices]}
         if self.text_features is not None:
             batch["text_features"] = self.text_features[indices]
+        if self.blank is not None:
+            batch["blank"] = self.blank[indices]
         return batch
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
@@ -179,8 +185,10 @@ class CachedSplit(torch.utils.data.Dataset):
     def subset(self, indices) -> "CachedSplit":
         indices = np.asarray(indices, dtype=np.int64)
         features = None if self.text_features is None else self.text_features[indices]
+        blank = None if self.blank is None else self.blank[indices]
         return CachedSplit(PixelView.of(self.pixels).take(indices), self.input_ids[indices], self.lengths[indices],
-                           self.label_a[indices], self.label_b[indices], self.rows[indices], text_features=features)
+                           self.label_a[indices], self.label_b[indices], self.rows[indices], text_features=features,
+                           blank=blank)
 
     def relabelled(self, label_a: np.ndarray, label_b: np.ndarray) -> "CachedSplit":
         return dataclasses.replace(self, label_a=np.asarray(label_a, np.int64), label_b=np.asarray(label_b, np.int64),
@@ -196,9 +204,12 @@ class CachedSplit(torch.utils.data.Dataset):
         features = None
         if all(p.text_features is not None for p in parts):
             features = np.concatenate([p.text_features for p in parts])
+        blank = None
+        if any(p.blank is not None for p in parts):
+            blank = np.concatenate([np.zeros(len(p), bool) if p.blank is None else p.blank for p in parts])
         return CachedSplit(PixelView.concat([p.pixels for p in parts]), np.concatenate(ids),
                            *(np.concatenate([getattr(p, k) for p in parts]) for k in ("lengths", "label_a", "label_b", "rows")),
-                           text_features=features)
+                           text_features=features, blank=blank)
 
     @property
     def n_failed(self) -> int:
@@ -208,7 +219,8 @@ class CachedSplit(torch.utils.data.Dataset):
         """Identifies the rows, their sources and labels: a checkpoint trained on other data
         (another cache, other pseudo-labels) has another fingerprint."""
         digest = hashlib.sha256(json.dumps(PixelView.of(self.pixels).describe()).encode())
-        for array in (self.input_ids, self.lengths, self.label_a, self.label_b, self.rows):
+        extra = () if self.blank is None else (self.blank,)
+        for array in (self.input_ids, self.lengths, self.label_a, self.label_b, self.rows, *extra):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()[:16]
 
@@ -226,6 +238,8 @@ def collate(batch) -> dict[str, torch.Tensor]:
                "label_a": torch.from_numpy(batch["label_a"]), "label_b": torch.from_numpy(batch["label_b"])}
     if "text_features" in batch:
         tensors["text_features"] = torch.from_numpy(np.ascontiguousarray(batch["text_features"]))
+    if "blank" in batch:
+        tensors["blank_image"] = torch.from_numpy(np.ascontiguousarray(batch["blank"]))
     return tensors
 
 
@@ -254,30 +268,55 @@ def tokenizer_key(tokenizer) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}|{lower}|{vocab}".encode()).hexdigest()[:16]
 
 
-def cache_key(split, image_size: int, tokenizer, max_length: int) -> str:
-    parts = [CACHE_VERSION, split._fingerprint, len(split), image_size, tokenizer_key(tokenizer), max_length]
+def cache_key(split, image_size: int, tokenizer, max_length: int, caption_template: str = "{}") -> str:
+    parts = [CACHE_VERSION, split._fingerprint, len(split), image_size, tokenizer_key(tokenizer), max_length, caption_template]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def _decode(cell, image_size: int) -> tuple[np.ndarray | None, str]:
+def _decode(cell, image_size: int) -> tuple[np.ndarray | None, str, bytes]:
+    """(pixels or None, reason, digest of the encoded file: the same image under two splits is found by it)."""
     image, reason = read_image_or_reason(cell)
-    return (None, reason) if image is None else (square_uint8(image, image_size), "")
+    if image is None:
+        return None, reason, b""
+    raw = cell.get("bytes") if isinstance(cell, dict) else None
+    if raw is None:
+        raw = Path(cell.get("path") if isinstance(cell, dict) else cell).read_bytes()
+    return square_uint8(image, image_size), "", hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def _describe(cell) -> str:
     return cell.get("path") or "<embedded bytes>" if isinstance(cell, dict) else str(cell)
 
 
+def tokenize(tokenizer, captions: list, max_length: int, caption_template: str = "{}") -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids [N, max_length] int32, lengths [N]) of template(caption); a missing caption is empty text."""
+    texts = [caption_template.replace("{}", caption or "") for caption in captions]
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="np")
+    return encoded["input_ids"].astype(np.int32), encoded["attention_mask"].sum(1).astype(np.int32)
+
+
+def blank_rows(split, rows, image_size: int, tokenizer, max_length: int, caption_template: str = "{}") -> CachedSplit:
+    """The given rows of a split with the all-zero model input in place of their (unreadable)
+    images, and their captions: how the authors' code scores an image it cannot open."""
+    rows = np.asarray(rows, np.int64)
+    captions = split.select_columns(["Caption"])[rows.tolist()]["Caption"] if len(rows) else []
+    ids, lengths = tokenize(tokenizer, captions, max_length, caption_template)
+    labels = split.select_columns(["Label_A", "Label_B"])[rows.tolist()] if len(rows) else {"Label_A": [], "Label_B": []}
+    return CachedSplit(np.zeros((len(rows), 3, image_size, image_size), np.uint8), ids, lengths,
+                       np.asarray(labels["Label_A"], np.int64), np.asarray(labels["Label_B"], np.int64), rows,
+                       blank=np.ones(len(rows), bool))
+
+
 def build_cache(split, name: str, cache_root: str | Path, image_size: int, tokenizer, max_length: int,
-                bad_images: str = "skip", workers: int | None = None) -> CachedSplit:
+                bad_images: str = "skip", workers: int | None = None, caption_template: str = "{}") -> CachedSplit:
     """The cache for one split (built once, then reused). See the module docstring."""
-    out = Path(cache_root) / f"{name}-{cache_key(split, image_size, tokenizer, max_length)}"
+    out = Path(cache_root) / f"{name}-{cache_key(split, image_size, tokenizer, max_length, caption_template)}"
     if (out / "meta.json").is_file():
         return open_cache(out)
     with _exclusive(out):
         if (out / "meta.json").is_file():  # another process built it while this one waited
             return open_cache(out)
-        return _build(split, name, out, image_size, tokenizer, max_length, bad_images, workers)
+        return _build(split, name, out, image_size, tokenizer, max_length, bad_images, workers, caption_template)
 
 
 @contextlib.contextmanager
@@ -293,7 +332,7 @@ def _exclusive(out: Path):
 
 
 def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: int, bad_images: str,
-           workers: int | None) -> CachedSplit:
+           workers: int | None, caption_template: str) -> CachedSplit:
     """Decode into out.tmp, then rename it to out: a killed build leaves only a .tmp folder (or a
     folder without meta.json), which is never read and is rebuilt from scratch."""
     import datasets
@@ -304,22 +343,23 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     n = len(split)
     # Appended chunk by chunk with ordinary writes: the pages go to the OS cache, not this process.
     pixels = open(tmp / "pixels.u8", "wb")
-    ids, lengths, rows, failures = [], [], [], []
+    ids, lengths, rows, failures, digests = [], [], [], [], []
     split = split.cast_column("Image", datasets.Image(decode=False))
     written = 0
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool, tqdm(total=n, desc=f"cache {name}", unit="img") as bar:
         for start in range(0, n, CHUNK_ROWS):
             chunk = split[start:start + CHUNK_ROWS]
             decoded = list(pool.map(lambda cell: _decode(cell, image_size), chunk["Image"]))
-            keep = [i for i, (array, _) in enumerate(decoded) if array is not None]
+            keep = [i for i, (array, _, _) in enumerate(decoded) if array is not None]
             failures += [{"row": start + i, "image": _describe(chunk["Image"][i]), "reason": reason}
-                         for i, (array, reason) in enumerate(decoded) if array is None]
+                         for i, (array, reason, _) in enumerate(decoded) if array is None]
+            digests += [decoded[i][2] for i in keep]
             if keep:
                 pixels.write(np.ascontiguousarray(np.stack([decoded[i][0] for i in keep]), np.uint8).tobytes())
-                encoded = tokenizer([chunk["Caption"][i] or "" for i in keep], truncation=True, max_length=max_length,
-                                    padding="max_length", return_tensors="np")
-                ids.append(encoded["input_ids"].astype(np.int32))
-                lengths.append(encoded["attention_mask"].sum(1).astype(np.int32))
+                chunk_ids, chunk_lengths = tokenize(tokenizer, [chunk["Caption"][i] for i in keep], max_length,
+                                                    caption_template)
+                ids.append(chunk_ids)
+                lengths.append(chunk_lengths)
                 rows.append(np.asarray(keep) + start)
                 written += len(keep)
             bar.update(len(decoded))
@@ -338,6 +378,7 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     np.save(tmp / "label_a.npy", np.asarray(labels["Label_A"], np.int64)[kept])
     np.save(tmp / "label_b.npy", np.asarray(labels["Label_B"], np.int64)[kept])
     np.save(tmp / "rows.npy", kept.astype(np.int64))
+    np.save(tmp / "digests.npy", np.asarray(digests, dtype="S16"))
     failed.to_csv(tmp / "errors.csv", index=False)
     meta = {"split": name, "rows": n, "cached": written, "failed": len(failed), "image_size": image_size,
             "max_length": max_length, "version": CACHE_VERSION}
@@ -346,7 +387,7 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     tmp.rename(out)
     print(f"cache {name}: built {written} rows into {out}", flush=True)
     if len(failed):
-        print(f"cache {name}: {len(failed)} of {n} images could not be read and are left out; "
+        print(f"cache {name}: {len(failed)} of {n} images could not be read and are not in the cache; "
               f"reasons in {out / 'errors.csv'}")
     return open_cache(out)
 
@@ -358,4 +399,5 @@ def open_cache(path: str | Path) -> CachedSplit:
     side = meta["image_size"]
     return CachedSplit(PixelView.of(MappedPixels(path / "pixels.u8", meta["cached"], (3, side, side))),
                        np.load(path / "input_ids.npy"), np.load(path / "lengths.npy"), np.load(path / "label_a.npy"),
-                       np.load(path / "label_b.npy"), np.load(path / "rows.npy"), failures)
+                       np.load(path / "label_b.npy"), np.load(path / "rows.npy"), failures,
+                       digests=np.load(path / "digests.npy"))

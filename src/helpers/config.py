@@ -19,7 +19,10 @@ CHOICES = {
     "vision_init": ("pretrained", "random"),
     "text_pooling": ("pooler", "cls", "mean"),
     "loss_condition": ("label", "pred"),
-    "bad_images": ("skip", "error"),
+    "bad_images": ("skip", "error", "zero"),
+    "pseudo_confidence": ("hierarchical", "six_class"),
+    "pseudo_split": ("captions", "rows"),
+    "task_b_decoding": ("hierarchical", "six_class"),
     "metric_for_best": ("f1_a", "f1_a_weighted", "acc_a", "f1_b_weighted", "acc_b"),
     "modality": ("both", "text", "image"),
     "resume": ("fresh", "auto"),
@@ -28,6 +31,7 @@ CHOICES = {
 # values of these is still the same run (see identity()).
 EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "processes", "per_device_max_batch")
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds")
+SPLITS = ("train", "validation", "test", "unlabelled")
 
 
 class ConfigError(ValueError):
@@ -52,6 +56,9 @@ class Config:
     unlabelled_split: str = ""
     # 0 keeps every row; a positive number keeps that many captions per split (all six classes each).
     max_captions_per_split: int = 0
+    # An unreadable image: "skip" (listed, left out of training and metrics), "error" (stop), or
+    # "zero" (listed, and replaced by the all-zero model input, as the authors' code does).
+    # Prediction files and the competition JSON have a row for every input whatever the choice.
     bad_images: str = "skip"
     synthetic_captions: dict = field(default_factory=lambda: {"train": 300, "validation": 60, "test": 100, "unlabelled": 100})
     synthetic_image_size: int = 96
@@ -75,6 +82,10 @@ class Config:
     freeze_text: bool = False
     freeze_vision: bool = False
     max_caption_length: int = 128
+    # The text the tokenizer sees ("{}" = the caption as is) on the splits named in template_splits
+    # (the authors prefix "Caption: " on train and validation only, not on the pool or the test set).
+    caption_template: str = "{}"
+    template_splits: list = field(default_factory=lambda: ["train", "validation", "test", "unlabelled"])
 
     # Training (HF Trainer semantics).
     learning_rate: float = 2e-5
@@ -85,6 +96,9 @@ class Config:
     warmup_ratio: float = 0.0
     metric_for_best: str = "f1_a_weighted"
     loss_condition: str = "label"
+    # Task B's answer: "hierarchical" (real when A says real, else the best AI class) or
+    # "six_class" (argmax over all six classes, then real where A says real; the authors' test files).
+    task_b_decoding: str = "hierarchical"
     bf16: bool = True
     torch_compile: bool = False
     num_workers: int = 0
@@ -98,6 +112,12 @@ class Config:
     # Pseudo-labelling.
     pseudo_threshold: float = 0.8
     pseudo_train_fraction: float = 0.8
+    # Task B's confidence and label for the selection: "hierarchical" (as decoded) or "six_class"
+    # (top softmax probability over all six classes, label = its argmax; the authors' code).
+    pseudo_confidence: str = "hierarchical"
+    # The 8:2 split of the kept rows: "captions" (a caption's rows on one side) or "rows" (rows at
+    # random, as datasets' train_test_split(test_size=0.2, seed=seed) in the authors' code).
+    pseudo_split: str = "captions"
 
     # Analyses after the evaluation (notebooks 05+): which to run, the epochs of their extra trainings
     # (ablation, leave-one-generator-out, seeds; 0 = epochs), and the seeds of the seed study.
@@ -162,6 +182,12 @@ def _check_ranges(config: Config) -> None:
     unknown = sorted(set(config.analyses) - set(ANALYSES))
     if unknown:
         raise ConfigError(f"key 'analyses' has unknown entries {unknown}; choose from {list(ANALYSES)}")
+    unknown = sorted(set(config.template_splits) - set(SPLITS))
+    if unknown:
+        raise ConfigError(f"key 'template_splits' has unknown entries {unknown}; choose from {list(SPLITS)}")
+    if config.caption_template.count("{}") != 1:
+        raise ConfigError(f"key 'caption_template' must contain '{{}}' exactly once (where the caption goes), "
+                          f"got {config.caption_template!r}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in config.seeds):
         raise ConfigError(f"key 'seeds' must be a list of integers, got {config.seeds}")
     for key in ("pseudo_threshold", "pseudo_train_fraction"):

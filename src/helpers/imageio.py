@@ -107,10 +107,12 @@ def read_image_or_reason(source) -> tuple[Image.Image | None, str]:
 
 
 def square_image(image: Image.Image, size: int) -> Image.Image:
-    """CLIP-style geometry: shortest edge to size (bicubic), then centre crop to size x size."""
+    """CLIP's geometry, exactly as CLIPImageProcessor computes it: shortest edge to size (bicubic),
+    the long edge truncated (int, not round), then centre crop to size x size."""
     width, height = image.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    short, long = min(width, height), max(width, height)
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if width <= height else (new_long, size)
     if (new_w, new_h) != (width, height):
         image = image.resize((new_w, new_h), Image.BICUBIC)
     left, top = (new_w - size) // 2, (new_h - size) // 2

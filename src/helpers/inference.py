@@ -22,11 +22,20 @@ class Predictions:
     confidence_b: np.ndarray   # [N] probability of the chosen Task B answer (see decode)
 
 
-def decode(prob_ai: np.ndarray, probs_b: np.ndarray, threshold: float = 0.5) -> Predictions:
-    """Hierarchical decoding. Task B is 'real' whenever Task A says real, so its confidence
-    is then Task A's; otherwise it is the best AI class, with its probability renormalised
-    over the five AI classes (head B's 'real' logit is never trained under the paper's loss)."""
+def decode(prob_ai: np.ndarray, probs_b: np.ndarray, threshold: float = 0.5, mode: str = "hierarchical") -> Predictions:
+    """mode "hierarchical": Task B is 'real' whenever Task A says real, so its confidence is then
+    Task A's; otherwise it is the best AI class, with its probability renormalised over the five
+    AI classes (head B's 'real' logit is never trained under the paper's loss).
+    mode "six_class" (the authors' code): A is P(AI) > threshold; B is the argmax over all six
+    classes with its softmax probability as confidence, set to real where A says real."""
     prob_ai, probs_b = np.asarray(prob_ai, np.float64), np.asarray(probs_b, np.float64)
+    if mode == "six_class":
+        label_a = (prob_ai > threshold).astype(np.int64)
+        label_b = np.where(label_a == 1, probs_b.argmax(1), REAL) if len(probs_b) else np.zeros(0, np.int64)
+        confidence_a = np.where(label_a == 1, prob_ai, 1.0 - prob_ai)
+        return Predictions(prob_ai, probs_b, label_a, label_b, confidence_a, probs_b.max(1, initial=0.0))
+    if mode != "hierarchical":
+        raise ValueError(f"decoding mode must be 'hierarchical' or 'six_class', got {mode!r}")
     label_a = (prob_ai >= threshold).astype(np.int64)
     ai_probs = probs_b[:, 1:] / probs_b[:, 1:].sum(1, keepdims=True).clip(min=1e-12)
     best_ai = ai_probs.argmax(1) + 1
@@ -57,13 +66,15 @@ def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.dev
     logits_a, logits_b = [], []
     for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch", disable=desc is None):
         batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
-        inputs = {k: batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "pixel_values")}
+        inputs = {k: batch[k].to(device, non_blocking=True)
+                  for k in ("input_ids", "attention_mask", "pixel_values", "blank_image") if k in batch}
         with autocast_for(device, bf16):
             out = model(**inputs)
         logits_a.append(out.logits_a.float())
         logits_b.append(out.logits_b.float())
+    mode = getattr(model.config, "task_b_decoding", "hierarchical")
     if not logits_a:
-        return decode(np.zeros(0), np.zeros((0, len(model.config.class_names))), threshold)
+        return decode(np.zeros(0), np.zeros((0, len(model.config.class_names))), threshold, mode)
     prob_ai = torch.sigmoid(torch.cat(logits_a)).cpu().numpy()
     probs_b = torch.softmax(torch.cat(logits_b), dim=-1).cpu().numpy()
-    return decode(prob_ai, probs_b, threshold)
+    return decode(prob_ai, probs_b, threshold, mode)

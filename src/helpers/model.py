@@ -34,7 +34,8 @@ class DetectorConfig(PretrainedConfig):
                  image_size: int = 224, image_mean: list[float] | None = None, image_std: list[float] | None = None,
                  loss_condition: str = "label", text_source: str = "", vision_source: str = "",
                  max_caption_length: int = 128, modality: str = "both", freeze_text: bool = False,
-                 freeze_vision: bool = False, **kwargs):
+                 freeze_vision: bool = False, task_b_decoding: str = "hierarchical", inference_caption_template: str = "{}",
+                 **kwargs):
         super().__init__(**kwargs)
         self.text_config = text_config or {}
         self.vision_config = vision_config or {}
@@ -52,6 +53,9 @@ class DetectorConfig(PretrainedConfig):
         self.modality = modality
         self.freeze_text = freeze_text
         self.freeze_vision = freeze_vision
+        # How answers are read off the heads, and the text a new caption is wrapped in, for prediction.
+        self.task_b_decoding = task_b_decoding
+        self.inference_caption_template = inference_caption_template
 
 
 @dataclass
@@ -145,12 +149,15 @@ class DualEncoderDetector(PreTrainedModel):
         text = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
         return _pooled(text, attention_mask, self.config.text_pooling)
 
-    def features(self, input_ids, attention_mask, pixel_values, text_features=None) -> torch.Tensor:
+    def features(self, input_ids, attention_mask, pixel_values, text_features=None, blank_image=None) -> torch.Tensor:
         modality = self.config.modality
         if modality != "image":
             text_vec = text_features if text_features is not None else self.encode_text(input_ids, attention_mask)
         if modality != "text":
-            vision_vec = _pooled(self.vision_encoder(pixel_values=self.normalise(pixel_values)), None, "pooler")
+            pixels = self.normalise(pixel_values)
+            if blank_image is not None:  # unreadable images: the all-zero input, after normalisation
+                pixels = pixels.masked_fill(blank_image.view(-1, 1, 1, 1), 0.0)
+            vision_vec = _pooled(self.vision_encoder(pixel_values=pixels), None, "pooler")
         # An ablated tower contributes zeros of its usual width, so the fusion layer keeps its shape.
         if modality == "image":
             text_vec = vision_vec.new_zeros(vision_vec.shape[0], self.fusion[0].in_features - vision_vec.shape[1])
@@ -159,8 +166,8 @@ class DualEncoderDetector(PreTrainedModel):
         return self.fusion(torch.cat([text_vec, vision_vec.to(text_vec.dtype)], dim=-1))
 
     def forward(self, input_ids, attention_mask, pixel_values, label_a=None, label_b=None,
-                text_features=None) -> DetectorOutput:
-        shared = self.features(input_ids, attention_mask, pixel_values, text_features)
+                text_features=None, blank_image=None) -> DetectorOutput:
+        shared = self.features(input_ids, attention_mask, pixel_values, text_features, blank_image)
         logits_a, logits_b = self.head_a(shared).squeeze(-1), self.head_b(shared)
         loss = None
         if label_a is not None and label_b is not None:
@@ -237,7 +244,8 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
         fusion_dim=cfg.fusion_dim, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
         loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder,
         max_caption_length=cfg.max_caption_length, modality=cfg.modality, freeze_text=cfg.freeze_text,
-        freeze_vision=cfg.freeze_vision)
+        freeze_vision=cfg.freeze_vision, task_b_decoding=cfg.task_b_decoding,
+        inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}")
     model = DualEncoderDetector(config)
     if cfg.text_init == "pretrained":
         model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))

@@ -6,7 +6,9 @@ PATH is a folder of images (searched recursively; every non-hidden file counts a
 a CSV with an image column (paths relative to the CSV; optional caption column), or a data
 set the study's loader reads (a saved or parquet folder, or a hub id; --split picks the split). Every input
 gets one output row with a status; unreadable files get a one-line reason, also written to
-<out>.errors.csv. A missing caption is allowed (empty text) and counted.
+<out>.errors.csv. A missing caption is allowed (empty text) and counted. The competition JSON
+has one entry per input: an unreadable image is scored there on the all-zero input, as the
+authors' code does, and stays marked failed in the CSV.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from .cache import build_cache
+from .cache import CachedSplit, blank_rows, build_cache
 from .data import FEATURES, find_column, load_source
 from .imageio import list_files
 from .inference import pick_device, predict
@@ -78,10 +80,18 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
         inputs = inputs.map(lambda row: {"Caption": row["Caption"] or lookup.get(row["Image"]["path"] or "", "")})
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="predict-cache-") as cache_dir:
+        template = getattr(model.config, "inference_caption_template", "{}")
         cached = build_cache(inputs, "predict", cache_dir, model.config.image_size, tokenizer,
-                             model.config.max_caption_length)
+                             model.config.max_caption_length, caption_template=template)
         preds = predict(model, cached, batch_size)
         failures = cached.failures
+        if json_out:
+            blanks = blank_rows(inputs, failures["row"].to_numpy(), model.config.image_size, tokenizer,
+                                model.config.max_caption_length, template)
+            everything = CachedSplit.concat([cached, blanks])
+            answers = predict(model, everything, batch_size, desc=None)
+            order = np.argsort(everything.rows, kind="stable")
+            write_competition_json(json_out, answers.label_a[order], answers.label_b[order], everything.rows[order])
     seconds = time.perf_counter() - started
     frame = pd.DataFrame({"index": np.arange(len(names)), "path": names, "status": "failed", "reason": "",
                           "caption_missing": [not c for c in inputs["Caption"]]})
@@ -100,8 +110,6 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
     out_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_path, index=False)
     frame.loc[frame["status"] == "failed", ["path", "reason"]].to_csv(out_path.with_suffix(".errors.csv"), index=False)
-    if json_out:
-        write_competition_json(json_out, preds.label_a, preds.label_b, index=ok)
     frame.attrs.update(seconds=seconds, images_per_second=len(ok) / seconds if seconds else float("nan"))
     return frame
 

@@ -1,5 +1,5 @@
-"""Pseudo-labelling: keep the unlabelled rows both heads are sure of, split them 8:2 by
-caption, and add them to train and validation."""
+"""Pseudo-labelling: keep the unlabelled rows both heads are sure of, split them 8:2 (by caption,
+or by row as the authors' code), and add them to train and validation."""
 from __future__ import annotations
 
 import json
@@ -50,13 +50,41 @@ class Selection:
     stats: dict
 
 
+def split_rows(selected: np.ndarray, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) as datasets' train_test_split(test_size=1 - train_fraction, seed=seed) draws
+    them over the selected rows, in its order: the authors' split, reproduced by calling it."""
+    import datasets
+
+    if len(selected) < 2:
+        return selected, selected[:0]
+    parts = datasets.Dataset.from_dict({"i": selected}).train_test_split(test_size=round(1 - train_fraction, 10), seed=seed)
+    return np.asarray(parts["train"]["i"], np.int64), np.asarray(parts["test"]["i"], np.int64)
+
+
+def six_class_view(predictions: Predictions) -> Predictions:
+    """The authors' pseudo-labels: A = P(AI) > 0.5; B = the argmax over all six classes, with the
+    top softmax probability as its confidence, not masked by A (a row can be A real, B SD 3)."""
+    from .inference import decode
+
+    decoded = decode(predictions.prob_ai, predictions.probs_b, mode="six_class")
+    return Predictions(decoded.prob_ai, decoded.probs_b, decoded.label_a, decoded.probs_b.argmax(1),
+                       decoded.confidence_a, decoded.confidence_b)
+
+
 def select(predictions: Predictions, captions: np.ndarray, threshold: float, train_fraction: float,
-           seed: int) -> Selection:
-    """captions: the caption of each pool entry (aligned with the pool), used to keep captions whole."""
+           seed: int, confidence: str = "hierarchical", split: str = "captions") -> Selection:
+    """captions: the caption of each pool entry (aligned with the pool), used to keep captions
+    whole when split is "captions". confidence: "hierarchical" (the decoded answers) or
+    "six_class" (six_class_view)."""
+    if confidence == "six_class":
+        predictions = six_class_view(predictions)
     selected = select_confident(predictions, threshold)
-    to_train, to_val = split_selected(selected, captions, train_fraction, seed)
+    if split == "rows":
+        to_train, to_val = split_rows(selected, train_fraction, seed)
+    else:
+        to_train, to_val = split_selected(selected, captions, train_fraction, seed)
     stats = {"pool": len(predictions.label_a), "selected": int(len(selected)), "to_train": int(len(to_train)),
-             "to_validation": int(len(to_val)), "threshold": threshold,
+             "to_validation": int(len(to_val)), "threshold": threshold, "confidence": confidence, "split": split,
              "per_class": selection_summary(predictions, selected).to_dict(orient="records")}
     return Selection(predictions.label_a, predictions.label_b, to_train, to_val, stats)
 

@@ -1,6 +1,7 @@
 """The steps the notebooks share: set-up, caches, models and metric records on disk."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -56,13 +57,65 @@ def model_dir(cfg: Config, stage: str) -> Path:
     return cfg.run_dir / f"model_{stage}"
 
 
+def caption_template(cfg: Config, split_name: str) -> str:
+    return cfg.caption_template if split_name in cfg.template_splits else "{}"
+
+
 def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> dict[str, cache_mod.CachedSplit]:
+    """The decode cache of each named split. Under bad_images: zero, rows whose image cannot be
+    read come after the cached ones, with the all-zero input (they keep their failures entry)."""
     names = names or list(splits)
     root = cfg.run_dir.parent / "cache"
     # Under several processes the first builds the cache while the others wait, then they read it.
     with distributed.main_first():
-        return {name: cache_mod.build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
-                                            cfg.bad_images) for name in names}
+        caches = {name: cache_mod.build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
+                                              cfg.bad_images, caption_template=caption_template(cfg, name))
+                  for name in names}
+    if cfg.bad_images == "zero":
+        caches = {name: with_zero_inputs(cfg, splits[name], name, cached, tokenizer, image_size)
+                  for name, cached in caches.items()}
+    return caches
+
+
+def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_size: int):
+    """The cache plus its unreadable rows, each scored on the all-zero input (blank_rows)."""
+    if not cached.n_failed:
+        return cached
+    print(f"{name}: {cached.n_failed} unreadable image(s) get the all-zero input (bad_images: zero)")
+    blanks = cache_mod.blank_rows(split, cached.failures["row"].to_numpy(), image_size, tokenizer,
+                                  cfg.max_caption_length, caption_template(cfg, name))
+    digests = np.concatenate([cached.digests, np.full(len(blanks), b"", "S16")])  # no digest: matches nothing
+    return dataclasses.replace(cache_mod.CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
+
+
+def pseudo_cache_names(splits) -> list[str]:
+    """The caches a pseudo-label round needs: train, validation, the pool, and a labelled test
+    split (to keep its images out of the pool)."""
+    from .data import is_labelled
+
+    return ["train", "validation", "unlabelled"] + (["test"] if "test" in splits and is_labelled(splits["test"]) else [])
+
+
+def pseudo_pool(caches: dict):
+    """(the pool without any image that is also in train, validation or a scored test split,
+    {split: rows dropped}). Pseudo-labelling an image that is later scored with its true label
+    (or already trained on) would leak; such rows are dropped and the count printed."""
+    pool = caches["unlabelled"]
+    keep, dropped = np.ones(len(pool), bool), {}
+    for name in ("train", "validation", "test"):
+        other = caches.get(name)
+        if other is None or other.digests is None or pool.digests is None:
+            continue
+        hit = np.isin(pool.digests, other.digests[other.digests != b""]) & (pool.digests != b"") & keep
+        if hit.any():
+            dropped[name] = int(hit.sum())
+            keep &= ~hit
+    if dropped:
+        print(f"WARNING: {sum(dropped.values())} of {len(pool)} unlabelled images are also in "
+              + ", ".join(f"{name} ({n})" for name, n in dropped.items())
+              + "; they are left out of the pseudo-label pool, so no scored or trained image is pseudo-labelled")
+        pool = pool.subset(np.flatnonzero(keep))
+    return pool, dropped
 
 
 def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None):
@@ -144,10 +197,12 @@ def pseudo_round(cfg: Config, splits, caches: dict, model):
     rebuilt by another process (torchrun) or a resumed run without predicting again."""
     from . import inference, pseudo
 
-    pool = caches["unlabelled"]
+    pool, dropped = pseudo_pool(caches)
     predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
     captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
-    selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed)
+    selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
+                              cfg.pseudo_confidence, cfg.pseudo_split)
+    selection.stats["dropped_overlap"] = dropped
     if distributed.is_main():
         pseudo.save_selection(pseudo_file(cfg), selection, pool)
     train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
@@ -166,7 +221,7 @@ def pseudo_data(cfg: Config, splits, caches: dict):
     from . import pseudo
     from .model import load_detector
 
-    pool = caches["unlabelled"]
+    pool, _ = pseudo_pool(caches)
     with distributed.main_first():
         selection = pseudo.load_selection(pseudo_file(cfg), pool)
         if selection is None and distributed.is_main():
@@ -226,8 +281,13 @@ def record(cfg: Config, section: str, values) -> Path:
         return path
     current = json.loads(path.read_text()) if path.is_file() else {}
     current[section] = values
+    return write_json(path, current)
+
+
+def write_json(path: Path, data) -> Path:
+    """Write JSON whole or not at all (a reader never sees half a file)."""
     partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(current, indent=2, default=json_default))
+    partial.write_text(json.dumps(data, indent=2, default=json_default))
     partial.replace(path)
     return path
 

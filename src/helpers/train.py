@@ -38,7 +38,7 @@ def run_stages(cfg, stages: list[str]) -> dict:
     started = time.perf_counter()
     splits = study_splits(cfg)
     tokenizer, image_size = preprocessing(cfg)
-    names = ["train", "validation"] + (["unlabelled"] if "after" in stages else [])
+    names = study.pseudo_cache_names(splits) if "after" in stages else ["train", "validation"]
     caches = study.caches_for(cfg, splits, tokenizer, image_size, names)
     timings["data_and_cache_s"] = round(time.perf_counter() - started, 1)
     if "before" in stages:

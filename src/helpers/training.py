@@ -22,7 +22,7 @@ from . import distributed
 from .cache import CachedSplit, collate, with_text_features
 from .config import changed_keys, identity
 from .inference import decode
-from .metrics import all_metrics
+from .metrics import all_metrics, task_b_metrics
 
 MARKER = "provenance.json"
 
@@ -31,14 +31,23 @@ class ResumeError(RuntimeError):
     """A checkpoint that belongs to another run (other settings, data or process count)."""
 
 
-def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    logits_a, logits_b = prediction.predictions
-    label_a, label_b = prediction.label_ids
+def metrics_from_logits(logits_a, logits_b, label_a, label_b, mode: str = "hierarchical") -> dict[str, float]:
+    """Both tasks with Task B decoded as the profile says, plus Task B as the plain argmax over
+    the six logits (suffix _argmax): what the authors' compute_metrics reports on validation."""
     prob_ai = 1.0 / (1.0 + np.exp(-np.asarray(logits_a, np.float64)))
     logits_b = np.asarray(logits_b, np.float64)
     probs_b = np.exp(logits_b - logits_b.max(1, keepdims=True))
-    decoded = decode(prob_ai, probs_b / probs_b.sum(1, keepdims=True))
-    return all_metrics(label_a, label_b, decoded.label_a, decoded.label_b)
+    decoded = decode(prob_ai, probs_b / probs_b.sum(1, keepdims=True), mode=mode)
+    plain = task_b_metrics(label_b, logits_b.argmax(1))
+    return {**all_metrics(label_a, label_b, decoded.label_a, decoded.label_b),
+            **{f"{k}_argmax": v for k, v in plain.items()}}
+
+
+def compute_metrics_for(mode: str):
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        (logits_a, logits_b), (label_a, label_b) = prediction.predictions, prediction.label_ids
+        return metrics_from_logits(logits_a, logits_b, label_a, label_b, mode)
+    return compute_metrics
 
 
 def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArguments:
@@ -149,7 +158,8 @@ def train(cfg, model, train_data: CachedSplit, val_data: CachedSplit, out_dir: s
         train_data, val_data = (with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data))
     marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
     trainer = Trainer(model=model, args=training_arguments(cfg, out_dir, processes), train_dataset=train_data,
-                      eval_dataset=val_data, data_collator=collate, compute_metrics=compute_metrics, callbacks=[marker])
+                      eval_dataset=val_data, data_collator=collate,
+                      compute_metrics=compute_metrics_for(model.config.task_b_decoding), callbacks=[marker])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     history = pd.DataFrame(trainer.state.log_history)
     history.attrs.update(best_checkpoint=trainer.state.best_model_checkpoint, best_metric=trainer.state.best_metric,

@@ -1,0 +1,150 @@
+"""Notebook 04's steps: score each saved model on validation and the labelled test split, write
+the prediction files and the competition JSON, and merge the numbers into metrics.json.
+
+Every input gets a prediction in the files: an image that cannot be read is scored on the
+all-zero input (as the authors' code scores it) and flagged. Metrics leave such rows out under
+bad_images: skip and include them under bad_images: zero (where training did too).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import cache as cache_mod
+from . import metrics, study
+from .data import is_labelled
+from .inference import Predictions, predict
+
+
+@dataclass
+class Evaluation:
+    stages: list[str]
+    scored: list[str]                                  # splits with labels, in order
+    scores: dict = field(default_factory=dict)         # split -> stage -> metrics
+    confusions: dict = field(default_factory=dict)     # (split, stage) -> 6x6 counts
+    per_class: list = field(default_factory=list)      # per-generator accuracy tables
+    files: list = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        """Percentages; Task B both as decoded and as the plain argmax over six classes (_argmax)."""
+        return 100 * pd.DataFrame({(split, stage): values for split, by_stage in self.scores.items()
+                                   for stage, values in by_stage.items()})
+
+    def per_generator(self) -> pd.DataFrame:
+        return pd.concat(self.per_class, ignore_index=True) if self.per_class else pd.DataFrame()
+
+
+def saved_stages(cfg) -> list[str]:
+    return [s for s in ("before", "after") if (study.model_dir(cfg, s) / "config.json").is_file()]
+
+
+def scored_splits(splits) -> list[str]:
+    return ["validation"] + (["test"] if "test" in splits and is_labelled(splits["test"]) else [])
+
+
+def every_row(cfg, split, name: str, cached, tokenizer, image_size: int):
+    """The cached rows plus, when bad_images left them out, the unreadable ones on the all-zero
+    input: one entry per row of the split."""
+    missing = np.setdiff1d(cached.failures["row"].to_numpy() if cached.n_failed else np.zeros(0, np.int64), cached.rows)
+    if not len(missing):
+        return cached
+    blanks = cache_mod.blank_rows(split, missing, image_size, tokenizer, cfg.max_caption_length,
+                                  study.caption_template(cfg, name))
+    return cache_mod.CachedSplit.concat([cached, blanks])
+
+
+def scores_of(cached, preds: Predictions, keep: np.ndarray) -> dict[str, float]:
+    label_a, label_b = cached.label_a[keep], cached.label_b[keep]
+    plain = metrics.task_b_metrics(label_b, preds.probs_b[keep].argmax(1))
+    return {**metrics.all_metrics(label_a, label_b, preds.label_a[keep], preds.label_b[keep]),
+            **{f"{k}_argmax": v for k, v in plain.items()}}
+
+
+def evaluate_models(cfg, splits, out_dir: Path) -> Evaluation:
+    """Score every saved stage on every labelled split and write its prediction files into out_dir."""
+    from .model import load_detector
+
+    result = Evaluation(saved_stages(cfg), scored_splits(splits))
+    names = [n for n in ("validation", "test", "unlabelled") if n in splits]
+    for stage in result.stages:
+        model, tokenizer = load_detector(study.model_dir(cfg, stage), study.device())
+        caches = study.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
+        for name, cached in caches.items():
+            complete = every_row(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
+            preds = predict(model, complete, cfg.eval_batch_size, bf16=cfg.bf16, desc=f"{stage} {name}")
+            result.files.append(write_predictions(out_dir / f"{name}_{stage}.csv", complete, preds))
+            if name in result.scored:
+                keep = np.arange(len(complete)) < len(cached)  # the rows training and metrics use
+                result.scores.setdefault(name, {})[stage] = scores_of(complete, preds, keep)
+                result.confusions[(name, stage)] = metrics.confusion(complete.label_b[keep], preds.label_b[keep])
+                result.per_class.append(metrics.per_generator_accuracy(complete.label_b[keep], preds.label_b[keep])
+                                        .assign(model=stage, split=name))
+            if stage == result.stages[-1] and name in ("unlabelled", "test"):
+                result.files.append(write_submission(out_dir / f"{name}_submission.json", complete, preds, len(splits[name])))
+    return result
+
+
+def write_predictions(path: Path, cached, preds: Predictions) -> Path:
+    """One row per input, in the split's order; unreadable images flagged (scored on the zero input)."""
+    blank = cached.blank if cached.blank is not None else np.zeros(len(cached), bool)
+    frame = metrics.predictions_frame(preds.prob_ai, preds.probs_b, preds.label_a, preds.label_b,
+                                      {"source_row": cached.rows, "unreadable_image": blank})
+    frame = frame.sort_values("source_row", kind="stable").drop(columns="index")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def write_submission(path: Path, cached, preds: Predictions, n_inputs: int) -> Path:
+    """The competition JSON with exactly one entry per input index."""
+    order = np.argsort(cached.rows, kind="stable")
+    if not np.array_equal(cached.rows[order], np.arange(n_inputs)):
+        raise RuntimeError(f"{path.name}: predictions cover {len(set(cached.rows))} of {n_inputs} inputs; "
+                           "every input must have one entry")
+    return metrics.write_competition_json(path, preds.label_a[order], preds.label_b[order], cached.rows[order])
+
+
+def save_figures(result: Evaluation, figures: Path) -> list[str]:
+    from . import plots
+
+    names = []
+    for (split, stage), matrix in result.confusions.items():
+        plots.save(plots.confusion_matrices(matrix, f"{split}, {stage} pseudo-labels"), figures, f"cm_{split}_{stage}")
+        names.append(f"cm_{split}_{stage}")
+    table = result.per_generator()
+    if len(table):
+        last = result.scored[-1]
+        plots.save(plots.per_generator_bars(table[table["split"] == last], "task_b_accuracy",
+                                            f"Task B accuracy per true class ({last})"), figures, "per_generator")
+        names.append("per_generator")
+    return names
+
+
+def record_metrics(cfg, result: Evaluation) -> Path:
+    """Merge the scores, pseudo-label statistics and training summaries into reports/<profile>/metrics.json."""
+    path = cfg.reports / "metrics.json"
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    current.update({"profile": cfg.profile, **result.scores})
+    if "after" in result.stages:
+        current["pseudo"] = study.recorded(cfg, "pseudo")
+    current["training"] = {s: {k: v for k, v in study.recorded(cfg, f"train_{s}").items() if k != "curves"}
+                           for s in result.stages}
+    return study.write_json(path, current)
+
+
+def conclusion(result: Evaluation) -> str:
+    split = result.scored[-1]
+    final = result.stages[-1]
+    values = result.scores[split][final]
+    text = (f"On the {split} split the final model ({final} pseudo-labels) reaches F1-A {100 * values['f1_a']:.2f} and "
+            f"weighted F1-B {100 * values['f1_b_weighted']:.2f} (plain argmax over six classes: "
+            f"{100 * values['f1_b_weighted_argmax']:.2f}).")
+    if len(result.stages) == 2:
+        before = result.scores[split]["before"]
+        text += (f" Pseudo-labels changed F1-A by {100 * (values['f1_a'] - before['f1_a']):+.2f} and weighted F1-B by "
+                 f"{100 * (values['f1_b_weighted'] - before['f1_b_weighted']):+.2f} points.")
+    return text
