@@ -1,12 +1,14 @@
 # make demo: set up .venv when missing, run the study offline on the embedded default (CPU).
-# make test: the test suite.   make paper: the paper's setup (GPU + network).
+# make test: the test suite.   make lab: JupyterLab on the notebooks.   make paper: the paper's setup (GPU + network).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Installed only when the venv has no torch yet; GPU users: install your CUDA torch into .venv first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo smoke paper gpu test clean
+KERNEL := ct2-detector
+
+.PHONY: setup demo smoke paper gpu test lab clean
 
 setup: $(VENV)/.installed
 
@@ -14,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,offline]"
+	$(BIN)/python -m pip install -q -e ".[dev,offline,lab]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "CT2 detector" >/dev/null
 	touch $@
 
 demo: setup
@@ -29,6 +32,9 @@ smoke: setup
 
 paper: setup
 	$(BIN)/python -m helpers.run params/paper.yaml
+
+lab: setup
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -202,3 +202,9 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
     first = lambda c: tokenizer.decode(c.input_ids[0][: c.lengths[0]], skip_special_tokens=True)  # noqa: E731
     assert first(caches["train"]).startswith("caption :") and first(caches["validation"]).startswith("caption :")
     assert not first(caches["unlabelled"]).startswith("caption") and not first(caches["test"]).startswith("caption")
+
+
+def test_the_readme_shows_the_fidelity_table_as_the_code_defines_it():
+    from helpers import fidelity
+
+    assert fidelity.markdown() in (ROOT / "README.md").read_text()

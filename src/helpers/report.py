@@ -5,9 +5,12 @@ import html
 import json
 from pathlib import Path
 
+from . import fidelity
+
 HEADLINE = (("f1_a", "F1 A"), ("acc_a", "Acc A"), ("precision_a", "Prec A"), ("recall_a", "Rec A"),
             ("f1_b_weighted", "wF1 B"), ("acc_b", "Acc B"), ("precision_b_weighted", "wPrec B"),
-            ("recall_b_weighted", "wRec B"), ("f1_b_macro", "mF1 B"))
+            ("recall_b_weighted", "wRec B"), ("f1_b_macro", "mF1 B"), ("f1_b_weighted_argmax", "wF1 B argmax"),
+            ("acc_b_argmax", "Acc B argmax"))
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.failed{color:#b00;font-weight:bold}
@@ -31,8 +34,16 @@ def _pseudo_section(stats: dict) -> str:
                    f"<td>{100 * r['kept_share']:.1f}%</td></tr>" for r in stats.get("per_class", []))
     return (f"<p>{stats['selected']} of {stats['pool']} unlabelled rows passed the threshold "
             f"{stats['threshold']} on both heads; {stats['to_train']} went to train and {stats['to_validation']} "
-            f"to validation (split by caption).</p><table><tr><th>predicted class</th><th>predicted</th><th>kept</th>"
+            f"to validation (split by {stats.get('split', 'captions').rstrip('s')}).{_overlap(stats)}</p><table><tr><th>predicted class</th><th>predicted</th><th>kept</th>"
             f"<th>kept share</th></tr>{rows}</table>")
+
+
+def _overlap(stats: dict) -> str:
+    dropped = stats.get("dropped_overlap") or {}
+    if not dropped:
+        return ""
+    where = ", ".join(f"{name} ({count})" for name, count in dropped.items())
+    return f" Left out of the pool because the same image is in {html.escape(where)}."
 
 
 def _stages(record: dict) -> str:
@@ -76,7 +87,8 @@ def write_index(out_dir: Path, record: dict) -> Path:
     if scores:
         page += ["<h2>Headline metrics (%)</h2>",
                  "<p class='muted'>Task A: AI vs real (F1 of the AI class). Task B: six classes, weighted over the true "
-                 "classes' support; decoded hierarchically (real whenever Task A says real). 'before' and 'after' are "
+                 "classes' support; decoded as the profile's task_b_decoding says, and (argmax) as the plain argmax "
+                 "over the six classes, as the authors' validation scores it. 'before' and 'after' are "
                  "the models trained without and with pseudo-labels.</p>", _metrics_table(scores)]
     if "pseudo" in metrics:
         page += ["<h2>Pseudo-labels</h2>", _pseudo_section(metrics["pseudo"])]
@@ -84,6 +96,10 @@ def write_index(out_dir: Path, record: dict) -> Path:
         page.append("<h2>Confusion matrices</h2>")
         page += [f"<h3>{html.escape(f.stem[3:].replace('_', ' '))}</h3><img src='figures/{f.name}'>" for f in figures]
     page.append(_analyses(metrics.get("analyses", {})))
+    if params.get("profile") == "paper":
+        page += ["<h2>Fidelity to the authors' code</h2>",
+                 "<p class='muted'>Where the paper's text is loose, this profile follows the code that produced its "
+                 "numbers.</p>", fidelity.html_table()]
     page.append("</body></html>")
     index = out_dir / "index.html"
     index.write_text("\n".join(page), encoding="utf-8")

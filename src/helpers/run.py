@@ -1,6 +1,7 @@
 """Run the notebook study for one profile: python -m helpers.run params/<profile>.yaml
 
-Executes notebooks/NN_*.ipynb in order with papermill (kernel python3, an execution timeout;
+Executes notebooks/NN_*.ipynb in order with papermill (the project's kernel, ct2-detector,
+registered for this Python when missing; an execution timeout;
 the parameters are the profile file and the overrides given with --set), into
 reports/<profile>/: each executed notebook, its HTML reading copy (code hidden),
 provenance.json, and index.html. A failing notebook stops the run with the failing cell's
@@ -23,7 +24,34 @@ from .config import ConfigError, changed_keys, identity, identity_hash, load_con
 from .provenance import provenance
 from .report import write_index
 
-KERNEL = "python3"
+KERNEL = "ct2-detector"
+KERNEL_DISPLAY = "CT2 detector"
+
+
+def ensure_kernel() -> str:
+    """The project's named kernel, registered for this Python (its environment prefix) if it is
+    not there, so that the study never runs in another environment's `python3` kernel."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if KERNEL not in KernelSpecManager().find_kernel_specs():
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=KERNEL, display_name=KERNEL_DISPLAY, prefix=sys.prefix)
+    return KERNEL
+
+
+def _ipc_kernel_manager():
+    """Kernels talk to papermill over local IPC sockets, not TCP: nothing is sent over the network
+    in plain text, and the kernel has no transport warning to print."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+    return IPCKernelManager
 
 
 def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
@@ -59,8 +87,9 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, 
     started = time.perf_counter()
     stage = {"notebook": notebook.stem, "ipynb": output.name, "html": output.with_suffix(".html").name}
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=KERNEL,
-                                   execution_timeout=timeout, cwd=str(root), progress_bar=True)
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=ensure_kernel(),
+                                   execution_timeout=timeout, cwd=str(root), progress_bar=True,
+                                   kernel_manager_class=_ipc_kernel_manager())
         stage["status"] = "ok"
     except PapermillExecutionError as error:
         stage.update(status="failed", error=f"{error.ename}: {error.evalue}", cell=error.exec_count)

@@ -312,5 +312,7 @@ def json_default(value):
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from .inference import pick_device
+
+    return pick_device()
 

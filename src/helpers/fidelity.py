@@ -1,0 +1,50 @@
+"""Where the paper's text, the authors' published code and this project's profiles stand, point by
+point. One table: the README shows it (a test keeps the two in step) and the index page of the
+paper profile shows it beside the numbers."""
+from __future__ import annotations
+
+import html
+
+COLUMNS = ("point", "paper's text", "authors' code", "paper.yaml", "demo.yaml")
+ROWS = (
+    ("text feature", "BERT features (pooling not said)", "`last_hidden_state[:, 0]`, the raw [CLS] vector",
+     "`text_pooling: cls`", "`mean` (a sentence-embedding model)"),
+    ("caption text", "the caption", "`\"Caption: \" + caption` on train and validation; raw caption on the pool and test",
+     "`caption_template: \"Caption: {}\"`, `template_splits: [train, validation]`", "raw caption everywhere"),
+    ("best epoch", "weighted F1 of Task A", "`metric_for_best_model=\"f1_A\"`: binary F1 of the AI class",
+     "`metric_for_best: f1_a`", "`f1_a_weighted`"),
+    ("validation Task B", "weighted F1 85.95", "plain argmax over the six logits",
+     "both shown: decoded and `*_argmax`", "both shown"),
+    ("test answers (Task B)", "not said", "argmax over six; set to real where A says real",
+     "`task_b_decoding: six_class`", "`hierarchical`: real if A says real, else the best AI class"),
+    ("Task A threshold", "not said", "`sigmoid > 0.5`", "`> 0.5` (six_class)", "`>= 0.5`"),
+    ("pseudo-label confidence", "both predictions ≥ 0.8", "A: p or 1 − p; B: top softmax over all six, label = its argmax",
+     "`pseudo_confidence: six_class`", "`hierarchical`: B renormalised over the five AI classes"),
+    ("pseudo-label 8:2 split", "8:2", "`train_test_split(test_size=0.2, seed=42)` over rows",
+     "`pseudo_split: rows` (the same call)", "`captions`: a caption's six rows on one side"),
+    ("pseudo-label pool", "the unlabelled test data", "`Test_updated/captions.xlsx` (the official test release)",
+     "`NasrinImp/Defactify4_Test`; images also in train/validation/test are dropped, loudly", "the synthetic pool, same check"),
+    ("retraining", "not said", "a fresh model from the pretrained encoders", "fresh model", "fresh model"),
+    ("image preprocessing", "CLIP AutoFeatureExtractor", "`CLIPImageProcessor`: shortest edge 224 bicubic, centre crop, normalise",
+     "decode cache + in-model normalisation: identical pixels (tested on photos)", "same code, 64 px"),
+    ("transparent images", "not said", "`convert(\"RGB\")` drops alpha", "composited on white (CT2 has none)", "composited on white"),
+    ("unreadable image", "not said", "a zero tensor, still predicted", "`bad_images: zero`: the all-zero input",
+     "`skip`: left out of training and metrics; files and JSON still have every index"),
+    ("precision", "not said", "fp32", "`bf16: false`", "bf16 only on CUDA"),
+)
+
+
+def markdown() -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in ROWS]
+    return "\n".join(lines)
+
+
+def html_table() -> str:
+    def cell(text: str) -> str:
+        parts = html.escape(text).split("`")
+        return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{cell(v)}</td>" for v in row) + "</tr>" for row in ROWS)
+    return f"<table><tr>{head}</tr>{body}</table>"
