@@ -50,3 +50,38 @@ def test_yaml_error_names_the_file(tmp_path):
     bad.write_text("profile: bad\nbatchsize: 3\n")
     with pytest.raises(ConfigError, match="bad.yaml.*batchsize"):
         load_config(bad)
+
+
+def test_set_overrides_are_typed_like_the_yaml_and_validated_whole():
+    from helpers.config import parse_overrides
+
+    values = parse_overrides(["epochs=2", "dataset=/data/defactify", "learning_rate=3e-5", "analyses=[]",
+                              "synthetic_captions={train: 4}", "caption_template=Caption: {}"])
+    assert values == {"epochs": 2, "dataset": "/data/defactify", "learning_rate": 3e-5, "analyses": [],
+                      "synthetic_captions": {"train": 4}, "caption_template": "Caption: {}"}
+    cfg = load_config(ROOT / "params" / "paper.yaml", values)
+    assert cfg.epochs == 2 and cfg.dataset == "/data/defactify" and cfg.text_encoder == "bert-base-uncased"
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["epochs"])
+    with pytest.raises(ConfigError, match="'epochs'"):
+        load_config(ROOT / "params" / "paper.yaml", parse_overrides(["epochs=two"]))
+    with pytest.raises(ConfigError, match="epoch"):
+        load_config(ROOT / "params" / "paper.yaml", parse_overrides(["epoch=2"]))
+
+
+@pytest.mark.parametrize("module", ["run", "train"])
+def test_the_commands_refuse_a_bad_set_before_any_work(module, capsys, tmp_path):
+    import importlib
+
+    main = importlib.import_module(f"helpers.{module}").main
+    assert main([str(ROOT / "params" / "smoke.yaml"), "--set", f"work_dir={tmp_path}", "--set", "batch_size=big"]) == 2
+    assert "'batch_size'" in capsys.readouterr().err
+    assert main([str(ROOT / "params" / "smoke.yaml"), "--set", f"work_dir={tmp_path}", "--set", "batchsize=8"]) == 2
+    assert "batchsize" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_a_global_batch_that_does_not_divide_is_refused_by_train(capsys, tmp_path):
+    from helpers.train import main
+
+    assert main([str(ROOT / "params" / "smoke.yaml"), "--set", f"work_dir={tmp_path}", "--set", "processes=3"]) == 2
+    assert "batch_size 16 does not divide over 3 processes; use 15 or 18" in capsys.readouterr().err

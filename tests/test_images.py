@@ -198,3 +198,20 @@ def test_predict_folder_with_a_captions_file(tmp_path, trained_dir):
     pd.DataFrame({"path": ["imgs/0.png"], "Prompt": ["a red bus"]}).to_csv(tmp_path / "captions.csv", index=False)
     frame = run(str(trained_dir), str(folder), str(tmp_path / "p.csv"), captions=str(tmp_path / "captions.csv"))
     assert frame.set_index(frame["path"].str[-5:])["caption_missing"].to_dict() == {"0.png": False, "1.png": True}
+
+
+def test_predict_takes_the_profile_keys_that_apply_to_prediction(tmp_path, trained_dir, capsys):
+    from helpers.predict import main
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((40, 30, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "p.csv"
+    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out),
+                 "--set", "task_b_decoding=six_class", "--set", "eval_batch_size=1"]) == 0
+    assert len(pd.read_csv(out)) == 2
+    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out), "--set", "image_size=64"]) == 2
+    assert "image_size: does not apply to prediction" in capsys.readouterr().err
+    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out), "--set", "task_b_decoding=maybe"]) == 2
+    assert "task_b_decoding" in capsys.readouterr().err

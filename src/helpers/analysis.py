@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,41 @@ from .inference import Predictions, predict
 from .labels import CLASS_NAMES
 from .metrics import all_metrics
 from .study import json_default, write_json
+
+
+@dataclass
+class AnalysisRun:
+    """What every analysis notebook starts from: the config, and when the analysis is on, the
+    final model and the caches of the splits it needs (the evaluated one last)."""
+    cfg: object
+    figures: object
+    enabled: bool
+    splits: object = None
+    model: object = None
+    size: int = 0
+    split_name: str = ""
+    caches: dict = field(default_factory=dict)
+    evaluated: CachedSplit | None = None
+
+
+def setup(namespace: dict, name: str, cache_names: tuple[str, ...] = ()) -> AnalysisRun:
+    """The shared start of notebooks 05-10: the run's config; when `name` is in the profile's
+    analyses, the final model and the caches of cache_names plus the evaluation split."""
+    from . import study
+
+    cfg = study.setup(namespace)
+    run = AnalysisRun(cfg, study.figures_dir(cfg), name in cfg.analyses)
+    if not run.enabled:
+        print(f"this analysis is off in this profile (analyses: {cfg.analyses})")
+        return run
+    run.splits = study.study_splits(cfg)
+    run.model, tokenizer, stage = study.final_model(cfg)
+    run.size = run.model.config.image_size
+    run.split_name = study.evaluation_split(run.splits)
+    run.caches = study.caches_for(cfg, run.splits, tokenizer, run.size, [*cache_names, run.split_name])
+    run.evaluated = run.caches[run.split_name]
+    print(f"model: {stage} pseudo-labels; scored on the {run.split_name} split ({len(run.evaluated)} images)")
+    return run
 
 
 def quick_config(cfg, **changes):

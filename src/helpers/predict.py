@@ -70,26 +70,49 @@ def inputs_from(path: Path, split: str | None) -> tuple[datasets.Dataset, list[s
     return chosen, names
 
 
+# Profile keys that mean something when scoring with a trained model; the rest are fixed by training.
+PREDICTION_KEYS = {"eval_batch_size", "bf16", "task_b_decoding", "caption_template"}
+
+
+def prediction_settings(items: list[str] | None) -> dict:
+    """--set values for prediction, typed and checked like a profile's; keys that training fixed
+    (the encoders, the image size, ...) are refused by name."""
+    from .config import ConfigError, load_config, parse_overrides
+
+    overrides = parse_overrides(items)
+    fixed = sorted(set(overrides) - PREDICTION_KEYS)
+    if fixed:
+        raise ConfigError(f"--set {', '.join(fixed)}: does not apply to prediction (the trained model fixes it); "
+                          f"keys that do: {sorted(PREDICTION_KEYS)}")
+    checked = load_config({"profile": "predict"}, overrides)
+    return {key: getattr(checked, key) for key in overrides}
+
+
 def run(model_dir: str, images: str, out: str, captions: str | None = None, json_out: str | None = None,
-        split: str | None = None, batch_size: int = 64, device: str = "auto") -> pd.DataFrame:
+        split: str | None = None, batch_size: int = 64, device: str = "auto", settings: dict | None = None) -> pd.DataFrame:
+    settings = settings or {}
     model, tokenizer = load_detector(model_dir, pick_device(device))
     check_label_set(model.config.class_names)
+    batch_size = settings.get("eval_batch_size", batch_size)
+    model.config.task_b_decoding = settings.get("task_b_decoding", model.config.task_b_decoding)
+    model.config.inference_caption_template = settings.get("caption_template", model.config.inference_caption_template)
+    bf16 = settings.get("bf16", True)
     inputs, names = inputs_from(Path(images), split)
     if captions:
         lookup = _captions_by_path(Path(captions))
         inputs = inputs.map(lambda row: {"Caption": row["Caption"] or lookup.get(row["Image"]["path"] or "", "")})
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="predict-cache-") as cache_dir:
-        template = getattr(model.config, "inference_caption_template", "{}")
+        template = model.config.inference_caption_template
         cached = build_cache(inputs, "predict", cache_dir, model.config.image_size, tokenizer,
                              model.config.max_caption_length, caption_template=template)
-        preds = predict(model, cached, batch_size)
+        preds = predict(model, cached, batch_size, bf16=bf16)
         failures = cached.failures
         if json_out:
             blanks = blank_rows(inputs, failures["row"].to_numpy(), model.config.image_size, tokenizer,
                                 model.config.max_caption_length, template)
             everything = CachedSplit.concat([cached, blanks])
-            answers = predict(model, everything, batch_size, desc=None)
+            answers = predict(model, everything, batch_size, bf16=bf16, desc=None)
             order = np.argsort(everything.rows, kind="stable")
             write_competition_json(json_out, answers.label_a[order], answers.label_b[order], everything.rows[order])
     seconds = time.perf_counter() - started
@@ -137,9 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", help="the split to score when --images is a data set")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help=f"a profile key that applies to prediction: {', '.join(sorted(PREDICTION_KEYS))}")
     args = parser.parse_args(argv)
     try:
-        frame = run(args.model, args.images, args.out, args.captions, args.json, args.split, args.batch_size, args.device)
+        settings = prediction_settings(args.set)
+        frame = run(args.model, args.images, args.out, args.captions, args.json, args.split, args.batch_size, args.device,
+                    settings)
     except (LabelSetError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
