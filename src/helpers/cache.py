@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .imageio import read_image_or_reason, square_uint8
+from .imageio import decode_for_model
 
 CACHE_VERSION = 2
 CHUNK_ROWS = 512
@@ -273,17 +273,6 @@ def cache_key(split, image_size: int, tokenizer, max_length: int, caption_templa
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def _decode(cell, image_size: int) -> tuple[np.ndarray | None, str, bytes]:
-    """(pixels or None, reason, digest of the encoded file: the same image under two splits is found by it)."""
-    image, reason = read_image_or_reason(cell)
-    if image is None:
-        return None, reason, b""
-    raw = cell.get("bytes") if isinstance(cell, dict) else None
-    if raw is None:
-        raw = Path(cell.get("path") if isinstance(cell, dict) else cell).read_bytes()
-    return square_uint8(image, image_size), "", hashlib.blake2b(raw, digest_size=16).digest()
-
-
 def _describe(cell) -> str:
     return cell.get("path") or "<embedded bytes>" if isinstance(cell, dict) else str(cell)
 
@@ -349,7 +338,7 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool, tqdm(total=n, desc=f"cache {name}", unit="img") as bar:
         for start in range(0, n, CHUNK_ROWS):
             chunk = split[start:start + CHUNK_ROWS]
-            decoded = list(pool.map(lambda cell: _decode(cell, image_size), chunk["Image"]))
+            decoded = list(pool.map(lambda cell: decode_for_model(cell, image_size), chunk["Image"]))
             keep = [i for i, (array, _, _) in enumerate(decoded) if array is not None]
             failures += [{"row": start + i, "image": _describe(chunk["Image"][i]), "reason": reason}
                          for i, (array, reason, _) in enumerate(decoded) if array is None]

@@ -133,3 +133,25 @@ def list_files(folder: Path) -> list[Path]:
         p for p in folder.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
+
+
+def decode_for_model(cell, size: int, transform=None) -> tuple[np.ndarray | None, str, bytes]:
+    """(the model's uint8 input or None, the reason it could not be read, a digest of the encoded
+    file). transform(image), when given, is applied before the resize (a perturbation, a neutral
+    re-encoding). Module-level and torch-free, so decode worker processes start light."""
+    import hashlib
+
+    image, reason = read_image_or_reason(cell)
+    if image is None:
+        return None, reason, b""
+    raw = cell.get("bytes") if isinstance(cell, dict) else None
+    if raw is None:
+        raw = Path(cell.get("path") if isinstance(cell, dict) else cell).read_bytes()
+    if transform is not None:
+        image = transform(image)
+    return square_uint8(image, size), "", hashlib.blake2b(raw, digest_size=16).digest()
+
+
+def decode_many(cells: list, size: int, transform=None) -> list[tuple[np.ndarray | None, str, bytes]]:
+    """decode_for_model over a chunk: one task for a worker process."""
+    return [decode_for_model(cell, size, transform) for cell in cells]

@@ -1,31 +1,36 @@
 """Score images with a trained detector.
 
-python -m helpers.predict --model DIR --images PATH [--captions CSV] --out preds.csv [--json answer.json]
+python -m helpers.predict --model DIR --images PATH [--captions CSV] --out preds.csv [--json answer.json] [--workers N]
 
-PATH is a folder of images (searched recursively; every non-hidden file counts as an input),
-a CSV with an image column (paths relative to the CSV; optional caption column), or a data
-set the study's loader reads (a saved or parquet folder, or a hub id; --split picks the split). Every input
-gets one output row with a status; unreadable files get a one-line reason, also written to
-<out>.errors.csv. A missing caption is allowed (empty text) and counted. The competition JSON
-has one entry per input: an unreadable image is scored there on the all-zero input, as the
-authors' code does, and stays marked failed in the CSV.
+PATH is a folder of images (searched recursively; hidden files and folders are skipped and
+counted; symbolic links are followed once), a CSV with an image column (paths relative to the
+CSV; optional caption, label_a and generator columns), or a data set the study's loader reads
+(a saved or parquet folder, or a hub id; --split picks the split). A folder with real/ and
+ai/[<generator>/] subfolders, a CSV with label_a, or a data set with labels is a labelled set:
+the command then also writes <out>.metrics.json (Task A, the false-positive rate on real images,
+recall per generator, Task B when the labels name CT2 classes) and prints it.
+
+Every input gets one output row with a status; unreadable files and rows whose label cannot be
+read get a one-line reason, also written to <out>.errors.csv. Files with the same bytes are
+reported. A missing caption is allowed (empty text) and counted. The competition JSON has one
+entry per input: an unreadable image is scored there on the all-zero input, as the authors'
+code does, and stays marked failed in the CSV. Images are decoded in --workers processes
+(default: one per core), streaming.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pandas as pd
 
-from .cache import CachedSplit, blank_rows, build_cache
-from .data import FEATURES, find_column, load_source
-from .imageio import list_files
-from .inference import pick_device, predict
+from .data import find_column
+from .inference import pick_device
+from .inputs import Inputs, read_inputs
 from .labels import CLASS_NAMES
 from .metrics import write_competition_json
 from .model import load_detector
@@ -49,27 +54,6 @@ def _captions_by_path(csv: Path) -> dict[str, str]:
     return {str((csv.parent / p).resolve()): c for p, c in zip(frame[image], frame[caption])}
 
 
-def inputs_from(path: Path, split: str | None) -> tuple[datasets.Dataset, list[str]]:
-    """The inputs as a data set of the study's schema, and a display name for each."""
-    saved = path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
-                               or any(path.rglob("*.parquet")))
-    if path.is_dir() and not saved:
-        files = list_files(path)
-        if not files:
-            raise FileNotFoundError(f"no files under {path}")
-        names = [str(f.resolve()) for f in files]
-        rows = {"Caption": [""] * len(names), "Image": [{"bytes": None, "path": n} for n in names],
-                "Label_A": [-1] * len(names), "Label_B": [-1] * len(names)}
-        return datasets.Dataset.from_dict(rows, features=FEATURES), names
-    source = load_source(str(path))
-    name = split or ("test" if "test" in source else next(iter(source)))
-    if name not in source:
-        raise KeyError(f"split '{name}' is not in {path} (splits: {list(source)})")
-    chosen = source[name]
-    names = [cell.get("path") or f"{name}[{i}]" for i, cell in enumerate(chosen["Image"])]
-    return chosen, names
-
-
 # Profile keys that mean something when scoring with a trained model; the rest are fixed by training.
 PREDICTION_KEYS = {"eval_batch_size", "bf16", "task_b_decoding", "caption_template"}
 
@@ -88,52 +72,59 @@ def prediction_settings(items: list[str] | None) -> dict:
     return {key: getattr(checked, key) for key in overrides}
 
 
+def _frame(inputs: Inputs, scored) -> pd.DataFrame:
+    preds = scored.predictions
+    frame = pd.DataFrame({"index": np.arange(len(inputs)), "path": inputs.names,
+                          "status": np.where(scored.ok, "ok", "failed"), "reason": scored.reason,
+                          "caption_missing": [not c for c in inputs.captions]})
+    frame["p_ai"] = np.where(scored.ok, preds.prob_ai, np.nan)
+    frame["Label_A"] = np.where(scored.ok, preds.label_a, -1)
+    frame["Label_B"] = np.where(scored.ok, preds.label_b, -1)
+    frame["generator"] = [CLASS_NAMES[b] if ok else "" for b, ok in zip(preds.label_b, scored.ok)]
+    for cls, name in enumerate(CLASS_NAMES):
+        frame[f"p_{name}"] = np.where(scored.ok, preds.probs_b[:, cls], np.nan)
+    if inputs.labelled:
+        frame["true_Label_A"], frame["true_generator"] = inputs.label_a, inputs.generator
+    return frame
+
+
 def run(model_dir: str, images: str, out: str, captions: str | None = None, json_out: str | None = None,
-        split: str | None = None, batch_size: int = 64, device: str = "auto", settings: dict | None = None) -> pd.DataFrame:
+        split: str | None = None, batch_size: int = 64, device: str = "auto", settings: dict | None = None,
+        workers: int | None = None) -> pd.DataFrame:
+    from . import external, scoring
+
     settings = settings or {}
     model, tokenizer = load_detector(model_dir, pick_device(device))
     check_label_set(model.config.class_names)
-    batch_size = settings.get("eval_batch_size", batch_size)
     model.config.task_b_decoding = settings.get("task_b_decoding", model.config.task_b_decoding)
     model.config.inference_caption_template = settings.get("caption_template", model.config.inference_caption_template)
-    bf16 = settings.get("bf16", True)
-    inputs, names = inputs_from(Path(images), split)
+    inputs = read_inputs(images, split)
     if captions:
         lookup = _captions_by_path(Path(captions))
-        inputs = inputs.map(lambda row: {"Caption": row["Caption"] or lookup.get(row["Image"]["path"] or "", "")})
+        inputs.captions = [c or lookup.get(str(Path(cell).resolve()) if isinstance(cell, str) else "", "")
+                           for c, cell in zip(inputs.captions, inputs.chunk(0, len(inputs)))]
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="predict-cache-") as cache_dir:
-        template = model.config.inference_caption_template
-        cached = build_cache(inputs, "predict", cache_dir, model.config.image_size, tokenizer,
-                             model.config.max_caption_length, caption_template=template)
-        preds = predict(model, cached, batch_size, bf16=bf16)
-        failures = cached.failures
-        if json_out:
-            blanks = blank_rows(inputs, failures["row"].to_numpy(), model.config.image_size, tokenizer,
-                                model.config.max_caption_length, template)
-            everything = CachedSplit.concat([cached, blanks])
-            answers = predict(model, everything, batch_size, bf16=bf16, desc=None)
-            order = np.argsort(everything.rows, kind="stable")
-            write_competition_json(json_out, answers.label_a[order], answers.label_b[order], everything.rows[order])
+    scored = scoring.score(model, tokenizer, inputs, settings.get("eval_batch_size", batch_size), workers,
+                           bf16=settings.get("bf16", True))
     seconds = time.perf_counter() - started
-    frame = pd.DataFrame({"index": np.arange(len(names)), "path": names, "status": "failed", "reason": "",
-                          "caption_missing": [not c for c in inputs["Caption"]]})
-    frame.loc[failures["row"].to_numpy(), "reason"] = failures["reason"].to_numpy()
-    ok = cached.rows
-    frame.loc[ok, "status"] = "ok"
-    frame["p_ai"], frame["Label_A"], frame["Label_B"], frame["generator"] = np.nan, -1, -1, ""
-    frame.loc[ok, "p_ai"] = preds.prob_ai
-    frame.loc[ok, "Label_A"] = preds.label_a
-    frame.loc[ok, "Label_B"] = preds.label_b
-    frame.loc[ok, "generator"] = [CLASS_NAMES[b] for b in preds.label_b]
-    for cls, name in enumerate(CLASS_NAMES):
-        frame[f"p_{name}"] = np.nan
-        frame.loc[ok, f"p_{name}"] = preds.probs_b[:, cls]
+    frame = _frame(inputs, scored)
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_path, index=False)
-    frame.loc[frame["status"] == "failed", ["path", "reason"]].to_csv(out_path.with_suffix(".errors.csv"), index=False)
-    frame.attrs.update(seconds=seconds, images_per_second=len(ok) / seconds if seconds else float("nan"))
+    errors = pd.concat([frame.loc[~scored.ok, ["index", "path", "reason"]],
+                        inputs.bad_rows.rename(columns={"input": "path"})], ignore_index=True)
+    errors.sort_values("index", kind="stable").to_csv(out_path.with_suffix(".errors.csv"), index=False)
+    if json_out:
+        write_competition_json(json_out, scored.predictions.label_a, scored.predictions.label_b)
+    duplicates = scored.duplicates()
+    frame.attrs.update(seconds=seconds, images_per_second=len(inputs) / seconds if seconds else float("nan"),
+                       duplicates=[[inputs.names[r] for r in group] for group in duplicates],
+                       hidden_skipped=inputs.hidden_skipped, bad_rows=len(inputs.bad_rows))
+    if inputs.labelled:
+        metrics = external.outside_metrics(inputs, scored)
+        metrics_path = out_path.with_suffix(".metrics.json")
+        metrics_path.write_text(json.dumps(metrics, indent=2))
+        frame.attrs.update(metrics=metrics, metrics_path=str(metrics_path))
     return frame
 
 
@@ -141,12 +132,28 @@ def summary(frame: pd.DataFrame, out: str) -> str:
     read, failed = int((frame["status"] == "ok").sum()), int((frame["status"] == "failed").sum())
     lines = [f"{len(frame)} inputs: {read} scored, {failed} failed; {int(frame['caption_missing'].sum())} without caption",
              f"{frame.attrs['images_per_second']:.1f} images/s (decode + model)", f"predictions: {out}"]
-    if failed:
-        lines.append(f"failures (one reason each): {Path(out).with_suffix('.errors.csv')}")
+    if frame.attrs.get("hidden_skipped"):
+        lines.append(f"skipped {frame.attrs['hidden_skipped']} hidden files or folders (names starting with '.')")
+    if failed or frame.attrs.get("bad_rows"):
+        lines.append(f"failures and unreadable labels (one reason each): {Path(out).with_suffix('.errors.csv')}")
         lines += [f"  {p}: {r}" for p, r in frame.loc[frame['status'] == 'failed', ['path', 'reason']].head(5).values]
+    duplicates = frame.attrs.get("duplicates") or []
+    if duplicates:
+        lines.append(f"{sum(len(g) for g in duplicates)} files are copies of one another ({len(duplicates)} groups), e.g. "
+                     + " = ".join(duplicates[0][:3]))
     scored = frame[frame["status"] == "ok"]
     if len(scored):
         lines.append("predicted: " + ", ".join(f"{k} {v}" for k, v in scored["generator"].value_counts().items()))
+    metrics = frame.attrs.get("metrics")
+    if metrics and "f1_a" in metrics:
+        lines.append(f"labelled set ({metrics['rows_scored']} scored: {metrics['real_images']} real, {metrics['ai_images']} AI): "
+                     f"accuracy {100 * metrics['acc_a']:.1f}, precision {100 * metrics['precision_a']:.1f}, "
+                     f"recall {100 * metrics['recall_a']:.1f}, F1 {100 * metrics['f1_a']:.1f}, "
+                     f"false positives on real {100 * metrics['false_positive_rate_real']:.1f}%")
+        lines += [f"  recall {name}: {100 * v:.1f}%" for name, v in metrics["recall_per_generator"].items()]
+        if "f1_b_weighted" in metrics:
+            lines.append(f"  Task B: accuracy {100 * metrics['acc_b']:.1f}, weighted F1 {100 * metrics['f1_b_weighted']:.1f}")
+        lines.append(f"metrics: {frame.attrs['metrics_path']}")
     return "\n".join(lines)
 
 
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the competition JSON (index, Label_A, Label_B)")
     parser.add_argument("--split", help="the split to score when --images is a data set")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, help="decode processes (default: one per core; 0 = decode in this process)")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1 ...")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help=f"a profile key that applies to prediction: {', '.join(sorted(PREDICTION_KEYS))}")
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = prediction_settings(args.set)
         frame = run(args.model, args.images, args.out, args.captions, args.json, args.split, args.batch_size, args.device,
-                    settings)
+                    settings, args.workers)
     except (LabelSetError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,71 @@
+"""Scores on labelled image sets from outside the training distribution: Task A, the false-
+positive rate on real images, recall per generator, and Task B when every label names a CT2
+class. Computed over the rows that were read and carry a label; the others are counted."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .inputs import Inputs
+from .labels import UNLABELLED
+from .metrics import task_a_metrics, task_b_metrics
+from .scoring import Scored
+
+
+def outside_metrics(inputs: Inputs, scored: Scored) -> dict:
+    """See the module docstring. rows_* say how many inputs each number rests on."""
+    usable = scored.ok & (inputs.label_a != UNLABELLED)
+    truth_a, pred_a = inputs.label_a[usable], scored.predictions.label_a[usable]
+    generators = np.asarray(inputs.generator, dtype=object)[usable]
+    real = truth_a == 0
+    out = {"rows": len(inputs), "rows_scored": int(usable.sum()), "rows_unreadable": int((~scored.ok).sum()),
+           "rows_without_label": int((scored.ok & (inputs.label_a == UNLABELLED)).sum()),
+           "real_images": int(real.sum()), "ai_images": int((~real).sum())}
+    if not usable.any():
+        return out
+    out.update(task_a_metrics(truth_a, pred_a))
+    out["false_positive_rate_real"] = float(pred_a[real].mean()) if real.any() else float("nan")
+    out["recall_per_generator"] = {name: float(pred_a[generators == name].mean())
+                                   for name in sorted(set(generators[~real]))}
+    truth_b = inputs.label_b[usable]
+    if (truth_b != UNLABELLED).all():
+        out.update(task_b_metrics(truth_b, scored.predictions.label_b[usable]))
+    return out
+
+
+def metrics_table(by_view: dict[str, dict]) -> pd.DataFrame:
+    """One column per view (as the files are, neutral): Task A, the real-image false-positive rate
+    and each generator's recall, in percent."""
+    rows = {}
+    for view, values in by_view.items():
+        column = {k: values[k] for k in ("acc_a", "precision_a", "recall_a", "f1_a", "false_positive_rate_real")
+                  if k in values}
+        column.update({f"recall {name}": v for name, v in values.get("recall_per_generator", {}).items()})
+        if "f1_b_weighted" in values:
+            column["f1_b_weighted"] = values["f1_b_weighted"]
+        rows[view] = column
+    return 100 * pd.DataFrame(rows)
+
+
+def conclusion(name: str, as_is: dict, neutral: dict) -> str:
+    """One paragraph for the index page, from the numbers."""
+    if "f1_a" not in as_is:
+        return f"{name}: no labelled image could be scored."
+    recalls = as_is.get("recall_per_generator", {})
+    worst = min(recalls, key=recalls.get) if recalls else None
+    text = (f"On {name} ({as_is['rows_scored']} labelled images: {as_is['real_images']} real, {as_is['ai_images']} AI), "
+            f"the final model reaches F1-A {100 * as_is['f1_a']:.1f}, and calls "
+            f"{100 * as_is['false_positive_rate_real']:.1f}% of real photos AI.")
+    if worst is not None:
+        text += f" Its weakest generator is {worst}, caught {100 * recalls[worst]:.1f}% of the time."
+    drop = as_is["f1_a"] - neutral.get("f1_a", as_is["f1_a"])
+    fpr_change = neutral.get("false_positive_rate_real", 0.0) - as_is["false_positive_rate_real"]
+    text += (f" With every image decoded, brought to one square size and re-encoded as JPEG, F1-A is "
+             f"{100 * neutral.get('f1_a', float('nan')):.1f} and the false-positive rate "
+             f"{100 * neutral.get('false_positive_rate_real', float('nan')):.1f}%. ")
+    if abs(drop) > 0.05 or abs(fpr_change) > 0.05:
+        text += ("That change says the model's answers depend on file format and size, not only on what the images "
+                 "show: do not trust its scores on files prepared differently from its training data.")
+    else:
+        text += "Its answers do not hinge on file format and size here."
+    return text
