@@ -39,6 +39,15 @@ def smoke_model(smoke_cfg):
     return build_model(smoke_cfg)
 
 
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    from helpers.config import load_config
+    from helpers.model import build_model, save_detector
+
+    model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
+    return save_detector(model, tokenizer, tmp_path_factory.mktemp("model") / "m")
+
+
 def png_bytes(size=(16, 12), color=(200, 30, 30), fmt="PNG") -> bytes:
     buffer = io.BytesIO()
     rng = np.random.default_rng(sum(color))

@@ -125,16 +125,6 @@ def test_square_uint8_is_shortest_edge_then_centre_crop():
     assert abs(int(out[0, 10, 0]) - 20) <= 3 and abs(int(out[0, 10, -1]) - 58) <= 3
 
 
-@pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory):
-    from conftest import ROOT
-    from helpers.config import load_config
-    from helpers.model import build_model, save_detector
-
-    model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
-    return save_detector(model, tokenizer, tmp_path_factory.mktemp("model") / "m")
-
-
 def test_predict_folder_accounts_for_every_input(tmp_path, trained_dir):
     from helpers.predict import run
 

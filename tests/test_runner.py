@@ -73,6 +73,10 @@ def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     for name, item in metrics["analyses"].items():
         assert item["conclusion"] in index.replace("&#x27;", "'") and f"href='{item['html']}'" in index, name
     assert "<h3>" in index and (reports / "figures" / "cm_test_after.png").is_file()
+    outside = metrics["external"]["outside"]
+    assert "Outside the training distribution" in index and outside["conclusion"] in index.replace("&#x27;", "'")
+    assert set(outside["views"]) == {"as the files are", "neutral view"} and (reports / outside["figure"]).is_file()
+    assert "unseen_vq" in outside["views"]["neutral view"]["recall_per_generator"]
 
 
 def _notebook(path, *sources, params="profile = 'x'"):

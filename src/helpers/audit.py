@@ -30,9 +30,16 @@ def metadata_baseline(train_meta: pd.DataFrame, eval_meta: pd.DataFrame, seed: i
     return all_metrics(eval_meta["Label_A"], eval_meta["Label_B"], pred_a, pred_b)
 
 
+def neutral_image(image, size: int):
+    """The image at one square size and in one format (JPEG at NEUTRAL_QUALITY)."""
+    return jpeg(square_image(image, size), NEUTRAL_QUALITY)
+
+
 def neutralise(size: int):
-    """A transform to one square size and one format (JPEG at NEUTRAL_QUALITY) for every image."""
-    return lambda image: jpeg(square_image(image, size), NEUTRAL_QUALITY)
+    """neutral_image as a transform that worker processes can receive (a partial, not a lambda)."""
+    from functools import partial
+
+    return partial(neutral_image, size=size)
 
 
 def conclusion(meta_scores: dict, model_scores: dict, neutral_scores: dict, split: str) -> str:

@@ -124,6 +124,10 @@ class Config:
     analyses: list = field(default_factory=lambda: list(ANALYSES))
     analysis_epochs: int = 0
     seeds: list = field(default_factory=lambda: [0, 1, 2])
+    # Labelled sets from outside the training distribution, scored by notebook 11: each
+    # {name, source}, source a labelled folder (real/, ai/<generator>/), a CSV with label_a, a data
+    # set with labels, or "synthetic" (an outside set built by helpers.synthetic; captions: its size).
+    external: list = field(default_factory=list)
 
     # Where things go.
     work_dir: str = "runs"
@@ -188,6 +192,12 @@ def _check_ranges(config: Config) -> None:
     if config.caption_template.count("{}") != 1:
         raise ConfigError(f"key 'caption_template' must contain '{{}}' exactly once (where the caption goes), "
                           f"got {config.caption_template!r}")
+    for i, entry in enumerate(config.external):
+        if not isinstance(entry, dict) or not {"name", "source"} <= set(entry) or set(entry) - {"name", "source", "captions"}:
+            raise ConfigError(f"key 'external' entry {i} must be a mapping with name and source (and optionally captions), "
+                              f"got {entry!r}")
+        if not all(isinstance(entry[k], str) and entry[k] for k in ("name", "source")):
+            raise ConfigError(f"key 'external' entry {i}: name and source must be non-empty text, got {entry!r}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in config.seeds):
         raise ConfigError(f"key 'seeds' must be a list of integers, got {config.seeds}")
     for key in ("pseudo_threshold", "pseudo_train_fraction"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .inputs import Inputs
+from .inputs import Inputs, read_inputs
 from .labels import UNLABELLED
 from .metrics import task_a_metrics, task_b_metrics
 from .scoring import Scored
@@ -68,4 +68,55 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
                  "show: do not trust its scores on files prepared differently from its training data.")
     else:
         text += "Its answers do not hinge on file format and size here."
+    return text
+
+
+def outside_sets(cfg) -> dict[str, Inputs]:
+    """The profile's external sets, read (the synthetic one written first, once)."""
+    from .synthetic import write_outside
+
+    sets = {}
+    for entry in cfg.external:
+        source = entry["source"]
+        if source == "synthetic":
+            size = cfg.synthetic_image_size
+            source = write_outside(cfg.run_dir.parent / "data" / f"outside-{entry.get('captions', 100)}-{size}-{cfg.seed}",
+                                   entry.get("captions", 100), size, cfg.seed)
+        inputs = read_inputs(source)
+        if not inputs.labelled:
+            raise ValueError(f"external set '{entry['name']}' ({source}) has no labels: give a folder with real/ and ai/ "
+                             "subfolders, a CSV with a label_a column, or a data set with Label_A")
+        sets[entry["name"]] = inputs
+    return sets
+
+
+def score_views(model, tokenizer, inputs: Inputs, batch_size: int, name: str) -> dict[str, dict]:
+    """The set's metrics as the files are, and on the neutral view (one size, one format)."""
+    from .audit import neutralise
+    from .scoring import score
+
+    views = {"as the files are": None, "neutral view": neutralise(model.config.image_size)}
+    return {view: outside_metrics(inputs, score(model, tokenizer, inputs, batch_size, transform=transform,
+                                                desc=f"{name}: {view}"))
+            for view, transform in views.items()}
+
+
+def figure_name(name: str) -> str:
+    import re
+
+    return "outside_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+
+
+def record(cfg, name: str, views: dict[str, dict], figure: str) -> str:
+    """Add one set's numbers and conclusion to reports/<profile>/metrics.json; returns the conclusion."""
+    import json
+
+    from .study import write_json
+
+    text = conclusion(name, views["as the files are"], views["neutral view"])
+    path = cfg.reports / "metrics.json"
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    current.setdefault("external", {})[name] = {"conclusion": text, "figure": f"figures/{figure}.png",
+                                                "html": "11_external.html", "views": views}
+    write_json(path, current)
     return text

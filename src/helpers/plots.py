@@ -161,3 +161,17 @@ def unseen_bars(table: pd.DataFrame):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def outside_bars(table: pd.DataFrame, title: str):
+    """table: rows 'recall <generator>' and 'false_positive_rate_real' (percent), one column per view."""
+    keep = [r for r in table.index if r.startswith("recall ") or r == "false_positive_rate_real"]
+    long = (table.loc[keep].rename(index=lambda r: r.replace("recall ", "recall: ")
+                                   .replace("false_positive_rate_real", "real called AI"))
+            .reset_index(names="measure").melt(id_vars="measure", var_name="view", value_name="percent"))
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    sns.barplot(data=long, x="measure", y="percent", hue="view", ax=ax)
+    ax.set(ylim=(0, 105), xlabel="", title=title)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig

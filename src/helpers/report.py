@@ -46,6 +46,16 @@ def _overlap(stats: dict) -> str:
     return f" Left out of the pool because the same image is in {html.escape(where)}."
 
 
+def _outside(sets: dict) -> str:
+    if not sets:
+        return ""
+    parts = ["<h2>Outside the training distribution</h2>"]
+    for name, item in sets.items():
+        parts.append(f"<h3>{html.escape(name)} (<a href='{item['html']}'>details</a>)</h3>"
+                     f"<p>{html.escape(item['conclusion'])}</p><img src='{item['figure']}' alt='{html.escape(name)}'>")
+    return "".join(parts)
+
+
 def _stages(record: dict) -> str:
     items = []
     for stage in record.get("stages", []):
@@ -95,6 +105,7 @@ def write_index(out_dir: Path, record: dict) -> Path:
     if figures:
         page.append("<h2>Confusion matrices</h2>")
         page += [f"<h3>{html.escape(f.stem[3:].replace('_', ' '))}</h3><img src='figures/{f.name}'>" for f in figures]
+    page.append(_outside(metrics.get("external", {})))
     page.append(_analyses(metrics.get("analyses", {})))
     if params.get("profile") == "paper":
         page += ["<h2>Fidelity to the authors' code</h2>",

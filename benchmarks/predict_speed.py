@@ -1,0 +1,87 @@
+"""Images per second of `helpers.predict` on a folder of realistic files, with one decode worker
+and with the default (one per core).
+
+    python benchmarks/predict_speed.py                       # the demo model if trained, else a fresh smoke model
+    python benchmarks/predict_speed.py --model runs/demo/model_after --photos 600 --pngs 150
+
+The folder holds 640x480 JPEG photographs (noise on smooth content, quality 90) and 1024x1024
+PNG images, the sizes that make decoding, not the model, the cost on a CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def write_folder(folder: Path, photos: int, pngs: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(photos + pngs):
+        name = folder / (f"photo_{i:05d}.jpg" if i < photos else f"render_{i:05d}.png")
+        if name.exists():
+            continue
+        width, height = (640, 480) if i < photos else (1024, 1024)
+        coarse = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+        pixels = np.asarray(coarse, np.float64) + rng.normal(0, 8, (height, width, 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        image.save(name, quality=90) if i < photos else image.save(name)
+    return folder
+
+
+def model_dir(requested: str | None, work: Path) -> str:
+    if requested:
+        return requested
+    demo = ROOT / "runs" / "demo" / "model_after"
+    if (demo / "config.json").is_file():
+        return str(demo)
+    from helpers.config import load_config
+    from helpers.model import build_model, save_detector
+
+    model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
+    return str(save_detector(model, tokenizer, work / "smoke_model"))
+
+
+def rate(model: str, folder: Path, out: Path, workers: int) -> float:
+    from helpers.predict import run
+
+    started = time.perf_counter()
+    frame = run(model, str(folder), str(out), workers=workers)
+    return len(frame) / (time.perf_counter() - started)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a saved detector (default: runs/demo/model_after, else a fresh smoke model)")
+    parser.add_argument("--photos", type=int, default=400, help="640x480 JPEG files")
+    parser.add_argument("--pngs", type=int, default=100, help="1024x1024 PNG files")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "predict-speed")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    folder = write_folder(args.work / "images", args.photos, args.pngs)
+    model = model_dir(args.model, args.work)
+    rate(model, folder, args.work / "warmup.csv", 0)  # file cache and model load warm for both runs
+    results = {"images": args.photos + args.pngs, "cores": os.cpu_count(), "model": model,
+               "workers_1": rate(model, folder, args.work / "one.csv", 1),
+               "workers_default": rate(model, folder, args.work / "default.csv", os.cpu_count() or 1)}
+    results["speedup"] = results["workers_default"] / results["workers_1"]
+    print(f"{results['images']} images ({args.photos} JPEG 640x480, {args.pngs} PNG 1024x1024), model {model}")
+    print(f"1 decode worker:             {results['workers_1']:.1f} images/s")
+    print(f"{results['cores']} decode workers (default): {results['workers_default']:.1f} images/s "
+          f"({results['speedup']:.2f}x)")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

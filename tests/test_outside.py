@@ -1,0 +1,136 @@
+"""Labelled sets from outside the training distribution, and the folders people really have."""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+
+def _image(path, seed=0, size=(48, 40), fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def test_a_labelled_folder_gets_metrics_per_generator_and_its_bad_rows_listed(tmp_path, trained_dir, capsys):
+    from helpers.predict import main
+
+    folder = tmp_path / "set"
+    for i in range(3):
+        _image(folder / "real" / f"r{i}.jpg", i, fmt="JPEG")
+        _image(folder / "ai" / "sdxl" / f"x{i}.png", 10 + i)
+        _image(folder / "ai" / "brand_new_model" / f"n{i}.png", 20 + i)
+    _image(folder / "loose.png", 30)  # no label: listed, not dropped
+    (folder / "ai" / "sdxl" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out" / "p.csv"
+    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["rows"] == 11 and metrics["rows_scored"] == 9 and metrics["rows_unreadable"] == 1
+    assert metrics["rows_without_label"] == 1 and (metrics["real_images"], metrics["ai_images"]) == (3, 6)
+    assert set(metrics["recall_per_generator"]) == {"sdxl", "brand_new_model"}
+    assert {"acc_a", "precision_a", "recall_a", "f1_a", "false_positive_rate_real"} <= set(metrics)
+    assert "f1_b_weighted" not in metrics  # brand_new_model is no CT2 class
+    errors = pd.read_csv(out.with_suffix(".errors.csv"))
+    reasons = dict(zip(errors["path"].str.rsplit("/", n=1).str[-1], errors["reason"]))
+    assert reasons["loose.png"] == "not under real/ or ai/: no label" and "broken.png" in reasons
+    assert "false positives on real" in printed and "recall sdxl" in printed
+    frame = pd.read_csv(out)
+    assert len(frame) == 11 and set(frame["true_generator"].fillna("")) == {"real", "sdxl", "brand_new_model", ""}
+
+
+def test_a_labelled_csv_with_ct2_generators_gets_task_b_and_refuses_unknown_labels(tmp_path, trained_dir):
+    from helpers.predict import run
+
+    rows = []
+    for i, (label, generator) in enumerate([("real", ""), ("0", ""), ("ai", "SD 3"), ("1", "dall-e-3"), ("AI", "SDXL")]):
+        rows.append({"image": str(_image(tmp_path / "imgs" / f"{i}.png", i).relative_to(tmp_path)), "label_a": label,
+                     "generator": generator, "caption": f"caption {i}"})
+    rows.append({"image": "imgs/0.png", "label_a": "maybe", "generator": "", "caption": ""})
+    rows.append({"image": "imgs/missing.png", "label_a": "1", "generator": "SD 3", "caption": ""})
+    pd.DataFrame(rows).to_csv(tmp_path / "set.csv", index=False)
+    frame = run(str(trained_dir), str(tmp_path / "set.csv"), str(tmp_path / "p.csv"), workers=0)
+    metrics = frame.attrs["metrics"]
+    assert metrics["rows_scored"] == 5 and metrics["rows_without_label"] == 1 and metrics["rows_unreadable"] == 1
+    assert "f1_b_weighted" in metrics and set(metrics["recall_per_generator"]) == {"SD 3", "dall-e-3", "SDXL"}
+    errors = pd.read_csv(tmp_path / "p.errors.csv")
+    assert "label_a 'maybe' is not 0/1 or real/ai" in errors["reason"].tolist()
+    assert any("not found" in r for r in errors["reason"])
+    assert frame.attrs["duplicates"] and len(frame.attrs["duplicates"][0]) == 2  # imgs/0.png listed twice
+
+
+def test_folders_as_people_have_them(tmp_path, trained_dir):
+    """Upper-case extensions, a name that is not UTF-8, a link to a folder and a link loop (each
+    folder read once), hidden files and folders (skipped and counted), and copies of one file."""
+    from helpers.predict import run
+
+    folder = tmp_path / "mess"
+    _image(folder / "UPPER.JPG", 1, fmt="JPEG")
+    _image(folder / "photos" / "a.png", 2)
+    shutil.copy(folder / "photos" / "a.png", folder / "photos" / "copy_of_a.png")
+    _image(folder / ".thumbnails" / "t.png", 3)
+    (folder / ".DS_Store").write_bytes(b"\0\0")
+    os.symlink(folder / "photos", folder / "linked_photos")
+    os.symlink(folder, folder / "photos" / "loop")
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
+    with open(odd, "wb") as handle:
+        Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(handle, format="PNG")
+    frame = run(str(trained_dir), str(folder), str(tmp_path / "p.csv"), workers=2)
+    names = sorted(p.rsplit("/", 1)[-1] for p in frame["path"])
+    assert names == sorted(["UPPER.JPG", "a.png", "copy_of_a.png", "caf\\xe9.png"])
+    assert (frame["status"] == "ok").sum() == 4
+    assert frame.attrs["hidden_skipped"] == 2
+    assert [sorted(n.rsplit("/", 1)[-1] for n in group) for group in frame.attrs["duplicates"]] == [["a.png", "copy_of_a.png"]]
+    assert pd.read_csv(tmp_path / "p.csv")["path"].str.contains("caf").sum() == 1
+
+
+def test_worker_processes_give_the_same_answers_as_decoding_in_process(tmp_path, trained_dir):
+    from helpers.predict import run
+
+    folder = tmp_path / "many"
+    for i in range(70):  # more than two decode chunks
+        _image(folder / f"{i:03d}.png", i, size=(30 + i % 7, 41))
+    one = run(str(trained_dir), str(folder), str(tmp_path / "a.csv"), workers=0)
+    two = run(str(trained_dir), str(folder), str(tmp_path / "b.csv"), workers=2)
+    assert one["path"].tolist() == two["path"].tolist()
+    assert np.allclose(one["p_ai"], two["p_ai"], atol=1e-6) and one["Label_B"].tolist() == two["Label_B"].tolist()
+
+
+def test_the_synthetic_outside_set_is_labelled_and_holds_an_unseen_generator(tmp_path):
+    from helpers.inputs import read_inputs
+    from helpers.synthetic import OUTSIDE_FOLDERS, UNSEEN_GENERATOR, write_outside
+
+    folder = write_outside(tmp_path / "outside", 3, 48, seed=0)
+    inputs = read_inputs(folder)
+    assert inputs.labelled and len(inputs) == 3 * 7 and not len(inputs.bad_rows)
+    assert set(inputs.generator) == {"real", *OUTSIDE_FOLDERS, UNSEEN_GENERATOR}
+    sizes = {Image.open(path).size for path in inputs.cells}
+    assert all(w != h for w, h in sizes) and {Image.open(p).format for p in inputs.cells} == {"JPEG"}
+    assert (inputs.label_b[np.asarray(inputs.generator) == UNSEEN_GENERATOR] == -1).all()
+    assert (inputs.label_b[np.asarray(inputs.generator) == "sdxl"] == 2).all()
+
+
+def test_predict_speed_benchmark_reports_rates(tmp_path, trained_dir):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import predict_speed
+
+    out = tmp_path / "speed.json"
+    assert predict_speed.main(["--model", str(trained_dir), "--photos", "6", "--pngs", "2", "--work", str(tmp_path / "w"),
+                               "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["images"] == 8 and results["workers_1"] > 0 and results["workers_default"] > 0
+
+
+@pytest.mark.parametrize("bad", [[{"name": "x"}], [{"name": "x", "source": "y", "colour": "red"}], ["a folder"]])
+def test_the_external_key_is_validated(bad):
+    from helpers.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="'external'"):
+        load_config({"profile": "x", "external": bad})
