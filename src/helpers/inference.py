@@ -67,7 +67,7 @@ def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.dev
     for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch", disable=desc is None):
         batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
         inputs = {k: batch[k].to(device, non_blocking=True)
-                  for k in ("input_ids", "attention_mask", "pixel_values", "blank_image") if k in batch}
+                  for k in ("input_ids", "attention_mask", "pixel_values", "blank_image", "text_features") if k in batch}
         with autocast_for(device, bf16):
             out = model(**inputs)
         logits_a.append(out.logits_a.float())
