@@ -51,3 +51,29 @@ def test_competition_json(tmp_path):
     path = write_competition_json(tmp_path / "a.json", [1, 0], [3, 0], index=[7, 9])
     assert json.loads(path.read_text()) == [{"index": 7, "Label_A": 1, "Label_B": 3}, {"index": 9, "Label_A": 0, "Label_B": 0}]
     assert set(all_metrics([1], [2], [1], [2])) >= {"f1_a", "f1_b_weighted"}
+
+
+def test_the_competition_file_has_every_input_even_when_images_cannot_be_read(tmp_path, smoke_cfg, smoke_model):
+    import json
+
+    import datasets
+
+    from conftest import png_bytes
+    from helpers import evaluate
+    from helpers.cache import build_cache
+    from helpers.data import FEATURES
+    from helpers.inference import predict
+
+    model, tokenizer = smoke_model
+    cells = [{"bytes": png_bytes(), "path": None}, {"bytes": b"broken", "path": None}, {"bytes": png_bytes(), "path": None}]
+    split = datasets.Dataset.from_dict({"Caption": ["a", "b", "c"], "Image": cells, "Label_A": [-1] * 3,
+                                        "Label_B": [-1] * 3}, features=FEATURES)
+    cached = build_cache(split, "pool", tmp_path / "c", 32, tokenizer, 8)
+    assert len(cached) == 2  # bad_images: skip leaves it out of training and metrics ...
+    complete = evaluate.every_row(smoke_cfg, split, "unlabelled", cached, tokenizer, 32)
+    assert sorted(complete.rows.tolist()) == [0, 1, 2] and complete.blank.tolist() == [False, False, True]
+    preds = predict(model.eval(), complete, 8, desc=None)
+    path = evaluate.write_submission(tmp_path / "answer.json", complete, preds, len(split))
+    assert [entry["index"] for entry in json.loads(path.read_text())] == [0, 1, 2]  # ... but not out of the answer
+    with pytest.raises(RuntimeError, match="cover 2 of 3 inputs"):
+        evaluate.write_submission(tmp_path / "short.json", cached, predict(model, cached, 8, desc=None), len(split))

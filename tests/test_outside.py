@@ -134,3 +134,14 @@ def test_the_external_key_is_validated(bad):
 
     with pytest.raises(ConfigError, match="'external'"):
         load_config({"profile": "x", "external": bad})
+
+
+def test_a_labelled_data_set_gets_task_b_metrics(tmp_path, trained_dir, smoke_cfg):
+    from helpers.data import ensure_synthetic
+    from helpers.predict import run
+
+    saved = ensure_synthetic(tmp_path / "data", {"test": 2}, 32, seed=5)
+    frame = run(str(trained_dir), str(saved), str(tmp_path / "p.csv"), split="test", workers=0)
+    metrics = frame.attrs["metrics"]
+    assert metrics["rows_scored"] == 12 and (metrics["real_images"], metrics["ai_images"]) == (2, 10)
+    assert "f1_b_weighted" in metrics and len(metrics["recall_per_generator"]) == 5

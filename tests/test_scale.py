@@ -83,9 +83,14 @@ def test_a_half_written_cache_is_never_read_but_rebuilt(tmp_path, smoke_model):
     assert not (broken / f"{key}.tmp").exists() and (broken / key / "meta.json").is_file()
 
 
-def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers.train",
-           SMOKE, "--pseudo", *_sets(tmp_path)]
+LAUNCHERS = {"torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+             # accelerate's GPU launcher is torchrun underneath; on CPUs it runs the same gloo path.
+             "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"]}
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path, launcher):
+    cmd = [*LAUNCHERS[launcher], "-m", "helpers.train", SMOKE, "--pseudo", *_sets(tmp_path)]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400, cwd=ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -163,3 +168,14 @@ def test_a_killed_training_resumes_where_it_stopped_and_ends_as_an_uninterrupted
     again = _train(*_sets(killed, **longer), "--resume")  # a finished stage is loaded, not trained
     assert again.returncode == 0 and "already finished" in again.stdout
     assert json.loads((killed / "smoke" / "model_before" / "training_meta.json").read_text())["epochs_run"] == 3
+
+
+def test_a_resume_names_changed_data_and_process_counts():
+    from helpers.training import ResumeError, check_same_run
+
+    recorded = {"params": {"epochs": 4}, "data": {"train": "aaa", "validation": "bbb"}, "processes": 2}
+    check_same_run(recorded, dict(recorded), "ck")
+    with pytest.raises(ResumeError, match=r"data 'train' \(rows, images or labels\); processes: 2 -> 1"):
+        check_same_run(recorded, {"params": {"epochs": 4}, "data": {"train": "zzz", "validation": "bbb"}, "processes": 1}, "ck")
+    with pytest.raises(ResumeError, match="older version"):
+        check_same_run(None, recorded, "ck")

@@ -17,7 +17,7 @@ import pandas as pd
 from . import cache as cache_mod
 from . import metrics, study
 from .data import is_labelled
-from .inference import Predictions, predict
+from .inference import Predictions, pick_device, predict
 
 
 @dataclass
@@ -71,7 +71,7 @@ def evaluate_models(cfg, splits, out_dir: Path) -> Evaluation:
     result = Evaluation(saved_stages(cfg), scored_splits(splits))
     names = [n for n in ("validation", "test", "unlabelled") if n in splits]
     for stage in result.stages:
-        model, tokenizer = load_detector(study.model_dir(cfg, stage), study.device())
+        model, tokenizer = load_detector(study.model_dir(cfg, stage), pick_device())
         caches = study.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
         for name, cached in caches.items():
             complete = every_row(cfg, splits[name], name, cached, tokenizer, model.config.image_size)

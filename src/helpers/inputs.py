@@ -41,7 +41,7 @@ class Inputs:
     def chunk(self, start: int, stop: int) -> list:
         """The cells of rows start..stop; a data set's rows are read only now (streaming)."""
         cells = self.cells[start:stop]
-        return list(cells) if not hasattr(cells, "to_pylist") else cells.to_pylist()
+        return cells.column("Image").to_pylist() if hasattr(cells, "column") else list(cells)
 
 
 def display_name(path: str | Path) -> str:
@@ -161,8 +161,9 @@ def from_dataset(path: str, split: str | None) -> Inputs:
     chosen = source[name].cast_column("Image", datasets.Image(decode=False))
     label_a, label_b = np.asarray(chosen["Label_A"], np.int64), np.asarray(chosen["Label_B"], np.int64)
     generators = ["" if b == UNLABELLED else CLASS_NAMES[b] for b in label_b]
-    paths = chosen.select_columns(["Image"]).data.column("Image").field("path").to_pylist()
-    return Inputs(chosen.select_columns(["Image"]).data.column("Image"),
+    cells = chosen.select_columns(["Image"]).with_format("arrow")  # rows stay in Arrow until a chunk is read
+    paths = cells[:].column("Image").combine_chunks().field("path").to_pylist()
+    return Inputs(cells,
                   [p or f"{name}[{i}]" for i, p in enumerate(paths)], list(chosen["Caption"]), label_a, label_b,
                   generators, bool(len(label_a)) and bool((label_a != UNLABELLED).all()))
 

@@ -5,17 +5,18 @@ import dataclasses
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import cache as cache_mod
 from . import distributed, launch
 from .config import Config, load_config
 from .data import study_splits  # noqa: F401 (the notebooks call study.study_splits)
+from .inference import pick_device
 from .provenance import provenance
 
 
@@ -42,7 +43,10 @@ def setup(namespace: dict) -> Config:
 
     root = project_root()
     os.chdir(root)
-    cfg = load_config(profile_path(namespace["profile"], root), namespace.get("overrides") or {})
+    path = profile_path(namespace["profile"], root)
+    cfg = load_config(path, namespace.get("overrides") or {})
+    # The resolved values, in the executed notebook (stderr: left out of the HTML reading copy).
+    print(f"{path.name} with overrides {namespace.get('overrides') or {}}: {json.dumps(cfg.to_dict())}", file=sys.stderr)
     set_seed(cfg.seed)
     for folder in (cfg.run_dir, cfg.reports, figures_dir(cfg)):
         folder.mkdir(parents=True, exist_ok=True)
@@ -152,7 +156,7 @@ def _finished_stage(cfg: Config, stage: str, current: dict, required: bool = Fal
     training.check_same_run(recorded, current, str(model_dir(cfg, stage)))
     if not required:
         print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
-    model, tokenizer = load_detector(model_dir(cfg, stage), device())
+    model, tokenizer = load_detector(model_dir(cfg, stage), pick_device())
     history = pd.DataFrame(meta["history"])
     train_loss, eval_metrics = training.learning_curves(history)
     summary = {k: meta[k] for k in SUMMARY_KEYS if k in meta}
@@ -225,7 +229,7 @@ def pseudo_data(cfg: Config, splits, caches: dict):
     with distributed.main_first():
         selection = pseudo.load_selection(pseudo_file(cfg), pool)
         if selection is None and distributed.is_main():
-            base, _ = load_detector(model_dir(cfg, "before"), device())
+            base, _ = load_detector(model_dir(cfg, "before"), pick_device())
             pseudo_round(cfg, splits, caches, base)
             selection = pseudo.load_selection(pseudo_file(cfg), pool)
     if selection is None:
@@ -239,7 +243,7 @@ def final_model(cfg: Config):
     from .model import load_detector
 
     stage = "after" if (model_dir(cfg, "after") / "config.json").is_file() else "before"
-    model, tokenizer = load_detector(model_dir(cfg, stage), device())
+    model, tokenizer = load_detector(model_dir(cfg, stage), pick_device())
     return model, tokenizer, stage
 
 
@@ -311,8 +315,4 @@ def json_default(value):
     return str(value)
 
 
-def device() -> torch.device:
-    from .inference import pick_device
-
-    return pick_device()
 
