@@ -46,16 +46,6 @@ def _overlap(stats: dict) -> str:
     return f" Left out of the pool because the same image is in {html.escape(where)}."
 
 
-def _outside(sets: dict) -> str:
-    if not sets:
-        return ""
-    parts = ["<h2>Outside the training distribution</h2>"]
-    for name, item in sets.items():
-        parts.append(f"<h3>{html.escape(name)} (<a href='{item['html']}'>details</a>)</h3>"
-                     f"<p>{html.escape(item['conclusion'])}</p><img src='{item['figure']}' alt='{html.escape(name)}'>")
-    return "".join(parts)
-
-
 def _stages(record: dict) -> str:
     items = []
     for stage in record.get("stages", []):
@@ -67,11 +57,19 @@ def _stages(record: dict) -> str:
     return f"<ol>{''.join(items)}</ol>"
 
 
-def _analyses(analyses: dict) -> str:
-    if not analyses:
+def _outside(sets: dict) -> str:
+    entries = {name: {"title": name, "html": item["html"], "conclusion": item["conclusion"], "figures": [item["figure"]]}
+               for name, item in sets.items()}
+    return _conclusions("Outside the training distribution", entries)
+
+
+def _conclusions(heading: str, entries: dict) -> str:
+    """A section of generated conclusions: per entry a title linking to its notebook, the
+    paragraph, and its figures."""
+    if not entries:
         return ""
-    parts = ["<h2>How far to trust the numbers</h2>"]
-    for name, item in analyses.items():
+    parts = [f"<h2>{html.escape(heading)}</h2>"]
+    for name, item in entries.items():
         link = f" (<a href='{item['html']}'>details</a>)" if item.get("html") else ""
         parts.append(f"<h3>{html.escape(item.get('title', name))}{link}</h3><p>{html.escape(item['conclusion'])}</p>")
         for figure in item.get("figures", []):
@@ -106,7 +104,7 @@ def write_index(out_dir: Path, record: dict) -> Path:
         page.append("<h2>Confusion matrices</h2>")
         page += [f"<h3>{html.escape(f.stem[3:].replace('_', ' '))}</h3><img src='figures/{f.name}'>" for f in figures]
     page.append(_outside(metrics.get("external", {})))
-    page.append(_analyses(metrics.get("analyses", {})))
+    page.append(_conclusions("How far to trust the numbers", metrics.get("analyses", {})))
     if params.get("profile") == "paper":
         page += ["<h2>Fidelity to the authors' code</h2>",
                  "<p class='muted'>Where the paper's text is loose, this profile follows the code that produced its "
