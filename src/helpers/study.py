@@ -133,6 +133,7 @@ def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
     current = training.run_identity(cfg, train_data, val_data, cfg.processes)
     finished = _finished_stage(cfg, stage, current)
     if finished is None and cfg.processes > 1 and not distributed.launched():
+        distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)  # refuse here, not in N processes
         launch.train_stage(cfg, stage)
         finished = _finished_stage(cfg, stage, current, required=True)
     if finished is not None:

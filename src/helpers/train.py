@@ -3,7 +3,7 @@
     python -m helpers.train params/gpu.yaml --pseudo
     python -m helpers.train params/paper.yaml --pseudo --set processes=8     # starts torchrun itself
     torchrun --nproc_per_node 8 -m helpers.train params/paper.yaml --pseudo
-    accelerate launch -m helpers.train params/paper.yaml
+    accelerate launch --multi_gpu --num_processes 8 -m helpers.train params/paper.yaml
     python -m helpers.train params/paper.yaml --pseudo --resume              # after a crash or a kill
 
 batch_size is the global batch on any number of processes (see distributed.batch_plan). The
