@@ -1,5 +1,6 @@
 """The scale path on CPU: several processes (torchrun, gloo: the code path of several GPUs), a
 killed training that resumes, and data that stays on disk."""
+import io
 import json
 import os
 import pickle
@@ -12,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import ROOT, png_bytes
@@ -179,3 +181,39 @@ def test_a_resume_names_changed_data_and_process_counts():
         check_same_run(recorded, {"params": {"epochs": 4}, "data": {"train": "zzz", "validation": "bbb"}, "processes": 1}, "ck")
     with pytest.raises(ResumeError, match="older version"):
         check_same_run(None, recorded, "ck")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="reads Linux's per-mapping memory accounting")
+def test_building_a_cache_leaves_no_pages_of_the_source_files_resident(tmp_path, smoke_model):
+    """datasets memory-maps a saved split; the build reads each image once and must not keep
+    those pages resident (the cache phase's memory would grow with the data)."""
+    import datasets
+
+    from helpers.data import FEATURES
+
+    _, tokenizer = smoke_model
+    rng = np.random.default_rng(0)
+    noise = [Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)) for _ in range(40)]
+    cells = []
+    for image in noise:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        cells.append({"bytes": buffer.getvalue(), "path": None})
+    datasets.Dataset.from_dict({"Caption": ["c"] * 40, "Image": cells, "Label_A": [1] * 40, "Label_B": [2] * 40},
+                               features=FEATURES).save_to_disk(str(tmp_path / "saved"))
+    split = datasets.load_from_disk(str(tmp_path / "saved"))
+    files = {f["filename"] for f in split.cache_files}
+    build_cache(split, "mapped", tmp_path / "cache", 8, tokenizer, 8)
+
+    def resident_kib() -> int:
+        total, current = 0, None
+        for line in open("/proc/self/smaps"):
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+$", head[0]):  # a mapping's first line; its path, if any, is 6th
+                current = head[5] if len(head) >= 6 else None
+            elif line.startswith("Rss:") and current in files:
+                total += int(head[1])
+        return total
+
+    size_kib = sum(os.path.getsize(f) for f in files) // 1024
+    assert size_kib > 2500 and resident_kib() < 0.1 * size_kib
