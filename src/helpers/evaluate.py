@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cache as cache_mod
 from . import metrics, study
 from .data import is_labelled
 from .inference import Predictions, pick_device, predict
@@ -47,21 +46,9 @@ def scored_splits(splits) -> list[str]:
 
 
 def every_row(cfg, split, name: str, cached, tokenizer, image_size: int):
-    """The cached rows plus, when bad_images left them out, the unreadable ones on the all-zero
-    input: one entry per row of the split."""
-    missing = np.setdiff1d(cached.failures["row"].to_numpy() if cached.n_failed else np.zeros(0, np.int64), cached.rows)
-    if not len(missing):
-        return cached
-    blanks = cache_mod.blank_rows(split, missing, image_size, tokenizer, cfg.max_caption_length,
-                                  study.caption_template(cfg, name))
-    return cache_mod.CachedSplit.concat([cached, blanks])
-
-
-def scores_of(cached, preds: Predictions, keep: np.ndarray) -> dict[str, float]:
-    label_a, label_b = cached.label_a[keep], cached.label_b[keep]
-    plain = metrics.task_b_metrics(label_b, preds.probs_b[keep].argmax(1))
-    return {**metrics.all_metrics(label_a, label_b, preds.label_a[keep], preds.label_b[keep]),
-            **{f"{k}_argmax": v for k, v in plain.items()}}
+    """One entry per row of the split: under bad_images: skip the unreadable rows are added on the
+    all-zero input (under zero, caches_for added them already)."""
+    return study.with_zero_inputs(cfg, split, name, cached, tokenizer, image_size)
 
 
 def evaluate_models(cfg, splits, out_dir: Path) -> Evaluation:
@@ -79,7 +66,9 @@ def evaluate_models(cfg, splits, out_dir: Path) -> Evaluation:
             result.files.append(write_predictions(out_dir / f"{name}_{stage}.csv", complete, preds))
             if name in result.scored:
                 keep = np.arange(len(complete)) < len(cached)  # the rows training and metrics use
-                result.scores.setdefault(name, {})[stage] = scores_of(complete, preds, keep)
+                result.scores.setdefault(name, {})[stage] = metrics.metrics_both_ways(
+                    complete.label_a[keep], complete.label_b[keep], preds.label_a[keep], preds.label_b[keep],
+                    preds.probs_b[keep])
                 result.confusions[(name, stage)] = metrics.confusion(complete.label_b[keep], preds.label_b[keep])
                 result.per_class.append(metrics.per_generator_accuracy(complete.label_b[keep], preds.label_b[keep])
                                         .assign(model=stage, split=name))

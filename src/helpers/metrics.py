@@ -57,6 +57,13 @@ def all_metrics(label_a, label_b, pred_a, pred_b) -> dict[str, float]:
     return {**task_a_metrics(label_a, pred_a), **task_b_metrics(label_b, pred_b)}
 
 
+def metrics_both_ways(label_a, label_b, pred_a, pred_b, scores_b) -> dict[str, float]:
+    """all_metrics with Task B as decoded, plus Task B as the plain argmax of scores_b (logits or
+    probabilities over the six classes; suffix _argmax): how the authors' validation scores it."""
+    plain = task_b_metrics(label_b, np.asarray(scores_b).argmax(1))
+    return {**all_metrics(label_a, label_b, pred_a, pred_b), **{f"{k}_argmax": v for k, v in plain.items()}}
+
+
 def per_generator_accuracy(label_b, pred_b) -> pd.DataFrame:
     """For each true class: rows, share predicted exactly (Task B) and share with Task A right."""
     label_b, pred_b = np.asarray(label_b), np.asarray(pred_b)

@@ -76,19 +76,24 @@ def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> d
                                               cfg.bad_images, caption_template=caption_template(cfg, name))
                   for name in names}
     if cfg.bad_images == "zero":
+        for name, cached in caches.items():
+            if cached.n_failed:
+                print(f"{name}: {cached.n_failed} unreadable image(s) get the all-zero input (bad_images: zero)")
         caches = {name: with_zero_inputs(cfg, splits[name], name, cached, tokenizer, image_size)
                   for name, cached in caches.items()}
     return caches
 
 
 def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_size: int):
-    """The cache plus its unreadable rows, each scored on the all-zero input (blank_rows)."""
-    if not cached.n_failed:
+    """The cache plus those of its unreadable rows it does not hold yet, each on the all-zero input
+    (blank_rows): one entry per row of the split."""
+    missing = np.setdiff1d(cached.failures["row"].to_numpy(), cached.rows) if cached.n_failed else []
+    if not len(missing):
         return cached
-    print(f"{name}: {cached.n_failed} unreadable image(s) get the all-zero input (bad_images: zero)")
-    blanks = cache_mod.blank_rows(split, cached.failures["row"].to_numpy(), image_size, tokenizer,
-                                  cfg.max_caption_length, caption_template(cfg, name))
-    digests = np.concatenate([cached.digests, np.full(len(blanks), b"", "S16")])  # no digest: matches nothing
+    blanks = cache_mod.blank_rows(split, missing, image_size, tokenizer, cfg.max_caption_length,
+                                  caption_template(cfg, name))
+    # An unreadable row has no digest (b""), which the pool-overlap check never matches.
+    digests = None if cached.digests is None else np.concatenate([cached.digests, np.full(len(blanks), b"", "S16")])
     return dataclasses.replace(cache_mod.CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
 
 
@@ -131,37 +136,31 @@ def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
     from . import training
 
     current = training.run_identity(cfg, train_data, val_data, cfg.processes)
-    finished = _finished_stage(cfg, stage, current)
-    if finished is None and cfg.processes > 1 and not distributed.launched():
+    saved = model_dir(cfg, stage) / "training_meta.json"
+    if cfg.resume == "auto" and saved.is_file():
+        print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
+        return _saved_stage(cfg, stage, current)
+    if cfg.processes > 1 and not distributed.launched():
         distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)  # refuse here, not in N processes
         launch.train_stage(cfg, stage)
-        finished = _finished_stage(cfg, stage, current, required=True)
-    if finished is not None:
-        return finished
+        if not saved.is_file():
+            raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
+        return _saved_stage(cfg, stage, current)
     return _train_here(cfg, stage, train_data, val_data, extra)
 
 
-def _finished_stage(cfg: Config, stage: str, current: dict, required: bool = False):
-    """The saved model of a stage finished by this same run (resume: auto, or just trained by a
-    subprocess), as train_stage returns it; None when it must be trained."""
+def _saved_stage(cfg: Config, stage: str, current: dict):
+    """A stage's saved model, checked to belong to this run (whatever its process count), as
+    train_stage returns it."""
     from . import training
     from .model import load_detector
 
-    meta_path = model_dir(cfg, stage) / "training_meta.json"
-    if not required and (cfg.resume != "auto" or not meta_path.is_file()):
-        return None
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads((model_dir(cfg, stage) / "training_meta.json").read_text())
     recorded = dict(meta.get("run_identity") or {}, processes=current["processes"])
     training.check_same_run(recorded, current, str(model_dir(cfg, stage)))
-    if not required:
-        print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
     model, tokenizer = load_detector(model_dir(cfg, stage), pick_device())
-    history = pd.DataFrame(meta["history"])
-    train_loss, eval_metrics = training.learning_curves(history)
-    summary = {k: meta[k] for k in SUMMARY_KEYS if k in meta}
-    record(cfg, f"train_{stage}", summary)
+    train_loss, eval_metrics = training.learning_curves(pd.DataFrame(meta["history"]))
+    record(cfg, f"train_{stage}", {k: meta[k] for k in SUMMARY_KEYS if k in meta})
     return model, tokenizer, train_loss, eval_metrics
 
 

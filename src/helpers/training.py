@@ -22,7 +22,7 @@ from . import distributed
 from .cache import CachedSplit, collate, with_text_features
 from .config import changed_keys, identity
 from .inference import decode
-from .metrics import all_metrics, task_b_metrics
+from .metrics import metrics_both_ways
 
 MARKER = "provenance.json"
 
@@ -38,9 +38,7 @@ def metrics_from_logits(logits_a, logits_b, label_a, label_b, mode: str = "hiera
     logits_b = np.asarray(logits_b, np.float64)
     probs_b = np.exp(logits_b - logits_b.max(1, keepdims=True))
     decoded = decode(prob_ai, probs_b / probs_b.sum(1, keepdims=True), mode=mode)
-    plain = task_b_metrics(label_b, logits_b.argmax(1))
-    return {**all_metrics(label_a, label_b, decoded.label_a, decoded.label_b),
-            **{f"{k}_argmax": v for k, v in plain.items()}}
+    return metrics_both_ways(label_a, label_b, decoded.label_a, decoded.label_b, logits_b)
 
 
 def compute_metrics_for(mode: str):
