@@ -181,12 +181,16 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     output = done.stdout + done.stderr
-    assert "WARNING: 2 of" in output and "also in validation (2)" in output
+    # The paper profile keeps pool rows that share a scored split's captions (the authors' transductive
+    # setup) and says how many there are.
+    assert "pool rows shared with validation (2 by caption, 2 by image); pool_overlap: keep: 0 of 20 left out" in output
     assert "1 unreadable image(s) get the all-zero input (bad_images: zero)" in output
     run = tmp_path / "runs" / "paper"
     record = json.loads((run / "record.json").read_text())
-    assert record["pseudo"]["dropped_overlap"] == {"validation": 2}
-    assert record["pseudo"]["pool"] == 6 * 3 + 2 - 2 and record["pseudo"]["split"] == "rows"
+    overlap = record["pseudo"]["overlap"]
+    assert overlap["policy"] == "keep" and overlap["left_out"] == 0
+    assert overlap["shared"]["validation"] == {"captions": 2, "images": 2} and overlap["shared"]["test"] == {"captions": 0, "images": 0}
+    assert record["pseudo"]["pool"] == 6 * 3 + 2 and record["pseudo"]["split"] == "rows"
     config = json.loads((run / "model_after" / "config.json").read_text())
     assert (config["text_pooling"], config["task_b_decoding"], config["inference_caption_template"]) == ("cls", "six_class", "{}")
     meta = json.loads((run / "model_before" / "training_meta.json").read_text())

@@ -47,7 +47,8 @@ def test_a_saved_selection_is_applied_only_to_its_own_pool(tmp_path):
     pool, other = _cached(12, offset=100), _cached(12, offset=7)
     preds = decode(np.full(12, 0.99), np.tile([0, 0, 0, 1.0, 0, 0], (12, 1)))
     selection = select(preds, np.repeat(list("abcdef"), 2), 0.8, 0.8, seed=0)
-    path = save_selection(tmp_path / "pseudo.npz", selection, pool)
-    loaded = load_selection(path, pool)
-    assert loaded.to_train.tolist() == selection.to_train.tolist() and loaded.stats == selection.stats
-    assert load_selection(path, other) is None
+    made_by = {"pool": pool.fingerprint(), "model": "m1", "settings": {"pseudo_threshold": 0.8}}
+    path = save_selection(tmp_path / "pseudo.npz", selection, made_by)
+    loaded, why = load_selection(path, made_by)
+    assert loaded.to_train.tolist() == selection.to_train.tolist() and loaded.stats == selection.stats and why == ""
+    assert load_selection(path, {**made_by, "pool": other.fingerprint()}) == (None, "pseudo.npz is stale: pool (other rows) changed")

@@ -16,7 +16,7 @@ from .imageio import read_image_or_reason, square_uint8
 from .inference import Predictions, predict
 from .labels import CLASS_NAMES
 from .metrics import all_metrics
-from .study import json_default, write_json
+from .records import json_default, write_json
 
 
 @dataclass
@@ -111,7 +111,7 @@ def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, 
             part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, bf16=cfg.bf16, desc=None)
             prob_ai.append(part.prob_ai)
             probs_b.append(part.probs_b)
-    preds = decode(np.concatenate(prob_ai), np.concatenate(probs_b))
+    preds = decode(np.concatenate(prob_ai), np.concatenate(probs_b), mode=model.config.task_b_decoding)
     return scores(cached, preds), preds
 
 

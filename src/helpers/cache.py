@@ -8,9 +8,7 @@ of cached + failed rows always equals the split's rows.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .imageio import decode_for_model
+from .locking import exclusive
 
 CACHE_VERSION = 2
 CHUNK_ROWS = 512
@@ -323,22 +322,10 @@ def build_cache(split, name: str, cache_root: str | Path, image_size: int, token
     out = Path(cache_root) / f"{name}-{cache_key(split, image_size, tokenizer, max_length, caption_template)}"
     if (out / "meta.json").is_file():
         return open_cache(out)
-    with _exclusive(out):
+    with exclusive(out):
         if (out / "meta.json").is_file():  # another process built it while this one waited
             return open_cache(out)
         return _build(split, name, out, image_size, tokenizer, max_length, bad_images, workers, caption_template)
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path):
-    """One writer per cache, across independent jobs too: an OS lock on a file beside it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: int, bad_images: str,

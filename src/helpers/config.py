@@ -26,10 +26,18 @@ CHOICES = {
     "metric_for_best": ("f1_a", "f1_a_weighted", "acc_a", "f1_b_weighted", "acc_b"),
     "modality": ("both", "text", "image"),
     "resume": ("fresh", "auto"),
+    "pool_overlap": ("drop", "keep"),
 }
 # Keys that say how or where a run executes, not what it computes: a resume or a rerun with other
 # values of these is still the same run (see identity()).
-EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "processes", "per_device_max_batch")
+EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "work_dir", "processes",
+                  "per_device_max_batch", "ddp_timeout")
+# Keys that no training stage reads: a checkpoint or saved stage made under other values of these
+# is still the same training (changing the seed study must not retrain the main model).
+NOT_TRAINING_KEYS = ("analyses", "analysis_epochs", "seeds", "external", "test_split")
+# Keys that only the pseudo-label round and the 'after' stage read.
+PSEUDO_KEYS = ("unlabelled_dataset", "unlabelled_split", "unlabelled_revision", "pool_overlap", "pseudo_threshold",
+               "pseudo_train_fraction", "pseudo_confidence", "pseudo_split")
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds")
 SPLITS = ("train", "validation", "test", "unlabelled")
 
@@ -45,6 +53,9 @@ class Config:
 
     # Data: "synthetic" (the embedded mini-CT2), a hub id, or a local path.
     dataset: str = "synthetic"
+    # A hub data set's revision (branch, tag or commit; "" = the latest). provenance.json records the
+    # commit actually loaded.
+    dataset_revision: str = ""
     train_split: str = "train"
     # Carved out of train by caption (val_fraction) when the source has no such split.
     val_split: str = "validation"
@@ -54,6 +65,11 @@ class Config:
     # The pool that pseudo-labelling predicts; "" disables pseudo-labelling.
     unlabelled_dataset: str = ""
     unlabelled_split: str = ""
+    unlabelled_revision: str = ""
+    # Pool rows whose caption (normalised) or image is also in train, validation or a scored test
+    # split: "drop" (a clean, inductive setup) or "keep" (the authors' transductive setup: they
+    # pseudo-label the very test images they submit). The counts are reported either way.
+    pool_overlap: str = "drop"
     # 0 keeps every row; a positive number keeps that many captions per split (all six classes each).
     max_captions_per_split: int = 0
     # An unreadable image: "skip" (listed, left out of training and metrics), "error" (stop), or
@@ -100,6 +116,9 @@ class Config:
     # "six_class" (argmax over all six classes, then real where A says real; the authors' test files).
     task_b_decoding: str = "hierarchical"
     bf16: bool = True
+    # TF32 matrix multiplies and convolutions on CUDA (Ampere and newer); applied as written, also
+    # under torch_compile, and recorded in provenance. No effect on a CPU.
+    tf32: bool = True
     torch_compile: bool = False
     num_workers: int = 0
     # batch_size is the global batch. Processes for the training stages (notebooks launch torchrun
@@ -108,6 +127,9 @@ class Config:
     per_device_max_batch: int = 0
     # "fresh": start every stage anew. "auto": continue a stage from its last complete checkpoint, skip a stage already finished.
     resume: str = "fresh"
+    # Seconds a process waits in a collective (the Trainer's ddp_timeout; also the wait for the main
+    # process's pseudo-label round). Caches are built under file locks, outside any collective.
+    ddp_timeout: int = 1800
 
     # Pseudo-labelling.
     pseudo_threshold: float = 0.8
@@ -207,7 +229,7 @@ def _check_ranges(config: Config) -> None:
         raise ConfigError(f"key 'val_fraction' must lie in (0, 1), got {config.val_fraction}")
     if config.per_device_max_batch < 0:
         raise ConfigError(f"key 'per_device_max_batch' must be 0 (no limit) or positive, got {config.per_device_max_batch}")
-    for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length", "processes"):
+    for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length", "processes", "ddp_timeout"):
         if getattr(config, key) < 1:
             raise ConfigError(f"key '{key}' must be at least 1, got {getattr(config, key)}")
 
@@ -259,16 +281,26 @@ def load_config(source: str | Path | dict, overrides: dict | None = None) -> Con
         raise ConfigError(f"{path}: {error}") from None
 
 
-def identity(config: Config) -> dict:
-    """The values that decide what a run computes (every key but EXECUTION_KEYS)."""
-    return {k: v for k, v in config.to_dict().items() if k not in EXECUTION_KEYS}
+def identity(config: Config | dict) -> dict:
+    """The values that decide what a run computes (every key but EXECUTION_KEYS); config may be
+    a Config or its to_dict() as recorded in provenance."""
+    values = config.to_dict() if isinstance(config, Config) else config
+    return {k: v for k, v in values.items() if k not in EXECUTION_KEYS}
 
 
-def identity_hash(config: Config) -> str:
+def training_identity(config: Config | dict, stage: str) -> dict:
+    """The values that decide one training stage: the 'before' stage reads neither the analyses'
+    keys nor the pseudo-label keys; the 'after' stage also reads the pseudo-label keys."""
+    left_out = NOT_TRAINING_KEYS + (PSEUDO_KEYS if stage == "before" else ())
+    return {k: v for k, v in identity(config).items() if k not in left_out}
+
+
+def identity_hash(values: Config | dict) -> str:
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps(identity(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    values = identity(values) if isinstance(values, Config) else values
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .labels import NUM_CLASSES, UNLABELLED
+from .locking import exclusive
 
 FEATURES = datasets.Features({
     "Caption": datasets.Value("string"),
@@ -159,8 +160,10 @@ def _read_local(path: Path) -> datasets.DatasetDict:
     raise DataError(f"{path} is neither a saved data set, a parquet folder, nor a folder with CSV files")
 
 
-def load_source(source: str, synthetic: dict | None = None, cache_root: str | Path = "runs/data") -> datasets.DatasetDict:
-    """Every split of a source, normalised to the schema and checked."""
+def load_source(source: str, synthetic: dict | None = None, cache_root: str | Path = "runs/data",
+                revision: str = "") -> datasets.DatasetDict:
+    """Every split of a source, normalised to the schema and checked. revision: a hub data set's
+    branch, tag or commit ("" = the latest)."""
     if source == "synthetic":
         raw = datasets.load_from_disk(str(ensure_synthetic(cache_root, **(synthetic or {}))))
     elif Path(source).exists():
@@ -168,7 +171,7 @@ def load_source(source: str, synthetic: dict | None = None, cache_root: str | Pa
     elif source.startswith((".", "/")) or source.count("/") != 1:
         raise DataError(f"data source '{source}' is not a local path and not a hub id (owner/name)")
     else:
-        raw = datasets.load_dataset(source)
+        raw = datasets.load_dataset(source, revision=revision or None)
     normalised = datasets.DatasetDict({name: _normalise_split(split, name) for name, split in raw.items()})
     for name, split in normalised.items():
         validate_labels(split, name)
@@ -181,10 +184,17 @@ def ensure_synthetic(cache_root: str | Path, captions: dict[str, int], image_siz
 
     key = hashlib.sha256(json.dumps([captions, image_size, seed, SYNTHETIC_VERSION], sort_keys=True).encode()).hexdigest()[:12]
     out = Path(cache_root) / f"synthetic-{key}"
-    if not (out / "dataset_dict.json").is_file():
-        write_synthetic(out, captions, image_size, seed)
+    with exclusive(out):
+        if not (out / "dataset_dict.json").is_file():
+            write_synthetic(out, captions, image_size, seed)
     return out
 
+
+
+def normalised_captions(captions) -> np.ndarray:
+    """Captions as keys that survive re-releases: lower case, runs of white space as one space,
+    no surrounding spaces or final full stop; a missing caption is empty text."""
+    return np.array([" ".join(str(c or "").lower().split()).rstrip(".").strip() for c in captions], dtype=object)
 
 
 def caption_mask(captions, count: int, seed: int) -> np.ndarray:
@@ -220,20 +230,37 @@ def is_labelled(split: datasets.Dataset) -> bool:
     return bool(len(split)) and UNLABELLED not in set(split.unique("Label_A"))
 
 
+def loaded_revision(source: str, revision: str, loaded: datasets.DatasetDict) -> str:
+    """What was actually loaded: the hub commit (asked of the hub, else read off the datasets cache,
+    whose folders are named by commit), the local path, or the synthetic set's version."""
+    import re
+
+    if source == "synthetic":
+        return f"synthetic v{SYNTHETIC_VERSION}"
+    if Path(source).exists():
+        return f"local: {Path(source).resolve()}"
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(source, revision=revision or None).sha
+    except Exception:  # noqa: BLE001 (offline: the cache's folder names carry the commit)
+        files = [f["filename"] for split in loaded.values() for f in split.cache_files]
+        found = {m for f in files for m in re.findall(r"/([0-9a-f]{40})/", f)}
+        return found.pop() if len(found) == 1 else f"unknown (requested: {revision or 'latest'})"
+
+
 def study_splits(cfg) -> datasets.DatasetDict:
-    """train, validation, and when configured test (labelled) and unlabelled. Under several
-    processes the main one prepares the data (downloads, writes the synthetic set, fills the
-    datasets cache) while the others wait, then they read what it wrote."""
-    from .distributed import main_first
+    """train, validation, and when configured test (labelled) and unlabelled. Every process
+    loads them itself: downloads, the datasets cache and the synthetic set are written under file
+    locks, so several processes never wait in a collective here. The revisions loaded go into
+    runs/<profile>/record.json (section data) for provenance."""
+    from .records import record
 
-    with main_first():
-        return _study_splits(cfg)
-
-
-def _study_splits(cfg) -> datasets.DatasetDict:
     synthetic = {"captions": dict(cfg.synthetic_captions), "image_size": cfg.synthetic_image_size, "seed": cfg.seed}
     cache_root = cfg.run_dir.parent / "data"
-    source = load_source(cfg.dataset, synthetic, cache_root)
+    source = load_source(cfg.dataset, synthetic, cache_root, cfg.dataset_revision)
+    revisions = {"dataset": {"source": cfg.dataset, "requested": cfg.dataset_revision or "latest",
+                             "loaded": loaded_revision(cfg.dataset, cfg.dataset_revision, source)}}
     if cfg.train_split not in source:
         raise DataError(f"data set '{cfg.dataset}' has no split '{cfg.train_split}'; it has {list(source)}")
     out = {"train": source[cfg.train_split]}
@@ -249,7 +276,12 @@ def _study_splits(cfg) -> datasets.DatasetDict:
                             "set test_split: '' when there is none")
         out["test"] = source[cfg.test_split]
     if cfg.unlabelled_split:
-        pool = source if not cfg.unlabelled_dataset else load_source(cfg.unlabelled_dataset, synthetic, cache_root)
+        pool = source
+        if cfg.unlabelled_dataset:
+            pool = load_source(cfg.unlabelled_dataset, synthetic, cache_root, cfg.unlabelled_revision)
+            revisions["unlabelled_dataset"] = {
+                "source": cfg.unlabelled_dataset, "requested": cfg.unlabelled_revision or "latest",
+                "loaded": loaded_revision(cfg.unlabelled_dataset, cfg.unlabelled_revision, pool)}
         if cfg.unlabelled_split not in pool:
             raise DataError(f"unlabelled_split '{cfg.unlabelled_split}' is not in "
                             f"'{cfg.unlabelled_dataset or cfg.dataset}' (splits: {list(pool)})")
@@ -258,4 +290,5 @@ def _study_splits(cfg) -> datasets.DatasetDict:
         if not is_labelled(out[name]):
             raise DataError(f"the {name} split needs Label_A and Label_B on every row")
     out = {name: limit_captions(split, cfg.max_captions_per_split, cfg.seed) for name, split in out.items()}
+    record(cfg, "data", revisions)
     return datasets.DatasetDict(out)

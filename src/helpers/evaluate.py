@@ -27,6 +27,7 @@ class Evaluation:
     confusions: dict = field(default_factory=dict)     # (split, stage) -> 6x6 counts
     per_class: list = field(default_factory=list)      # per-generator accuracy tables
     files: list = field(default_factory=list)
+    figures: list = field(default_factory=list)        # names of this evaluation's figures
 
     def table(self) -> pd.DataFrame:
         """Percentages; Task B both as decoded and as the plain argmax over six classes (_argmax)."""
@@ -38,7 +39,11 @@ class Evaluation:
 
 
 def saved_stages(cfg) -> list[str]:
-    return [s for s in ("before", "after") if (study.model_dir(cfg, s) / "config.json").is_file()]
+    """The stages this profile trains, each checked to be this run's model (study.checked_model_dir)."""
+    stages = ["before"] + (["after"] if study.final_stage(cfg) == "after" else [])
+    for stage in stages:
+        study.checked_model_dir(cfg, stage)
+    return stages
 
 
 def scored_splits(splits) -> list[str]:
@@ -110,6 +115,7 @@ def save_figures(result: Evaluation, figures: Path) -> list[str]:
         plots.save(plots.per_generator_bars(table[table["split"] == last], "task_b_accuracy",
                                             f"Task B accuracy per true class ({last})"), figures, "per_generator")
         names.append("per_generator")
+    result.figures = names
     return names
 
 
@@ -117,7 +123,7 @@ def record_metrics(cfg, result: Evaluation) -> Path:
     """Merge the scores, pseudo-label statistics and training summaries into reports/<profile>/metrics.json."""
     path = cfg.reports / "metrics.json"
     current = json.loads(path.read_text()) if path.is_file() else {}
-    current.update({"profile": cfg.profile, **result.scores})
+    current.update({"profile": cfg.profile, **result.scores, "figures": result.figures})
     if "after" in result.stages:
         current["pseudo"] = study.recorded(cfg, "pseudo")
     current["training"] = {s: {k: v for k, v in study.recorded(cfg, f"train_{s}").items() if k != "curves"}

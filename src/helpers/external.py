@@ -111,7 +111,7 @@ def record(cfg, name: str, views: dict[str, dict], figure: str) -> str:
     """Add one set's numbers and conclusion to reports/<profile>/metrics.json; returns the conclusion."""
     import json
 
-    from .study import write_json
+    from .records import write_json
 
     text = conclusion(name, views["as the files are"], views["neutral view"])
     path = cfg.reports / "metrics.json"

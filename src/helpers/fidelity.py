@@ -22,15 +22,19 @@ ROWS = (
      "`pseudo_confidence: six_class`", "`hierarchical`: B renormalised over the five AI classes"),
     ("pseudo-label 8:2 split", "8:2", "`train_test_split(test_size=0.2, seed=42)` over rows",
      "`pseudo_split: rows` (the same call)", "`captions`: a caption's six rows on one side"),
-    ("pseudo-label pool", "the unlabelled test data", "`Test_updated/captions.xlsx` (the official test release)",
-     "`NasrinImp/Defactify4_Test`; images also in train/validation/test are dropped, loudly", "the synthetic pool, same check"),
+    ("pseudo-label pool", "the unlabelled test data",
+     "`Test_updated/captions.xlsx`, the file `main.py` also writes the submission from: the test set that is scored "
+     "is the one pseudo-labelled (transductive)",
+     "`NasrinImp/Final_defactify_test` (45k, the final test release), `pool_overlap: keep`: rows sharing a caption "
+     "with a scored split are kept and counted", "the synthetic pool, `pool_overlap: drop`"),
     ("retraining", "not said", "a fresh model from the pretrained encoders", "fresh model", "fresh model"),
     ("image preprocessing", "CLIP AutoFeatureExtractor", "`CLIPImageProcessor`: shortest edge 224 bicubic, centre crop, normalise",
      "decode cache + in-model normalisation: identical pixels (tested on photos)", "same code, 64 px"),
     ("transparent images", "not said", "`convert(\"RGB\")` drops alpha", "composited on white (CT2 has none)", "composited on white"),
     ("unreadable image", "not said", "a zero tensor, still predicted", "`bad_images: zero`: the all-zero input",
      "`skip`: left out of training and metrics; files and JSON still have every index"),
-    ("precision", "not said", "fp32", "`bf16: false`", "bf16 only on CUDA"),
+    ("precision", "not said", "fp32 (PyTorch's defaults)", "`bf16: false`, `tf32: true` (`tf32: false` for IEEE fp32)",
+     "bf16 only on CUDA"),
 )
 
 

@@ -235,7 +235,12 @@ def preprocessing(cfg) -> tuple[object, int]:
 
 
 def build_model(cfg) -> tuple[DualEncoderDetector, object]:
-    """A fresh detector for a config: encoders loaded (pretrained) or built (random), heads new."""
+    """A fresh detector for a config: encoders loaded (pretrained) or built (random), heads new.
+    Seeded here with cfg.seed, so the starting weights depend on the seed alone, not on what ran
+    before in the process (seed 1 of the seed study is the same model as a run with seed 1)."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     text_config = _encoder_config(cfg.text_encoder, cfg.text_init, cfg.text_config)
     vision_config = _vision_config(cfg)
     image_size, mean, std = _image_settings(cfg, vision_config)
@@ -273,6 +278,21 @@ def save_detector(model: DualEncoderDetector, tokenizer, out_dir: str | Path, me
     if metadata is not None:
         (out_dir / "training_meta.json").write_text(json.dumps(metadata, indent=2, default=str))
     return out_dir
+
+
+def weights_fingerprint(path: str | Path) -> str:
+    """A digest of a saved detector's weights file: which model made an artefact (a pseudo-label
+    selection) is then a fact about the weights, not about a folder name."""
+    import hashlib
+
+    weights = Path(path) / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing; train the model first (notebook 02)")
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[DualEncoderDetector, object]:

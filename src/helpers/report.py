@@ -39,11 +39,17 @@ def _pseudo_section(stats: dict) -> str:
 
 
 def _overlap(stats: dict) -> str:
-    dropped = stats.get("dropped_overlap") or {}
-    if not dropped:
+    """How many pool rows share a caption or an image with each split, and what the profile did."""
+    overlap = stats.get("overlap") or {}
+    shared = overlap.get("shared") or {}
+    if not shared:
         return ""
-    where = ", ".join(f"{name} ({count})" for name, count in dropped.items())
-    return f" Left out of the pool because the same image is in {html.escape(where)}."
+    parts = ", ".join(f"{html.escape(name)}: {v['captions']} by caption, {v['images']} by image"
+                      for name, v in shared.items())
+    policy = ("left out (pool_overlap: drop)" if overlap.get("policy") == "drop"
+              else "kept, as the authors' transductive setup does (pool_overlap: keep); images also in train are left out")
+    return (f" Pool rows shared with another split — {parts}; those shared with a scored split were {policy}: "
+            f"{overlap.get('left_out', 0)} rows left out in all.")
 
 
 def _stages(record: dict) -> str:
@@ -52,8 +58,11 @@ def _stages(record: dict) -> str:
         status = stage["status"]
         css = "" if status == "ok" else " class='failed'"
         error = f" — cell [{stage.get('cell')}]: {html.escape(stage.get('error', ''))}" if status != "ok" else ""
+        if stage.get("last_output"):
+            error += f"<pre>{html.escape(stage['last_output'])}</pre>"
+        earlier = " <span class='muted'>(from an earlier run)</span>" if stage.get("from_earlier_run") else ""
         items.append(f"<li><a href='{stage['html']}'>{stage['notebook']}</a> (<a href='{stage['ipynb']}'>notebook</a>)"
-                     f" <span{css}>{status}</span>, {stage['seconds']} s{error}</li>")
+                     f" <span{css}>{status}</span>, {stage['seconds']} s{earlier}{error}</li>")
     return f"<ol>{''.join(items)}</ol>"
 
 
@@ -82,7 +91,8 @@ def write_index(out_dir: Path, record: dict) -> Path:
     metrics_path = out_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     scores = {k: metrics[k] for k in ("validation", "test") if k in metrics}
-    figures = sorted((out_dir / "figures").glob("cm_*.png")) if (out_dir / "figures").is_dir() else []
+    # This run's figures only (notebook 04 records their names), never an earlier run's files.
+    figures = [out_dir / "figures" / f"{name}.png" for name in metrics.get("figures", []) if name.startswith("cm_")]
     params = record.get("params", {})
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(params.get('profile', ''))} report</title>"
             f"<style>{STYLE}</style></head><body>",

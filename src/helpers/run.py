@@ -7,21 +7,28 @@ reports/<profile>/: each executed notebook, its HTML reading copy (code hidden),
 provenance.json, and index.html. A failing notebook stops the run with the failing cell's
 error; what ran is kept and indexed.
 
---resume restarts at the first notebook that did not finish, keeping the ones that finished
-with the same resolved parameters (their hash is in provenance.json), and lets the training
-stages continue from their checkpoints (resume: auto). If a parameter that decides results
-changed, the study runs again from the start, fresh.
+--resume restarts at the first notebook that did not finish, keeping the ones before it that
+finished with the same parameters (each notebook's hash covers the keys it reads, so changing
+the seed study keeps notebooks 01-04), and lets the training stages continue from their
+checkpoints (resume: auto). If a parameter that decides a training changed, the study runs
+again from the start, fresh, and says which.
+
+A cell error, a cell past notebook_timeout and a dead kernel (out of memory) all stop the run
+the same way: provenance.json and index.html are written, naming the failing notebook and cell
+with its last output.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, changed_keys, identity, identity_hash, load_config, parse_overrides
-from .provenance import provenance
+from .config import ConfigError, changed_keys, identity, identity_hash, load_config, parse_overrides, training_identity
+from .provenance import provenance, recorded_data
+from .records import write_json
 from .report import write_index
 
 KERNEL = "ct2-detector"
@@ -79,6 +86,37 @@ def render_html(notebook: Path) -> Path:
     return out
 
 
+# Which keys a notebook reads beyond the study's core: the core (01-04) reads none of the analyses'
+# keys, an analysis none of the outside sets', the outside sets' notebook none of the analyses'.
+ANALYSIS_KEYS = ("analyses", "analysis_epochs", "seeds")
+
+
+def notebook_hash(cfg, stem: str) -> str:
+    """The hash of the parameters this notebook reads."""
+    ignored = (ANALYSIS_KEYS if "external" in stem else ("external",) if stem[:2] > "04"
+               else ANALYSIS_KEYS + ("external",))
+    return identity_hash({k: v for k, v in identity(cfg).items() if k not in ignored})
+
+
+def _failing_cell(output: Path) -> tuple[object, str]:
+    """(execution count of the cell that did not complete, the end of its last output) from the
+    executed notebook papermill saved as it ran."""
+    import nbformat
+
+    if not output.is_file():
+        return None, ""
+    cells = [c for c in nbformat.read(output, as_version=4).cells if c.cell_type == "code"]
+    started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    cell = next((c for c in started if c["metadata"]["papermill"].get("status") != "completed"),
+                started[-1] if started else None)
+    if cell is None:
+        return None, ""
+    texts = [o.get("text") or "\n".join(o.get("traceback") or []) or str(o.get("data", {}).get("text/plain", ""))
+             for o in cell.get("outputs", [])]
+    text = "".join(t if isinstance(t, str) else "".join(t) for t in texts).strip()
+    return cell.get("execution_count"), text[-600:]
+
+
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, root: Path) -> dict:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -93,6 +131,12 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, 
         stage["status"] = "ok"
     except PapermillExecutionError as error:
         stage.update(status="failed", error=f"{error.ename}: {error.evalue}", cell=error.exec_count)
+    except Exception as error:  # noqa: BLE001 (nbclient's CellTimeoutError, DeadKernelError, a kernel that never started)
+        cell, last_output = _failing_cell(output)
+        what = {"CellTimeoutError": f"a cell ran past notebook_timeout ({timeout} s)",
+                "DeadKernelError": "the kernel died (out of memory?)"}.get(type(error).__name__, "the notebook stopped")
+        stage.update(status="failed", error=f"{type(error).__name__}: {what}: {str(error).strip()[:300]}", cell=cell,
+                     last_output=last_output)
     stage["seconds"] = round(time.perf_counter() - started, 1)
     if output.is_file():
         render_html(output)
@@ -106,50 +150,65 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     cfg = load_config(profile_path, overrides)
     out_dir = root / cfg.reports
     out_dir.mkdir(parents=True, exist_ok=True)
-    same_run, kept = _earlier_run(out_dir / "provenance.json", cfg) if resume else (False, [])
-    if same_run:
+    to_run = notebooks(root / "notebooks", only)
+    previous = _previous(out_dir / "provenance.json")
+    same_training, kept = _earlier_run(previous, cfg, to_run) if resume else (False, [])
+    if same_training:
         overrides["resume"] = "auto"
         cfg = load_config(profile_path, overrides)
-    if not only and not kept:  # a fresh full run starts a fresh metrics file; others update what is there
+    if not only and not kept:  # a fresh full run starts with no metrics, figures or predictions of another run
         (out_dir / "metrics.json").unlink(missing_ok=True)
+        for folder in ("figures", "predictions"):
+            shutil.rmtree(out_dir / folder, ignore_errors=True)
+    # --only re-runs some notebooks: the others keep their entries (with the hash they ran under).
+    others = [{**s, "from_earlier_run": True} for s in previous.get("stages", [])
+              if only and s["notebook"] not in {nb.stem for nb in to_run}]
     record = {**provenance(cfg), "params_hash": identity_hash(cfg), "profile_file": str(profile_path),
               "overrides": overrides, "stages": kept}
     parameters = {"profile": str(Path(profile_path).resolve()), "overrides": overrides}
     started = time.perf_counter()
     done = {s["notebook"] for s in kept}
-    for notebook in notebooks(root / "notebooks", only):
+    for notebook in to_run:
         if notebook.stem in done:
             print(f"[{cfg.profile}] {notebook.name}: finished in an earlier run with these parameters, kept", flush=True)
             continue
         print(f"[{cfg.profile}] running {notebook.name} ...", flush=True)
         stage = run_notebook(notebook, out_dir, parameters, cfg.notebook_timeout, root)
+        stage["params_hash"] = notebook_hash(cfg, notebook.stem)
         record["stages"].append(stage)
         print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
         if stage["status"] != "ok":
             break
+    record["stages"] = sorted(record["stages"] + others, key=lambda s: s["notebook"])
     record["total_seconds"] = round(time.perf_counter() - started, 1)
-    partial = out_dir / "provenance.json.tmp"
-    partial.write_text(json.dumps(record, indent=2, default=str))
-    partial.replace(out_dir / "provenance.json")
+    record["data_revisions"] = recorded_data(cfg, root)
+    write_json(out_dir / "provenance.json", record)
     index = write_index(out_dir, record)
     record["index"] = str(index)
     return record
 
 
-def _earlier_run(path: Path, cfg) -> tuple[bool, list[dict]]:
-    """(whether the earlier run had the same resolved parameters, the notebooks it finished in
-    order up to the first that did not). Changed parameters: (False, []), the study starts afresh."""
-    if not path.is_file():
+def _previous(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _earlier_run(previous: dict, cfg, to_run: list[Path]) -> tuple[bool, list[dict]]:
+    """(whether the earlier run trained under the same settings, the notebooks to keep: in order,
+    up to the first that did not finish or read other parameters). A changed training setting:
+    (False, []), the study starts afresh."""
+    if not previous:
         return False, []
-    previous = json.loads(path.read_text())
-    if previous.get("params_hash") != identity_hash(cfg):
-        changes = changed_keys({k: v for k, v in previous.get("params", {}).items() if k in identity(cfg)}, identity(cfg))
-        print(f"[{cfg.profile}] --resume: parameters changed since the last run ({'; '.join(changes) or 'unknown'}); "
+    old = previous.get("params", {})
+    changes = changed_keys(training_identity(old, "after"), training_identity(cfg, "after"))
+    if changes:
+        print(f"[{cfg.profile}] --resume: training settings changed since the last run ({'; '.join(changes)}); "
               "running the study from the start", flush=True)
         return False, []
+    by_name = {s["notebook"]: s for s in previous.get("stages", [])}
     kept = []
-    for stage in previous.get("stages", []):
-        if stage.get("status") != "ok":
+    for notebook in to_run:
+        stage = by_name.get(notebook.stem)
+        if not stage or stage.get("status") != "ok" or stage.get("params_hash") != notebook_hash(cfg, notebook.stem):
             break
         kept.append({**stage, "kept_from_earlier_run": True})
     return True, kept
@@ -168,11 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    failed = [s for s in record["stages"] if s["status"] != "ok"]
+    failed = [s for s in record["stages"] if s["status"] != "ok" and not s.get("from_earlier_run")]
     if failed:
         stage = failed[0]
+        tail = f"\n  its last output:\n    {stage['last_output'][-300:]}" if stage.get("last_output") else ""
         print(f"error: {stage['notebook']} failed at cell [{stage['cell']}]: {stage['error']}\n"
-              f"  executed notebook with the traceback: {Path(record['index']).parent / stage['ipynb']}", file=sys.stderr)
+              f"  executed notebook with the traceback: {Path(record['index']).parent / stage['ipynb']}{tail}",
+              file=sys.stderr)
         return 1
     print(f"report: {record['index']}  ({record['total_seconds']} s)")
     return 0

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 
 from . import cache as cache_mod
-from . import distributed, launch
-from .config import Config, load_config
+from . import distributed, launch, precision
+from .config import Config, changed_keys, load_config
 from .data import study_splits  # noqa: F401 (the notebooks call study.study_splits)
 from .inference import pick_device
 from .provenance import provenance
+from .records import json_default, record, recorded, write_json  # noqa: F401 (notebooks call study.recorded)
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -47,6 +48,8 @@ def setup(namespace: dict) -> Config:
     cfg = load_config(path, namespace.get("overrides") or {})
     # The resolved values, in the executed notebook (stderr: left out of the HTML reading copy).
     print(f"{path.name} with overrides {namespace.get('overrides') or {}}: {json.dumps(cfg.to_dict())}", file=sys.stderr)
+    distributed.configure(cfg)
+    precision.apply_tf32(cfg)
     set_seed(cfg.seed)
     for folder in (cfg.run_dir, cfg.reports, figures_dir(cfg)):
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,11 +73,11 @@ def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> d
     read come after the cached ones, with the all-zero input (they keep their failures entry)."""
     names = names or list(splits)
     root = cfg.run_dir.parent / "cache"
-    # Under several processes the first builds the cache while the others wait, then they read it.
-    with distributed.main_first():
-        caches = {name: cache_mod.build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
-                                              cfg.bad_images, caption_template=caption_template(cfg, name))
-                  for name in names}
+    # Every process asks for each cache: the first builds it under its file lock, the others sleep
+    # in the lock and then open it (no collective, so no process-group timeout applies).
+    caches = {name: cache_mod.build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
+                                          cfg.bad_images, caption_template=caption_template(cfg, name))
+              for name in names}
     if cfg.bad_images == "zero":
         for name, cached in caches.items():
             if cached.n_failed:
@@ -105,26 +108,44 @@ def pseudo_cache_names(splits) -> list[str]:
     return ["train", "validation", "unlabelled"] + (["test"] if "test" in splits and is_labelled(splits["test"]) else [])
 
 
-def pseudo_pool(caches: dict):
-    """(the pool without any image that is also in train, validation or a scored test split,
-    {split: rows dropped}). Pseudo-labelling an image that is later scored with its true label
-    (or already trained on) would leak; such rows are dropped and the count printed."""
+SCORED = ("validation", "test")
+
+
+def pseudo_pool(cfg: Config, splits, caches: dict):
+    """(the pool as pseudo-labelling sees it, overlap counts). A pool row whose image (digest of
+    the file) is in train is always left out. A pool row whose normalised caption or image is in
+    a scored split (validation, test) is left out under pool_overlap: drop, and kept under keep
+    (the authors' transductive setup). The same image in two releases has other bytes, and every
+    caption comes with six images, so the caption is the key that finds a shared test set."""
+    from .data import normalised_captions
+
     pool = caches["unlabelled"]
-    keep, dropped = np.ones(len(pool), bool), {}
-    for name in ("train", "validation", "test"):
-        other = caches.get(name)
-        if other is None or other.digests is None or pool.digests is None:
+    captions = normalised_captions(np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows])
+    keep, overlap = np.ones(len(pool), bool), {}
+    for name in ("train", *SCORED):
+        if name not in splits or name == "unlabelled":
             continue
-        hit = np.isin(pool.digests, other.digests[other.digests != b""]) & (pool.digests != b"") & keep
-        if hit.any():
-            dropped[name] = int(hit.sum())
-            keep &= ~hit
+        other = caches.get(name)
+        same_image = np.zeros(len(pool), bool)
+        if other is not None and other.digests is not None and pool.digests is not None:
+            same_image = np.isin(pool.digests, other.digests[other.digests != b""]) & (pool.digests != b"")
+        same_caption = np.isin(captions, list(set(normalised_captions(splits[name]["Caption"]))))
+        overlap[name] = {"captions": int(same_caption.sum()), "images": int(same_image.sum())}
+        if name == "train":
+            keep &= ~same_image
+        elif cfg.pool_overlap == "drop":
+            keep &= ~(same_image | same_caption)
+    dropped = int((~keep).sum())
+    if any(v["captions"] or v["images"] for v in overlap.values()):
+        shared = ", ".join(f"{n} ({v['captions']} by caption, {v['images']} by image)" for n, v in overlap.items()
+                           if v["captions"] or v["images"])
+        print(f"{'WARNING: ' if cfg.pool_overlap == 'keep' else ''}unlabelled pool rows shared with {shared}; "
+              f"pool_overlap: {cfg.pool_overlap}: {dropped} of {len(pool)} left out"
+              + (" (kept: the transductive setup pseudo-labels the images it is scored on)" if cfg.pool_overlap == "keep"
+                 else ""))
     if dropped:
-        print(f"WARNING: {sum(dropped.values())} of {len(pool)} unlabelled images are also in "
-              + ", ".join(f"{name} ({n})" for name, n in dropped.items())
-              + "; they are left out of the pseudo-label pool, so no scored or trained image is pseudo-labelled")
         pool = pool.subset(np.flatnonzero(keep))
-    return pool, dropped
+    return pool, {"policy": cfg.pool_overlap, "shared": overlap, "left_out": dropped}
 
 
 def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None):
@@ -135,7 +156,7 @@ def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
     processes > 1 (and not already under torchrun), training runs in a torchrun subprocess."""
     from . import training
 
-    current = training.run_identity(cfg, train_data, val_data, cfg.processes)
+    current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
     saved = model_dir(cfg, stage) / "training_meta.json"
     if cfg.resume == "auto" and saved.is_file():
         print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
@@ -176,7 +197,7 @@ def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
     run_provenance = {**provenance(cfg), **(extra or {})}
     model, tokenizer = build_model(cfg)
     model, history = training.train(cfg, model, train_data, val_data, cfg.run_dir / f"checkpoints_{stage}",
-                                    run_provenance, resume=cfg.resume == "auto")
+                                    run_provenance, resume=cfg.resume == "auto", stage=stage)
     train_loss, eval_metrics = training.learning_curves(history)
     best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
     processes = distributed.world_size()
@@ -196,19 +217,20 @@ def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
 
 
 def pseudo_round(cfg: Config, splits, caches: dict, model):
-    """Predict the unlabelled pool with `model`; return (train+, validation+, stats, predictions).
-    The selection is saved to runs/<profile>/pseudo_labels.npz, from which the 'after' stage is
-    rebuilt by another process (torchrun) or a resumed run without predicting again."""
+    """Predict the unlabelled pool with `model` (the saved 'before' model); return (train+,
+    validation+, stats, predictions). The selection is saved to runs/<profile>/pseudo_labels.npz
+    with what made it (pool, model weights, settings), from which the 'after' stage is rebuilt by
+    another process or a resumed run without predicting again."""
     from . import inference, pseudo
 
-    pool, dropped = pseudo_pool(caches)
+    pool, overlap = pseudo_pool(cfg, splits, caches)
     predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
     captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
     selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
                               cfg.pseudo_confidence, cfg.pseudo_split)
-    selection.stats["dropped_overlap"] = dropped
+    selection.stats["overlap"] = overlap
     if distributed.is_main():
-        pseudo.save_selection(pseudo_file(cfg), selection, pool)
+        pseudo.save_selection(pseudo_file(cfg), selection, selection_identity(cfg, pool))
     train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
     record(cfg, "pseudo", stats)
     return train_plus, val_plus, stats, predictions
@@ -218,32 +240,72 @@ def pseudo_file(cfg: Config) -> Path:
     return cfg.run_dir / "pseudo_labels.npz"
 
 
+def selection_identity(cfg: Config, pool) -> dict:
+    """What a saved selection must match to be reused: the pool, the weights that predicted it,
+    and the settings that turn predictions into pseudo-labels."""
+    from .model import weights_fingerprint
+
+    settings = ("pseudo_threshold", "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pool_overlap",
+                "task_b_decoding", "seed")
+    return {"pool": pool.fingerprint(), "model": weights_fingerprint(model_dir(cfg, "before")),
+            "settings": {k: getattr(cfg, k) for k in settings}}
+
+
 def pseudo_data(cfg: Config, splits, caches: dict):
     """(train+, validation+, stats) for the 'after' stage: from the saved selection when it was
-    made from this pool, else by a new pseudo-label round with the saved 'before' model (run by
-    the main process; the others wait and read its file)."""
+    made by this pool, model and settings, else by a new pseudo-label round with the saved 'before'
+    model. The main process decides (the others wait, at most ddp_timeout) and hands its selection
+    to every process, so all train on the same rows whatever disk each one has."""
     from . import pseudo
     from .model import load_detector
 
-    pool, _ = pseudo_pool(caches)
-    with distributed.main_first():
-        selection = pseudo.load_selection(pseudo_file(cfg), pool)
-        if selection is None and distributed.is_main():
-            base, _ = load_detector(model_dir(cfg, "before"), pick_device())
-            pseudo_round(cfg, splits, caches, base)
-            selection = pseudo.load_selection(pseudo_file(cfg), pool)
-    if selection is None:
-        raise FileNotFoundError(f"{pseudo_file(cfg)} is missing or was made from another pool; "
-                                "run the pseudo-label round (notebook 03) first")
+    pool, _ = pseudo_pool(cfg, splits, caches)
+    selection = None
+    with distributed.main_first("the main process's pseudo-label round"):
+        if distributed.is_main():
+            selection, why = pseudo.load_selection(pseudo_file(cfg), selection_identity(cfg, pool))
+            if selection is None:
+                print(f"pseudo-labels: {why}; predicting the pool again with {model_dir(cfg, 'before')}")
+                base, _ = load_detector(model_dir(cfg, "before"), pick_device())
+                pseudo_round(cfg, splits, caches, base)
+                selection, _ = pseudo.load_selection(pseudo_file(cfg), selection_identity(cfg, pool))
+    selection = distributed.broadcast(selection, "the pseudo-label selection")
     return pseudo.augment(caches["train"], caches["validation"], pool, selection)
 
 
+class StaleModelError(RuntimeError):
+    """A saved model that another run's settings made."""
+
+
+def checked_model_dir(cfg: Config, stage: str) -> Path:
+    """The stage's saved model folder, refused when it was trained under other settings than
+    this run's (config.training_identity): nothing stale is read as current."""
+    from .config import training_identity
+
+    folder = model_dir(cfg, stage)
+    meta_path = folder / "training_meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no trained model; run notebook 02 (and 03) of this profile first")
+    recorded_params = (json.loads(meta_path.read_text()).get("run_identity") or {}).get("params")
+    changes = changed_keys(recorded_params or {}, training_identity(cfg, stage))
+    if recorded_params is None or changes:
+        raise StaleModelError(f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
+                              "train it again for these settings (notebooks 02-03, or python -m helpers.run)")
+    return folder
+
+
+def final_stage(cfg: Config) -> str:
+    """'after' when this profile pseudo-labels, else 'before'."""
+    return "after" if cfg.unlabelled_split else "before"
+
+
 def final_model(cfg: Config):
-    """The study's final model (after pseudo-labels when that stage ran), its tokenizer and stage name."""
+    """The study's final model (after pseudo-labels when the profile has that stage), checked to be
+    this run's, its tokenizer and stage name."""
     from .model import load_detector
 
-    stage = "after" if (model_dir(cfg, "after") / "config.json").is_file() else "before"
-    model, tokenizer = load_detector(model_dir(cfg, stage), pick_device())
+    stage = final_stage(cfg)
+    model, tokenizer = load_detector(checked_model_dir(cfg, stage), pick_device())
     return model, tokenizer, stage
 
 
@@ -275,44 +337,3 @@ def export_samples(split, folder: Path, per_class: int = 2) -> Path:
 
 def read_failures(caches: dict) -> dict[str, int]:
     return {name: c.n_failed for name, c in caches.items()}
-
-
-def record(cfg: Config, section: str, values) -> Path:
-    """Merge values under `section` into run_dir/record.json, the hand-over between notebooks.
-    Only the main process writes, and it replaces the file whole (never a half-written file)."""
-    path = cfg.run_dir / "record.json"
-    if not distributed.is_main():
-        return path
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current[section] = values
-    return write_json(path, current)
-
-
-def write_json(path: Path, data) -> Path:
-    """Write JSON whole or not at all (a reader never sees half a file)."""
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(data, indent=2, default=json_default))
-    partial.replace(path)
-    return path
-
-
-def recorded(cfg: Config, section: str):
-    path = cfg.run_dir / "record.json"
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    if section not in current:
-        raise KeyError(f"'{section}' is not recorded in {path}: run the earlier notebooks of the study first")
-    return current[section]
-
-
-def json_default(value):
-    """JSON for numpy scalars and arrays; anything else as text."""
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             overrides["resume"] = "auto"
         cfg = load_config(args.profile, overrides)
+        distributed.configure(cfg)
         distributed.batch_plan(cfg.batch_size, distributed.world_size() if distributed.launched() else cfg.processes,
                                cfg.per_device_max_batch)
     except (ConfigError, distributed.BatchPlanError) as error:
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from transformers import set_seed
 
+    from . import precision
+
+    precision.apply_tf32(cfg)
     set_seed(cfg.seed)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
-from . import distributed
+from . import distributed, precision
 from .cache import CachedSplit, collate, with_text_features
-from .config import changed_keys, identity
+from .config import changed_keys, training_identity
 from .inference import decode
 from .metrics import metrics_both_ways
 
@@ -51,10 +51,11 @@ def compute_metrics_for(mode: str):
 def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArguments:
     """batch_size is global: split over the processes, with gradient accumulation past
     per_device_max_batch. Warmup and logging are given as shares of the total optimizer steps,
-    which the Trainer counts in global steps, so they do not change with the process count."""
+    which the Trainer counts in global steps, so they do not change with the process count.
+    Precision follows the profile (precision.build_arguments); one process uses one device."""
     cuda = torch.cuda.is_available()
     per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
-    return TrainingArguments(
+    args = precision.build_arguments(cfg, lambda: TrainingArguments(
         output_dir=str(out_dir),
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
@@ -62,6 +63,7 @@ def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArgume
         gradient_accumulation_steps=accumulation,
         per_device_eval_batch_size=max(1, cfg.eval_batch_size // processes),
         num_train_epochs=cfg.epochs,
+        # A float below 1 is a share of the steps (transformers >= 5, the floor in pyproject.toml).
         warmup_steps=min(cfg.warmup_ratio, 0.999),
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -73,19 +75,36 @@ def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArgume
         logging_steps=1 / (4 * cfg.epochs),
         label_names=["label_a", "label_b"],
         remove_unused_columns=False,
-        bf16=cuda and cfg.bf16,
+        bf16=precision.bf16_autocast(cfg),
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         torch_compile=cfg.torch_compile,
         dataloader_num_workers=cfg.num_workers,
+        dataloader_persistent_workers=cfg.num_workers > 0,
+        dataloader_pin_memory=cuda,
+        # Pinned batches are copied to the device without blocking the host.
+        accelerator_config={"non_blocking": cuda},
         # DDP must look for parameters without gradients only when some exist: a tower switched
         # off by the modality ablation, or BERT's pooler when another pooling is used.
         ddp_find_unused_parameters=cfg.modality != "both" or cfg.text_pooling != "pooler",
-        dataloader_pin_memory=cuda,
+        ddp_timeout=cfg.ddp_timeout,
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",
         use_cpu=not cuda,
-    )
+    ))
+    return one_device_per_process(args)
+
+
+def one_device_per_process(args: TrainingArguments) -> TrainingArguments:
+    """One process never trains on several GPUs: the Trainer would wrap the model in DataParallel
+    and multiply the batch by the GPU count. Several GPUs are used through several processes."""
+    if args.n_gpu > 1 and not distributed.launched():
+        print(f"{args.n_gpu} GPUs are visible to one process: training on {args.device} only, with the profile's "
+              f"batch. To use all {args.n_gpu}, set processes: {args.n_gpu} (the notebooks and helpers.train start "
+              f"torchrun) or launch with torchrun --nproc_per_node {args.n_gpu}.", flush=True)
+        # The attribute the Trainer itself sets to 1 to keep DataParallel out (model parallelism).
+        args._n_gpu = 1
+    return args
 
 
 class ProvenanceCallback(TrainerCallback):
@@ -109,10 +128,11 @@ class ProvenanceCallback(TrainerCallback):
             partial.replace(folder / MARKER)
 
 
-def run_identity(cfg, train_data: CachedSplit, val_data: CachedSplit, processes: int) -> dict:
-    """What a checkpoint must match to be resumed: the settings that decide the result, the
-    data (rows, sources, labels) and the process count (each process keeps its own RNG state)."""
-    return {"params": identity(cfg), "data": {"train": train_data.fingerprint(), "validation": val_data.fingerprint()},
+def run_identity(cfg, train_data: CachedSplit, val_data: CachedSplit, processes: int, stage: str = "before") -> dict:
+    """What a checkpoint must match to be resumed: the settings that decide this stage's training
+    (config.training_identity), the data (rows, sources, labels) and the process count (each
+    process keeps its own RNG state)."""
+    return {"params": training_identity(cfg, stage), "data": {"train": train_data.fingerprint(), "validation": val_data.fingerprint()},
             "processes": processes}
 
 
@@ -135,15 +155,14 @@ def check_same_run(recorded: dict, current: dict, where: str) -> None:
 
 
 def train(cfg, model, train_data: CachedSplit, val_data: CachedSplit, out_dir: str | Path,
-          provenance: dict | None = None, resume: bool = False) -> tuple[object, pd.DataFrame]:
+          provenance: dict | None = None, resume: bool = False, stage: str = "before") -> tuple[object, pd.DataFrame]:
     """Train in place; returns the model with the best epoch's weights and the log history.
     Checkpoints stay under out_dir (the latest, plus the best while it differs). resume=True
     continues from the newest complete checkpoint of the same run; otherwise stale checkpoints
     of an earlier run are removed first."""
-    set_seed(cfg.seed)
     out_dir = Path(out_dir)
     processes = distributed.world_size()
-    current = run_identity(cfg, train_data, val_data, processes)
+    current = run_identity(cfg, train_data, val_data, processes, stage)
     checkpoint = None
     if resume and complete_checkpoints(out_dir):
         checkpoint = complete_checkpoints(out_dir)[-1]

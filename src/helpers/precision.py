@@ -1,0 +1,57 @@
+"""Numerics as the profile writes them. bf16 autocast (CUDA only) and TF32 (CUDA matrix multiplies
+and cuDNN convolutions) follow the keys bf16 and tf32, whatever ACCELERATE_MIXED_PRECISION says
+or TrainingArguments does under torch_compile (it switches TF32 on); what this process really
+uses is recorded in provenance."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+ENV_PRECISION = "ACCELERATE_MIXED_PRECISION"
+
+
+def bf16_autocast(cfg) -> bool:
+    return torch.cuda.is_available() and cfg.bf16
+
+
+def _mode(enabled: bool) -> str:
+    return "tf32" if enabled else "ieee"
+
+
+def apply_tf32(cfg) -> None:
+    """Set the CUDA-level switches (they win over torch's global default, which a library may
+    change); the CPU's oneDNN settings are left alone."""
+    torch.backends.cuda.matmul.fp32_precision = _mode(cfg.tf32)
+    torch.backends.cudnn.fp32_precision = _mode(cfg.tf32)
+
+
+def effective_tf32() -> bool:
+    """Whether CUDA float32 matrix multiplies run on TF32 cores now."""
+    level = torch.backends.cuda.matmul.fp32_precision
+    return (torch.backends.fp32_precision if level == "none" else level) == "tf32"
+
+
+def build_arguments(cfg, make):
+    """make(): TrainingArguments, held to the profile afterwards: mixed precision is the profile's
+    bf16 (not the environment's), TF32 the profile's tf32 (torch's global default, which
+    TrainingArguments changes under torch_compile, is put back). A change is announced."""
+    saved_global, saved_env = torch.backends.fp32_precision, os.environ.get(ENV_PRECISION)
+    args = make()
+    wanted = "bf16" if bf16_autocast(cfg) else "no"
+    if saved_env not in (None, wanted):
+        print(f"{ENV_PRECISION}={saved_env} in the environment is ignored: the profile says bf16: {cfg.bf16} "
+              f"(mixed precision '{wanted}' on this device)")
+    # TrainingArguments reads the variable when bf16 is off; the Trainer hands this to accelerate.
+    args.mixed_precision = wanted
+    if torch.backends.fp32_precision != saved_global:
+        print(f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}' "
+              f"(torch_compile: {cfg.torch_compile}); kept as the profile says: tf32: {cfg.tf32}")
+        torch.backends.fp32_precision = saved_global
+    apply_tf32(cfg)
+    return args
+
+
+def summary(cfg) -> dict:
+    return {"bf16_autocast": bf16_autocast(cfg), "tf32": effective_tf32() if torch.cuda.is_available() else False,
+            "tf32_key": cfg.tf32, "torch_compile": cfg.torch_compile}

@@ -1,0 +1,347 @@
+"""The paths real users take beyond the CPU demo: several GPUs, several nodes, precision, reruns
+that must not read stale results, seeds, runner failures, per-stage resume, data revisions and the
+pseudo-label pool's overlap with scored splits. What only a GPU shows is reproduced by patching
+the condition (the GPU count, TF32 support)."""
+import dataclasses
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, png_bytes
+
+SMOKE = ROOT / "params" / "smoke.yaml"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _cfg(base, **changes):
+    """base (a Config or its dict) with changes, validated."""
+    from helpers.config import load_config
+
+    return load_config({**(base if isinstance(base, dict) else base.to_dict()), **changes})
+
+
+# Several GPUs, one process ---------------------------------------------------------------------
+
+def test_one_process_on_a_machine_with_eight_gpus_trains_on_one_with_the_profile_batch(smoke_cfg, tmp_path, capsys):
+    from accelerate.state import AcceleratorState
+
+    from helpers.training import training_arguments
+
+    cfg = _cfg(smoke_cfg, batch_size=256, bf16=False)
+    try:
+        with mock.patch("torch.cuda.is_available", return_value=True), \
+                mock.patch("torch.cuda.device_count", return_value=8), mock.patch("torch.cuda.set_device"):
+            args = training_arguments(cfg, tmp_path)
+            # Without the guard the Trainer wraps the model in DataParallel over 8 GPUs: 2,048 rows a step.
+            assert args.n_gpu == 1 and args.train_batch_size == 256 and args.per_device_train_batch_size == 256
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert "8 GPUs are visible to one process" in capsys.readouterr().out
+
+
+# Waiting for the main process: the profile's timeout, no spinning --------------------------------
+
+def _wait_run(timeout: int, sleep: float):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "tests" / "wait_script.py"), str(timeout), str(sleep), str(SMOKE)]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_a_process_waiting_past_ddp_timeout_stops_with_a_message_naming_the_key():
+    result = _wait_run(timeout=2, sleep=8)
+    assert result.returncode != 0
+    assert "[rank 1/2] error: WaitTimeout: waited more than ddp_timeout (2 s) for the main process's test work" in result.stderr
+
+
+def test_a_long_ddp_timeout_lets_the_others_wait_asleep_until_the_main_process_is_done():
+    result = _wait_run(timeout=60, sleep=4)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cpu = {int(r): float(s) for r, s in re.findall(r"rank (\d) done, cpu ([\d.]+) s", result.stdout)}
+    assert set(cpu) == {0, 1} and cpu[1] < 1.0  # four seconds of waiting, under a second of CPU
+
+
+# Two nodes ---------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir(tmp_path):
+    port = _free_port()
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes", "-m", "helpers.train", str(SMOKE), "--pseudo",
+            "--set", f"work_dir={tmp_path}"]
+    procs = [subprocess.Popen(node, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outputs)
+    combined = "".join(outputs)
+    for split in ("train", "validation", "unlabelled"):
+        assert len(re.findall(rf"cache {split}: built \d+ rows", combined)) == 1, split
+    record = json.loads((tmp_path / "smoke" / "record.json").read_text())
+    assert record["train_before"]["processes"] == 2 and record["train_after"]["processes"] == 2
+    assert (tmp_path / "smoke" / "model_after" / "model.safetensors").is_file()
+
+
+# Precision as written ------------------------------------------------------------------------------
+
+def test_the_profiles_precision_wins_over_the_environment(smoke_cfg, tmp_path, monkeypatch, capsys):
+    from helpers.training import training_arguments
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    args = training_arguments(_cfg(smoke_cfg, bf16=False), tmp_path)
+    assert args.mixed_precision == "no"
+    assert "ACCELERATE_MIXED_PRECISION=bf16 in the environment is ignored" in capsys.readouterr().out
+
+
+def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tmp_path):
+    from helpers import precision
+    from helpers.training import training_arguments
+
+    saved = (torch.backends.fp32_precision, torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.fp32_precision)
+    try:
+        # TrainingArguments switches TF32 on under torch_compile wherever TF32 exists (Ampere and newer).
+        with mock.patch("transformers.training_args.is_torch_tf32_available", return_value=True):
+            training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=False), tmp_path)
+            assert not precision.effective_tf32() and torch.backends.fp32_precision == saved[0]
+            training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=True), tmp_path)
+            assert precision.effective_tf32()
+    finally:
+        (torch.backends.fp32_precision, torch.backends.cuda.matmul.fp32_precision,
+         torch.backends.cudnn.fp32_precision) = saved
+
+
+# Seeds decide the starting weights ---------------------------------------------------------------
+
+def test_a_seed_gives_the_same_starting_weights_whatever_ran_before(smoke_cfg):
+    from helpers.model import build_model
+
+    alone, _ = build_model(_cfg(smoke_cfg, seed=1))
+    torch.rand(1000)
+    build_model(_cfg(smoke_cfg, seed=0))  # as notebook 10 builds seed 0 before seed 1
+    after_others, _ = build_model(_cfg(smoke_cfg, seed=1))
+    a, b = alone.state_dict(), after_others.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_smoke_trainings_in_fresh_processes_give_identical_metrics_and_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    for name in ("one", "two"):
+        done = subprocess.run([sys.executable, "-m", "helpers.train", str(SMOKE), "--set", f"work_dir={tmp_path / name}"],
+                              env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+    curves = [json.loads((tmp_path / n / "smoke" / "record.json").read_text())["train_before"]["curves"] for n in ("one", "two")]
+    assert curves[0] == curves[1]
+    weights = [load_file(str(tmp_path / n / "smoke" / "model_before" / "model.safetensors")) for n in ("one", "two")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+# Nothing stale -----------------------------------------------------------------------------------
+
+@pytest.fixture()
+def pool_world(smoke_cfg, smoke_splits, tmp_path):
+    """A 'before' model saved in a fresh work dir, and the caches a pseudo-label round needs."""
+    from helpers import study
+    from helpers.model import build_model, save_detector
+
+    cfg = _cfg(smoke_cfg, work_dir=str(tmp_path / "runs"))
+    model, tokenizer = build_model(cfg)
+    save_detector(model, tokenizer, study.model_dir(cfg, "before"))
+    caches = study.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, study.pseudo_cache_names(smoke_splits))
+    return cfg, model, caches
+
+
+def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model_changed(pool_world, smoke_splits, capsys):
+    from helpers import inference, study
+    from helpers.model import build_model, save_detector
+
+    cfg, model, caches = pool_world
+    pool, _ = study.pseudo_pool(cfg, smoke_splits, caches)
+    preds = inference.predict(model, pool, 64, desc=None)
+    sureness = np.minimum(preds.confidence_a, preds.confidence_b)
+    everything, half = float(sureness.min()), float(np.median(sureness))
+    assert (sureness >= half).sum() < len(pool)  # the two thresholds really select differently
+
+    _, _, first, _ = study.pseudo_round(_cfg(cfg.to_dict(), pseudo_threshold=everything), smoke_splits, caches, model)
+    assert first["selected"] == len(pool)
+    _, _, stats = study.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
+    assert stats["selected"] == int((sureness >= half).sum())
+    assert f"pseudo_threshold: {everything!r} -> {half!r}" in capsys.readouterr().out
+
+    _, _, same = study.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
+    assert same == stats and "predicting the pool again" not in capsys.readouterr().out
+    other, tokenizer = build_model(_cfg(cfg.to_dict(), seed=7))  # 'before' retrained: other weights
+    save_detector(other, tokenizer, study.model_dir(cfg, "before"))
+    study.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
+    assert "pseudo_labels.npz is stale: model (other weights) changed" in capsys.readouterr().out
+
+
+def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path, trained_dir):
+    import shutil
+
+    from helpers import study
+    from helpers.config import training_identity
+
+    cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), unlabelled_split="")
+    shutil.copytree(trained_dir, study.model_dir(cfg, "before"))
+    meta = study.model_dir(cfg, "before") / "training_meta.json"
+    meta.write_text(json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), epochs=5), "before")}}))
+    with pytest.raises(study.StaleModelError, match="epochs: 5 -> 2"):
+        study.final_model(cfg)
+    meta.write_text(json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), seeds=[4]), "before")}}))
+    assert study.final_model(cfg)[2] == "before"  # the seed study's keys do not make a model stale
+
+
+def test_the_index_shows_this_runs_figures_only(tmp_path):
+    from helpers.report import write_index
+
+    (tmp_path / "figures").mkdir()
+    for name in ("cm_validation_before", "cm_test_old_run"):
+        (tmp_path / "figures" / f"{name}.png").write_bytes(png_bytes())
+    (tmp_path / "metrics.json").write_text(json.dumps({"figures": ["cm_validation_before", "per_generator"]}))
+    page = write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()
+    assert "cm_validation_before.png" in page and "cm_test_old_run" not in page
+
+
+# The runner: failures keep what ran; --only keeps the other stages; resume per notebook ----------
+
+def _project(root: Path, cells: dict[str, str]) -> Path:
+    """A project folder with the package's profiles and one notebook per entry (name: code)."""
+    (root / "notebooks").mkdir(parents=True)
+    (root / "params").mkdir()
+    (root / "params" / "smoke.yaml").write_text(SMOKE.read_text())
+    (root / "pyproject.toml").write_text("")
+    for name, code in cells.items():
+        parameters = nbformat.v4.new_code_cell("profile = 'smoke'\noverrides = {}")
+        parameters.metadata["tags"] = ["parameters"]
+        notebook = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(code)])
+        notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+        nbformat.write(notebook, root / "notebooks" / f"{name}.ipynb")
+    return root
+
+
+def test_a_notebook_past_its_timeout_still_leaves_provenance_and_an_index_naming_it(tmp_path):
+    from helpers.run import run_study
+
+    root = _project(tmp_path, {"01_first": "print('first ok')",
+                               "02_slow": "import time\nprint('started the long part', flush=True)\ntime.sleep(120)"})
+    record = run_study(root / "params" / "smoke.yaml", root=root, overrides={"notebook_timeout": 4})
+    slow = record["stages"][-1]
+    assert [s["status"] for s in record["stages"]] == ["ok", "failed"] and slow["notebook"] == "02_slow"
+    assert "CellTimeoutError" in slow["error"] and "started the long part" in slow["last_output"]
+    saved = json.loads((root / "reports" / "smoke" / "provenance.json").read_text())
+    assert saved["stages"][-1]["error"] == slow["error"]
+    page = (root / "reports" / "smoke" / "index.html").read_text()
+    assert "02_slow" in page and "CellTimeoutError" in page and "started the long part" in page
+
+    again = run_study(root / "params" / "smoke.yaml", only=["01"], root=root, overrides={"notebook_timeout": 4})
+    assert [(s["notebook"], s.get("from_earlier_run", False)) for s in again["stages"]] == [("01_first", False),
+                                                                                           ("02_slow", True)]
+
+
+def test_a_runner_resume_after_changing_the_seed_study_keeps_the_core_notebooks(smoke_cfg):
+    from helpers.run import _earlier_run, notebook_hash
+
+    names = [Path(f"{n}.ipynb") for n in ("01_explore_data", "02_train", "03_pseudo_label", "04_evaluate", "10_seeds",
+                                          "11_external")]
+    previous = {"params": smoke_cfg.to_dict(),
+                "stages": [{"notebook": p.stem, "status": "ok", "params_hash": notebook_hash(smoke_cfg, p.stem)} for p in names]}
+    same, kept = _earlier_run(previous, _cfg(smoke_cfg, seeds=[5]), names)
+    assert same and [s["notebook"] for s in kept] == ["01_explore_data", "02_train", "03_pseudo_label", "04_evaluate"]
+    same, kept = _earlier_run(previous, _cfg(smoke_cfg, learning_rate=0.5), names)
+    assert not same and kept == []
+
+
+def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smoke_cfg, smoke_splits, smoke_model):
+    from helpers import study
+    from helpers.training import ResumeError, check_same_run, run_identity
+
+    _, tokenizer = smoke_model
+    caches = study.caches_for(smoke_cfg, smoke_splits, tokenizer, 32, ["train", "validation"])
+    identity = lambda cfg, stage="before": run_identity(cfg, caches["train"], caches["validation"], 1, stage)  # noqa: E731
+    recorded = identity(smoke_cfg)
+    check_same_run(recorded, identity(_cfg(smoke_cfg, seeds=[3], analyses=[], external=[])), "ck")
+    check_same_run(recorded, identity(_cfg(smoke_cfg, pseudo_threshold=0.3)), "ck")  # 'before' ignores pseudo keys
+    with pytest.raises(ResumeError, match="pseudo_threshold"):
+        check_same_run(identity(smoke_cfg, "after"), identity(_cfg(smoke_cfg, pseudo_threshold=0.3), "after"), "ck")
+
+
+# One decoding everywhere ---------------------------------------------------------------------------
+
+def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, smoke_splits):
+    from helpers import analysis, study
+    from helpers.inference import decode
+    from helpers.model import build_model
+
+    cfg = _cfg(smoke_cfg, task_b_decoding="six_class")
+    model, tokenizer = build_model(cfg)
+    cached = study.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
+    _, preds = analysis.evaluate_view(model, smoke_splits["test"], cached, lambda image: image,
+                                      model.config.image_size, cfg, desc=None)
+    six = decode(preds.prob_ai, preds.probs_b, mode="six_class")
+    hierarchical = decode(preds.prob_ai, preds.probs_b, mode="hierarchical")
+    assert not np.array_equal(six.label_b, hierarchical.label_b)  # the two decodings differ on these rows
+    assert np.array_equal(preds.label_b, six.label_b) and np.array_equal(preds.label_a, six.label_a)
+
+
+# Data you can audit --------------------------------------------------------------------------------
+
+def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
+    import datasets
+
+    from helpers.data import study_splits
+    from helpers.records import recorded
+
+    asked = []
+
+    def load_dataset(name, revision=None):
+        asked.append((name, revision))
+        return datasets.DatasetDict({k: smoke_splits[k] for k in ("train", "validation", "test")})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info",
+                        lambda self, name, revision=None: mock.Mock(sha=f"{'ab' * 20}"))
+    cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), dataset="owner/ct2", dataset_revision="v2", unlabelled_split="")
+    study_splits(cfg)
+    assert asked == [("owner/ct2", "v2")]
+    assert recorded(cfg, "data")["dataset"] == {"source": "owner/ct2", "requested": "v2", "loaded": "ab" * 20}
+
+
+def _labelled(captions, shade):
+    import datasets
+
+    from helpers.data import FEATURES
+
+    return datasets.Dataset.from_dict(
+        {"Caption": captions, "Image": [{"bytes": png_bytes((20, 20), (shade + i, 9, 9)), "path": None} for i in range(len(captions))],
+         "Label_A": [1] * len(captions), "Label_B": [2] * len(captions)}, features=FEATURES)
+
+
+@pytest.mark.parametrize("policy,left_out", [("drop", 2), ("keep", 0)])
+def test_pool_rows_sharing_a_scored_splits_captions_are_found_though_their_bytes_differ(smoke_cfg, smoke_model, tmp_path,
+                                                                                       policy, left_out):
+    from helpers import study
+
+    _, tokenizer = smoke_model
+    splits = {"train": _labelled(["a dog", "a cat"], 10), "validation": _labelled(["a bird"], 40),
+              "test": _labelled(["A red  bus.", "a boat"], 70),
+              # The same captions, other images (a re-released file has other bytes), and new ones.
+              "unlabelled": _labelled(["a red bus", "A BOAT", "a tree", "a lake"], 120)}
+    cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), pool_overlap=policy)
+    caches = study.caches_for(cfg, splits, tokenizer, 8)
+    pool, overlap = study.pseudo_pool(cfg, splits, caches)
+    assert overlap["shared"]["test"] == {"captions": 2, "images": 0} and overlap["shared"]["validation"]["captions"] == 0
+    assert overlap["left_out"] == left_out and len(pool) == 4 - left_out
