@@ -74,10 +74,10 @@ def status() -> dict[str, int]:
 def run_phase(phase: str, values: dict) -> dict:
     import numpy as np
 
-    from helpers import study
+    from helpers.study import stages
     from helpers.config import load_config
-    from helpers.data import study_splits
-    from helpers.model import build_model, preprocessing
+    from helpers.data.splits import study_splits
+    from helpers.modeling.detector import build_model, preprocessing
 
     cfg = load_config(values)
     baseline = status()
@@ -87,12 +87,13 @@ def run_phase(phase: str, values: dict) -> dict:
     splits = study_splits(cfg)
     if phase != "data":
         tokenizer, size = preprocessing(cfg)
-        caches = study.caches_for(cfg, splits, tokenizer, size, ["train", "validation", "unlabelled"])
+        caches = stages.caches_for(cfg, splits, tokenizer, size, ["train", "validation", "unlabelled"])
         folders = [Path(c.pixels.sources[0].path).parent for c in caches.values()]
         out["cache_bytes"] = sum(f.stat().st_size for folder in folders for f in folder.iterdir())
         out["cached_rows"] = sum(len(c) for c in caches.values())
     if phase in ("pseudo", "epoch"):
-        from helpers import inference, pseudo
+        from helpers.inference import cached as inference
+        from helpers.training import pseudo_labels as pseudo
 
         model, _ = build_model(cfg)
         predictions = inference.predict(model, caches["unlabelled"], cfg.eval_batch_size, desc="predict pool")
@@ -101,7 +102,7 @@ def run_phase(phase: str, values: dict) -> dict:
         train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], caches["unlabelled"], selection)
         out["train_rows_after_pseudo"] = len(train_plus)
     if phase == "epoch":
-        from helpers import training
+        from helpers.training import trainer as training
 
         started = time.perf_counter()
         training.train(cfg, model, train_plus, val_plus, cfg.run_dir / "checkpoints")

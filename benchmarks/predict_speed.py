@@ -45,7 +45,7 @@ def model_dir(requested: str | None, work: Path) -> str:
     if (demo / "config.json").is_file():
         return str(demo)
     from helpers.config import load_config
-    from helpers.model import build_model, save_detector
+    from helpers.modeling.detector import build_model, save_detector
 
     model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
     return str(save_detector(model, tokenizer, work / "smoke_model"))

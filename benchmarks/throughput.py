@@ -28,13 +28,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from helpers import cache as cache_mod  # noqa: E402
+from helpers.cache.dataset import collate  # noqa: E402
+from helpers.cache.store import build_cache  # noqa: E402
 from helpers.config import load_config  # noqa: E402
-from helpers.data import FEATURES  # noqa: E402
-from helpers.inference import autocast_for, pick_device  # noqa: E402
-from helpers.model import build_model  # noqa: E402
-from helpers.synthetic import make_captions, make_rows_parallel  # noqa: E402
-from helpers.training import training_arguments  # noqa: E402
+from helpers.data.schema import FEATURES  # noqa: E402
+from helpers.inference.cached import autocast_for, pick_device  # noqa: E402
+from helpers.modeling.detector import build_model  # noqa: E402
+from helpers.data.synthetic import make_captions, make_rows_parallel  # noqa: E402
+from helpers.training.trainer import training_arguments  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
 
@@ -130,7 +131,7 @@ def trainer_samples_per_second(cfg, model, cached, steps, warmup) -> float:
         args = training_arguments(cfg, Path(out))
         args = dataclasses.replace(args, max_steps=warmup + steps, eval_strategy="no", save_strategy="no",
                                    load_best_model_at_end=False, logging_strategy="no", disable_tqdm=True)
-        Trainer(model=model, args=args, train_dataset=cached, data_collator=cache_mod.collate,
+        Trainer(model=model, args=args, train_dataset=cached, data_collator=collate,
                 callbacks=[Clock()]).train()
     return steps * cfg.batch_size / (marks[warmup + steps] - marks[warmup])
 
@@ -161,10 +162,10 @@ def main(argv=None) -> int:
     results["a_paper_style_workers0"] = paper_style(model, paper, cfg, device, args, workers=0)
     with tempfile.TemporaryDirectory() as cache_root:
         started = time.perf_counter()
-        cached = cache_mod.build_cache(split, "bench", cache_root, side, tokenizer, cfg.max_caption_length)
+        cached = build_cache(split, "bench", cache_root, side, tokenizer, cfg.max_caption_length)
         results["cache_build_rows_per_s"] = len(split) / (time.perf_counter() - started)
         results["b_ours_from_cache"] = trainer_samples_per_second(cfg, model, cached, args.steps, args.warmup)
-        on_device = cache_mod.collate(cached.__getitems__(np.arange(min(cfg.batch_size, len(cached)))))
+        on_device = collate(cached.__getitems__(np.arange(min(cfg.batch_size, len(cached)))))
     resident = [{k: v.to(device) for k, v in on_device.items()}] * (args.steps + args.warmup + 1)
     bf16 = device.type == "cuda" and cfg.bf16
     results["c_model_alone"] = time_loop(model, iter(resident), device, args.steps, args.warmup, bf16=bf16,

@@ -27,14 +27,14 @@ def smoke_cfg(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_splits(smoke_cfg):
-    from helpers.data import study_splits
+    from helpers.data.splits import study_splits
 
     return study_splits(smoke_cfg)
 
 
 @pytest.fixture(scope="session")
 def smoke_model(smoke_cfg):
-    from helpers.model import build_model
+    from helpers.modeling.detector import build_model
 
     return build_model(smoke_cfg)
 
@@ -42,7 +42,7 @@ def smoke_model(smoke_cfg):
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
     from helpers.config import load_config
-    from helpers.model import build_model, save_detector
+    from helpers.modeling.detector import build_model, save_detector
 
     model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
     return save_detector(model, tokenizer, tmp_path_factory.mktemp("model") / "m")

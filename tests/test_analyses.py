@@ -2,8 +2,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from helpers import analysis, calibration, perturb
-from helpers.cache import CachedSplit
+from helpers.study import analyses as analysis
+from helpers.evaluation import calibration
+from helpers.evaluation import perturbations as perturb
+from helpers.cache.dataset import CachedSplit
 
 
 def _image(w=40, h=30, seed=0):

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from conftest import png_bytes
-from helpers.cache import BadImagesError, build_cache, collate
-from helpers.data import FEATURES
+from helpers.cache.store import BadImagesError, build_cache
+from helpers.cache.dataset import collate
+from helpers.data.schema import FEATURES
 
 
 def _split(cells):

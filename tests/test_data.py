@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 
 from conftest import png_bytes
-from helpers.data import DataError, load_source, split_by_caption, wide_to_long, WIDE_IMAGE_COLUMNS
+from helpers.data.schema import DataError, wide_to_long, WIDE_IMAGE_COLUMNS
+from helpers.data.sources import load_source
+from helpers.data.splits import split_by_caption
 from helpers.labels import UNLABELLED
 
 
@@ -81,7 +83,7 @@ def test_folder_with_csv(tmp_path):
 
 
 def test_synthetic_is_deterministic_and_grouped(smoke_cfg, smoke_splits, tmp_path):
-    from helpers.synthetic import make_rows
+    from helpers.data.synthetic import make_rows
 
     a, b = make_rows(["a cat"], 32, seed=1), make_rows(["a cat"], 32, seed=1)
     assert [i["bytes"] for i in a["Image"]] == [i["bytes"] for i in b["Image"]]
@@ -93,7 +95,7 @@ def test_synthetic_is_deterministic_and_grouped(smoke_cfg, smoke_splits, tmp_pat
 
 
 def test_synthetic_traces_formats_and_sizes(smoke_splits):
-    from helpers.imageio import read_image
+    from helpers.data.images import read_image
 
     train = smoke_splits["train"]
     by_class = {}
@@ -105,7 +107,7 @@ def test_synthetic_traces_formats_and_sizes(smoke_splits):
 
 
 def test_image_metadata_reads_headers_and_samples_rows(smoke_splits):
-    from helpers.explore import image_metadata
+    from helpers.study.exploration import image_metadata
 
     train = smoke_splits["train"]
     meta = image_metadata(train)

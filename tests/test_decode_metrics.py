@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from helpers.inference import decode
-from helpers.metrics import all_metrics, confusion, task_a_metrics, task_b_metrics, write_competition_json
+from helpers.inference.cached import decode
+from helpers.evaluation.metrics import all_metrics, confusion, task_a_metrics, task_b_metrics, write_competition_json
 
 
 def test_hierarchical_decoding():
@@ -59,10 +59,10 @@ def test_the_competition_file_has_every_input_even_when_images_cannot_be_read(tm
     import datasets
 
     from conftest import png_bytes
-    from helpers import evaluate
-    from helpers.cache import build_cache
-    from helpers.data import FEATURES
-    from helpers.inference import predict
+    from helpers.evaluation import scorecard as evaluate
+    from helpers.cache.store import build_cache
+    from helpers.data.schema import FEATURES
+    from helpers.inference.cached import predict
 
     model, tokenizer = smoke_model
     cells = [{"bytes": png_bytes(), "path": None}, {"bytes": b"broken", "path": None}, {"bytes": png_bytes(), "path": None}]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import ROOT
 from helpers.config import load_config
-from helpers.inference import decode
+from helpers.inference.cached import decode
 
 PAPER = ROOT / "params" / "paper.yaml"
 
@@ -32,7 +32,7 @@ def test_paper_profile_takes_the_authors_code_where_it_and_the_text_differ():
 
 
 def test_six_class_decoding_and_pseudo_labels_follow_the_authors():
-    from helpers.pseudo import select
+    from helpers.training.pseudo_labels import select
 
     prob_ai = np.array([0.9, 0.9, 0.1, 0.5])
     probs_b = np.array([[0.85, 0.05, 0.1, 0, 0, 0],   # A says AI, six-class argmax is 'real'
@@ -52,7 +52,7 @@ def test_six_class_decoding_and_pseudo_labels_follow_the_authors():
 
 
 def test_row_split_is_the_authors_train_test_split():
-    from helpers.pseudo import split_rows
+    from helpers.training.pseudo_labels import split_rows
 
     selected = np.arange(100, 137)
     train, val = split_rows(selected, 0.8, seed=42)
@@ -65,7 +65,7 @@ def test_row_split_is_the_authors_train_test_split():
 
 
 def test_validation_reports_task_b_both_hierarchical_and_plain_argmax():
-    from helpers.training import metrics_from_logits
+    from helpers.training.trainer import metrics_from_logits
 
     logits_a = np.array([3.0, 3.0, -3.0])
     logits_b = np.array([[5.0, 0, 1, 0, 0, 0], [0, 0, 4, 0, 0, 0], [0, 0, 0, 6, 0, 0]])
@@ -76,7 +76,7 @@ def test_validation_reports_task_b_both_hierarchical_and_plain_argmax():
 
 
 def test_cls_pooling_is_the_raw_first_token(smoke_cfg):
-    from helpers.model import build_model
+    from helpers.modeling.detector import build_model
 
     model, tokenizer = build_model(load_config({**smoke_cfg.to_dict(), "text_pooling": "cls"}))
     model.eval()
@@ -88,8 +88,8 @@ def test_cls_pooling_is_the_raw_first_token(smoke_cfg):
 
 
 def test_an_unreadable_image_is_the_all_zero_model_input(smoke_cfg):
-    from helpers.cache import CachedSplit, collate
-    from helpers.model import build_model
+    from helpers.cache.dataset import CachedSplit, collate
+    from helpers.modeling.detector import build_model
 
     model, tokenizer = build_model(smoke_cfg)
     model.eval()
@@ -125,8 +125,8 @@ def test_decode_cache_and_in_model_normalisation_match_clip_image_processor(name
     settings (its defaults), the PIL backend, against the cache's uint8 + the model's normalisation."""
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from helpers.imageio import read_image, square_uint8
-    from helpers.model import DetectorConfig, _pixel_affine
+    from helpers.data.images import read_image, square_uint8
+    from helpers.modeling.detector import DetectorConfig, _pixel_affine
 
     photo = _photos()[name]
     buffer = io.BytesIO()
@@ -147,9 +147,9 @@ def _local_paper_world(root: Path) -> dict:
     import datasets
     from transformers import AutoTokenizer, BertConfig, BertModel, CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from helpers.data import FEATURES
-    from helpers.model import resolve_encoder
-    from helpers.synthetic import make_captions, make_rows
+    from helpers.data.schema import FEATURES
+    from helpers.modeling.detector import resolve_encoder
+    from helpers.data.synthetic import make_captions, make_rows
 
     CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                                       "num_attention_heads": 2},
@@ -198,7 +198,7 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
 
     from transformers import AutoTokenizer
 
-    from helpers.cache import open_cache
+    from helpers.cache.store import open_cache
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "bert")
     caches = {p.name.split("-")[0]: open_cache(p) for p in (tmp_path / "runs" / "cache").iterdir()
@@ -209,6 +209,6 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
 
 
 def test_the_readme_shows_the_fidelity_table_as_the_code_defines_it():
-    from helpers import fidelity
+    from helpers.study import fidelity
 
     assert fidelity.markdown() in (ROOT / "README.md").read_text()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers.imageio import ImageReadError, read_image, square_uint8
+from helpers.data.images import ImageReadError, read_image, square_uint8
 
 
 def _photo(size=(48, 32), seed=0):

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from helpers.loss import detector_loss
+from helpers.modeling.loss import detector_loss
 
 
 def _bce(logit, target):

@@ -104,8 +104,8 @@ def test_worker_processes_give_the_same_answers_as_decoding_in_process(tmp_path,
 
 
 def test_the_synthetic_outside_set_is_labelled_and_holds_an_unseen_generator(tmp_path):
-    from helpers.inputs import read_inputs
-    from helpers.synthetic import OUTSIDE_FOLDERS, UNSEEN_GENERATOR, write_outside
+    from helpers.data.inputs import read_inputs
+    from helpers.data.synthetic import OUTSIDE_FOLDERS, UNSEEN_GENERATOR, write_outside
 
     folder = write_outside(tmp_path / "outside", 3, 48, seed=0)
     inputs = read_inputs(folder)
@@ -137,7 +137,7 @@ def test_the_external_key_is_validated(bad):
 
 
 def test_a_labelled_data_set_gets_task_b_metrics(tmp_path, trained_dir, smoke_cfg):
-    from helpers.data import ensure_synthetic
+    from helpers.data.sources import ensure_synthetic
     from helpers.predict import run
 
     saved = ensure_synthetic(tmp_path / "data", {"test": 2}, 32, seed=5)

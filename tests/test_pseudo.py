@@ -1,8 +1,8 @@
 import numpy as np
 
-from helpers.cache import CachedSplit
-from helpers.inference import decode
-from helpers.pseudo import augment, load_selection, save_selection, select, select_confident, selection_summary, split_selected
+from helpers.cache.dataset import CachedSplit
+from helpers.inference.cached import decode
+from helpers.training.pseudo_labels import augment, load_selection, save_selection, select, select_confident, selection_summary, split_selected
 
 
 def _cached(n, label=-1, offset=0):

@@ -2,7 +2,6 @@
 that must not read stale results, seeds, runner failures, per-stage resume, data revisions and the
 pseudo-label pool's overlap with scored splits. What only a GPU shows is reproduced by patching
 the condition (the GPU count, TF32 support)."""
-import dataclasses
 import json
 import os
 import re
@@ -35,7 +34,7 @@ def _cfg(base, **changes):
 def test_one_process_on_a_machine_with_eight_gpus_trains_on_one_with_the_profile_batch(smoke_cfg, tmp_path, capsys):
     from accelerate.state import AcceleratorState
 
-    from helpers.training import training_arguments
+    from helpers.training.trainer import training_arguments
 
     cfg = _cfg(smoke_cfg, batch_size=256, bf16=False)
     try:
@@ -98,7 +97,7 @@ def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir
 # Precision as written ------------------------------------------------------------------------------
 
 def test_the_profiles_precision_wins_over_the_environment(smoke_cfg, tmp_path, monkeypatch, capsys):
-    from helpers.training import training_arguments
+    from helpers.training.trainer import training_arguments
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     args = training_arguments(_cfg(smoke_cfg, bf16=False), tmp_path)
@@ -107,8 +106,8 @@ def test_the_profiles_precision_wins_over_the_environment(smoke_cfg, tmp_path, m
 
 
 def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tmp_path):
-    from helpers import precision
-    from helpers.training import training_arguments
+    from helpers.training import precision
+    from helpers.training.trainer import training_arguments
 
     saved = (torch.backends.fp32_precision, torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.fp32_precision)
     try:
@@ -126,7 +125,7 @@ def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tm
 # Seeds decide the starting weights ---------------------------------------------------------------
 
 def test_a_seed_gives_the_same_starting_weights_whatever_ran_before(smoke_cfg):
-    from helpers.model import build_model
+    from helpers.modeling.detector import build_model
 
     alone, _ = build_model(_cfg(smoke_cfg, seed=1))
     torch.rand(1000)
@@ -154,59 +153,66 @@ def test_two_smoke_trainings_in_fresh_processes_give_identical_metrics_and_weigh
 @pytest.fixture()
 def pool_world(smoke_cfg, smoke_splits, tmp_path):
     """A 'before' model saved in a fresh work dir, and the caches a pseudo-label round needs."""
-    from helpers import study
-    from helpers.model import build_model, save_detector
+    from helpers.study import pseudo_round
+    from helpers.study import setup
+    from helpers.study import stages
+    from helpers.modeling.detector import build_model, save_detector
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path / "runs"))
     model, tokenizer = build_model(cfg)
-    save_detector(model, tokenizer, study.model_dir(cfg, "before"))
-    caches = study.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, study.pseudo_cache_names(smoke_splits))
+    save_detector(model, tokenizer, setup.model_dir(cfg, "before"))
+    caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, pseudo_round.pseudo_cache_names(smoke_splits))
     return cfg, model, caches
 
 
 def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model_changed(pool_world, smoke_splits, capsys):
-    from helpers import inference, study
-    from helpers.model import build_model, save_detector
+    from helpers.inference import cached as inference
+    from helpers.study import pseudo_round
+    from helpers.study import setup
+    from helpers.modeling.detector import build_model, save_detector
 
     cfg, model, caches = pool_world
-    pool, _ = study.pseudo_pool(cfg, smoke_splits, caches)
+    pool, _ = pseudo_round.pseudo_pool(cfg, smoke_splits, caches)
     preds = inference.predict(model, pool, 64, desc=None)
     sureness = np.minimum(preds.confidence_a, preds.confidence_b)
     everything, half = float(sureness.min()), float(np.median(sureness))
     assert (sureness >= half).sum() < len(pool)  # the two thresholds really select differently
 
-    _, _, first, _ = study.pseudo_round(_cfg(cfg.to_dict(), pseudo_threshold=everything), smoke_splits, caches, model)
+    _, _, first, _ = pseudo_round.pseudo_round(_cfg(cfg.to_dict(), pseudo_threshold=everything), smoke_splits, caches, model)
     assert first["selected"] == len(pool)
-    _, _, stats = study.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
+    _, _, stats = pseudo_round.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
     assert stats["selected"] == int((sureness >= half).sum())
     assert f"pseudo_threshold: {everything!r} -> {half!r}" in capsys.readouterr().out
 
-    _, _, same = study.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
+    _, _, same = pseudo_round.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
     assert same == stats and "predicting the pool again" not in capsys.readouterr().out
     other, tokenizer = build_model(_cfg(cfg.to_dict(), seed=7))  # 'before' retrained: other weights
-    save_detector(other, tokenizer, study.model_dir(cfg, "before"))
-    study.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
+    save_detector(other, tokenizer, setup.model_dir(cfg, "before"))
+    pseudo_round.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
     assert "pseudo_labels.npz is stale: model (other weights) changed" in capsys.readouterr().out
 
 
 def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path, trained_dir):
     import shutil
 
-    from helpers import study
-    from helpers.config import training_identity
+
+    from helpers.study import setup
+
+    from helpers.study import stages
+    from helpers.identity import training_identity
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), unlabelled_split="")
-    shutil.copytree(trained_dir, study.model_dir(cfg, "before"))
-    meta = study.model_dir(cfg, "before") / "training_meta.json"
+    shutil.copytree(trained_dir, setup.model_dir(cfg, "before"))
+    meta = setup.model_dir(cfg, "before") / "training_meta.json"
     meta.write_text(json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), epochs=5), "before")}}))
-    with pytest.raises(study.StaleModelError, match="epochs: 5 -> 2"):
-        study.final_model(cfg)
+    with pytest.raises(stages.StaleModelError, match="epochs: 5 -> 2"):
+        stages.final_model(cfg)
     meta.write_text(json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), seeds=[4]), "before")}}))
-    assert study.final_model(cfg)[2] == "before"  # the seed study's keys do not make a model stale
+    assert stages.final_model(cfg)[2] == "before"  # the seed study's keys do not make a model stale
 
 
 def test_the_index_shows_this_runs_figures_only(tmp_path):
-    from helpers.report import write_index
+    from helpers.stages.report import write_index
 
     (tmp_path / "figures").mkdir()
     for name in ("cm_validation_before", "cm_test_old_run"):
@@ -266,11 +272,11 @@ def test_a_runner_resume_after_changing_the_seed_study_keeps_the_core_notebooks(
 
 
 def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smoke_cfg, smoke_splits, smoke_model):
-    from helpers import study
-    from helpers.training import ResumeError, check_same_run, run_identity
+    from helpers.study import stages
+    from helpers.training.trainer import ResumeError, check_same_run, run_identity
 
     _, tokenizer = smoke_model
-    caches = study.caches_for(smoke_cfg, smoke_splits, tokenizer, 32, ["train", "validation"])
+    caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, 32, ["train", "validation"])
     identity = lambda cfg, stage="before": run_identity(cfg, caches["train"], caches["validation"], 1, stage)  # noqa: E731
     recorded = identity(smoke_cfg)
     check_same_run(recorded, identity(_cfg(smoke_cfg, seeds=[3], analyses=[], external=[])), "ck")
@@ -282,13 +288,14 @@ def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smok
 # One decoding everywhere ---------------------------------------------------------------------------
 
 def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, smoke_splits):
-    from helpers import analysis, study
-    from helpers.inference import decode
-    from helpers.model import build_model
+    from helpers.study import analyses as analysis
+    from helpers.study import stages
+    from helpers.inference.cached import decode
+    from helpers.modeling.detector import build_model
 
     cfg = _cfg(smoke_cfg, task_b_decoding="six_class")
     model, tokenizer = build_model(cfg)
-    cached = study.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
+    cached = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
     _, preds = analysis.evaluate_view(model, smoke_splits["test"], cached, lambda image: image,
                                       model.config.image_size, cfg, desc=None)
     six = decode(preds.prob_ai, preds.probs_b, mode="six_class")
@@ -302,8 +309,8 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
 def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
     import datasets
 
-    from helpers.data import study_splits
-    from helpers.records import recorded
+    from helpers.data.splits import study_splits
+    from helpers.stages.records import recorded
 
     asked = []
 
@@ -323,7 +330,7 @@ def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg
 def _labelled(captions, shade):
     import datasets
 
-    from helpers.data import FEATURES
+    from helpers.data.schema import FEATURES
 
     return datasets.Dataset.from_dict(
         {"Caption": captions, "Image": [{"bytes": png_bytes((20, 20), (shade + i, 9, 9)), "path": None} for i in range(len(captions))],
@@ -333,15 +340,15 @@ def _labelled(captions, shade):
 @pytest.mark.parametrize("policy,left_out", [("drop", 2), ("keep", 0)])
 def test_pool_rows_sharing_a_scored_splits_captions_are_found_though_their_bytes_differ(smoke_cfg, smoke_model, tmp_path,
                                                                                        policy, left_out):
-    from helpers import study
-
+    from helpers.study import pseudo_round
+    from helpers.study import stages
     _, tokenizer = smoke_model
     splits = {"train": _labelled(["a dog", "a cat"], 10), "validation": _labelled(["a bird"], 40),
               "test": _labelled(["A red  bus.", "a boat"], 70),
               # The same captions, other images (a re-released file has other bytes), and new ones.
               "unlabelled": _labelled(["a red bus", "A BOAT", "a tree", "a lake"], 120)}
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), pool_overlap=policy)
-    caches = study.caches_for(cfg, splits, tokenizer, 8)
-    pool, overlap = study.pseudo_pool(cfg, splits, caches)
+    caches = stages.caches_for(cfg, splits, tokenizer, 8)
+    pool, overlap = pseudo_round.pseudo_pool(cfg, splits, caches)
     assert overlap["shared"]["test"] == {"captions": 2, "images": 0} and overlap["shared"]["validation"]["captions"] == 0
     assert overlap["left_out"] == left_out and len(pool) == 4 - left_out

@@ -28,15 +28,15 @@ def test_notebook_parameters_name_the_run_and_nothing_more(notebook):
 
 
 def test_setup_reads_the_profile_file_and_applies_overrides(tmp_path, monkeypatch):
-    from helpers import study
+    from helpers.study import setup
     from helpers.config import ConfigError
 
     monkeypatch.chdir(tmp_path)
-    cfg = study.setup({"profile": "smoke", "overrides": {"epochs": 5, "work_dir": str(tmp_path / "runs"),
+    cfg = setup.setup({"profile": "smoke", "overrides": {"epochs": 5, "work_dir": str(tmp_path / "runs"),
                                                         "report_dir": str(tmp_path / "reports")}})
     assert cfg.profile == "smoke" and cfg.epochs == 5 and cfg.learning_rate == 1e-3
     with pytest.raises(ConfigError, match="epochs"):
-        study.setup({"profile": "smoke", "overrides": {"epochs": "five"}})
+        setup.setup({"profile": "smoke", "overrides": {"epochs": "five"}})
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

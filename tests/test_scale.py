@@ -17,8 +17,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import ROOT, png_bytes
-from helpers.cache import CachedSplit, PixelView, build_cache
-from helpers.distributed import BatchPlanError, batch_plan
+from helpers.cache.dataset import CachedSplit
+from helpers.cache.pixels import PixelView
+from helpers.cache.store import build_cache
+from helpers.training.distributed import BatchPlanError, batch_plan
 
 SMOKE = str(ROOT / "params" / "smoke.yaml")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -50,7 +52,7 @@ def test_a_batch_that_does_not_divide_is_refused_with_the_nearest_choices():
 def _cache(tmp_path, name, n, tokenizer, shade):
     import datasets
 
-    from helpers.data import FEATURES
+    from helpers.data.schema import FEATURES
 
     split = datasets.Dataset.from_dict({"Caption": [f"{name}{i}" for i in range(n)],
                                         "Image": [{"bytes": png_bytes((20, 20), (shade + i, 0, 0)), "path": None} for i in range(n)],
@@ -105,15 +107,15 @@ def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path,
     for stage in ("before", "after"):
         assert record[f"train_{stage}"]["processes"] == 2 and record[f"train_{stage}"]["per_device_batch"] == 8
     assert record["pseudo"]["pool"] > 0
-    from helpers.model import load_detector
-    from helpers import study
+    from helpers.modeling.detector import load_detector
+    from helpers.study import stages
     from helpers.config import load_config
-    from helpers.inference import predict
-    from helpers.data import study_splits
+    from helpers.inference.cached import predict
+    from helpers.data.splits import study_splits
 
     cfg = load_config(SMOKE, {"work_dir": str(tmp_path)})
     model, tokenizer = load_detector(run / "model_after")
-    test = study.caches_for(cfg, study_splits(cfg), tokenizer, model.config.image_size, ["test"])["test"]
+    test = stages.caches_for(cfg, study_splits(cfg), tokenizer, model.config.image_size, ["test"])["test"]
     preds = predict(model, test, 64, desc=None)
     assert len(preds.label_b) == len(test) and np.isfinite(preds.prob_ai).all()
 
@@ -176,7 +178,7 @@ def test_a_killed_training_resumes_where_it_stopped_and_ends_as_an_uninterrupted
 
 
 def test_a_resume_names_changed_data_and_process_counts():
-    from helpers.training import ResumeError, check_same_run
+    from helpers.training.trainer import ResumeError, check_same_run
 
     recorded = {"params": {"epochs": 4}, "data": {"train": "aaa", "validation": "bbb"}, "processes": 2}
     check_same_run(recorded, dict(recorded), "ck")
@@ -192,7 +194,7 @@ def test_building_a_cache_leaves_no_pages_of_the_source_files_resident(tmp_path,
     those pages resident (the cache phase's memory would grow with the data)."""
     import datasets
 
-    from helpers.data import FEATURES
+    from helpers.data.schema import FEATURES
 
     _, tokenizer = smoke_model
     rng = np.random.default_rng(0)

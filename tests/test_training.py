@@ -1,16 +1,16 @@
 import numpy as np
 import torch
 
-from helpers import study
-from helpers.cache import collate
-from helpers.inference import predict
-from helpers.model import build_model
+from helpers.study import stages
+from helpers.cache.dataset import collate
+from helpers.inference.cached import predict
+from helpers.modeling.detector import build_model
 
 
 def test_a_few_steps_lower_the_loss(smoke_cfg, smoke_splits):
     torch.manual_seed(0)
     model, tokenizer = build_model(smoke_cfg)
-    train = study.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train"])["train"]
+    train = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train"])["train"]
     batch = collate(train.__getitems__(np.arange(32)))
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
@@ -25,10 +25,10 @@ def test_a_few_steps_lower_the_loss(smoke_cfg, smoke_splits):
 
 
 def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits, tmp_path):
-    from helpers import training
+    from helpers.training import trainer as training
 
     model, tokenizer = build_model(smoke_cfg)
-    caches = study.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+    caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
     model, history = training.train(smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", {"seed": 0})
     _, evals = training.learning_curves(history)
     assert list(evals["epoch"]) == [1.0, 2.0]

@@ -4,7 +4,7 @@ CPU seconds it spent in the block (a waiting process must sleep, not spin)."""
 import sys
 import time
 
-from helpers import distributed
+from helpers.training import distributed
 from helpers.config import load_config
 
 timeout, sleep = int(sys.argv[1]), float(sys.argv[2])

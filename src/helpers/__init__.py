@@ -1,1 +1,3 @@
-"""Shared logic of the CT2 detector study: data, model, loss, training, pseudo-labels, metrics, plots, runner."""
+"""The CT2 detector study, by stage: data/ → cache/ → modeling/ + training/ → inference/ →
+evaluation/, orchestrated by study/ (what the notebooks call); config (the typed profile),
+labels (the six classes), and the commands run, train and predict (python -m helpers.<command>)."""

@@ -281,28 +281,3 @@ def load_config(source: str | Path | dict, overrides: dict | None = None) -> Con
         raise ConfigError(f"{path}: {error}") from None
 
 
-def identity(config: Config | dict) -> dict:
-    """The values that decide what a run computes (every key but EXECUTION_KEYS); config may be
-    a Config or its to_dict() as recorded in provenance."""
-    values = config.to_dict() if isinstance(config, Config) else config
-    return {k: v for k, v in values.items() if k not in EXECUTION_KEYS}
-
-
-def training_identity(config: Config | dict, stage: str) -> dict:
-    """The values that decide one training stage: the 'before' stage reads neither the analyses'
-    keys nor the pseudo-label keys; the 'after' stage also reads the pseudo-label keys."""
-    left_out = NOT_TRAINING_KEYS + (PSEUDO_KEYS if stage == "before" else ())
-    return {k: v for k, v in identity(config).items() if k not in left_out}
-
-
-def identity_hash(values: Config | dict) -> str:
-    import hashlib
-    import json
-
-    values = identity(values) if isinstance(values, Config) else values
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def changed_keys(old: dict, new: dict) -> list[str]:
-    """Keys whose values differ between two identities, each as 'key: old -> new'."""
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

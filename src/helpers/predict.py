@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import find_column
-from .inference import pick_device
-from .inputs import Inputs, read_inputs
-from .labels import CLASS_NAMES
-from .metrics import write_competition_json
-from .model import load_detector
+from helpers.data.schema import find_column
+from helpers.inference.cached import pick_device
+from helpers.data.inputs import Inputs, read_inputs
+from helpers.labels import CLASS_NAMES
+from helpers.evaluation.metrics import write_competition_json
+from helpers.modeling.detector import load_detector
 
 
 class LabelSetError(ValueError):
@@ -61,7 +61,7 @@ PREDICTION_KEYS = {"eval_batch_size", "bf16", "task_b_decoding", "caption_templa
 def prediction_settings(items: list[str] | None) -> dict:
     """--set values for prediction, typed and checked like a profile's; keys that training fixed
     (the encoders, the image size, ...) are refused by name."""
-    from .config import ConfigError, load_config, parse_overrides
+    from helpers.config import ConfigError, load_config, parse_overrides
 
     overrides = parse_overrides(items)
     fixed = sorted(set(overrides) - PREDICTION_KEYS)
@@ -91,7 +91,8 @@ def _frame(inputs: Inputs, scored) -> pd.DataFrame:
 def run(model_dir: str, images: str, out: str, captions: str | None = None, json_out: str | None = None,
         split: str | None = None, batch_size: int = 64, device: str = "auto", settings: dict | None = None,
         workers: int | None = None) -> pd.DataFrame:
-    from . import external, scoring
+    from helpers.evaluation import outside as external
+    from helpers.inference import streaming as scoring
 
     settings = settings or {}
     model, tokenizer = load_detector(model_dir, pick_device(device))

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, changed_keys, identity, identity_hash, load_config, parse_overrides, training_identity
-from .provenance import provenance, recorded_data
-from .records import write_json
-from .report import write_index
+from helpers.config import ConfigError, load_config, parse_overrides
+from helpers.identity import changed_keys, identity, identity_hash, training_identity
+from helpers.study.provenance import provenance, recorded_data
+from helpers.study.records import clear_report, write_json
+from helpers.study.report import write_index
 
 KERNEL = "ct2-detector"
 KERNEL_DISPLAY = "CT2 detector"
@@ -156,10 +156,8 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     if same_training:
         overrides["resume"] = "auto"
         cfg = load_config(profile_path, overrides)
-    if not only and not kept:  # a fresh full run starts with no metrics, figures or predictions of another run
-        (out_dir / "metrics.json").unlink(missing_ok=True)
-        for folder in ("figures", "predictions"):
-            shutil.rmtree(out_dir / folder, ignore_errors=True)
+    if not only and not kept:
+        clear_report(out_dir)
     # --only re-runs some notebooks: the others keep their entries (with the hash they ran under).
     others = [{**s, "from_earlier_run": True} for s in previous.get("stages", [])
               if only and s["notebook"] not in {nb.stem for nb in to_run}]

@@ -17,10 +17,13 @@ import json
 import sys
 import time
 
-from . import distributed, launch, study
-from .config import ConfigError, load_config, parse_overrides
-from .data import study_splits
-from .model import preprocessing
+from helpers.training import distributed
+from helpers.training import launch
+from helpers.study import pseudo_round
+from helpers.study import stages as study_stages
+from helpers.config import ConfigError, load_config, parse_overrides
+from helpers.data.splits import study_splits
+from helpers.modeling.detector import preprocessing
 
 
 def parse(argv: list[str] | None):
@@ -38,17 +41,17 @@ def run_stages(cfg, stages: list[str]) -> dict:
     started = time.perf_counter()
     splits = study_splits(cfg)
     tokenizer, image_size = preprocessing(cfg)
-    names = study.pseudo_cache_names(splits) if "after" in stages else ["train", "validation"]
-    caches = study.caches_for(cfg, splits, tokenizer, image_size, names)
+    names = pseudo_round.pseudo_cache_names(splits) if "after" in stages else ["train", "validation"]
+    caches = study_stages.caches_for(cfg, splits, tokenizer, image_size, names)
     timings["data_and_cache_s"] = round(time.perf_counter() - started, 1)
     if "before" in stages:
         mark = time.perf_counter()
-        study.train_stage(cfg, "before", caches["train"], caches["validation"])
+        study_stages.train_stage(cfg, "before", caches["train"], caches["validation"])
         timings["train_before_s"] = round(time.perf_counter() - mark, 1)
     if "after" in stages:
         mark = time.perf_counter()
-        train_plus, val_plus, stats = study.pseudo_data(cfg, splits, caches)
-        study.train_stage(cfg, "after", train_plus, val_plus, {"pseudo": stats})
+        train_plus, val_plus, stats = pseudo_round.pseudo_data(cfg, splits, caches)
+        study_stages.train_stage(cfg, "after", train_plus, val_plus, {"pseudo": stats})
         timings["pseudo_and_train_after_s"] = round(time.perf_counter() - mark, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     return timings
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from transformers import set_seed
 
-    from . import precision
+    from helpers.training import precision
 
     precision.apply_tf32(cfg)
     set_seed(cfg.seed)

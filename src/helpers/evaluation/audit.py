@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .imageio import square_image
-from .metrics import all_metrics
-from .perturb import jpeg
+from helpers.data.images import square_image
+from helpers.evaluation.metrics import all_metrics
+from helpers.evaluation.perturbations import jpeg
 
 NUMERIC = ["width", "height", "aspect", "file_bytes", "jpeg_quality"]
 NEUTRAL_QUALITY = 95

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import CachedSplit, collate
-from .labels import REAL
+from helpers.cache.dataset import CachedSplit, collate
+from helpers.labels import REAL
 
 
 @dataclass

@@ -7,16 +7,18 @@ bad_images: skip and include them under bad_images: zero (where training did too
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import metrics, study
-from .data import is_labelled
-from .inference import Predictions, pick_device, predict
+from helpers.evaluation import metrics
+from helpers.study import records
+from helpers.study import setup
+from helpers.study import stages
+from helpers.data.splits import is_labelled
+from helpers.inference.cached import Predictions, pick_device, predict
 
 
 @dataclass
@@ -39,11 +41,11 @@ class Evaluation:
 
 
 def saved_stages(cfg) -> list[str]:
-    """The stages this profile trains, each checked to be this run's model (study.checked_model_dir)."""
-    stages = ["before"] + (["after"] if study.final_stage(cfg) == "after" else [])
-    for stage in stages:
-        study.checked_model_dir(cfg, stage)
-    return stages
+    """The stages this profile trains, each checked to be this run's model (stages.checked_model_dir)."""
+    names = ["before"] + (["after"] if stages.final_stage(cfg) == "after" else [])
+    for stage in names:
+        stages.checked_model_dir(cfg, stage)
+    return names
 
 
 def scored_splits(splits) -> list[str]:
@@ -53,18 +55,18 @@ def scored_splits(splits) -> list[str]:
 def every_row(cfg, split, name: str, cached, tokenizer, image_size: int):
     """One entry per row of the split: under bad_images: skip the unreadable rows are added on the
     all-zero input (under zero, caches_for added them already)."""
-    return study.with_zero_inputs(cfg, split, name, cached, tokenizer, image_size)
+    return stages.with_zero_inputs(cfg, split, name, cached, tokenizer, image_size)
 
 
 def evaluate_models(cfg, splits, out_dir: Path) -> Evaluation:
     """Score every saved stage on every labelled split and write its prediction files into out_dir."""
-    from .model import load_detector
+    from helpers.modeling.detector import load_detector
 
     result = Evaluation(saved_stages(cfg), scored_splits(splits))
     names = [n for n in ("validation", "test", "unlabelled") if n in splits]
     for stage in result.stages:
-        model, tokenizer = load_detector(study.model_dir(cfg, stage), pick_device())
-        caches = study.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
+        model, tokenizer = load_detector(setup.model_dir(cfg, stage), pick_device())
+        caches = stages.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
         for name, cached in caches.items():
             complete = every_row(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
             preds = predict(model, complete, cfg.eval_batch_size, bf16=cfg.bf16, desc=f"{stage} {name}")
@@ -103,7 +105,7 @@ def write_submission(path: Path, cached, preds: Predictions, n_inputs: int) -> P
 
 
 def save_figures(result: Evaluation, figures: Path) -> list[str]:
-    from . import plots
+    from helpers.study import plots
 
     names = []
     for (split, stage), matrix in result.confusions.items():
@@ -121,14 +123,12 @@ def save_figures(result: Evaluation, figures: Path) -> list[str]:
 
 def record_metrics(cfg, result: Evaluation) -> Path:
     """Merge the scores, pseudo-label statistics and training summaries into reports/<profile>/metrics.json."""
-    path = cfg.reports / "metrics.json"
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current.update({"profile": cfg.profile, **result.scores, "figures": result.figures})
+    values = {"profile": cfg.profile, **result.scores, "figures": result.figures,
+              "training": {s: {k: v for k, v in records.recorded(cfg, f"train_{s}").items() if k != "curves"}
+                           for s in result.stages}}
     if "after" in result.stages:
-        current["pseudo"] = study.recorded(cfg, "pseudo")
-    current["training"] = {s: {k: v for k, v in study.recorded(cfg, f"train_{s}").items() if k != "curves"}
-                           for s in result.stages}
-    return study.write_json(path, current)
+        values["pseudo"] = records.recorded(cfg, "pseudo")
+    return records.update_metrics(cfg, values)
 
 
 def conclusion(result: Evaluation) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import task_a_metrics
+from helpers.evaluation.metrics import task_a_metrics
 
 
 def reliability(prob_ai: np.ndarray, label_a: np.ndarray, bins: int = 10) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .imageio import read_image_or_reason, square_uint8
+from helpers.data.images import read_image_or_reason, square_uint8
 
 
 def _header(cell) -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .labels import CLASS_NAMES
+from helpers.labels import CLASS_NAMES
 
 
 def save(fig, folder: str | Path, name: str) -> Path:

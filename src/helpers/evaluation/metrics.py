@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .labels import CLASS_NAMES, NUM_CLASSES
+from helpers.labels import CLASS_NAMES, NUM_CLASSES
 
 
 def confusion(y_true, y_pred, n_classes: int = NUM_CLASSES) -> np.ndarray:

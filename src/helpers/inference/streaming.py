@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .cache import CachedSplit, tokenize
-from .imageio import decode_many
-from .inference import Predictions, predict
-from .inputs import Inputs
+from helpers.cache.dataset import CachedSplit
+from helpers.cache.text import tokenize
+from helpers.data.images import decode_many
+from helpers.inference.cached import Predictions, predict
+from helpers.data.inputs import Inputs
 
 DECODE_CHUNK = 32
 
@@ -136,7 +137,7 @@ def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int |
             bar.update(len(decoded))
     if batch:
         flush()
-    from .inference import decode
+    from helpers.inference.cached import decode
 
     mode = getattr(model.config, "task_b_decoding", "hierarchical")
     return Scored(ok, reason, digest, decode(prob_ai, probs_b, mode=mode))

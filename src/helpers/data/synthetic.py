@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from tqdm.auto import tqdm
 
-from .labels import NUM_CLASSES, UNLABELLED, label_a_of
+from helpers.labels import NUM_CLASSES, UNLABELLED, label_a_of
+from helpers.files import written_whole
 
 SUBJECTS = ["a dog", "two cats", "a man", "a woman", "a child", "a horse", "a red bus", "an old truck",
             "a plate of food", "a bowl of fruit", "a bicycle", "a train", "a giraffe", "an elephant",
@@ -168,7 +168,7 @@ def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], ima
     """Write the mini-CT2 as a saved DatasetDict; captions never repeat across splits."""
     import datasets
 
-    from .data import FEATURES
+    from helpers.data.schema import FEATURES
 
     out_dir = Path(out_dir)
     all_captions = make_captions(sum(captions_per_split.values()), seed)
@@ -178,12 +178,8 @@ def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], ima
                               f"synthetic {name}")
         splits[name] = datasets.Dataset.from_dict(rows, features=FEATURES)
         start += count
-    # Written beside, then renamed: a killed write never passes for a finished data set.
-    partial = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(partial, ignore_errors=True)
-    datasets.DatasetDict(splits).save_to_disk(str(partial))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    partial.rename(out_dir)
+    with written_whole(out_dir) as partial:  # a killed write never passes for a finished data set
+        datasets.DatasetDict(splits).save_to_disk(str(partial))
     return out_dir
 
 
@@ -216,15 +212,13 @@ def write_outside(folder: str | Path, captions: int, image_size: int, seed: int)
     folder = Path(folder)
     if folder.is_dir():  # only a complete set is renamed into place
         return folder
-    partial = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(partial, ignore_errors=True)
     renderers = dict(zip(("real", *OUTSIDE_FOLDERS), RENDERERS))
     renderers[UNSEEN_GENERATOR] = _unseen_vq
-    for i, caption in enumerate(tqdm(make_captions(captions, seed + 7919), desc="outside set", unit="caption")):
-        for name, render in renderers.items():
-            rng = np.random.default_rng(_seed_of(seed, "outside", caption, name))
-            target = partial / ("real" if name == "real" else f"ai/{name}")
-            target.mkdir(parents=True, exist_ok=True)
-            (target / f"{i:05d}.jpg").write_bytes(_as_shared_online(render(caption, image_size, rng), rng))
-    partial.rename(folder)
+    with written_whole(folder) as partial:
+        for i, caption in enumerate(tqdm(make_captions(captions, seed + 7919), desc="outside set", unit="caption")):
+            for name, render in renderers.items():
+                rng = np.random.default_rng(_seed_of(seed, "outside", caption, name))
+                target = partial / ("real" if name == "real" else f"ai/{name}")
+                target.mkdir(parents=True, exist_ok=True)
+                (target / f"{i:05d}.jpg").write_bytes(_as_shared_online(render(caption, image_size, rng), rng))
     return folder

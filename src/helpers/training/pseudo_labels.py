@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cache import CachedSplit
-from .data import caption_mask
-from .inference import Predictions
-from .labels import CLASS_NAMES
+from helpers.cache.dataset import CachedSplit
+from helpers.files import written_whole
+from helpers.data.splits import caption_mask
+from helpers.inference.cached import Predictions
+from helpers.labels import CLASS_NAMES
 
 
 def select_confident(predictions: Predictions, threshold: float) -> np.ndarray:
@@ -64,7 +65,7 @@ def split_rows(selected: np.ndarray, train_fraction: float, seed: int) -> tuple[
 def six_class_view(predictions: Predictions) -> Predictions:
     """The authors' pseudo-labels: A = P(AI) > 0.5; B = the argmax over all six classes, with the
     top softmax probability as its confidence, not masked by A (a row can be A real, B SD 3)."""
-    from .inference import decode
+    from helpers.inference.cached import decode
 
     decoded = decode(predictions.prob_ai, predictions.probs_b, mode="six_class")
     return Predictions(decoded.prob_ai, decoded.probs_b, decoded.label_a, decoded.probs_b.argmax(1),
@@ -102,17 +103,16 @@ def augment(train: CachedSplit, val: CachedSplit, pool: CachedSplit,
 def save_selection(path: Path, selection: Selection, made_by: dict) -> Path:
     """Written whole or not at all, with what made it (pool, model, settings), so that it is never
     applied to another pool or read after the model or the settings changed."""
-    partial = path.with_name(path.name + ".tmp.npz")
-    np.savez(partial, label_a=selection.label_a, label_b=selection.label_b, to_train=selection.to_train,
-             to_validation=selection.to_validation, made_by=np.array(json.dumps(made_by, sort_keys=True)),
-             stats=np.array(json.dumps(selection.stats, default=int)))
-    partial.replace(path)
+    with written_whole(path) as partial:
+        np.savez(partial, label_a=selection.label_a, label_b=selection.label_b, to_train=selection.to_train,
+                 to_validation=selection.to_validation, made_by=np.array(json.dumps(made_by, sort_keys=True)),
+                 stats=np.array(json.dumps(selection.stats, default=int)))
     return path
 
 
 def load_selection(path: Path, made_by: dict) -> tuple[Selection | None, str]:
     """(the saved selection, "") when it was made by made_by; else (None, why not)."""
-    from .config import changed_keys
+    from helpers.identity import changed_keys
 
     if not path.is_file():
         return None, f"no saved selection at {path}"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .inputs import Inputs, read_inputs
-from .labels import UNLABELLED
-from .metrics import task_a_metrics, task_b_metrics
-from .scoring import Scored
+from helpers.data.inputs import Inputs, read_inputs
+from helpers.labels import UNLABELLED
+from helpers.evaluation.metrics import task_a_metrics, task_b_metrics
+from helpers.inference.streaming import Scored
 
 
 def outside_metrics(inputs: Inputs, scored: Scored) -> dict:
@@ -73,7 +73,7 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
 
 def outside_sets(cfg) -> dict[str, Inputs]:
     """The profile's external sets, read (the synthetic one written first, once)."""
-    from .synthetic import write_outside
+    from helpers.data.synthetic import write_outside
 
     sets = {}
     for entry in cfg.external:
@@ -92,8 +92,8 @@ def outside_sets(cfg) -> dict[str, Inputs]:
 
 def score_views(model, tokenizer, inputs: Inputs, batch_size: int, name: str) -> dict[str, dict]:
     """The set's metrics as the files are, and on the neutral view (one size, one format)."""
-    from .audit import neutralise
-    from .scoring import score
+    from helpers.evaluation.audit import neutralise
+    from helpers.inference.streaming import score
 
     views = {"as the files are": None, "neutral view": neutralise(model.config.image_size)}
     return {view: outside_metrics(inputs, score(model, tokenizer, inputs, batch_size, transform=transform,
@@ -109,14 +109,9 @@ def figure_name(name: str) -> str:
 
 def record(cfg, name: str, views: dict[str, dict], figure: str) -> str:
     """Add one set's numbers and conclusion to reports/<profile>/metrics.json; returns the conclusion."""
-    import json
-
-    from .records import write_json
+    from helpers.study.records import update_metrics
 
     text = conclusion(name, views["as the files are"], views["neutral view"])
-    path = cfg.reports / "metrics.json"
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current.setdefault("external", {})[name] = {"conclusion": text, "figure": f"figures/{figure}.png",
-                                                "html": "11_external.html", "views": views}
-    write_json(path, current)
+    update_metrics(cfg, {name: {"conclusion": text, "figure": f"figures/{figure}.png", "html": "11_external.html",
+                                "views": views}}, section="external")
     return text

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .labels import CLASS_NAMES, UNLABELLED
+from helpers.labels import CLASS_NAMES, UNLABELLED
 
 REAL_NAMES, AI_NAMES = ("real",), ("ai", "fake", "generated")
 
@@ -124,7 +124,7 @@ LABEL_WORDS = {"0": 0, "1": 1, "real": 0, "ai": 1, "fake": 1, "generated": 1, "0
 
 
 def from_csv(csv: Path) -> Inputs:
-    from .data import find_column
+    from helpers.data.schema import find_column
 
     frame = pd.read_csv(csv, keep_default_na=False, dtype=str)
     image = find_column(frame.columns, "Image")
@@ -152,7 +152,7 @@ def from_csv(csv: Path) -> Inputs:
 def from_dataset(path: str, split: str | None) -> Inputs:
     import datasets
 
-    from .data import load_source
+    from helpers.data.sources import load_source
 
     source = load_source(path)
     name = split or ("test" if "test" in source else next(iter(source)))

@@ -18,8 +18,8 @@ from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoTokeniz
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import ModelOutput
 
-from .labels import CLASS_NAMES
-from .loss import detector_loss
+from helpers.labels import CLASS_NAMES
+from helpers.modeling.loss import detector_loss
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
-from . import fidelity
+from helpers.study import fidelity, records
 
 HEADLINE = (("f1_a", "F1 A"), ("acc_a", "Acc A"), ("precision_a", "Prec A"), ("recall_a", "Rec A"),
             ("f1_b_weighted", "wF1 B"), ("acc_b", "Acc B"), ("precision_b_weighted", "wPrec B"),
@@ -88,8 +87,7 @@ def _conclusions(heading: str, entries: dict) -> str:
 
 def write_index(out_dir: Path, record: dict) -> Path:
     out_dir = Path(out_dir)
-    metrics_path = out_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = records.metrics(out_dir)
     scores = {k: metrics[k] for k in ("validation", "test") if k in metrics}
     # This run's figures only (notebook 04 records their names), never an earlier run's files.
     figures = [out_dir / "figures" / f"{name}.png" for name in metrics.get("figures", []) if name.startswith("cm_")]

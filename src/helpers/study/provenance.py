@@ -47,7 +47,7 @@ def recorded_data(cfg, root: Path | None = None) -> dict:
 
 
 def provenance(cfg) -> dict:
-    from . import precision
+    from helpers.training import precision
 
     return {"params": cfg.to_dict(), "seed": cfg.seed, "git_sha": git_sha(), "versions": versions(),
             "device": device_info(), "precision": precision.summary(cfg), "data_revisions": recorded_data(cfg),

@@ -18,11 +18,13 @@ import pandas as pd
 import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
-from . import distributed, precision
-from .cache import CachedSplit, collate, with_text_features
-from .config import changed_keys, training_identity
-from .inference import decode
-from .metrics import metrics_both_ways
+from helpers.training import distributed
+from helpers.study.records import write_json
+from helpers.training import precision
+from helpers.cache.dataset import CachedSplit, collate, with_text_features
+from helpers.identity import changed_keys, training_identity
+from helpers.inference.cached import decode
+from helpers.evaluation.metrics import metrics_both_ways
 
 MARKER = "provenance.json"
 
@@ -123,9 +125,7 @@ class ProvenanceCallback(TrainerCallback):
         distributed.barrier()
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if distributed.is_main() and folder.is_dir():
-            partial = folder / (MARKER + ".tmp")
-            partial.write_text(json.dumps(self.provenance, indent=2, default=str))
-            partial.replace(folder / MARKER)
+            write_json(folder / MARKER, self.provenance)
 
 
 def run_identity(cfg, train_data: CachedSplit, val_data: CachedSplit, processes: int, stage: str = "before") -> dict:

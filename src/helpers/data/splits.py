@@ -1,0 +1,96 @@
+"""The study's splits: train, validation, test and the unlabelled pool from the profile's sources,
+every split drawn by caption (a caption comes with six images, so a row-level split leaks)."""
+from __future__ import annotations
+
+import datasets
+import numpy as np
+
+from helpers.data.schema import DataError
+from helpers.data.sources import load_source, loaded_revision
+from helpers.labels import UNLABELLED
+
+VALIDATION_ALIASES = ("validation", "val", "valid", "dev")
+
+
+def normalised_captions(captions) -> np.ndarray:
+    """Captions as keys that survive re-releases: lower case, runs of white space as one space,
+    no surrounding spaces or final full stop; a missing caption is empty text."""
+    return np.array([" ".join(str(c or "").lower().split()).rstrip(".").strip() for c in captions], dtype=object)
+
+
+def caption_mask(captions, count: int, seed: int) -> np.ndarray:
+    """True on the rows of `count` distinct captions drawn at random: every split of this study
+    keeps a caption's rows together, since a caption appears under all six classes."""
+    captions = np.asarray(captions, dtype=object)
+    drawn = set(np.random.default_rng(seed).choice(np.unique(captions), size=count, replace=False))
+    return np.array([c in drawn for c in captions], dtype=bool)
+
+
+def split_by_caption(split: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(rest, held_out): held_out gets about `fraction` of the captions, with all their rows;
+    no caption lands on both sides (a row-level split would leak the caption's other images)."""
+    captions = split["Caption"]
+    n_unique = len(set(captions))
+    if n_unique < 2:
+        raise DataError("cannot split by caption: the split has fewer than two distinct captions")
+    held = caption_mask(captions, min(n_unique - 1, max(1, round(fraction * n_unique))), seed)
+    return split.select(np.flatnonzero(~held)), split.select(np.flatnonzero(held))
+
+
+def limit_captions(split: datasets.Dataset, max_captions: int, seed: int) -> datasets.Dataset:
+    """The rows of at most max_captions captions (0 keeps all); an explicit, logged subsample."""
+    captions = split["Caption"]
+    n_unique = len(set(captions))
+    if max_captions <= 0 or n_unique <= max_captions:
+        return split
+    print(f"max_captions_per_split: keeping {max_captions} of {n_unique} captions")
+    return split.select(np.flatnonzero(caption_mask(captions, max_captions, seed)))
+
+
+def is_labelled(split: datasets.Dataset) -> bool:
+    return bool(len(split)) and UNLABELLED not in set(split.unique("Label_A"))
+
+
+def study_splits(cfg) -> datasets.DatasetDict:
+    """train, validation, and when configured test (labelled) and unlabelled. Every process
+    loads them itself: downloads, the datasets cache and the synthetic set are written under file
+    locks, so several processes never wait in a collective here. The revisions loaded go into
+    runs/<profile>/record.json (section data) for provenance."""
+    from helpers.study.records import record
+
+    synthetic = {"captions": dict(cfg.synthetic_captions), "image_size": cfg.synthetic_image_size, "seed": cfg.seed}
+    cache_root = cfg.run_dir.parent / "data"
+    source = load_source(cfg.dataset, synthetic, cache_root, cfg.dataset_revision)
+    revisions = {"dataset": {"source": cfg.dataset, "requested": cfg.dataset_revision or "latest",
+                             "loaded": loaded_revision(cfg.dataset, cfg.dataset_revision, source)}}
+    if cfg.train_split not in source:
+        raise DataError(f"data set '{cfg.dataset}' has no split '{cfg.train_split}'; it has {list(source)}")
+    out = {"train": source[cfg.train_split]}
+    val_name = next((n for n in (cfg.val_split, *VALIDATION_ALIASES) if n and n in source), None)
+    if val_name is None:
+        print(f"no validation split in '{cfg.dataset}': holding out {cfg.val_fraction:.0%} of the train captions")
+        out["train"], out["validation"] = split_by_caption(out["train"], cfg.val_fraction, cfg.seed)
+    else:
+        out["validation"] = source[val_name]
+    if cfg.test_split:
+        if cfg.test_split not in source:
+            raise DataError(f"test_split '{cfg.test_split}' is not in '{cfg.dataset}' (splits: {list(source)}); "
+                            "set test_split: '' when there is none")
+        out["test"] = source[cfg.test_split]
+    if cfg.unlabelled_split:
+        pool = source
+        if cfg.unlabelled_dataset:
+            pool = load_source(cfg.unlabelled_dataset, synthetic, cache_root, cfg.unlabelled_revision)
+            revisions["unlabelled_dataset"] = {
+                "source": cfg.unlabelled_dataset, "requested": cfg.unlabelled_revision or "latest",
+                "loaded": loaded_revision(cfg.unlabelled_dataset, cfg.unlabelled_revision, pool)}
+        if cfg.unlabelled_split not in pool:
+            raise DataError(f"unlabelled_split '{cfg.unlabelled_split}' is not in "
+                            f"'{cfg.unlabelled_dataset or cfg.dataset}' (splits: {list(pool)})")
+        out["unlabelled"] = pool[cfg.unlabelled_split]
+    for name in ("train", "validation"):
+        if not is_labelled(out[name]):
+            raise DataError(f"the {name} split needs Label_A and Label_B on every row")
+    out = {name: limit_captions(split, cfg.max_captions_per_split, cfg.seed) for name, split in out.items()}
+    record(cfg, "data", revisions)
+    return datasets.DatasetDict(out)

@@ -1,0 +1,1 @@
+"""The dual encoder (detector) and its conditional two-task loss (loss)."""

@@ -1,0 +1,78 @@
+"""The analyses' conclusions: one plain-language paragraph each, generated from the numbers."""
+from __future__ import annotations
+
+import pandas as pd
+
+
+def robustness_conclusion(curves: pd.DataFrame) -> str:
+    """curves: columns perturbation, level, f1_a, f1_b_weighted; per perturbation the first
+    level is the unperturbed one and the last the strongest."""
+    parts, drops = [], {}
+    for name, group in curves.groupby("perturbation", sort=False):
+        clean, strongest = group.iloc[0], group.iloc[-1]
+        drops[name] = clean["f1_a"] - group["f1_a"].min()
+        parts.append(f"{name.replace('_', ' ')} {strongest['level']:g}: F1-A {100 * clean['f1_a']:.1f} → "
+                     f"{100 * strongest['f1_a']:.1f}, weighted F1-B {100 * clean['f1_b_weighted']:.1f} → "
+                     f"{100 * strongest['f1_b_weighted']:.1f}")
+    weakest = max(drops, key=drops.get)
+    if drops[weakest] < 0.005:
+        verdict = "No perturbation moved F1-A by as much as half a point."
+    elif drops[weakest] > 0.10:
+        verdict = (f"The detector is fragile: {weakest.replace('_', ' ')} alone costs it "
+                   f"{100 * drops[weakest]:.1f} points of F1-A, and such edits are routine on the web.")
+    else:
+        verdict = (f"The largest loss, {100 * drops[weakest]:.1f} points of F1-A, comes from "
+                   f"{weakest.replace('_', ' ')}; every perturbation stays within 10 points.")
+    return f"At the strongest setting of each perturbation — {'; '.join(parts)}. {verdict}"
+
+
+def ablation_conclusion(table: pd.DataFrame) -> str:
+    """table: index text/image/both, columns f1_a, f1_b_weighted."""
+    text, image, both = (100 * table.loc[m] for m in ("text", "image", "both"))
+    chance_b = 100 * (1 / 6)
+    at_chance = text["f1_b_weighted"] < 2 * chance_b and text["f1_a"] <= 100 * 2 * (5 / 6) / (1 + 5 / 6) + 1
+    text_part = (f"Text alone reaches F1-A {text['f1_a']:.1f} and weighted F1-B {text['f1_b_weighted']:.1f}; "
+                 + ("that is the level of always answering 'AI' and guessing the generator, as it should be when every "
+                    "caption appears under all six classes. " if at_chance else
+                    "that is above chance, which on data where every caption appears under all six classes points to a "
+                    "leak between captions and labels worth investigating. "))
+    gain = both["f1_b_weighted"] - image["f1_b_weighted"]
+    return (text_part + f"Image alone: {image['f1_a']:.1f} / {image['f1_b_weighted']:.1f}; both: {both['f1_a']:.1f} / "
+            f"{both['f1_b_weighted']:.1f}. Adding the caption to the image changes weighted F1-B by {gain:+.1f} points"
+            + (", so the multi-modal design earns little here." if abs(gain) < 2 else "."))
+
+
+def unseen_conclusion(table: pd.DataFrame) -> str:
+    """table: one row per held-out generator with recall_held_out, recall_seen (Task-A recall)
+    and real_specificity (share of real photos called real)."""
+    worst, best = table["recall_held_out"].idxmin(), table["recall_held_out"].idxmax()
+    mean_unseen, mean_seen = 100 * table["recall_held_out"].mean(), 100 * table["recall_seen"].mean()
+    specificity = 100 * table["real_specificity"].mean()
+    if specificity < 50:
+        return (f"These models call most real photos AI too (only {specificity:.1f}% of real photos are called real), "
+                f"so their recall on unseen generators ({mean_unseen:.1f}%) says little; train longer "
+                "(analysis_epochs) before reading this analysis.")
+    return (f"Trained without a generator, the detector still flags {mean_unseen:.1f}% of that generator's images as AI "
+            f"on average (against {mean_seen:.1f}% for the generators it was trained on). Hardest to catch unseen: "
+            f"{worst} ({100 * table.loc[worst, 'recall_held_out']:.1f}%); easiest: {best} "
+            f"({100 * table.loc[best, 'recall_held_out']:.1f}%). "
+            f"Real photos are called real {specificity:.1f}% of the time. "
+            + ("Detection does not transfer well to new generators: expect a drop on images from models absent in "
+               "training." if mean_seen - mean_unseen > 10 else "Detection transfers to the held-out generators here."))
+
+
+def calibration_conclusion(result: dict) -> str:
+    return (f"Head A's expected calibration error is {result['ece_before']:.3f} as trained and {result['ece_after']:.3f} "
+            f"after temperature scaling (T = {result['temperature']:.2f}, fitted on validation). "
+            + ("Its probabilities were over-confident; " if result["temperature"] > 1.05 else
+               "Its probabilities were under-confident; " if result["temperature"] < 0.95 else "Its probabilities were close to calibrated; ")
+            + f"P(AI) = 0.9 should be read after scaling. The F1-maximising threshold on validation is "
+            f"{result['threshold']:.3f}; on the evaluation split it gives F1-A {100 * result['f1_at_best']:.1f} against "
+            f"{100 * result['f1_at_half']:.1f} at 0.5.")
+
+
+def seeds_conclusion(summary: pd.DataFrame, seeds: list) -> str:
+    a, b = summary.loc["f1_a"], summary.loc["f1_b_weighted"]
+    return (f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}), F1-A is {100 * a['mean']:.1f} ± {100 * a['std']:.1f} "
+            f"and weighted F1-B {100 * b['mean']:.1f} ± {100 * b['std']:.1f} (mean ± standard deviation). Differences "
+            f"between models smaller than about {200 * max(a['std'], b['std']):.1f} points are within seed noise.")

@@ -1,0 +1,120 @@
+"""The pseudo-label round of the study: the pool as pseudo-labelling sees it (overlap with the
+other splits), predicting it, the saved selection and what made it, and the augmented data of the
+'after' stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from helpers.config import Config
+from helpers.inference.cached import pick_device
+from helpers.study.records import record
+from helpers.study.setup import model_dir
+from helpers.training import distributed
+
+
+def pseudo_cache_names(splits) -> list[str]:
+    """The caches a pseudo-label round needs: train, validation, the pool, and a labelled test
+    split (to keep its images out of the pool)."""
+    from helpers.data.splits import is_labelled
+
+    return ["train", "validation", "unlabelled"] + (["test"] if "test" in splits and is_labelled(splits["test"]) else [])
+
+
+SCORED = ("validation", "test")
+
+
+def pseudo_pool(cfg: Config, splits, caches: dict):
+    """(the pool as pseudo-labelling sees it, overlap counts). A pool row whose image (digest of
+    the file) is in train is always left out. A pool row whose normalised caption or image is in
+    a scored split (validation, test) is left out under pool_overlap: drop, and kept under keep
+    (the authors' transductive setup). The same image in two releases has other bytes, and every
+    caption comes with six images, so the caption is the key that finds a shared test set."""
+    from helpers.data.splits import normalised_captions
+
+    pool = caches["unlabelled"]
+    captions = normalised_captions(np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows])
+    keep, overlap = np.ones(len(pool), bool), {}
+    for name in ("train", *SCORED):
+        if name not in splits or name == "unlabelled":
+            continue
+        other = caches.get(name)
+        same_image = np.zeros(len(pool), bool)
+        if other is not None and other.digests is not None and pool.digests is not None:
+            same_image = np.isin(pool.digests, other.digests[other.digests != b""]) & (pool.digests != b"")
+        same_caption = np.isin(captions, list(set(normalised_captions(splits[name]["Caption"]))))
+        overlap[name] = {"captions": int(same_caption.sum()), "images": int(same_image.sum())}
+        if name == "train":
+            keep &= ~same_image
+        elif cfg.pool_overlap == "drop":
+            keep &= ~(same_image | same_caption)
+    dropped = int((~keep).sum())
+    if any(v["captions"] or v["images"] for v in overlap.values()):
+        shared = ", ".join(f"{n} ({v['captions']} by caption, {v['images']} by image)" for n, v in overlap.items()
+                           if v["captions"] or v["images"])
+        print(f"{'WARNING: ' if cfg.pool_overlap == 'keep' else ''}unlabelled pool rows shared with {shared}; "
+              f"pool_overlap: {cfg.pool_overlap}: {dropped} of {len(pool)} left out"
+              + (" (kept: the transductive setup pseudo-labels the images it is scored on)" if cfg.pool_overlap == "keep"
+                 else ""))
+    if dropped:
+        pool = pool.subset(np.flatnonzero(keep))
+    return pool, {"policy": cfg.pool_overlap, "shared": overlap, "left_out": dropped}
+
+
+def pseudo_round(cfg: Config, splits, caches: dict, model):
+    """Predict the unlabelled pool with `model` (the saved 'before' model); return (train+,
+    validation+, stats, predictions). The selection is saved to runs/<profile>/pseudo_labels.npz
+    with what made it (pool, model weights, settings), from which the 'after' stage is rebuilt by
+    another process or a resumed run without predicting again."""
+    from helpers.inference import cached as inference
+    from helpers.training import pseudo_labels as pseudo
+
+    pool, overlap = pseudo_pool(cfg, splits, caches)
+    predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
+    captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
+    selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
+                              cfg.pseudo_confidence, cfg.pseudo_split)
+    selection.stats["overlap"] = overlap
+    if distributed.is_main():
+        pseudo.save_selection(pseudo_file(cfg), selection, selection_identity(cfg, pool))
+    train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
+    record(cfg, "pseudo", stats)
+    return train_plus, val_plus, stats, predictions
+
+
+def pseudo_file(cfg: Config) -> Path:
+    return cfg.run_dir / "pseudo_labels.npz"
+
+
+def selection_identity(cfg: Config, pool) -> dict:
+    """What a saved selection must match to be reused: the pool, the weights that predicted it,
+    and the settings that turn predictions into pseudo-labels."""
+    from helpers.modeling.detector import weights_fingerprint
+
+    settings = ("pseudo_threshold", "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pool_overlap",
+                "task_b_decoding", "seed")
+    return {"pool": pool.fingerprint(), "model": weights_fingerprint(model_dir(cfg, "before")),
+            "settings": {k: getattr(cfg, k) for k in settings}}
+
+
+def pseudo_data(cfg: Config, splits, caches: dict):
+    """(train+, validation+, stats) for the 'after' stage: from the saved selection when it was
+    made by this pool, model and settings, else by a new pseudo-label round with the saved 'before'
+    model. The main process decides (the others wait, at most ddp_timeout) and hands its selection
+    to every process, so all train on the same rows whatever disk each one has."""
+    from helpers.modeling.detector import load_detector
+    from helpers.training import pseudo_labels as pseudo
+
+    pool, _ = pseudo_pool(cfg, splits, caches)
+    selection = None
+    with distributed.main_first("the main process's pseudo-label round"):
+        if distributed.is_main():
+            selection, why = pseudo.load_selection(pseudo_file(cfg), selection_identity(cfg, pool))
+            if selection is None:
+                print(f"pseudo-labels: {why}; predicting the pool again with {model_dir(cfg, 'before')}")
+                base, _ = load_detector(model_dir(cfg, "before"), pick_device())
+                pseudo_round(cfg, splits, caches, base)
+                selection, _ = pseudo.load_selection(pseudo_file(cfg), selection_identity(cfg, pool))
+    selection = distributed.broadcast(selection, "the pseudo-label selection")
+    return pseudo.augment(caches["train"], caches["validation"], pool, selection)

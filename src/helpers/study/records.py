@@ -1,0 +1,79 @@
+"""The run's record files, each with one writer here: runs/<profile>/record.json (the hand-over
+between notebooks and processes) and reports/<profile>/metrics.json (what the index page shows);
+and the one way this package writes JSON (whole or not at all)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from helpers.files import written_whole
+
+
+def record(cfg, section: str, values) -> Path:
+    """Merge values under `section` into run_dir/record.json. Only the main process writes, and it
+    replaces the file whole (never a half-written file)."""
+    from helpers.training import distributed
+
+    path = cfg.run_dir / "record.json"
+    if not distributed.is_main():
+        return path
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    current[section] = values
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_json(path, current)
+
+
+def recorded(cfg, section: str, default=KeyError):
+    path = cfg.run_dir / "record.json"
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    if section not in current:
+        if default is not KeyError:
+            return default
+        raise KeyError(f"'{section}' is not recorded in {path}: run the earlier notebooks of the study first")
+    return current[section]
+
+
+def update_metrics(cfg, values: dict, section: str | None = None) -> Path:
+    """Merge values into reports/<profile>/metrics.json, at the top or under `section` (analyses,
+    external). Numbers are stored as plain JSON (numpy scalars and arrays converted)."""
+    path = cfg.reports / "metrics.json"
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    values = json.loads(json.dumps(values, default=json_default))
+    (current.setdefault(section, {}) if section else current).update(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_json(path, current)
+
+
+def metrics(report_dir: Path) -> dict:
+    path = Path(report_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def clear_report(report_dir: Path) -> None:
+    """A fresh full run starts with no metrics, figures or predictions of another run."""
+    import shutil
+
+    report_dir = Path(report_dir)
+    (report_dir / "metrics.json").unlink(missing_ok=True)
+    for folder in ("figures", "predictions"):
+        shutil.rmtree(report_dir / folder, ignore_errors=True)
+
+
+def write_json(path: Path, data) -> Path:
+    """Write JSON whole or not at all (a reader never sees half a file)."""
+    with written_whole(path) as partial:
+        partial.write_text(json.dumps(data, indent=2, default=json_default))
+    return path
+
+
+def json_default(value):
+    """JSON for numpy scalars and arrays; anything else as text."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,188 @@
+"""The training stages of the study: decode caches of its splits, a stage trained (here or under
+torchrun) or loaded, saved models checked to be this run's, and sample files to try."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.cache.dataset import CachedSplit
+from helpers.cache.store import blank_rows, build_cache
+from helpers.config import Config
+from helpers.identity import changed_keys
+from helpers.inference.cached import pick_device
+from helpers.study.provenance import provenance
+from helpers.study.records import record
+from helpers.study.setup import caption_template, model_dir
+from helpers.training import distributed, launch
+
+
+def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> dict[str, CachedSplit]:
+    """The decode cache of each named split. Under bad_images: zero, rows whose image cannot be
+    read come after the cached ones, with the all-zero input (they keep their failures entry)."""
+    names = names or list(splits)
+    root = cfg.run_dir.parent / "cache"
+    # Every process asks for each cache: the first builds it under its file lock, the others sleep
+    # in the lock and then open it (no collective, so no process-group timeout applies).
+    caches = {name: build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
+                                          cfg.bad_images, caption_template=caption_template(cfg, name))
+              for name in names}
+    if cfg.bad_images == "zero":
+        for name, cached in caches.items():
+            if cached.n_failed:
+                print(f"{name}: {cached.n_failed} unreadable image(s) get the all-zero input (bad_images: zero)")
+        caches = {name: with_zero_inputs(cfg, splits[name], name, cached, tokenizer, image_size)
+                  for name, cached in caches.items()}
+    return caches
+
+
+def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_size: int):
+    """The cache plus those of its unreadable rows it does not hold yet, each on the all-zero input
+    (blank_rows): one entry per row of the split."""
+    missing = np.setdiff1d(cached.failures["row"].to_numpy(), cached.rows) if cached.n_failed else []
+    if not len(missing):
+        return cached
+    blanks = blank_rows(split, missing, image_size, tokenizer, cfg.max_caption_length,
+                                  caption_template(cfg, name))
+    # An unreadable row has no digest (b""), which the pool-overlap check never matches.
+    digests = None if cached.digests is None else np.concatenate([cached.digests, np.full(len(blanks), b"", "S16")])
+    return dataclasses.replace(CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
+
+
+def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None):
+    """Train a fresh model for one stage ('before' or 'after' pseudo-labels), save it, record it.
+    Returns the model, its tokenizer, the training loss per logging step and the per-epoch
+    validation metrics. With resume: auto, a stage already finished by the same run is loaded,
+    not trained again, and a stage cut short continues from its last complete checkpoint. With
+    processes > 1 (and not already under torchrun), training runs in a torchrun subprocess."""
+    from helpers.training import trainer as training
+
+    current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
+    saved = model_dir(cfg, stage) / "training_meta.json"
+    if cfg.resume == "auto" and saved.is_file():
+        print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
+        return _saved_stage(cfg, stage, current)
+    if cfg.processes > 1 and not distributed.launched():
+        distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)  # refuse here, not in N processes
+        launch.train_stage(cfg, stage)
+        if not saved.is_file():
+            raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
+        return _saved_stage(cfg, stage, current)
+    return _train_here(cfg, stage, train_data, val_data, extra)
+
+
+def _saved_stage(cfg: Config, stage: str, current: dict):
+    """A stage's saved model, checked to belong to this run (whatever its process count), as
+    train_stage returns it."""
+    from helpers.modeling.detector import load_detector
+    from helpers.training import trainer as training
+
+    meta = json.loads((model_dir(cfg, stage) / "training_meta.json").read_text())
+    saved_identity = dict(meta.get("run_identity") or {}, processes=current["processes"])
+    training.check_same_run(saved_identity, current, str(model_dir(cfg, stage)))
+    model, tokenizer = load_detector(model_dir(cfg, stage), pick_device())
+    train_loss, eval_metrics = training.learning_curves(pd.DataFrame(meta["history"]))
+    record(cfg, f"train_{stage}", {k: meta[k] for k in SUMMARY_KEYS if k in meta})
+    return model, tokenizer, train_loss, eval_metrics
+
+
+SUMMARY_KEYS = ("best_epoch", "best_metric", "seconds", "train_rows", "validation_rows", "curves", "epochs_run",
+                "resumed_from", "processes", "per_device_batch", "gradient_accumulation")
+
+
+def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | None):
+    from helpers.modeling.detector import build_model, save_detector
+    from helpers.training import trainer as training
+
+    started = time.perf_counter()
+    run_provenance = {**provenance(cfg), **(extra or {})}
+    model, tokenizer = build_model(cfg)
+    model, history = training.train(cfg, model, train_data, val_data, cfg.run_dir / f"checkpoints_{stage}",
+                                    run_provenance, resume=cfg.resume == "auto", stage=stage)
+    train_loss, eval_metrics = training.learning_curves(history)
+    best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
+    processes = distributed.world_size()
+    per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
+    summary = {"best_epoch": float(best["epoch"]), "best_metric": float(best[f"eval_{cfg.metric_for_best}"]),
+               "seconds": round(time.perf_counter() - started, 1), "train_rows": len(train_data),
+               "validation_rows": len(val_data), "curves": eval_metrics.to_dict(orient="records"),
+               "epochs_run": history.attrs["epochs_run"], "resumed_from": history.attrs["resumed_from"],
+               "processes": processes, "per_device_batch": per_device, "gradient_accumulation": accumulation}
+    if distributed.is_main():
+        save_detector(model, tokenizer, model_dir(cfg, stage),
+                      {**run_provenance, **summary, "run_identity": history.attrs["run_identity"],
+                       "history": history.to_dict(orient="records")})
+        record(cfg, f"train_{stage}", summary)
+    distributed.barrier()
+    return model, tokenizer, train_loss, eval_metrics
+
+
+class StaleModelError(RuntimeError):
+    """A saved model that another run's settings made."""
+
+
+def checked_model_dir(cfg: Config, stage: str) -> Path:
+    """The stage's saved model folder, refused when it was trained under other settings than
+    this run's (config.training_identity): nothing stale is read as current."""
+    from helpers.identity import training_identity
+
+    folder = model_dir(cfg, stage)
+    meta_path = folder / "training_meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no trained model; run notebook 02 (and 03) of this profile first")
+    recorded_params = (json.loads(meta_path.read_text()).get("run_identity") or {}).get("params")
+    changes = changed_keys(recorded_params or {}, training_identity(cfg, stage))
+    if recorded_params is None or changes:
+        raise StaleModelError(f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
+                              "train it again for these settings (notebooks 02-03, or python -m helpers.run)")
+    return folder
+
+
+def final_stage(cfg: Config) -> str:
+    """'after' when this profile pseudo-labels, else 'before'."""
+    return "after" if cfg.unlabelled_split else "before"
+
+
+def final_model(cfg: Config):
+    """The study's final model (after pseudo-labels when the profile has that stage), checked to be
+    this run's, its tokenizer and stage name."""
+    from helpers.modeling.detector import load_detector
+
+    stage = final_stage(cfg)
+    model, tokenizer = load_detector(checked_model_dir(cfg, stage), pick_device())
+    return model, tokenizer, stage
+
+
+def evaluation_split(splits) -> str:
+    """Where the analyses score: the labelled test split, else validation."""
+    from helpers.data.splits import is_labelled
+
+    return "test" if "test" in splits and is_labelled(splits["test"]) else "validation"
+
+
+def export_samples(split, folder: Path, per_class: int = 2) -> Path:
+    """A few images of each class written out as ordinary files, to try the prediction command on."""
+    import datasets
+    from PIL import Image
+
+    from helpers.labels import CLASS_NAMES
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    split = split.cast_column("Image", datasets.Image(decode=False))
+    labels = np.asarray(split["Label_B"])
+    for cls, name in enumerate(CLASS_NAMES):
+        for row in np.flatnonzero(labels == cls)[:per_class]:
+            raw = split[int(row)]["Image"]["bytes"]
+            suffix = (Image.open(io.BytesIO(raw)).format or "bin").lower()
+            (folder / f"{name.replace(' ', '_').replace('.', '')}_{row}.{suffix}").write_bytes(raw)
+    return folder
+
+
+def read_failures(caches: dict) -> dict[str, int]:
+    return {name: c.n_failed for name, c in caches.items()}
