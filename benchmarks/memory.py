@@ -77,7 +77,7 @@ def run_phase(phase: str, values: dict) -> dict:
     from helpers.study import stages
     from helpers.config import load_config
     from helpers.data.splits import study_splits
-    from helpers.modeling.detector import build_model, preprocessing
+    from helpers.modeling.building import build_model, preprocessing
 
     cfg = load_config(values)
     baseline = status()

@@ -45,7 +45,8 @@ def model_dir(requested: str | None, work: Path) -> str:
     if (demo / "config.json").is_file():
         return str(demo)
     from helpers.config import load_config
-    from helpers.modeling.detector import build_model, save_detector
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import save_detector
 
     model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
     return str(save_detector(model, tokenizer, work / "smoke_model"))

@@ -33,7 +33,7 @@ from helpers.cache.store import build_cache  # noqa: E402
 from helpers.config import load_config  # noqa: E402
 from helpers.data.schema import FEATURES  # noqa: E402
 from helpers.inference.cached import autocast_for, pick_device  # noqa: E402
-from helpers.modeling.detector import build_model  # noqa: E402
+from helpers.modeling.building import build_model  # noqa: E402
 from helpers.data.synthetic import make_captions, make_rows_parallel  # noqa: E402
 from helpers.training.trainer import training_arguments  # noqa: E402
 

@@ -34,7 +34,7 @@ def smoke_splits(smoke_cfg):
 
 @pytest.fixture(scope="session")
 def smoke_model(smoke_cfg):
-    from helpers.modeling.detector import build_model
+    from helpers.modeling.building import build_model
 
     return build_model(smoke_cfg)
 
@@ -42,7 +42,8 @@ def smoke_model(smoke_cfg):
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
     from helpers.config import load_config
-    from helpers.modeling.detector import build_model, save_detector
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import save_detector
 
     model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
     return save_detector(model, tokenizer, tmp_path_factory.mktemp("model") / "m")
@@ -53,3 +54,47 @@ def png_bytes(size=(16, 12), color=(200, 30, 30), fmt="PNG") -> bytes:
     rng = np.random.default_rng(sum(color))
     Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+# Separable images for a model that has learned something: real photos bright on top and dark
+# below, AI images the other way up, each generator with its own tint (Task B). Real photos share
+# SD 2.1's tint, so orientation alone tells those two apart.
+TINTS = {0: (60, 0, 0), 1: (60, 0, 0), 2: (0, 60, 0), 3: (0, 0, 60), 4: (60, 60, 0), 5: (0, 60, 60)}
+
+
+def pattern(label_b: int, side: int = 32, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    top, bottom = (210, 40) if label_b == 0 else (40, 210)
+    pixels = np.empty((side, side, 3), np.float64)
+    pixels[: side // 2], pixels[side // 2:] = top, bottom
+    pixels += np.array(TINTS[label_b]) + rng.normal(0, 6, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def learned_dir(tmp_path_factory):
+    """A smoke-size detector trained (a few hundred steps, empty captions, as a folder is scored)
+    until it tells the patterns apart: its answers depend on what the pipeline feeds it."""
+    from helpers.cache.text import tokenize
+    from helpers.data.images import square_uint8
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import save_detector
+
+    cfg = load_config(ROOT / "params" / "smoke.yaml")
+    model, tokenizer = build_model(cfg)
+    labels = np.tile(np.arange(6), 32)
+    pixels = torch.from_numpy(np.stack([square_uint8(pattern(int(b), seed=i), model.config.image_size)
+                                        for i, b in enumerate(labels)]))
+    ids, lengths = tokenize(tokenizer, [""] * len(labels), cfg.max_caption_length)
+    ids = torch.from_numpy(ids[:, : max(int(lengths.max()), 1)]).long()
+    mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
+    label_b = torch.from_numpy(labels)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(150):
+        batch = torch.from_numpy(np.random.default_rng(step).choice(len(labels), 32, replace=False))
+        out = model(ids[batch], mask[batch], pixels[batch], (label_b[batch] != 0).long(), label_b[batch])
+        optimiser.zero_grad()
+        out.loss.backward()
+        optimiser.step()
+    return save_detector(model.eval(), tokenizer, tmp_path_factory.mktemp("learned") / "m")

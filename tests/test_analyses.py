@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from helpers.study import analyses as analysis
+from helpers.analyses import common, conclusions
 from helpers.evaluation import calibration
 from helpers.evaluation import perturbations as perturb
 from helpers.cache.dataset import CachedSplit
@@ -13,12 +13,12 @@ def _image(w=40, h=30, seed=0):
     return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
 
 
-def test_perturbations_leave_the_image_alone_at_their_first_level():
+def test_perturbations_leave_the_image_alone_at_their_unchanged_level_which_comes_first():
     image = _image()
-    for name, levels in perturb.LEVELS.items():
-        if name == "jpeg_quality":
-            continue  # re-encoding at 100 is still a (near-lossless) change
-        out = perturb.PERTURBATIONS[name](image, levels[0])
+    assert set(perturb.UNCHANGED) == set(perturb.LEVELS) - {"jpeg_quality"}  # JPEG at 100 still re-encodes
+    for name, level in perturb.UNCHANGED.items():
+        assert perturb.LEVELS[name][0] == level
+        out = perturb.PERTURBATIONS[name](image, level)
         assert np.array_equal(np.asarray(out), np.asarray(image)), name
 
 
@@ -68,27 +68,27 @@ def _cached(labels_b):
 
 def test_leave_one_generator_out_split():
     cached = _cached([0, 1, 2, 3, 4, 5] * 3)
-    held = analysis.without_generator(cached, 3)
+    held = common.without_generator(cached, 3)
     assert 3 not in held.label_b and len(held) == 15 and set(held.label_b) == {0, 1, 2, 4, 5}
-    only = analysis.only_generator(cached, 3)
+    only = common.only_generator(cached, 3)
     assert only.rows.tolist() == [3, 9, 15]
 
 
 def test_conclusions_follow_the_numbers():
     table = pd.DataFrame({"f1_a": [0.909, 0.99, 0.995], "f1_b_weighted": [0.05, 0.9, 0.91]}, index=["text", "image", "both"])
-    assert "as it should be" in analysis.ablation_conclusion(table)
+    assert "as it should be" in conclusions.ablation_conclusion(table)
     leaky = table.assign(f1_b_weighted=[0.7, 0.9, 0.91])
-    assert "leak" in analysis.ablation_conclusion(leaky)
+    assert "leak" in conclusions.ablation_conclusion(leaky)
     curves = pd.DataFrame({"perturbation": ["jpeg_quality"] * 3 + ["blur_sigma"] * 2, "level": [100, 50, 30, 0.0, 2.0],
                            "f1_a": [0.99, 0.9, 0.7, 0.99, 0.98], "f1_b_weighted": [0.9, 0.6, 0.4, 0.9, 0.88]})
-    text = analysis.robustness_conclusion(curves)
+    text = conclusions.robustness_conclusion(curves)
     assert "fragile" in text and "jpeg quality 30: F1-A 99.0 → 70.0" in text
 
 
 def test_unseen_conclusion_refuses_to_read_recall_when_real_photos_are_not_recognised():
     table = pd.DataFrame({"recall_held_out": [1.0, 0.99], "recall_seen": [1.0, 1.0], "real_specificity": [0.02, 0.0]},
                          index=["SD 2.1", "SDXL"])
-    assert "says little" in analysis.unseen_conclusion(table)
+    assert "says little" in conclusions.unseen_conclusion(table)
     table["real_specificity"] = 0.97
     table["recall_held_out"] = [0.5, 0.6]
-    assert "does not transfer" in analysis.unseen_conclusion(table)
+    assert "does not transfer" in conclusions.unseen_conclusion(table)

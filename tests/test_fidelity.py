@@ -76,7 +76,7 @@ def test_validation_reports_task_b_both_hierarchical_and_plain_argmax():
 
 
 def test_cls_pooling_is_the_raw_first_token(smoke_cfg):
-    from helpers.modeling.detector import build_model
+    from helpers.modeling.building import build_model
 
     model, tokenizer = build_model(load_config({**smoke_cfg.to_dict(), "text_pooling": "cls"}))
     model.eval()
@@ -89,7 +89,7 @@ def test_cls_pooling_is_the_raw_first_token(smoke_cfg):
 
 def test_an_unreadable_image_is_the_all_zero_model_input(smoke_cfg):
     from helpers.cache.dataset import CachedSplit, collate
-    from helpers.modeling.detector import build_model
+    from helpers.modeling.building import build_model
 
     model, tokenizer = build_model(smoke_cfg)
     model.eval()
@@ -148,7 +148,7 @@ def _local_paper_world(root: Path) -> dict:
     from transformers import AutoTokenizer, BertConfig, BertModel, CLIPConfig, CLIPImageProcessor, CLIPModel
 
     from helpers.data.schema import FEATURES
-    from helpers.modeling.detector import resolve_encoder
+    from helpers.modeling.building import resolve_encoder
     from helpers.data.synthetic import make_captions, make_rows
 
     CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
@@ -173,6 +173,7 @@ def _local_paper_world(root: Path) -> dict:
             "eval_batch_size": 32, "num_workers": 0, "pseudo_threshold": 0.05, "analyses": "[]"}
 
 
+@pytest.mark.slow
 def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_models(tmp_path):
     values = _local_paper_world(tmp_path)
     sets = [a for k, v in values.items() for a in ("--set", f"{k}={v}")]

@@ -1,7 +1,7 @@
 import torch
 
 from helpers.cache.dataset import collate
-from helpers.modeling.detector import load_detector, save_detector
+from helpers.modeling.checkpoints import load_detector, save_detector
 
 
 def _batch(tokenizer, size, n=4):
@@ -48,7 +48,7 @@ def test_pretrained_checkpoints_load_through_the_paper_path(tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertModel, CLIPConfig, CLIPImageProcessor, CLIPModel
 
     from helpers.config import load_config
-    from helpers.modeling.detector import build_model, resolve_encoder
+    from helpers.modeling.building import build_model, resolve_encoder
 
     clip = CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                                              "num_attention_heads": 2},
@@ -77,7 +77,7 @@ def test_cached_text_features_give_the_same_outputs_as_the_frozen_tower(tmp_path
     from conftest import ROOT
     from helpers.cache.dataset import CachedSplit, with_text_features
     from helpers.config import load_config
-    from helpers.modeling.detector import build_model
+    from helpers.modeling.building import build_model
 
     cfg = load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True, "dropout": 0.5})
     model, tokenizer = build_model(cfg)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, pattern
 
 
 def _image(path, seed=0, size=(48, 40), fmt=None):
@@ -19,20 +19,23 @@ def _image(path, seed=0, size=(48, 40), fmt=None):
     return path
 
 
-def test_a_labelled_folder_gets_metrics_per_generator_and_its_bad_rows_listed(tmp_path, trained_dir, capsys):
+def test_a_labelled_folder_gets_metrics_per_generator_and_its_bad_rows_listed(tmp_path, learned_dir, capsys):
     from helpers.predict import main
 
     folder = tmp_path / "set"
     for i in range(3):
-        _image(folder / "real" / f"r{i}.jpg", i, fmt="JPEG")
-        _image(folder / "ai" / "sdxl" / f"x{i}.png", 10 + i)
-        _image(folder / "ai" / "brand_new_model" / f"n{i}.png", 20 + i)
+        for sub, label_b in (("real", 0), ("ai/sdxl", 2), ("ai/brand_new_model", 4)):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            pattern(label_b, seed=50 + i).save(folder / sub / f"{label_b}_{i}.png")
     _image(folder / "loose.png", 30)  # no label: listed, not dropped
     (folder / "ai" / "sdxl" / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out" / "p.csv"
-    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out)]) == 0
+    assert main(["--model", str(learned_dir), "--images", str(folder), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    # The model tells these patterns apart: every real photo called real, every generator caught.
+    assert metrics["false_positive_rate_real"] == 0.0 and metrics["f1_a"] == 1.0
+    assert metrics["recall_per_generator"] == {"sdxl": 1.0, "brand_new_model": 1.0}
     assert metrics["rows"] == 11 and metrics["rows_scored"] == 9 and metrics["rows_unreadable"] == 1
     assert metrics["rows_without_label"] == 1 and (metrics["real_images"], metrics["ai_images"]) == (3, 6)
     assert set(metrics["recall_per_generator"]) == {"sdxl", "brand_new_model"}

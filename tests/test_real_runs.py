@@ -56,12 +56,14 @@ def _wait_run(timeout: int, sleep: float):
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_a_process_waiting_past_ddp_timeout_stops_with_a_message_naming_the_key():
     result = _wait_run(timeout=2, sleep=8)
     assert result.returncode != 0
     assert "[rank 1/2] error: WaitTimeout: waited more than ddp_timeout (2 s) for the main process's test work" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_long_ddp_timeout_lets_the_others_wait_asleep_until_the_main_process_is_done():
     result = _wait_run(timeout=60, sleep=4)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -77,6 +79,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir(tmp_path):
     port = _free_port()
     node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
@@ -125,7 +128,7 @@ def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tm
 # Seeds decide the starting weights ---------------------------------------------------------------
 
 def test_a_seed_gives_the_same_starting_weights_whatever_ran_before(smoke_cfg):
-    from helpers.modeling.detector import build_model
+    from helpers.modeling.building import build_model
 
     alone, _ = build_model(_cfg(smoke_cfg, seed=1))
     torch.rand(1000)
@@ -135,6 +138,7 @@ def test_a_seed_gives_the_same_starting_weights_whatever_ran_before(smoke_cfg):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_two_smoke_trainings_in_fresh_processes_give_identical_metrics_and_weights(tmp_path):
     from safetensors.torch import load_file
 
@@ -156,7 +160,8 @@ def pool_world(smoke_cfg, smoke_splits, tmp_path):
     from helpers.study import pseudo_round
     from helpers.study import setup
     from helpers.study import stages
-    from helpers.modeling.detector import build_model, save_detector
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import save_detector
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path / "runs"))
     model, tokenizer = build_model(cfg)
@@ -169,7 +174,8 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
     from helpers.inference import cached as inference
     from helpers.study import pseudo_round
     from helpers.study import setup
-    from helpers.modeling.detector import build_model, save_detector
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import save_detector
 
     cfg, model, caches = pool_world
     pool, _ = pseudo_round.pseudo_pool(cfg, smoke_splits, caches)
@@ -212,7 +218,7 @@ def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path,
 
 
 def test_the_index_shows_this_runs_figures_only(tmp_path):
-    from helpers.stages.report import write_index
+    from helpers.study.report import write_index
 
     (tmp_path / "figures").mkdir()
     for name in ("cm_validation_before", "cm_test_old_run"):
@@ -239,6 +245,7 @@ def _project(root: Path, cells: dict[str, str]) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_notebook_past_its_timeout_still_leaves_provenance_and_an_index_naming_it(tmp_path):
     from helpers.run import run_study
 
@@ -288,20 +295,24 @@ def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smok
 # One decoding everywhere ---------------------------------------------------------------------------
 
 def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, smoke_splits):
-    from helpers.study import analyses as analysis
+    from helpers.analyses import common
     from helpers.study import stages
     from helpers.inference.cached import decode
-    from helpers.modeling.detector import build_model
+    from helpers.modeling.building import build_model
 
     cfg = _cfg(smoke_cfg, task_b_decoding="six_class")
     model, tokenizer = build_model(cfg)
     cached = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
-    _, preds = analysis.evaluate_view(model, smoke_splits["test"], cached, lambda image: image,
+    _, preds = common.evaluate_view(model, smoke_splits["test"], cached, lambda image: image,
                                       model.config.image_size, cfg, desc=None)
     six = decode(preds.prob_ai, preds.probs_b, mode="six_class")
     hierarchical = decode(preds.prob_ai, preds.probs_b, mode="hierarchical")
     assert not np.array_equal(six.label_b, hierarchical.label_b)  # the two decodings differ on these rows
     assert np.array_equal(preds.label_b, six.label_b) and np.array_equal(preds.label_a, six.label_a)
+    # The unchanged view is the cached pixels: robustness scores its unperturbed level from the cache.
+    from helpers.inference.cached import predict
+
+    assert np.allclose(predict(model, cached, 64, desc=None).prob_ai, preds.prob_ai, atol=1e-6)
 
 
 # Data you can audit --------------------------------------------------------------------------------
@@ -310,7 +321,7 @@ def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg
     import datasets
 
     from helpers.data.splits import study_splits
-    from helpers.stages.records import recorded
+    from helpers.study.records import recorded
 
     asked = []
 

@@ -45,6 +45,7 @@ def test_notebooks_are_committed_without_outputs(notebook):
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
 def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     """The whole study; its two training stages run under torchrun in two processes (processes: 2),
     the notebooks loading what those saved (CI's `make smoke` covers the in-process path)."""
@@ -88,6 +89,7 @@ def _notebook(path, *sources, params="profile = 'x'"):
     nbformat.write(nb, path)
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_stops_the_run_and_names_the_error(tmp_path, capsys):
     (tmp_path / "notebooks").mkdir()
     _notebook(tmp_path / "notebooks" / "01_fine.ipynb", "print('fine')")
@@ -110,6 +112,7 @@ def test_config_errors_stop_the_runner_before_any_work(tmp_path, capsys):
     assert "'epochs'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_keeps_finished_notebooks_and_reruns_from_the_start_when_parameters_change(tmp_path):
     (tmp_path / "notebooks").mkdir()
     log, gate = tmp_path / "ran.txt", tmp_path / "gate"

@@ -92,6 +92,7 @@ LAUNCHERS = {"torchrun": [sys.executable, "-m", "torch.distributed.run", "--stan
              "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path, launcher):
     cmd = [*LAUNCHERS[launcher], "-m", "helpers.train", SMOKE, "--pseudo", *_sets(tmp_path)]
@@ -107,7 +108,7 @@ def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path,
     for stage in ("before", "after"):
         assert record[f"train_{stage}"]["processes"] == 2 and record[f"train_{stage}"]["per_device_batch"] == 8
     assert record["pseudo"]["pool"] > 0
-    from helpers.modeling.detector import load_detector
+    from helpers.modeling.checkpoints import load_detector
     from helpers.study import stages
     from helpers.config import load_config
     from helpers.inference.cached import predict
@@ -120,6 +121,7 @@ def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path,
     assert len(preds.label_b) == len(test) and np.isfinite(preds.prob_ai).all()
 
 
+@pytest.mark.slow
 def test_a_failing_process_reports_its_error_first_and_the_others_one_line(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers.train",
            SMOKE, *_sets(tmp_path, dataset="/nowhere/data")]
@@ -140,6 +142,7 @@ def _weights(run, stage):
     return load_file(str(run / f"model_{stage}" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path):
     # Enough rows and epochs that the kill lands mid-run: 288 rows, 18 steps an epoch, 4 epochs.
     longer = {"epochs": 4, "synthetic_captions": "{train: 48, validation: 8, test: 4, unlabelled: 4}"}

@@ -1,10 +1,14 @@
+from pathlib import Path
+
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
-from helpers.study import stages
 from helpers.cache.dataset import collate
+from helpers.evaluation.metrics import all_metrics
 from helpers.inference.cached import predict
-from helpers.modeling.detector import build_model
+from helpers.modeling.building import build_model
+from helpers.study import stages
 
 
 def test_a_few_steps_lower_the_loss(smoke_cfg, smoke_splits):
@@ -35,7 +39,16 @@ def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits
     checkpoints = sorted((tmp_path / "ck").glob("checkpoint-*"))
     assert 1 <= len(checkpoints) <= 2  # the latest, plus the best while it is another one
     assert all((c / "provenance.json").is_file() for c in checkpoints)
-    best = evals[f"eval_{smoke_cfg.metric_for_best}"].max()
-    assert np.isclose(history.attrs["best_metric"], best)
-    preds = predict(model, caches["validation"], 64)
-    assert len(preds.label_a) == len(caches["validation"])
+    metric = f"eval_{smoke_cfg.metric_for_best}"
+    logged = history[history[metric].notna()].reset_index(drop=True)
+    best_step = int(logged.loc[logged[metric].idxmax(), "step"])  # the first epoch with the best metric
+    best_checkpoint = Path(history.attrs["best_checkpoint"])
+    assert best_checkpoint.name == f"checkpoint-{best_step}"
+    # The returned weights are the best checkpoint's, and scored afresh they give its logged metric.
+    saved = load_file(str(best_checkpoint / "model.safetensors"))
+    returned = model.state_dict()
+    assert all(torch.equal(returned[k].cpu(), saved[k]) for k in saved)
+    validation = caches["validation"]
+    preds = predict(model, validation, 64)
+    rescored = all_metrics(validation.label_a, validation.label_b, preds.label_a, preds.label_b)
+    assert np.isclose(rescored[smoke_cfg.metric_for_best], evals[metric].max())

@@ -28,16 +28,6 @@ CHOICES = {
     "resume": ("fresh", "auto"),
     "pool_overlap": ("drop", "keep"),
 }
-# Keys that say how or where a run executes, not what it computes: a resume or a rerun with other
-# values of these is still the same run (see identity()).
-EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "work_dir", "processes",
-                  "per_device_max_batch", "ddp_timeout")
-# Keys that no training stage reads: a checkpoint or saved stage made under other values of these
-# is still the same training (changing the seed study must not retrain the main model).
-NOT_TRAINING_KEYS = ("analyses", "analysis_epochs", "seeds", "external", "test_split")
-# Keys that only the pseudo-label round and the 'after' stage read.
-PSEUDO_KEYS = ("unlabelled_dataset", "unlabelled_split", "unlabelled_revision", "pool_overlap", "pseudo_threshold",
-               "pseudo_train_fraction", "pseudo_confidence", "pseudo_split")
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds")
 SPLITS = ("train", "validation", "test", "unlabelled")
 
@@ -232,36 +222,6 @@ def _check_ranges(config: Config) -> None:
     for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length", "processes", "ddp_timeout"):
         if getattr(config, key) < 1:
             raise ConfigError(f"key '{key}' must be at least 1, got {getattr(config, key)}")
-
-
-def parse_overrides(items: list[str] | None) -> dict:
-    """`key=value` strings (from --set) as a mapping, each value read by its key's type: text keys
-    take the text as written (`dataset=/data/x`, `caption_template=Caption: {}`), numbers accept
-    any float notation (`learning_rate=3e-5`), lists and mappings are YAML (`analyses=[audit]`).
-    The result is validated with the profile, like a value in the file."""
-    hints = typing.get_type_hints(Config)
-    overrides = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set epochs=2")
-        overrides[key] = _typed(key, text.strip(), hints.get(key))
-    return overrides
-
-
-def _typed(key: str, text: str, expected):
-    if expected is str:
-        return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
-    if expected is float:
-        try:
-            return float(text)
-        except ValueError:
-            return text  # refused with the key's name by from_dict
-    try:
-        return yaml.safe_load(text) if text else ""
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {key}={text}: the value is not valid YAML ({error})") from None
 
 
 def load_config(source: str | Path | dict, overrides: dict | None = None) -> Config:

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.data.schema import find_column
+from helpers.data.schema import read_image_table
 from helpers.inference.cached import pick_device
 from helpers.data.inputs import Inputs, read_inputs
 from helpers.labels import CLASS_NAMES
 from helpers.evaluation.metrics import write_competition_json
-from helpers.modeling.detector import load_detector
+from helpers.modeling.checkpoints import load_detector
 
 
 class LabelSetError(ValueError):
@@ -47,11 +47,10 @@ def check_label_set(class_names: list[str]) -> None:
 
 
 def _captions_by_path(csv: Path) -> dict[str, str]:
-    frame = pd.read_csv(csv, keep_default_na=False)
-    image, caption = find_column(frame.columns, "Image"), find_column(frame.columns, "Caption")
-    if image is None or caption is None:
-        raise ValueError(f"{csv} needs an image and a caption column; it has {list(frame.columns)}")
-    return {str((csv.parent / p).resolve()): c for p, c in zip(frame[image], frame[caption])}
+    frame, image, caption = read_image_table(csv)
+    if caption is None:
+        raise ValueError(f"{csv} needs a caption column beside the image column; it has {list(frame.columns)}")
+    return dict(zip(frame[image], frame[caption]))
 
 
 # Profile keys that mean something when scoring with a trained model; the rest are fixed by training.
@@ -61,7 +60,8 @@ PREDICTION_KEYS = {"eval_batch_size", "bf16", "task_b_decoding", "caption_templa
 def prediction_settings(items: list[str] | None) -> dict:
     """--set values for prediction, typed and checked like a profile's; keys that training fixed
     (the encoders, the image size, ...) are refused by name."""
-    from helpers.config import ConfigError, load_config, parse_overrides
+    from helpers.config import ConfigError, load_config
+    from helpers.overrides import parse_overrides
 
     overrides = parse_overrides(items)
     fixed = sorted(set(overrides) - PREDICTION_KEYS)

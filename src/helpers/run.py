@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.config import ConfigError, load_config, parse_overrides
+from helpers.config import ConfigError, load_config
+from helpers.overrides import parse_overrides
 from helpers.identity import changed_keys, identity, identity_hash, training_identity
 from helpers.study.provenance import provenance, recorded_data
 from helpers.study.records import clear_report, write_json
@@ -71,15 +72,18 @@ def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
 
 
 def render_html(notebook: Path) -> Path:
-    """The reading copy: code and stderr (progress bars, warnings) left out; the executed
-    notebook beside it keeps everything."""
+    """The reading copy: code, stderr (progress bars, warnings) and the work log of cells tagged
+    hide-output (a chapter's call; its result is shown by the next cell) left out, errors kept; the
+    executed notebook beside it keeps everything."""
     import nbformat
     from nbconvert import HTMLExporter
 
     node = nbformat.read(notebook, as_version=4)
     for cell in node.cells:
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
+            hidden = "hide-output" in cell.get("metadata", {}).get("tags", [])
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"
+                            and (not hidden or o.get("output_type") == "error")]
     body, _ = HTMLExporter(exclude_input=True).from_notebook_node(node)
     out = notebook.with_suffix(".html")
     out.write_text(body, encoding="utf-8")

@@ -21,9 +21,10 @@ from helpers.training import distributed
 from helpers.training import launch
 from helpers.study import pseudo_round
 from helpers.study import stages as study_stages
-from helpers.config import ConfigError, load_config, parse_overrides
+from helpers.config import ConfigError, load_config
+from helpers.overrides import parse_overrides
 from helpers.data.splits import study_splits
-from helpers.modeling.detector import preprocessing
+from helpers.modeling.building import preprocessing
 
 
 def parse(argv: list[str] | None):

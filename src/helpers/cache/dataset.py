@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from helpers.cache.pixels import PixelView
 
@@ -114,20 +113,11 @@ def collate(batch) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@torch.inference_mode()
 def with_text_features(cached: CachedSplit, model, batch_size: int = 256) -> CachedSplit:
     """The split with its frozen text tower's pooled output attached, computed once per distinct
     caption (each appears under six classes) instead of once per row and epoch."""
+    from helpers.cache.text import encode_captions
+
     unique, first, inverse = np.unique(cached.input_ids, axis=0, return_index=True, return_inverse=True)
-    lengths = cached.lengths[first]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    parts = []
-    for start in tqdm(range(0, len(unique), batch_size), desc="text features (frozen tower)", unit="batch"):
-        width = max(int(lengths[start:start + batch_size].max()), 1)
-        ids = torch.from_numpy(np.ascontiguousarray(unique[start:start + batch_size, :width])).long()
-        mask = (torch.arange(width).unsqueeze(0) < torch.from_numpy(lengths[start:start + batch_size]).long().unsqueeze(1)).long()
-        parts.append(model.encode_text(ids.to(device), mask.to(device)).float().cpu().numpy())
-    model.train(was_training)
-    return dataclasses.replace(cached, text_features=np.concatenate(parts)[inverse.reshape(-1)])
+    features = encode_captions(model, unique, cached.lengths[first], batch_size, desc="text features (frozen tower)")
+    return dataclasses.replace(cached, text_features=features[inverse.reshape(-1)])

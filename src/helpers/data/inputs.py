@@ -124,16 +124,12 @@ LABEL_WORDS = {"0": 0, "1": 1, "real": 0, "ai": 1, "fake": 1, "generated": 1, "0
 
 
 def from_csv(csv: Path) -> Inputs:
-    from helpers.data.schema import find_column
+    from helpers.data.schema import find_column, read_image_table
 
-    frame = pd.read_csv(csv, keep_default_na=False, dtype=str)
-    image = find_column(frame.columns, "Image")
-    if image is None:
-        raise ValueError(f"{csv} has no image column (image, path, file, ...); its columns are {list(frame.columns)}")
-    caption = find_column(frame.columns, "Caption")
+    frame, image, caption = read_image_table(csv)
     label_column = find_column(frame.columns, "Label_A")
     generator_column = next((c for c in frame.columns if c.lower() in ("generator", "source", "model")), None)
-    paths = [str((csv.parent / p).resolve()) if p else "" for p in frame[image]]
+    paths = list(frame[image])
     label_a, generators, bad = np.full(len(frame), UNLABELLED, np.int64), [""] * len(frame), []
     if label_column is not None:
         for i, raw in enumerate(frame[label_column]):

@@ -6,6 +6,8 @@ import datasets
 import numpy as np
 
 from helpers.labels import NUM_CLASSES, UNLABELLED
+from pathlib import Path
+import pandas as pd
 
 FEATURES = datasets.Features({
     "Caption": datasets.Value("string"),
@@ -110,3 +112,17 @@ def validate_labels(split: datasets.Dataset, name: str) -> None:
     if clash.size:
         raise DataError(f"split '{name}' row {clash[0]}: Label_A = {label_a[clash[0]]} contradicts "
                         f"Label_B = {label_b[clash[0]]} (Label_A must be 1 exactly when Label_B is not 0)")
+
+
+def read_image_table(csv: Path) -> tuple[pd.DataFrame, str, str | None]:
+    """A CSV that names images, the one way this package reads one: (its rows as text, no value
+    read as missing; the image column, each path resolved against the CSV's folder, an empty one
+    kept empty; the caption column or None). A CSV without an image column is refused."""
+    csv = Path(csv)
+    frame = pd.read_csv(csv, keep_default_na=False, dtype=str)
+    image = find_column(frame.columns, "Image")
+    if image is None:
+        raise DataError(f"{csv} has no image column (one of image, {', '.join(ALIASES['Image'])}); "
+                        f"its columns are {list(frame.columns)}")
+    frame[image] = [str((csv.parent / p).resolve()) if p else "" for p in frame[image]]
+    return frame, image, find_column(frame.columns, "Caption")

@@ -17,28 +17,32 @@ import pandas as pd
 
 
 from helpers.files import exclusive
-from helpers.data.schema import ALIASES
 from helpers.data.schema import DataError
 from helpers.data.schema import _normalise_split
 from helpers.data.schema import find_column
 from helpers.data.schema import validate_labels
+from helpers.data.schema import read_image_table
 
 # Bump when synthetic.py changes what it draws, so cached copies are rebuilt.
 SYNTHETIC_VERSION = 2
 
 
 def _from_csv(csv_path: Path) -> datasets.Dataset:
-    frame = pd.read_csv(csv_path, keep_default_na=False)
-    image_column = find_column(frame.columns, "Image")
-    if image_column is None:
-        raise DataError(f"{csv_path} has no image column (one of image, {', '.join(ALIASES['Image'])}); "
-                        f"its columns are {list(frame.columns)}")
-    frame[image_column] = [str((csv_path.parent / p).resolve()) if p else "" for p in frame[image_column]]
+    frame, image_column, caption_column = read_image_table(csv_path)
     empty = [i for i, p in enumerate(frame[image_column]) if not p]
     if empty:
         raise DataError(f"{csv_path} row {empty[0]}: empty image path ({len(empty)} such rows)")
-    if find_column(frame.columns, "Caption") is None:
+    if caption_column is None:
         frame["Caption"] = ""
+    for target in ("Label_A", "Label_B"):
+        column = find_column(frame.columns, target)
+        if column is not None:
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            if numbers.isna().any():
+                row = int(numbers.isna().to_numpy().argmax())
+                raise DataError(f"{csv_path} row {row}: {column} = {frame[column][row]!r} is not a number "
+                                f"(0/1 for Label_A, 0-5 for Label_B)")
+            frame[column] = numbers.astype("int64")
     frame = frame.rename(columns={image_column: "Image"})
     dataset = datasets.Dataset.from_pandas(frame, preserve_index=False)
     return dataset.cast_column("Image", datasets.Image(decode=False))

@@ -21,9 +21,17 @@ def normalised_captions(captions) -> np.ndarray:
 def caption_mask(captions, count: int, seed: int) -> np.ndarray:
     """True on the rows of `count` distinct captions drawn at random: every split of this study
     keeps a caption's rows together, since a caption appears under all six classes."""
+    from sklearn.model_selection import GroupShuffleSplit
+
     captions = np.asarray(captions, dtype=object)
-    drawn = set(np.random.default_rng(seed).choice(np.unique(captions), size=count, replace=False))
-    return np.array([c in drawn for c in captions], dtype=bool)
+    mask = np.zeros(len(captions), bool)
+    n_unique = len(set(captions))
+    if count >= n_unique:
+        mask[:] = count > 0
+    elif count > 0:
+        _, drawn = next(GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed).split(captions, groups=captions))
+        mask[drawn] = True
+    return mask
 
 
 def split_by_caption(split: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:

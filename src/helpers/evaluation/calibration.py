@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers.evaluation.metrics import task_a_metrics
-
 
 def reliability(prob_ai: np.ndarray, label_a: np.ndarray, bins: int = 10) -> dict[str, np.ndarray]:
-    """Per equal-width bin of P(AI): rows, mean predicted P(AI), observed share of AI."""
+    """Per equal-width bin of P(AI): rows, mean predicted P(AI), observed share of AI. (Written out:
+    scikit-learn's calibration_curve drops empty bins and returns no counts, which ECE weighs by.)"""
     prob_ai, label_a = np.asarray(prob_ai, float), np.asarray(label_a, float)
     index = np.minimum((prob_ai * bins).astype(int), bins - 1)
     count = np.bincount(index, minlength=bins)
@@ -50,8 +49,15 @@ def logit(prob: np.ndarray) -> np.ndarray:
 
 
 def best_threshold(prob_ai: np.ndarray, label_a: np.ndarray) -> tuple[float, float]:
-    """(threshold, F1 of the AI class) maximising F1 over the observed probabilities."""
-    candidates = np.unique(np.r_[0.5, np.asarray(prob_ai, float)])
-    scores = [task_a_metrics(label_a, (prob_ai >= t).astype(int))["f1_a"] for t in candidates]
-    best = int(np.argmax(scores))
-    return float(candidates[best]), float(scores[best])
+    """(threshold, F1 of the AI class) maximising F1 with 'AI' meaning P(AI) >= threshold, over the
+    observed probabilities (the lowest such threshold on a tie); (0.5, 0) without AI rows."""
+    from sklearn.metrics import precision_recall_curve
+
+    label_a = np.asarray(label_a, int)
+    if not label_a.any():
+        return 0.5, 0.0
+    precision, recall, thresholds = precision_recall_curve(label_a, np.asarray(prob_ai, float))
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                   where=precision + recall > 0)[:-1]
+    best = int(np.argmax(f1))
+    return float(thresholds[best]), float(f1[best])

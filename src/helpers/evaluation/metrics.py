@@ -11,46 +11,39 @@ from helpers.labels import CLASS_NAMES, NUM_CLASSES
 
 
 def confusion(y_true, y_pred, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Counts; rows are true classes, columns predicted."""
-    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    """Counts; rows are true classes, columns predicted (every class, present or not)."""
+    from sklearn.metrics import confusion_matrix
 
-
-def _per_class(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """precision, recall, f1, support per class (0 where undefined, as scikit-learn's zero_division=0)."""
-    tp = np.diag(matrix).astype(float)
-    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return precision, recall, f1, support
+    return confusion_matrix(np.asarray(y_true, int), np.asarray(y_pred, int), labels=np.arange(n_classes))
 
 
 def task_a_metrics(y_true, y_pred) -> dict[str, float]:
-    matrix = confusion(y_true, y_pred, 2)
-    precision, recall, f1, support = _per_class(matrix)
-    weights = support / max(support.sum(), 1)
-    return {
-        "acc_a": float(np.trace(matrix) / max(matrix.sum(), 1)),
-        "precision_a": float(precision[1]),
-        "recall_a": float(recall[1]),
-        "f1_a": float(f1[1]),
-        "f1_a_weighted": float((f1 * weights).sum()),
-    }
+    """Accuracy; precision, recall and F1 of the AI class; F1 weighted over both classes' support
+    (scikit-learn, 0 where undefined)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    if not len(y_true):
+        return dict.fromkeys(("acc_a", "precision_a", "recall_a", "f1_a", "f1_a_weighted"), 0.0)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", pos_label=1,
+                                                               labels=[0, 1], zero_division=0)
+    return {"acc_a": float(accuracy_score(y_true, y_pred)), "precision_a": float(precision), "recall_a": float(recall),
+            "f1_a": float(f1),
+            "f1_a_weighted": float(f1_score(y_true, y_pred, labels=[0, 1], average="weighted", zero_division=0))}
 
 
 def task_b_metrics(y_true, y_pred) -> dict[str, float]:
-    matrix = confusion(y_true, y_pred)
-    precision, recall, f1, support = _per_class(matrix)
-    weights = support / max(support.sum(), 1)
-    return {
-        "acc_b": float(np.trace(matrix) / max(matrix.sum(), 1)),
-        "precision_b_weighted": float((precision * weights).sum()),
-        "recall_b_weighted": float((recall * weights).sum()),
-        "f1_b_weighted": float((f1 * weights).sum()),
-        "f1_b_macro": float(f1[support > 0].mean()) if (support > 0).any() else 0.0,
-    }
+    """Accuracy; precision, recall and F1 weighted by the true classes' support; macro F1 over the
+    classes present in the truth or the predictions (scikit-learn's macro average)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    if not len(y_true):
+        return dict.fromkeys(("acc_b", "precision_b_weighted", "recall_b_weighted", "f1_b_weighted", "f1_b_macro"), 0.0)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="weighted", zero_division=0)
+    return {"acc_b": float(accuracy_score(y_true, y_pred)), "precision_b_weighted": float(precision),
+            "recall_b_weighted": float(recall), "f1_b_weighted": float(f1),
+            "f1_b_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
 
 
 def all_metrics(label_a, label_b, pred_a, pred_b) -> dict[str, float]:

@@ -92,7 +92,7 @@ def outside_sets(cfg) -> dict[str, Inputs]:
 
 def score_views(model, tokenizer, inputs: Inputs, batch_size: int, name: str) -> dict[str, dict]:
     """The set's metrics as the files are, and on the neutral view (one size, one format)."""
-    from helpers.evaluation.audit import neutralise
+    from helpers.evaluation.metadata_baseline import neutralise
     from helpers.inference.streaming import score
 
     views = {"as the files are": None, "neutral view": neutralise(model.config.image_size)}

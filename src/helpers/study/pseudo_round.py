@@ -90,7 +90,7 @@ def pseudo_file(cfg: Config) -> Path:
 def selection_identity(cfg: Config, pool) -> dict:
     """What a saved selection must match to be reused: the pool, the weights that predicted it,
     and the settings that turn predictions into pseudo-labels."""
-    from helpers.modeling.detector import weights_fingerprint
+    from helpers.modeling.checkpoints import weights_fingerprint
 
     settings = ("pseudo_threshold", "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pool_overlap",
                 "task_b_decoding", "seed")
@@ -103,7 +103,7 @@ def pseudo_data(cfg: Config, splits, caches: dict):
     made by this pool, model and settings, else by a new pseudo-label round with the saved 'before'
     model. The main process decides (the others wait, at most ddp_timeout) and hands its selection
     to every process, so all train on the same rows whatever disk each one has."""
-    from helpers.modeling.detector import load_detector
+    from helpers.modeling.checkpoints import load_detector
     from helpers.training import pseudo_labels as pseudo
 
     pool, _ = pseudo_pool(cfg, splits, caches)

@@ -15,7 +15,7 @@ def project_root(start: Path | None = None) -> Path:
     """The folder holding pyproject.toml, so notebooks run the same from notebooks/ or the root."""
     here = (start or Path.cwd()).resolve()
     # Then the checkout this package was installed from (editable install), wherever the kernel starts.
-    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[3]):
         if (folder / "pyproject.toml").is_file() and (folder / "src" / "helpers").is_dir():
             return folder
     raise FileNotFoundError(f"no project root (pyproject.toml with src/helpers) above {here}")

@@ -79,7 +79,7 @@ def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
 def _saved_stage(cfg: Config, stage: str, current: dict):
     """A stage's saved model, checked to belong to this run (whatever its process count), as
     train_stage returns it."""
-    from helpers.modeling.detector import load_detector
+    from helpers.modeling.checkpoints import load_detector
     from helpers.training import trainer as training
 
     meta = json.loads((model_dir(cfg, stage) / "training_meta.json").read_text())
@@ -96,7 +96,8 @@ SUMMARY_KEYS = ("best_epoch", "best_metric", "seconds", "train_rows", "validatio
 
 
 def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | None):
-    from helpers.modeling.detector import build_model, save_detector
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import save_detector
     from helpers.training import trainer as training
 
     started = time.perf_counter()
@@ -151,7 +152,7 @@ def final_stage(cfg: Config) -> str:
 def final_model(cfg: Config):
     """The study's final model (after pseudo-labels when the profile has that stage), checked to be
     this run's, its tokenizer and stage name."""
-    from helpers.modeling.detector import load_detector
+    from helpers.modeling.checkpoints import load_detector
 
     stage = final_stage(cfg)
     model, tokenizer = load_detector(checked_model_dir(cfg, stage), pick_device())

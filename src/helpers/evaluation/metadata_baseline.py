@@ -42,23 +42,3 @@ def neutralise(size: int):
     return partial(neutral_image, size=size)
 
 
-def conclusion(meta_scores: dict, model_scores: dict, neutral_scores: dict, split: str) -> str:
-    meta_a, meta_b = 100 * meta_scores["f1_a"], 100 * meta_scores["f1_b_weighted"]
-    model_a, model_b = 100 * model_scores["f1_a"], 100 * model_scores["f1_b_weighted"]
-    neutral_a, neutral_b = 100 * neutral_scores["f1_a"], 100 * neutral_scores["f1_b_weighted"]
-    text = (f"On the {split} split, a classifier that sees only file metadata (size, aspect ratio, format, file size, "
-            f"JPEG quality) reaches F1-A {meta_a:.1f} and weighted F1-B {meta_b:.1f}; the model reaches {model_a:.1f} "
-            f"and {model_b:.1f}. ")
-    if meta_a >= 90 or meta_b >= 80:
-        text += ("Metadata alone goes most of the way, so this data set rewards shortcuts: high scores need not mean "
-                 "the model learned how images were made. ")
-    else:
-        text += "Metadata alone falls well short of the model, so the model's scores are not explained by metadata. "
-    drop_a, drop_b = model_a - neutral_a, model_b - neutral_b
-    text += (f"With every image brought to one square size and re-encoded as JPEG (quality {NEUTRAL_QUALITY}), the model "
-             f"scores F1-A {neutral_a:.1f} and weighted F1-B {neutral_b:.1f} (changes of {0.0 - drop_a + 0.0:+.1f} and {0.0 - drop_b + 0.0:+.1f} points). ")
-    if max(drop_a, drop_b) > 5:
-        text += "That loss says part of what the model relies on is size or format, not only content."
-    else:
-        text += "The model keeps its scores without size and format cues."
-    return text

@@ -1,0 +1,181 @@
+"""Shared steps of the analyses (notebooks 05-10): the context an analysis starts from (the final
+model, the caches it needs, the split it scores), short extra trainings with the analyses' budget,
+images under a transform, per-class scores, and the record of an analysis in metrics.json."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from helpers.cache.dataset import CachedSplit
+from helpers.data.images import read_image_or_reason, square_uint8
+from helpers.evaluation.metrics import all_metrics
+from helpers.inference.cached import Predictions, predict
+from helpers.labels import CLASS_NAMES
+from helpers.study.results import Result
+
+NOTEBOOKS = {"audit": "05_shortcut_audit", "robustness": "06_robustness", "ablation": "07_modality_ablation",
+             "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds"}
+
+
+@dataclass
+class Context:
+    """What an analysis starts from: the config, and when the analysis is on, the final model and
+    the caches of the splits it needs (the evaluated one included)."""
+    cfg: object
+    figures: object
+    enabled: bool
+    splits: object = None
+    model: object = None
+    size: int = 0
+    split_name: str = ""
+    caches: dict = field(default_factory=dict)
+    evaluated: CachedSplit | None = None
+
+
+def prepare(namespace: dict, name: str, cache_names: tuple[str, ...] = ()) -> Context:
+    """The run's config; when `name` is in the profile's analyses, the final model and the caches
+    of cache_names plus the evaluation split."""
+    from helpers.data.splits import study_splits
+    from helpers.study import setup, stages
+
+    cfg = setup.setup(namespace)
+    context = Context(cfg, setup.figures_dir(cfg), name in cfg.analyses)
+    if not context.enabled:
+        return context
+    context.splits = study_splits(cfg)
+    context.model, tokenizer, stage = stages.final_model(cfg)
+    context.size = context.model.config.image_size
+    context.split_name = stages.evaluation_split(context.splits)
+    context.caches = stages.caches_for(cfg, context.splits, tokenizer, context.size, [*cache_names, context.split_name])
+    context.evaluated = context.caches[context.split_name]
+    print(f"model: {stage} pseudo-labels; scored on the {context.split_name} split ({len(context.evaluated)} images)")
+    return context
+
+
+def switched_off(context: Context, title: str) -> Result:
+    return Result(title, conclusion=f"This analysis is off in this profile (`analyses: {list(context.cfg.analyses)}`); "
+                                    "add it to the profile's `analyses` to run it.")
+
+
+def quick_config(cfg, **changes):
+    """The profile with the analyses' training budget (analysis_epochs) and any other changes."""
+    return dataclasses.replace(cfg, epochs=cfg.analysis_epochs or cfg.epochs, **changes)
+
+
+def train_quick(cfg, train: CachedSplit, val: CachedSplit, **changes):
+    """A fresh model trained with quick_config(cfg, **changes), its checkpoints thrown away. The
+    analyses ask for the same training more than once (the ablation's fused model is the seed
+    study's model for the profile's seed; with analysis_epochs 0 it is the 'before' stage itself),
+    so a trained model is kept under runs/<profile>/analysis_models/<its run identity> and loaded
+    when the same training, on the same data, is asked for again."""
+    from helpers.files import written_whole
+    from helpers.identity import identity_hash
+    from helpers.inference.cached import pick_device
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import load_detector, save_detector
+    from helpers.study.setup import model_dir
+    from helpers.training import trainer as training
+
+    run_cfg = quick_config(cfg, **changes)
+    identity = training.run_identity(run_cfg, train, val, 1)
+    folder = cfg.run_dir / "analysis_models" / identity_hash(identity)
+    for saved in (folder, model_dir(cfg, "before")):
+        meta = saved / "training_meta.json"
+        if meta.is_file() and _same_training(json.loads(meta.read_text()).get("run_identity"), identity):
+            print(f"the same training was done before: loading {saved}")
+            return load_detector(saved, pick_device())[0]
+    model, tokenizer = build_model(run_cfg)
+    with tempfile.TemporaryDirectory(prefix="analysis-") as out:
+        model, _ = training.train(run_cfg, model, train, val, out)
+    with written_whole(folder) as partial:
+        save_detector(model, tokenizer, partial, {"run_identity": identity})
+    return model
+
+
+def _same_training(recorded: dict | None, identity: dict) -> bool:
+    """The same settings and data, whatever the process count that trained it."""
+    return bool(recorded) and all(recorded.get(k) == identity[k] for k in ("params", "data"))
+
+
+def scores(cached: CachedSplit, preds: Predictions) -> dict[str, float]:
+    return all_metrics(cached.label_a, cached.label_b, preds.label_a, preds.label_b)
+
+
+def evaluate(model, cached: CachedSplit, cfg, desc: str = "evaluate") -> tuple[dict, Predictions]:
+    preds = predict(model, cached, cfg.eval_batch_size, bf16=cfg.bf16, desc=desc)
+    return scores(cached, preds), preds
+
+
+VIEW_CHUNK_ROWS = 1024
+
+
+def _view(cell, transform, size: int) -> np.ndarray:
+    image, reason = read_image_or_reason(cell)
+    if image is None:  # the cache read it once; a file changed on disk since is an error, not a gap
+        raise RuntimeError(f"{cell.get('path') or 'an embedded image'} was readable when cached but not now: {reason}")
+    return square_uint8(transform(image), size)
+
+
+def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, desc: str) -> tuple[dict, Predictions]:
+    """Scores and predictions on the cached rows with their source images passed through
+    transform(image) and preprocessed as usual. The source is read, decoded and scored one chunk
+    at a time: a paper-scale evaluation split is never held in memory, encoded or decoded."""
+    import datasets
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from helpers.inference.cached import decode
+
+    images = split.select_columns(["Image"]).cast_column("Image", datasets.Image(decode=False))
+    prob_ai, probs_b = [], []
+    with ThreadPoolExecutor() as pool:
+        for start in tqdm(range(0, len(cached), VIEW_CHUNK_ROWS), desc=desc, unit="chunk"):
+            positions = np.arange(start, min(start + VIEW_CHUNK_ROWS, len(cached)))
+            cells = images[cached.rows[positions].tolist()]["Image"]
+            pixels = np.stack(list(pool.map(lambda cell: _view(cell, transform, size), cells)))
+            part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, bf16=cfg.bf16, desc=None)
+            prob_ai.append(part.prob_ai)
+            probs_b.append(part.probs_b)
+    preds = decode(np.concatenate(prob_ai), np.concatenate(probs_b), mode=model.config.task_b_decoding)
+    return scores(cached, preds), preds
+
+
+def task_a_accuracy_per_class(cached: CachedSplit, preds: Predictions) -> dict[str, float]:
+    """For each true class, the share whose Task A answer is right (recall for generators, specificity for real)."""
+    out = {}
+    for cls, name in enumerate(CLASS_NAMES):
+        mask = cached.label_b == cls
+        if mask.any():
+            out[name] = float((preds.label_a[mask] == cached.label_a[mask]).mean())
+    return out
+
+
+def without_generator(cached: CachedSplit, generator: int) -> CachedSplit:
+    """Every row except those of one generator (leave-one-generator-out training data)."""
+    return cached.subset(np.flatnonzero(cached.label_b != generator))
+
+
+def only_generator(cached: CachedSplit, generator: int) -> CachedSplit:
+    return cached.subset(np.flatnonzero(cached.label_b == generator))
+
+
+def mean_std(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1) if len(table) > 1 else 0.0})
+
+
+def record(context: Context, name: str, result: Result) -> Result:
+    """The analysis's title, conclusion, figures and numbers in reports/<profile>/metrics.json,
+    where the index page finds them."""
+    from helpers.study.records import update_metrics
+
+    update_metrics(context.cfg, {name: {"title": result.title, "conclusion": result.conclusion,
+                                        "html": f"{NOTEBOOKS[name]}.html",
+                                        "figures": [f"figures/{f}.png" for f in result.figures],
+                                        "numbers": result.numbers}}, section="analyses")
+    return result
