@@ -1,5 +1,6 @@
 """Images per second of `helpers.predict` on a folder of realistic files, with one decode worker
-and with the default (one per core).
+and with the default (one per core), against a bare decode + resize pass over the same files on
+the same cores (no model): the ratio says how close scoring runs to the decode limit.
 
     python benchmarks/predict_speed.py                       # the demo model if trained, else a fresh smoke model
     python benchmarks/predict_speed.py --model runs/demo/model_after --photos 600 --pngs 150
@@ -52,6 +53,21 @@ def model_dir(requested: str | None, work: Path) -> str:
     return str(save_detector(model, tokenizer, work / "smoke_model"))
 
 
+def bare_decode_rate(folder: Path, size: int, workers: int) -> float:
+    """Images per second of decoding and resizing every file to the model's input, in `workers`
+    processes, with nothing else: the limit a scorer on these cores can approach."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from helpers.data.images import decode_many
+
+    files = [str(p) for p in sorted(folder.iterdir())]
+    chunks = [files[i:i + 32] for i in range(0, len(files), 32)]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        decoded = sum(len(part) for part in pool.map(decode_many, chunks, [size] * len(chunks), [None] * len(chunks)))
+    return decoded / (time.perf_counter() - started)
+
+
 def rate(model: str, folder: Path, out: Path, workers: int) -> float:
     from helpers.predict import run
 
@@ -75,10 +91,15 @@ def main(argv=None) -> int:
                "workers_1": rate(model, folder, args.work / "one.csv", 1),
                "workers_default": rate(model, folder, args.work / "default.csv", os.cpu_count() or 1)}
     results["speedup"] = results["workers_default"] / results["workers_1"]
+    size = json.loads((Path(model) / "config.json").read_text())["image_size"]
+    results["bare_decode"] = bare_decode_rate(folder, size, os.cpu_count() or 1)
+    results["share_of_decode_limit"] = results["workers_default"] / results["bare_decode"]
     print(f"{results['images']} images ({args.photos} JPEG 640x480, {args.pngs} PNG 1024x1024), model {model}")
     print(f"1 decode worker:             {results['workers_1']:.1f} images/s")
     print(f"{results['cores']} decode workers (default): {results['workers_default']:.1f} images/s "
           f"({results['speedup']:.2f}x)")
+    print(f"bare decode + resize, {results['cores']} processes, no model: {results['bare_decode']:.1f} images/s; "
+          f"scoring runs at {100 * results['share_of_decode_limit']:.0f}% of it")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return 0

@@ -129,6 +129,8 @@ def test_predict_speed_benchmark_reports_rates(tmp_path, trained_dir):
                                "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     assert results["images"] == 8 and results["workers_1"] > 0 and results["workers_default"] > 0
+    assert results["bare_decode"] > 0
+    assert np.isclose(results["share_of_decode_limit"], results["workers_default"] / results["bare_decode"])
 
 
 @pytest.mark.parametrize("bad", [[{"name": "x"}], [{"name": "x", "source": "y", "colour": "red"}], ["a folder"]])

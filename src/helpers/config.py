@@ -135,6 +135,10 @@ class Config:
     # (ablation, leave-one-generator-out, seeds; 0 = epochs), and the seeds of the seed study.
     analyses: list = field(default_factory=lambda: list(ANALYSES))
     analysis_epochs: int = 0
+    # The robustness curves and the shortcut audit's neutral view re-decode every image they score,
+    # once per level: a positive number scores that many captions of the evaluation split there
+    # (all six images each; 0 = every row).
+    view_captions: int = 0
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     # Labelled sets from outside the training distribution, scored by notebook 11: each
     # {name, source}, source a labelled folder (real/, ai/<generator>/), a CSV with label_a, a data

@@ -10,7 +10,7 @@ EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "wo
                   "per_device_max_batch", "ddp_timeout")
 # Keys that no training stage reads: a checkpoint or saved stage made under other values of these
 # is still the same training (changing the seed study must not retrain the main model).
-NOT_TRAINING_KEYS = ("analyses", "analysis_epochs", "seeds", "external", "test_split")
+NOT_TRAINING_KEYS = ("analyses", "analysis_epochs", "seeds", "view_captions", "external", "test_split")
 # Keys that only the pseudo-label round and the 'after' stage read.
 PSEUDO_KEYS = ("unlabelled_dataset", "unlabelled_split", "unlabelled_revision", "pool_overlap", "pseudo_threshold",
                "pseudo_train_fraction", "pseudo_confidence", "pseudo_split")

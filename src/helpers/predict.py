@@ -88,15 +88,30 @@ def _frame(inputs: Inputs, scored) -> pd.DataFrame:
     return frame
 
 
+def trained_on(model_dir: str) -> tuple[str, str]:
+    """(the data set a saved model was trained on, a warning when that was the embedded synthetic
+    set, whose answers mean nothing on real-world images)."""
+    meta = Path(model_dir) / "training_meta.json"
+    dataset = json.loads(meta.read_text()).get("params", {}).get("dataset", "unknown") if meta.is_file() else "unknown"
+    if dataset != "synthetic":
+        return dataset, ""
+    return dataset, ("WARNING: this model was trained on the embedded synthetic demo set (helpers/data/synthetic.py), "
+                     "not on real photos or real generators: its answers on real-world images mean nothing. Train the "
+                     "paper profile (or your own data) before trusting it.")
+
+
 def run(model_dir: str, images: str, out: str, captions: str | None = None, json_out: str | None = None,
         split: str | None = None, batch_size: int = 64, device: str = "auto", settings: dict | None = None,
-        workers: int | None = None) -> pd.DataFrame:
+        workers: int | None = None, threshold: str = "0.5", uncertain_band: float = 0.0) -> pd.DataFrame:
     from helpers.evaluation import outside as external
+    from helpers.evaluation.thresholds import resolve
     from helpers.inference import streaming as scoring
 
     settings = settings or {}
     model, tokenizer = load_detector(model_dir, pick_device(device))
     check_label_set(model.config.class_names)
+    threshold_name, threshold_value = resolve(threshold, getattr(model.config, "operating_thresholds", None))
+    dataset, warning = trained_on(model_dir)
     model.config.task_b_decoding = settings.get("task_b_decoding", model.config.task_b_decoding)
     model.config.inference_caption_template = settings.get("caption_template", model.config.inference_caption_template)
     inputs = read_inputs(images, split)
@@ -106,9 +121,13 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
                            for c, cell in zip(inputs.captions, inputs.chunk(0, len(inputs)))]
     started = time.perf_counter()
     scored = scoring.score(model, tokenizer, inputs, settings.get("eval_batch_size", batch_size), workers,
-                           bf16=settings.get("bf16", True))
+                           bf16=settings.get("bf16", True), threshold=threshold_value)
     seconds = time.perf_counter() - started
     frame = _frame(inputs, scored)
+    frame["threshold"] = f"{threshold_name} ({threshold_value:.6g})"
+    if uncertain_band:
+        frame["uncertain"] = np.where(scored.ok, np.abs(frame["p_ai"] - threshold_value) < uncertain_band, False)
+    frame["model_trained_on"] = dataset
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_path, index=False)
@@ -118,11 +137,13 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
     if json_out:
         write_competition_json(json_out, scored.predictions.label_a, scored.predictions.label_b)
     duplicates = scored.duplicates()
-    frame.attrs.update(seconds=seconds, images_per_second=len(inputs) / seconds if seconds else float("nan"),
+    frame.attrs.update(warning=warning, threshold=(threshold_name, threshold_value), band=uncertain_band,
+                       seconds=seconds, images_per_second=len(inputs) / seconds if seconds else float("nan"),
                        duplicates=[[inputs.names[r] for r in group] for group in duplicates],
                        hidden_skipped=inputs.hidden_skipped, bad_rows=len(inputs.bad_rows))
     if inputs.labelled:
-        metrics = external.outside_metrics(inputs, scored)
+        metrics = {**external.outside_metrics(inputs, scored), "threshold": threshold_name,
+                   "threshold_value": threshold_value, **({"warning": warning} if warning else {})}
         metrics_path = out_path.with_suffix(".metrics.json")
         metrics_path.write_text(json.dumps(metrics, indent=2))
         frame.attrs.update(metrics=metrics, metrics_path=str(metrics_path))
@@ -131,7 +152,12 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
 
 def summary(frame: pd.DataFrame, out: str) -> str:
     read, failed = int((frame["status"] == "ok").sum()), int((frame["status"] == "failed").sum())
-    lines = [f"{len(frame)} inputs: {read} scored, {failed} failed; {int(frame['caption_missing'].sum())} without caption",
+    name, value = frame.attrs["threshold"]
+    lines = [frame.attrs["warning"]] if frame.attrs.get("warning") else []
+    lines += [f"{len(frame)} inputs: {read} scored, {failed} failed; {int(frame['caption_missing'].sum())} without caption",
+             f"Task A threshold: {name} (AI at P(AI) >= {value:.6g})"
+             + (f"; {int(frame['uncertain'].sum())} scores within {frame.attrs.get('band', 0):g} of it marked uncertain"
+                if "uncertain" in frame else ""),
              f"{frame.attrs['images_per_second']:.1f} images/s (decode + model)", f"predictions: {out}"]
     if frame.attrs.get("hidden_skipped"):
         lines.append(f"skipped {frame.attrs['hidden_skipped']} hidden files or folders (names starting with '.')")
@@ -169,13 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, help="decode processes (default: one per core; 0 = decode in this process)")
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--threshold", default="0.5",
+                        help="Task A's threshold: 0.5, fpr1 / fpr5 (1 %% / 5 %% of the validation's real images called "
+                             "AI), f1 (F1-maximising on validation), or a number")
+    parser.add_argument("--uncertain-band", type=float, default=0.0,
+                        help="mark rows whose P(AI) lies within this distance of the threshold as uncertain")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help=f"a profile key that applies to prediction: {', '.join(sorted(PREDICTION_KEYS))}")
     args = parser.parse_args(argv)
     try:
         settings = prediction_settings(args.set)
         frame = run(args.model, args.images, args.out, args.captions, args.json, args.split, args.batch_size, args.device,
-                    settings, args.workers)
+                    settings, args.workers, args.threshold, args.uncertain_band)
     except (LabelSetError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -29,7 +29,7 @@ from helpers.config import ConfigError, load_config
 from helpers.overrides import parse_overrides
 from helpers.identity import changed_keys, identity, identity_hash, training_identity
 from helpers.study.provenance import provenance, recorded_data
-from helpers.study.records import clear_report, write_json
+from helpers.study.records import clear_report, metrics, write_json
 from helpers.study.report import write_index
 
 KERNEL = "ct2-detector"
@@ -92,7 +92,7 @@ def render_html(notebook: Path) -> Path:
 
 # Which keys a notebook reads beyond the study's core: the core (01-04) reads none of the analyses'
 # keys, an analysis none of the outside sets', the outside sets' notebook none of the analyses'.
-ANALYSIS_KEYS = ("analyses", "analysis_epochs", "seeds")
+ANALYSIS_KEYS = ("analyses", "analysis_epochs", "seeds", "view_captions")
 
 
 def notebook_hash(cfg, stem: str) -> str:
@@ -185,6 +185,9 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     record["total_seconds"] = round(time.perf_counter() - started, 1)
     record["data_revisions"] = recorded_data(cfg, root)
     write_json(out_dir / "provenance.json", record)
+    from helpers.study.stages import refresh_cards  # torch and the model code: imported once the notebooks ran
+
+    refresh_cards(cfg, root, metrics(out_dir))
     index = write_index(out_dir, record)
     record["index"] = str(index)
     return record

@@ -52,7 +52,7 @@ def run_stages(cfg, stages: list[str]) -> dict:
     if "after" in stages:
         mark = time.perf_counter()
         train_plus, val_plus, stats = pseudo_round.pseudo_data(cfg, splits, caches)
-        study_stages.train_stage(cfg, "after", train_plus, val_plus, {"pseudo": stats})
+        study_stages.train_stage(cfg, "after", train_plus, val_plus, {"pseudo": stats}, reference=caches["validation"])
         timings["pseudo_and_train_after_s"] = round(time.perf_counter() - mark, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     return timings

@@ -35,6 +35,7 @@ class Context:
     split_name: str = ""
     caches: dict = field(default_factory=dict)
     evaluated: CachedSplit | None = None
+    viewed: CachedSplit | None = None       # the rows scored under perturbations (view_captions)
 
 
 def prepare(namespace: dict, name: str, cache_names: tuple[str, ...] = ()) -> Context:
@@ -53,8 +54,20 @@ def prepare(namespace: dict, name: str, cache_names: tuple[str, ...] = ()) -> Co
     context.split_name = stages.evaluation_split(context.splits)
     context.caches = stages.caches_for(cfg, context.splits, tokenizer, context.size, [*cache_names, context.split_name])
     context.evaluated = context.caches[context.split_name]
-    print(f"model: {stage} pseudo-labels; scored on the {context.split_name} split ({len(context.evaluated)} images)")
+    context.viewed = viewed_rows(cfg, context.splits[context.split_name], context.evaluated)
+    print(f"model: {stage} pseudo-labels; scored on the {context.split_name} split ({len(context.evaluated)} images; "
+          f"{len(context.viewed)} of them under perturbations)")
     return context
+
+
+def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
+    """The cached rows of view_captions captions drawn by caption (all rows when 0)."""
+    from helpers.data.splits import caption_mask
+
+    if not cfg.view_captions:
+        return cached
+    captions = np.asarray(split["Caption"], dtype=object)[cached.rows]
+    return cached.subset(np.flatnonzero(caption_mask(captions, cfg.view_captions, cfg.seed)))
 
 
 def switched_off(context: Context, title: str) -> Result:

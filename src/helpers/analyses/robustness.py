@@ -24,16 +24,16 @@ def curves(context: common.Context) -> tuple[pd.DataFrame, pd.DataFrame]:
     overall, per_class = [], []
     split = context.splits[context.split_name]
     # An unchanged image is the cached one: scored once from the cache, with nothing to decode.
-    unchanged = common.evaluate(context.model, context.evaluated, context.cfg, "unperturbed")
+    unchanged = common.evaluate(context.model, context.viewed, context.cfg, "unperturbed")
     for name, transform in perturbations.PERTURBATIONS.items():
         for level in perturbations.LEVELS[name]:
             values, preds = unchanged if perturbations.UNCHANGED.get(name) == level else common.evaluate_view(
-                context.model, split, context.evaluated, partial(_at_level, transform, level), context.size,
+                context.model, split, context.viewed, partial(_at_level, transform, level), context.size,
                 context.cfg, f"{name} {level}")
             overall.append({"perturbation": name, "level": level, "f1_a": values["f1_a"],
                             "f1_b_weighted": values["f1_b_weighted"]})
             per_class += [{"perturbation": name, "level": level, "class": c, "task_a_accuracy": v}
-                          for c, v in common.task_a_accuracy_per_class(context.evaluated, preds).items()]
+                          for c, v in common.task_a_accuracy_per_class(context.viewed, preds).items()]
     return pd.DataFrame(overall), pd.DataFrame(per_class)
 
 

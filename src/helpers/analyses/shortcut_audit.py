@@ -19,10 +19,11 @@ def run(namespace: dict) -> Result:
     if not context.enabled:
         return common.switched_off(context, TITLE)
     cfg, split = context.cfg, context.splits[context.split_name]
-    meta_scores = metadata_baseline.metadata_baseline(image_metadata(context.splits["train"]), image_metadata(split),
-                                                      cfg.seed)
-    model_scores, _ = common.evaluate(context.model, context.evaluated, cfg, "model")
-    neutral_scores, _ = common.evaluate_view(context.model, split, context.evaluated,
+    eval_meta = image_metadata(split).iloc[context.viewed.rows].reset_index(drop=True)
+    meta_scores = metadata_baseline.metadata_baseline(image_metadata(context.splits["train"]), eval_meta, cfg.seed)
+    # The model as the files are and on the neutral view, on the same rows (view_captions).
+    model_scores, _ = common.evaluate(context.model, context.viewed, cfg, "model")
+    neutral_scores, _ = common.evaluate_view(context.model, split, context.viewed,
                                              metadata_baseline.neutralise(context.size), context.size, cfg, "neutralised")
     table = pd.DataFrame({"metadata only": meta_scores, "model": model_scores, "model, neutralised view": neutral_scores})
     result = Result(TITLE, {f"Scores on the {context.split_name} split (%)": (100 * table).round(2)},

@@ -81,9 +81,10 @@ def _decoded_chunks(inputs: Inputs, size: int, workers: int, transform):
 
 
 def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int | None = None, bf16: bool = True,
-          transform=None, desc: str = "score") -> Scored:
+          transform=None, desc: str = "score", threshold: float = 0.5) -> Scored:
     """Predictions for every input (see the module docstring). transform(image) is applied to each
-    image before the model's resize: a perturbation, or a neutral re-encoding."""
+    image before the model's resize: a perturbation, or a neutral re-encoding. threshold: Task A
+    calls an image AI at P(AI) >= threshold (> under six_class decoding)."""
     workers = default_workers() if workers is None else workers
     size = model.config.image_size
     n = len(inputs)
@@ -136,7 +137,7 @@ def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int |
     from helpers.inference.cached import decode
 
     mode = getattr(model.config, "task_b_decoding", "hierarchical")
-    return Scored(ok, reason, digest, decode(prob_ai, probs_b, mode=mode))
+    return Scored(ok, reason, digest, decode(prob_ai, probs_b, threshold, mode=mode))
 
 
 @contextlib.contextmanager

@@ -68,7 +68,8 @@ def pseudo_label(namespace: dict) -> Result:
     base, tokenizer = load_detector(stages.checked_model_dir(cfg, "before"), pick_device())
     caches = stages.caches_for(cfg, splits, tokenizer, base.config.image_size, pseudo_round.pseudo_cache_names(splits))
     train_plus, val_plus, stats, predictions = pseudo_round.pseudo_round(cfg, splits, caches, base)
-    model, _, train_loss, eval_metrics = stages.train_stage(cfg, "after", train_plus, val_plus, {"pseudo": stats})
+    model, _, train_loss, eval_metrics = stages.train_stage(cfg, "after", train_plus, val_plus, {"pseudo": stats},
+                                                            reference=caches["validation"])
     kept = (f"{stats['selected']:,} of {stats['pool']:,} pool rows were kept: train {len(caches['train']):,} → "
             f"{len(train_plus):,} rows, validation {len(caches['validation']):,} → {len(val_plus):,}. ")
     result = Result("Pseudo-labels", {"Kept per predicted class": pd.DataFrame(stats["per_class"]).set_index("class"),

@@ -54,8 +54,10 @@ def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_siz
     return dataclasses.replace(CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
 
 
-def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None):
+def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None, reference=None):
     """Train a fresh model for one stage ('before' or 'after' pseudo-labels), save it, record it.
+    The model stores its operating thresholds (evaluation.thresholds), set on `reference`: the
+    labelled validation split without pseudo-labels (default: val_data).
     Returns the model, its tokenizer, the training loss per logging step and the per-epoch
     validation metrics. With resume: auto, a stage already finished by the same run is loaded,
     not trained again, and a stage cut short continues from its last complete checkpoint. With
@@ -73,7 +75,7 @@ def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
         if not saved.is_file():
             raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
         return _saved_stage(cfg, stage, current)
-    return _train_here(cfg, stage, train_data, val_data, extra)
+    return _train_here(cfg, stage, train_data, val_data, extra, val_data if reference is None else reference)
 
 
 def _saved_stage(cfg: Config, stage: str, current: dict):
@@ -92,11 +94,21 @@ def _saved_stage(cfg: Config, stage: str, current: dict):
 
 
 SUMMARY_KEYS = ("best_epoch", "best_metric", "seconds", "train_rows", "validation_rows", "curves", "epochs_run",
-                "resumed_from", "processes", "per_device_batch", "gradient_accumulation")
+                "resumed_from", "processes", "per_device_batch", "gradient_accumulation", "operating_thresholds")
 
 
-def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | None):
+def operating_thresholds(cfg: Config, model, reference) -> dict:
+    """The thresholds of head A on the labelled reference split, as the model will store them."""
+    from helpers.evaluation.thresholds import operating_thresholds as thresholds_on
+    from helpers.inference.cached import predict
+
+    preds = predict(model, reference, cfg.eval_batch_size, bf16=cfg.bf16, desc="operating thresholds")
+    return thresholds_on(preds.prob_ai, reference.label_a)
+
+
+def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | None, reference):
     from helpers.modeling.building import build_model
+    from helpers.modeling.card import write_card
     from helpers.modeling.checkpoints import save_detector
     from helpers.training import trainer as training
 
@@ -115,12 +127,30 @@ def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
                "epochs_run": history.attrs["epochs_run"], "resumed_from": history.attrs["resumed_from"],
                "processes": processes, "per_device_batch": per_device, "gradient_accumulation": accumulation}
     if distributed.is_main():
+        model.config.operating_thresholds = summary["operating_thresholds"] = operating_thresholds(cfg, model, reference)
         save_detector(model, tokenizer, model_dir(cfg, stage),
                       {**run_provenance, **summary, "run_identity": history.attrs["run_identity"],
                        "history": history.to_dict(orient="records")})
+        write_card(model_dir(cfg, stage), stage=stage)
         record(cfg, f"train_{stage}", summary)
     distributed.barrier()
     return model, tokenizer, train_loss, eval_metrics
+
+
+def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
+    """Each saved model of this run gets its card rewritten with the report's figures and the
+    analyses' limitations (at the end of a study; a model of another run is left alone)."""
+    from helpers.identity import training_identity
+    from helpers.modeling.card import write_card
+
+    written = []
+    for stage in ("before", "after"):
+        folder = root / model_dir(cfg, stage)
+        meta = folder / "training_meta.json"
+        if meta.is_file() and (json.loads(meta.read_text()).get("run_identity") or {}).get("params") == \
+                training_identity(cfg, stage):
+            written.append(write_card(folder, metrics, stage))
+    return written
 
 
 class StaleModelError(RuntimeError):
