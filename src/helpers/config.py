@@ -28,7 +28,7 @@ CHOICES = {
     "resume": ("fresh", "auto"),
     "pool_overlap": ("drop", "keep"),
 }
-ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds")
+ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines")
 SPLITS = ("train", "validation", "test", "unlabelled")
 
 
@@ -111,6 +111,8 @@ class Config:
     tf32: bool = True
     torch_compile: bool = False
     num_workers: int = 0
+    # Where the Trainer logs: "none", or an integration it knows ("tensorboard" when installed, ...).
+    report_to: str = "none"
     # batch_size is the global batch. Processes for the training stages (notebooks launch torchrun
     # when > 1); the most rows one device takes per step before gradient accumulation (0 = no limit).
     processes: int = 1

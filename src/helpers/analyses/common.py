@@ -19,7 +19,8 @@ from helpers.labels import CLASS_NAMES
 from helpers.study.results import Result
 
 NOTEBOOKS = {"audit": "05_shortcut_audit", "robustness": "06_robustness", "ablation": "07_modality_ablation",
-             "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds"}
+             "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds",
+             "baselines": "12_baselines"}
 
 
 @dataclass
@@ -81,11 +82,19 @@ def quick_config(cfg, **changes):
 
 
 def train_quick(cfg, train: CachedSplit, val: CachedSplit, **changes):
-    """A fresh model trained with quick_config(cfg, **changes), its checkpoints thrown away. The
-    analyses ask for the same training more than once (the ablation's fused model is the seed
-    study's model for the profile's seed; with analysis_epochs 0 it is the 'before' stage itself),
-    so a trained model is kept under runs/<profile>/analysis_models/<its run identity> and loaded
-    when the same training, on the same data, is asked for again."""
+    """A fresh model trained with quick_config(cfg, **changes) (see trained)."""
+    return trained(cfg, train, val, **changes)[0]
+
+
+def trained(cfg, train: CachedSplit, val: CachedSplit, **changes) -> tuple[object, float]:
+    """(a fresh model trained with quick_config(cfg, **changes), the seconds its training took),
+    its checkpoints thrown away. The analyses ask for the same training more than once (the
+    ablation's fused model is the seed study's model for the profile's seed, the baselines' image
+    model is the ablation's; with analysis_epochs 0 the fused one is the 'before' stage itself), so
+    a trained model is kept under runs/<profile>/analysis_models/<its run identity> and loaded when
+    the same training, on the same data, is asked for again."""
+    import time
+
     from helpers.files import written_whole
     from helpers.identity import identity_hash
     from helpers.inference.cached import pick_device
@@ -99,15 +108,19 @@ def train_quick(cfg, train: CachedSplit, val: CachedSplit, **changes):
     folder = cfg.run_dir / "analysis_models" / identity_hash(identity)
     for saved in (folder, model_dir(cfg, "before")):
         meta = saved / "training_meta.json"
-        if meta.is_file() and _same_training(json.loads(meta.read_text()).get("run_identity"), identity):
-            print(f"the same training was done before: loading {saved}")
-            return load_detector(saved, pick_device())[0]
+        if meta.is_file():
+            recorded = json.loads(meta.read_text())
+            if _same_training(recorded.get("run_identity"), identity):
+                print(f"the same training was done before: loading {saved}")
+                return load_detector(saved, pick_device())[0], float(recorded.get("seconds", float("nan")))
+    started = time.perf_counter()
     model, tokenizer = build_model(run_cfg)
     with tempfile.TemporaryDirectory(prefix="analysis-") as out:
         model, _ = training.train(run_cfg, model, train, val, out)
+    seconds = round(time.perf_counter() - started, 1)
     with written_whole(folder) as partial:
-        save_detector(model, tokenizer, partial, {"run_identity": identity})
-    return model
+        save_detector(model, tokenizer, partial, {"run_identity": identity, "seconds": seconds})
+    return model, seconds
 
 
 def _same_training(recorded: dict | None, identity: dict) -> bool:

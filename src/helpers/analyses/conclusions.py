@@ -100,3 +100,25 @@ def audit_conclusion(meta_scores: dict, model_scores: dict, neutral_scores: dict
     else:
         text += "The model keeps its scores without size and format cues."
     return text
+
+
+def baselines_conclusion(table: pd.DataFrame, outside: pd.DataFrame, pairs: int, vision_init: str) -> str:
+    """table: one row per method with f1_a and real_called_ai; outside: F1-A per method and view."""
+    best = table["f1_a"].idxmax()
+    paper = table.index[0]
+    text = ("; ".join(f"{method}: F1-A {100 * row['f1_a']:.1f}, real photos called AI {100 * row['real_called_ai']:.1f}%"
+                      for method, row in table.iterrows()) + ". ")
+    if best == paper:
+        text += "The paper's dual encoder is the best here. "
+    else:
+        gap = 100 * (table.loc[best, "f1_a"] - table.loc[paper, "f1_a"])
+        text += (f"{best[0].upper() + best[1:]} beats the paper's dual encoder by {gap:.1f} points of F1-A: the "
+                 "caption and the second tower do not earn their cost on this data. ")
+    if vision_init != "pretrained":
+        text += ("The frozen-feature baselines use a vision tower that was never trained (no pretrained weights in "
+                 "this profile), so they show what random features give, not what CLIP's give. ")
+    if len(outside.columns):
+        column = outside.columns[0]
+        leader = outside[column].idxmax()
+        text += f"On {column}, the best F1-A is {leader}'s ({100 * outside.loc[leader, column]:.1f}). "
+    return text + f"The few-pair SVM saw {pairs} real/AI pairs."

@@ -12,6 +12,16 @@ from helpers.study.results import Result, with_figures
 TITLE = "Calibration of head A"
 
 
+def threshold_sentence(costs: pd.DataFrame) -> str:
+    if "fpr5" not in costs.index:
+        return " This model stores no operating thresholds."
+    row, recalls = costs.loc["fpr5"], costs.loc["fpr5"].filter(like="recall ")
+    worst = recalls.idxmin().removeprefix("recall ")
+    return (f" At the threshold that called 5 % of validation's real photos AI (fpr5 = {row['threshold']:.3g}), "
+            f"{100 * row['real_called_ai']:.1f}% of the real photos here are called AI and the least caught generator, "
+            f"{worst}, keeps {100 * recalls.min():.1f}% recall.")
+
+
 def calibration_numbers(val_prob, val_label, eval_prob, eval_label) -> tuple[dict, np.ndarray]:
     """(temperature, ECE before/after, best threshold and F1-A there and at 0.5; the scaled P(AI))."""
     from helpers.evaluation import calibration
@@ -27,6 +37,21 @@ def calibration_numbers(val_prob, val_label, eval_prob, eval_label) -> tuple[dic
     return numbers, scaled
 
 
+def threshold_costs(prob_ai: np.ndarray, cached, thresholds: dict) -> pd.DataFrame:
+    """Per stored threshold: its value, the share of real images called AI and each generator's
+    recall on the scored split."""
+    from helpers.labels import CLASS_NAMES
+
+    rows = {}
+    for name, value in thresholds.items():
+        called = prob_ai >= value
+        row = {"threshold": value, "real_called_ai": float(called[cached.label_a == 0].mean())}
+        row.update({f"recall {CLASS_NAMES[g]}": float(called[cached.label_b == g].mean())
+                    for g in sorted(set(cached.label_b.tolist()) - {0})})
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
 def run(namespace: dict) -> Result:
     from helpers.evaluation import calibration
     from helpers.study import plots
@@ -38,9 +63,17 @@ def run(namespace: dict) -> Result:
     _, val_preds = common.evaluate(context.model, validation, context.cfg, "validation")
     _, eval_preds = common.evaluate(context.model, evaluated, context.cfg, context.split_name)
     numbers, scaled = calibration_numbers(val_preds.prob_ai, validation.label_a, eval_preds.prob_ai, evaluated.label_a)
-    result = Result(TITLE, {"Calibration": pd.Series(numbers).round(4).to_frame("value")},
-                    conclusion=calibration_conclusion(numbers), numbers=numbers)
-    with_figures(result, context.figures, {"reliability": plots.reliability_diagram(
+    stored = {k: v for k, v in (getattr(context.model.config, "operating_thresholds", None) or {}).items()
+              if k in ("0.5", "fpr1", "fpr5", "f1")}
+    costs = threshold_costs(eval_preds.prob_ai, evaluated, stored)
+    result = Result(TITLE, {"Calibration": pd.Series(numbers).round(4).to_frame("value"),
+                            f"Operating thresholds (set on validation) on the {context.split_name} split": costs.round(4)},
+                    conclusion=calibration_conclusion(numbers) + threshold_sentence(costs),
+                    numbers={**numbers, "thresholds": costs.to_dict(orient="index")})
+    figures = {"reliability": plots.reliability_diagram(
         calibration.reliability(eval_preds.prob_ai, evaluated.label_a), calibration.reliability(scaled, evaluated.label_a),
-        numbers["ece_before"], numbers["ece_after"])})
+        numbers["ece_before"], numbers["ece_after"])}
+    if stored:
+        figures["thresholds"] = plots.threshold_histogram(eval_preds.prob_ai, evaluated.label_a, stored)
+    with_figures(result, context.figures, figures)
     return common.record(context, "calibration", result)

@@ -25,8 +25,8 @@ def _eval_results(name: str, params: dict, metrics: dict) -> list:
         values = by_stage.get(metrics.get("_stage", "")) or {}
         for key, metric in (("f1_a", "f1"), ("acc_a", "accuracy"), ("f1_b_weighted", "f1")):
             if key in values:
-                task = "Task A (real vs AI)" if key.endswith("_a") else "Task B (source, weighted)"
-                found.append(EvalResult(task_type="image-classification", task_name=task, dataset_type=params["dataset"],
+                found.append(EvalResult(task_type="image-classification", task_name="CT2: Task A (real or AI), Task B (source)",
+                                        dataset_type=params["dataset"],
                                         dataset_name=params["dataset"], dataset_split=split, metric_type=metric,
                                         metric_name=key, metric_value=round(100 * values[key], 2)))
     return found

@@ -175,3 +175,19 @@ def outside_bars(table: pd.DataFrame, title: str):
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
+
+
+def threshold_histogram(prob_ai: np.ndarray, label_a: np.ndarray, thresholds: dict):
+    """P(AI) of real and AI images with each operating threshold drawn where it cuts."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(prob_ai[label_a == 0], bins=bins, alpha=0.6, label="real")
+    ax.hist(prob_ai[label_a == 1], bins=bins, alpha=0.6, label="AI")
+    for (name, value), colour in zip(thresholds.items(), ("k", "tab:red", "tab:purple", "tab:green")):
+        ax.axvline(value, color=colour, linestyle="--", label=f"{name} = {value:.3g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("P(AI)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    ax.set_title("Where each operating threshold cuts")
+    return fig

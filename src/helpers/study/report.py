@@ -25,6 +25,7 @@ def write_index(out_dir: Path, record: dict) -> Path:
 
     out_dir = Path(out_dir)
     metrics = records.metrics(out_dir)
+    analyses = metrics.get("analyses", {})
     environment = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                               autoescape=select_autoescape(["j2"]), trim_blocks=True, lstrip_blocks=True)
     page = environment.get_template("index.html.j2").render(
@@ -33,8 +34,9 @@ def write_index(out_dir: Path, record: dict) -> Path:
         pseudo=metrics.get("pseudo"), overlap=(metrics.get("pseudo") or {}).get("overlap") or {},
         # This run's figures only (notebook 04 records their names), never an earlier run's files.
         figures=[name for name in metrics.get("figures", []) if name.startswith("cm_")],
-        sections=[("Outside the training distribution", _outside(metrics.get("external", {}))),
-                  ("How far to trust the numbers", metrics.get("analyses", {}))],
+        sections=[("Baselines", {k: v for k, v in analyses.items() if k == "baselines"}),
+                  ("Outside the training distribution", _outside(metrics.get("external", {}))),
+                  ("How far to trust the numbers", {k: v for k, v in analyses.items() if k != "baselines"})],
         fidelity_table=Markup(fidelity.html_table()))
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")

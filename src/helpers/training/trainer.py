@@ -91,7 +91,7 @@ def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArgume
         ddp_timeout=cfg.ddp_timeout,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to="none",
+        report_to=cfg.report_to,
         use_cpu=not cuda,
     ))
     return one_device_per_process(args)

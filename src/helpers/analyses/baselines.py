@@ -1,0 +1,110 @@
+"""Notebook 12: the paper's dual encoder beside the baselines people compare against, on the same
+splits, seed and outside sets, with the profile's vision tower: image-only fine-tuning with both
+heads (Moskowitz et al., 2024), frozen features + logistic regression (UnivFD, Ojha et al., 2023),
+frozen features + a linear SVM on a few real/AI pairs (Cozzolino et al., 2024)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from helpers.analyses import common
+from helpers.analyses.conclusions import baselines_conclusion
+from helpers.evaluation.metrics import task_a_metrics, task_b_metrics
+from helpers.labels import CLASS_NAMES
+from helpers.study.results import Result
+
+TITLE = "Baselines"
+PAIRS = 1000
+METHODS = ("dual encoder (paper)", "image-only fine-tuning", "frozen features + logistic regression",
+           "frozen features + linear SVM, few pairs")
+
+
+def scores(label_a, label_b, pred_a, pred_b=None) -> dict:
+    """Task A, real images called AI, recall per generator, and Task B where there is a head B."""
+    label_a, label_b, pred_a = np.asarray(label_a), np.asarray(label_b), np.asarray(pred_a)
+    row = {**task_a_metrics(label_a, pred_a), "real_called_ai": float(pred_a[label_a == 0].mean())}
+    row.update({f"recall {CLASS_NAMES[g]}": float(pred_a[label_b == g].mean()) for g in sorted(set(label_b) - {0})})
+    if pred_b is not None:
+        row["f1_b_weighted"] = task_b_metrics(label_b, pred_b)["f1_b_weighted"]
+    return row
+
+
+def _outside_pixels(inputs, size: int, transform) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 pixels of the labelled, readable rows of an outside set, their Task-A labels)."""
+    from helpers.data.images import decode_many
+
+    decoded = decode_many(inputs.chunk(0, len(inputs)), size, transform)
+    keep = [i for i, (array, _, _) in enumerate(decoded) if array is not None and inputs.label_a[i] >= 0]
+    return np.stack([decoded[i][0] for i in keep]), inputs.label_a[keep]
+
+
+def outside_f1(context, models: dict, probes: dict, tower) -> dict:
+    """F1-A of each method on each outside set, as the files are and on the neutral view."""
+    from helpers.evaluation import outside
+    from helpers.evaluation.metadata_baseline import neutralise
+    from helpers.evaluation.probes import vision_features
+    from helpers.modeling.building import preprocessing
+
+    found = {method: {} for method in METHODS}
+    tokenizer, _ = preprocessing(context.cfg)
+    for name, inputs in outside.outside_sets(context.cfg).items():
+        for method, model in models.items():
+            for view, values in outside.score_views(model, tokenizer, inputs, context.cfg.eval_batch_size, name).items():
+                found[method][f"{name}, {view}"] = values.get("f1_a", float("nan"))
+        for view, transform in (("as the files are", None), ("neutral view", neutralise(context.size))):
+            pixels, label_a = _outside_pixels(inputs, context.size, transform)
+            features = vision_features(tower, pixels, context.cfg.eval_batch_size)
+            for method, probe in probes.items():
+                found[method][f"{name}, {view}"] = task_a_metrics(label_a, probe.predict(features))["f1_a"]
+    return found
+
+
+def run(namespace: dict) -> Result:
+    from helpers.evaluation.probes import cached_features, few_shot_svm, logistic_probe
+    from helpers.identity import identity_hash
+    from helpers.modeling.building import build_model
+
+    context = common.prepare(namespace, "baselines", ("train", "validation"))
+    if not context.enabled:
+        return common.switched_off(context, TITLE)
+    cfg, train, evaluated = context.cfg, context.caches["train"], context.evaluated
+    truth = (evaluated.label_a, evaluated.label_b)
+    _, dual = common.evaluate(context.model, evaluated, cfg, "dual encoder")
+    dual_seconds = sum(records_seconds(cfg))
+    image_model, image_seconds = common.trained(cfg, train, context.caches["validation"], modality="image")
+    _, image = common.evaluate(image_model, evaluated, cfg, "image only")
+    tower, _ = build_model(cfg)  # the vision tower as the profile builds it, before any training
+    key = identity_hash({k: getattr(cfg, k) for k in ("vision_encoder", "vision_init", "vision_config", "image_size",
+                                                      "seed")})
+    folder = cfg.run_dir / "features"
+    train_features, eval_features = (cached_features(tower, split, folder, key) for split in (train, evaluated))
+    started = time.perf_counter()
+    logistic = logistic_probe(train_features, train.label_a, cfg.seed)
+    logistic_seconds, started = time.perf_counter() - started, time.perf_counter()
+    svm, pairs = few_shot_svm(train_features, train.label_a, PAIRS, cfg.seed)
+    svm_seconds = time.perf_counter() - started
+    table = pd.DataFrame({
+        METHODS[0]: {**scores(*truth, dual.label_a, dual.label_b), "training_seconds": dual_seconds},
+        METHODS[1]: {**scores(*truth, image.label_a, image.label_b), "training_seconds": image_seconds},
+        METHODS[2]: {**scores(*truth, logistic.predict(eval_features)), "training_seconds": logistic_seconds},
+        METHODS[3]: {**scores(*truth, svm.predict(eval_features)), "training_seconds": svm_seconds}}).T
+    outside = pd.DataFrame(outside_f1(context, {METHODS[0]: context.model, METHODS[1]: image_model},
+                                      {METHODS[2]: logistic, METHODS[3]: svm}, tower)).T
+    shown = pd.concat([100 * table.drop(columns="training_seconds"), 100 * outside.add_prefix("F1-A outside: "),
+                       table[["training_seconds"]]], axis=1)
+    result = Result(TITLE, {f"On the {context.split_name} split and the outside sets (%; seconds)": shown.round(2)},
+                    conclusion=baselines_conclusion(table, outside, pairs, cfg.vision_init),
+                    numbers={"table": table.to_dict(orient="index"), "outside": outside.to_dict(orient="index"),
+                             "pairs": pairs},
+                    intro=f"Frozen features come from `{cfg.vision_encoder}` as this profile builds it "
+                          f"({cfg.vision_init} weights). The SVM sees {pairs} real and {pairs} AI training images.")
+    return common.record(context, "baselines", result)
+
+
+def records_seconds(cfg) -> list[float]:
+    """The training seconds of the study's stages (before and, when run, after pseudo-labels)."""
+    from helpers.study.records import recorded
+
+    return [recorded(cfg, f"train_{stage}", {}).get("seconds", 0.0) for stage in ("before", "after")]

@@ -1,0 +1,42 @@
+"""The baselines of notebook 12 on tiny data: frozen features extracted once, each linear probe's
+fit and predict, and the table's scores against hand-computed values."""
+import numpy as np
+import pytest
+
+from helpers.analyses.baselines import scores
+from helpers.evaluation import probes
+
+
+def _separable(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    label = np.repeat([0, 1], n // 2)
+    features = rng.normal(0, 1, (n, 8)) + 6.0 * label[:, None] * np.eye(8)[0]
+    return features, label
+
+
+def test_the_logistic_probe_and_the_few_pair_svm_separate_separable_features():
+    features, label = _separable()
+    test, truth = _separable(40, seed=1)
+    assert (probes.logistic_probe(features, label, 0).predict(test) == truth).mean() >= 0.95
+    svm, used = probes.few_shot_svm(features, label, pairs=10, seed=0)
+    assert used == 10 and (svm.predict(test) == truth).mean() >= 0.9
+    assert probes.few_shot_svm(features, label, pairs=1000, seed=0)[1] == 30  # all of the smaller class
+
+
+def test_frozen_features_are_extracted_once_per_split_and_tower(tmp_path, smoke_cfg, smoke_splits, smoke_model, monkeypatch):
+    from helpers.study import stages
+
+    model, tokenizer = smoke_model
+    cached = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
+    first = probes.cached_features(model, cached, tmp_path, "tower")
+    assert first.shape == (len(cached), model.vision_encoder.config.hidden_size)
+    monkeypatch.setattr(probes, "vision_features", lambda *a, **k: pytest.fail("features extracted twice"))
+    assert np.array_equal(probes.cached_features(model, cached, tmp_path, "tower"), first)
+
+
+def test_baseline_scores_against_hand_computed_values():
+    label_a, label_b = np.array([0, 0, 1, 1, 1, 1]), np.array([0, 0, 2, 2, 5, 5])
+    row = scores(label_a, label_b, np.array([1, 0, 1, 0, 1, 1]), np.array([2, 0, 2, 0, 5, 3]))
+    assert row["real_called_ai"] == 0.5 and row["recall SDXL"] == 0.5 and row["recall Midjourney 6"] == 1.0
+    assert np.isclose(row["f1_a"], 2 * 0.75 * 0.75 / 1.5)  # TP 3, FP 1, FN 1
+    assert "f1_b_weighted" in row and "f1_b_weighted" not in scores(label_a, label_b, np.ones(6, int))
