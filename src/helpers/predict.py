@@ -1,6 +1,7 @@
 """Score images with a trained detector.
 
 python -m helpers.predict --model DIR --images PATH [--captions CSV] --out preds.csv [--json answer.json] [--workers N]
+                          [--threshold 0.5|fpr1|fpr5|f1|NUMBER] [--uncertain-band 0.1]
 
 PATH is a folder of images (searched recursively; hidden files and folders are skipped and
 counted; symbolic links are followed once), a CSV with an image column (paths relative to the

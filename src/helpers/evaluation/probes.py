@@ -16,14 +16,14 @@ from helpers.cache.dataset import CachedSplit
 def vision_features(model, pixels, batch_size: int = 256, desc: str | None = None) -> np.ndarray:
     """The vision tower's pooled output [N, D] for uint8 pixels [N, 3, S, S] (a cache's PixelView or
     an array), normalised as the model normalises them."""
-    from helpers.modeling.detector import _pooled
+    from helpers.modeling.detector import pooled_output
 
     model.eval()
     device = next(model.parameters()).device
     parts = []
     for start in tqdm(range(0, len(pixels), batch_size), desc=desc, unit="batch", disable=desc is None):
         batch = torch.from_numpy(np.asarray(pixels[np.arange(start, min(start + batch_size, len(pixels)))]))
-        pooled = _pooled(model.vision_encoder(pixel_values=model.normalise(batch.to(device))), None, "pooler")
+        pooled = pooled_output(model.vision_encoder(pixel_values=model.normalise(batch.to(device))), None, "pooler")
         parts.append(pooled.float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 

@@ -87,7 +87,7 @@ def _width(config: PretrainedConfig) -> int:
     return sizes[-1] if sizes else config.hidden_size
 
 
-def _pooled(outputs, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+def pooled_output(outputs, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
     if how == "pooler" and getattr(outputs, "pooler_output", None) is not None:
         return outputs.pooler_output.flatten(1)  # convolutional towers pool to [B, C, 1, 1]
     hidden = outputs.last_hidden_state
@@ -144,7 +144,7 @@ class DualEncoderDetector(PreTrainedModel):
 
     def encode_text(self, input_ids, attention_mask) -> torch.Tensor:
         text = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
-        return _pooled(text, attention_mask, self.config.text_pooling)
+        return pooled_output(text, attention_mask, self.config.text_pooling)
 
     def features(self, input_ids, attention_mask, pixel_values, text_features=None, blank_image=None) -> torch.Tensor:
         modality = self.config.modality
@@ -154,7 +154,7 @@ class DualEncoderDetector(PreTrainedModel):
             pixels = self.normalise(pixel_values)
             if blank_image is not None:  # unreadable images: the all-zero input, after normalisation
                 pixels = pixels.masked_fill(blank_image.view(-1, 1, 1, 1), 0.0)
-            vision_vec = _pooled(self.vision_encoder(pixel_values=pixels), None, "pooler")
+            vision_vec = pooled_output(self.vision_encoder(pixel_values=pixels), None, "pooler")
         # An ablated tower contributes zeros of its usual width, so the fusion layer keeps its shape.
         if modality == "image":
             text_vec = vision_vec.new_zeros(vision_vec.shape[0], self.fusion[0].in_features - vision_vec.shape[1])

@@ -18,9 +18,11 @@ class LaunchError(RuntimeError):
 def resolved_profile(cfg, name: str) -> Path:
     """The resolved config (file values, overrides, notebook parameters) as a YAML the
     subprocess loads: one source of values for every process."""
+    from helpers.files import written_whole
+
     path = cfg.run_dir / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    with written_whole(path) as partial:
+        partial.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     return path
 
 
