@@ -67,20 +67,29 @@ def pseudo_round(cfg: Config, splits, caches: dict, model):
     validation+, stats, predictions). The selection is saved to runs/<profile>/pseudo_labels.npz
     with what made it (pool, model weights, settings), from which the 'after' stage is rebuilt by
     another process or a resumed run without predicting again."""
-    from helpers.inference import cached as inference
     from helpers.training import pseudo_labels as pseudo
 
     pool, overlap = pseudo_pool(cfg, splits, caches)
+    selection, predictions = _new_selection(cfg, splits, pool, overlap, model, selection_identity(cfg, pool))
+    train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
+    return train_plus, val_plus, stats, predictions
+
+
+def _new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict):
+    """(the selection from `model`'s predictions on the pool, the predictions); the main process
+    saves it with made_by and records its statistics."""
+    from helpers.inference import cached as inference
+    from helpers.training import pseudo_labels as pseudo
+
     predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
     captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
     selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
                               cfg.pseudo_confidence, cfg.pseudo_split)
     selection.stats["overlap"] = overlap
     if distributed.is_main():
-        pseudo.save_selection(pseudo_file(cfg), selection, selection_identity(cfg, pool))
-    train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
-    record(cfg, "pseudo", stats)
-    return train_plus, val_plus, stats, predictions
+        pseudo.save_selection(pseudo_file(cfg), selection, made_by)
+    record(cfg, "pseudo", selection.stats)
+    return selection, predictions
 
 
 def pseudo_file(cfg: Config) -> Path:
@@ -106,15 +115,16 @@ def pseudo_data(cfg: Config, splits, caches: dict):
     from helpers.modeling.checkpoints import load_detector
     from helpers.training import pseudo_labels as pseudo
 
-    pool, _ = pseudo_pool(cfg, splits, caches)
+    pool, overlap = pseudo_pool(cfg, splits, caches)
     selection = None
     with distributed.main_first("the main process's pseudo-label round"):
         if distributed.is_main():
-            selection, why = pseudo.load_selection(pseudo_file(cfg), selection_identity(cfg, pool))
+            # Digesting the 'before' weights reads the whole file: once per call.
+            made_by = selection_identity(cfg, pool)
+            selection, why = pseudo.load_selection(pseudo_file(cfg), made_by)
             if selection is None:
                 print(f"pseudo-labels: {why}; predicting the pool again with {model_dir(cfg, 'before')}")
                 base, _ = load_detector(model_dir(cfg, "before"), pick_device())
-                pseudo_round(cfg, splits, caches, base)
-                selection, _ = pseudo.load_selection(pseudo_file(cfg), selection_identity(cfg, pool))
+                selection, _ = _new_selection(cfg, splits, pool, overlap, base, made_by)
     selection = distributed.broadcast(selection, "the pseudo-label selection")
     return pseudo.augment(caches["train"], caches["validation"], pool, selection)
