@@ -9,7 +9,7 @@ from conftest import ROOT
 def test_every_notebook_asks_for_the_project_kernel_and_that_kernel_is_this_python():
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from helpers.run import KERNEL, ensure_kernel
+    from helpers.kernel import KERNEL, ensure_kernel
 
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert len(notebooks) >= 11

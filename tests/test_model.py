@@ -95,3 +95,41 @@ def test_cached_text_features_give_the_same_outputs_as_the_frozen_tower(tmp_path
         plain = model(**collate(cached.__getitems__(np.arange(n))))
         fast = model(**collate(featured.__getitems__(np.arange(n))))
     assert torch.allclose(plain.logits_b, fast.logits_b, atol=1e-5) and torch.allclose(plain.logits_a, fast.logits_a, atol=1e-5)
+
+
+def test_attention_fusion_trains_end_to_end_and_reloads_exactly(smoke_cfg, tmp_path, monkeypatch):
+    import dataclasses
+
+    from helpers.modeling.building import build_model
+
+    model, tokenizer = build_model(dataclasses.replace(smoke_cfg, fusion="attention"))
+    assert model.config.fusion == "attention" and not hasattr(model.fusion, "__getitem__")
+    input_ids, mask, pixels = _batch(tokenizer, model.config.image_size)
+    label_a, label_b = torch.tensor([0, 1, 1, 1]), torch.tensor([0, 2, 3, 5])
+    out = model.train()(input_ids, mask, pixels, label_a=label_a, label_b=label_b)
+    out.loss.backward()
+    # The loss reaches the attention weights and, through the patch states, the vision tower.
+    assert model.fusion.attend.in_proj_weight.grad.abs().sum() > 0
+    assert model.fusion.query.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.vision_encoder.parameters())
+    # The caption changes the answer (it decides where the image is attended).
+    model.eval()
+    with torch.no_grad():
+        first = model(input_ids, mask, pixels).logits_b
+        swapped = model(input_ids.flip(0), mask.flip(0), pixels).logits_b
+    assert not torch.allclose(first, swapped)
+    save_detector(model, tokenizer, tmp_path / "m", {})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded, _ = load_detector(tmp_path / "m")
+    assert loaded.config.fusion == "attention"
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(input_ids, mask, pixels).logits_b, first, atol=1e-6, rtol=0)
+
+
+def test_attention_fusion_refuses_an_ablated_tower():
+    import pytest
+
+    from helpers.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="fusion: attention needs both towers"):
+        load_config({"profile": "x", "fusion": "attention", "modality": "image"})

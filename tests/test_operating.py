@@ -136,3 +136,32 @@ def test_predict_warns_that_a_synthetic_model_means_nothing_on_real_images(train
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].startswith("WARNING: this model was trained on the embedded synthetic demo set")
     assert (pd.read_csv(tmp_path / "p.csv")["model_trained_on"] == "synthetic").all()
+
+
+def test_predict_decodes_complete_caption_groups_jointly_and_says_which_rows(tmp_path, learned_dir, capsys):
+    from conftest import pattern
+    from helpers.predict import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    # A complete group of six whose images show class 2 twice and class 3 never, and a partial group.
+    rows = [("six", b) for b in (0, 1, 2, 2, 4, 5)] + [("three", b) for b in (0, 2, 5)]
+    for i, (_, b) in enumerate(rows):
+        pattern(b, seed=100 + i).save(folder / f"{i:02d}.png")
+    table = pd.DataFrame({"image": [f"images/{i:02d}.png" for i in range(len(rows))], "caption": [c for c, _ in rows]})
+    table.to_csv(tmp_path / "inputs.csv", index=False)
+    assert main(["--model", str(learned_dir), "--images", str(tmp_path / "inputs.csv"), "--out", str(tmp_path / "a.csv")]) == 0
+    plain = pd.read_csv(tmp_path / "a.csv")
+    assert plain["Label_B"][:6].tolist() == [0, 1, 2, 2, 4, 5]  # per image, the model reads each pattern
+    assert main(["--model", str(learned_dir), "--images", str(tmp_path / "inputs.csv"), "--out", str(tmp_path / "b.csv"),
+                 "--caption-groups"]) == 0
+    grouped = pd.read_csv(tmp_path / "b.csv")
+    assert sorted(grouped["Label_B"][:6]) == [0, 1, 2, 3, 4, 5]
+    assert grouped["Label_B"][6:].tolist() == plain["Label_B"][6:].tolist()
+    assert grouped["decoding"].tolist() == ["caption group"] * 6 + ["per image"] * 3
+    assert (grouped["Label_A"] == (grouped["Label_B"] != 0)).all()
+    assert "1 complete caption groups (6 images) decoded jointly; per-image decoding for 1 partial group (3 images)" \
+        in capsys.readouterr().out
+    assert main(["--model", str(learned_dir), "--images", str(folder), "--out", str(tmp_path / "c.csv"),
+                 "--caption-groups"]) == 2
+    assert "--caption-groups needs captions" in capsys.readouterr().err

@@ -52,3 +52,52 @@ def test_a_saved_selection_is_applied_only_to_its_own_pool(tmp_path):
     loaded, why = load_selection(path, made_by)
     assert loaded.to_train.tolist() == selection.to_train.tolist() and loaded.stats == selection.stats and why == ""
     assert load_selection(path, {**made_by, "pool": other.fingerprint()}) == (None, "pseudo.npz is stale: pool (other rows) changed")
+
+
+def _confident_rows(labels, sureness):
+    """Predictions whose Task B label is `labels` with both confidences `sureness`."""
+    from helpers.inference.cached import Predictions
+
+    labels, sureness = np.asarray(labels), np.asarray(sureness, float)
+    probs_b = np.full((len(labels), 6), 0.0)
+    probs_b[np.arange(len(labels)), labels] = 1.0
+    return Predictions((labels != 0).astype(float), probs_b, (labels != 0).astype(np.int64), labels, sureness, sureness)
+
+
+def test_class_quota_keeps_at_most_the_rarest_class_count_the_surest_first():
+    from helpers.training.pseudo_labels import class_quota
+
+    labels = [2] * 5 + [4] * 2 + [5] * 3 + [1]
+    sureness = [0.99, 0.81, 0.95, 0.90, 0.85, 0.9, 0.97, 0.9, 0.92, 0.8, 0.5]
+    preds = _confident_rows(labels, sureness)
+    passing = select_confident(preds, 0.8)  # the SD 2.1 row (0.5) does not pass, so it sets no quota
+    kept = class_quota(preds, passing)
+    counts = np.bincount(preds.label_b[kept], minlength=6)
+    assert counts.tolist() == [0, 0, 2, 0, 2, 2]
+    assert sorted(kept[preds.label_b[kept] == 2].tolist()) == [0, 2]       # 0.99 and 0.95
+    assert sorted(kept[preds.label_b[kept] == 5].tolist()) == [7, 8]       # 0.90 and 0.92
+    stats = select(preds, np.array([f"c{i}" for i in range(11)], dtype=object), 0.8, 0.8, 0,
+                   balance="class_quota").stats
+    assert stats["selected"] == 6 and stats["confident"] == 10 and stats["balance"] == "class_quota"
+
+
+def test_group_check_drops_rows_their_caption_group_reassigns():
+    from helpers.inference.cached import Predictions
+
+    # One complete group: rows 1 and 2 both predicted SDXL (2), row 1 less surely; the joint
+    # assignment gives row 1 the free class SD 2.1 (1), so the group disagrees with row 1 only.
+    probs_b = np.full((6, 6), 0.01)
+    for row, cls in enumerate([0, 2, 2, 3, 4, 5]):
+        probs_b[row, cls] = 0.9
+    probs_b[1, 1] = 0.05
+    probs_b /= probs_b.sum(1, keepdims=True)
+    prob_ai = np.array([0.05, 0.99, 0.99, 0.99, 0.99, 0.99])
+    preds = decode(prob_ai, probs_b)
+    captions = np.array(["one caption"] * 6 + ["alone"], dtype=object)
+    both = Predictions(*(np.concatenate([getattr(preds, f), getattr(preds, f)[:1]]) for f in
+                         ("prob_ai", "probs_b", "label_a", "label_b", "confidence_a", "confidence_b")))
+    plain = select(both, captions, 0.8, 1.0, 0)
+    checked = select(both, captions, 0.8, 1.0, 0, group_check=True)
+    assert 1 in plain.to_train and 1 not in checked.to_train
+    assert set(plain.to_train) - set(checked.to_train) == {1} and 6 in checked.to_train  # a singleton passes
+    assert checked.stats["dropped_by_group_check"] == 1

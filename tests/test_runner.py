@@ -75,6 +75,10 @@ def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     for name, item in metrics["analyses"].items():
         assert item["conclusion"] in index and f'href="{item["html"]}"' in index, name
     assert "<h3>" in index and (reports / "figures" / "cm_test_after.png").is_file()
+    beyond = metrics["analyses"]["beyond"]["numbers"]
+    assert "Beyond the paper" in index and "attention fusion" in index and "class quota" in index
+    assert {r["variant"] for r in beyond["rows"]} >= {"attention fusion", "pseudo-labels: class quota"}
+    assert metrics["caption_groups"]["groups"]["test"]["groups"]["complete"] == smoke_cfg.synthetic_captions["test"]
     outside = metrics["external"]["outside"]
     assert "Outside the training distribution" in index and outside["conclusion"] in index
     assert set(outside["views"]) == {"as the files are", "neutral view"} and (reports / outside["figure"]).is_file()
@@ -138,3 +142,26 @@ def test_resume_keeps_finished_notebooks_and_reruns_from_the_start_when_paramete
     changed = run_study(profile, root=tmp_path, resume=True, overrides={"seed": 7})
     assert all(not s.get("kept_from_earlier_run") for s in changed["stages"]) and len(changed["stages"]) == 3
     assert log.read_text().splitlines()[-3:] == ["01 None", "02 None", "03 None"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_notebook", [False, True], ids=["shared kernel", "kernel per notebook"])
+def test_each_notebook_starts_from_an_empty_namespace_in_the_shared_kernel(tmp_path, per_notebook):
+    (tmp_path / "notebooks").mkdir()
+    log = tmp_path / "pids.txt"
+    write_pid = f"import os\nopen({str(log)!r}, 'a').write(str(os.getpid()) + '\\n')"
+    _notebook(tmp_path / "notebooks" / "01_a.ipynb", write_pid, "left_behind = 1\nimport colorsys")
+    _notebook(tmp_path / "notebooks" / "02_b.ipynb", write_pid,
+              "import sys\nassert 'left_behind' not in globals() and 'colorsys' not in globals()\n"
+              "print('warm' if 'colorsys' in sys.modules else 'cold')")
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"profile": "k", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120}))
+    record = run_study(profile, root=tmp_path, kernel_per_notebook=per_notebook)
+    assert [s["status"] for s in record["stages"]] == ["ok", "ok"], record["stages"]
+    first, second = log.read_text().split()
+    assert (first != second) == per_notebook
+    executed = nbformat.read(tmp_path / "reports" / "k" / "02_b.ipynb", as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    # Numbering starts again at 1; modules imported before stay loaded only in the shared kernel.
+    assert code[0].execution_count == 1
+    assert code[-1].outputs[0]["text"].strip() == ("cold" if per_notebook else "warm")

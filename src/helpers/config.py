@@ -22,13 +22,15 @@ CHOICES = {
     "bad_images": ("skip", "error", "zero"),
     "pseudo_confidence": ("hierarchical", "six_class"),
     "pseudo_split": ("captions", "rows"),
-    "task_b_decoding": ("hierarchical", "six_class"),
+    "task_b_decoding": ("hierarchical", "six_class", "caption_groups"),
     "metric_for_best": ("f1_a", "f1_a_weighted", "acc_a", "f1_b_weighted", "acc_b"),
     "modality": ("both", "text", "image"),
+    "fusion": ("concat", "attention"),
+    "pseudo_balance": ("none", "class_quota"),
     "resume": ("fresh", "auto"),
     "pool_overlap": ("drop", "keep"),
 }
-ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines")
+ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
 SPLITS = ("train", "validation", "test", "unlabelled")
 
 
@@ -82,6 +84,9 @@ class Config:
     # Input side for a random vision tower whose config has no image_size (CNNs); 0 = from the config.
     image_size: int = 0
     fusion_dim: int = 512
+    # concat (the paper) or attention: the caption's pooled vector attends over the image's patch
+    # states before the fusion layer (modeling/fusion.py; the paper's future work).
+    fusion: str = "concat"
     # "text" or "image" zeroes the other tower's features (the modality ablation); "both" is the paper.
     modality: str = "both"
     dropout: float = 0.0
@@ -102,8 +107,10 @@ class Config:
     warmup_ratio: float = 0.0
     metric_for_best: str = "f1_a_weighted"
     loss_condition: str = "label"
-    # Task B's answer: "hierarchical" (real when A says real, else the best AI class) or
-    # "six_class" (argmax over all six classes, then real where A says real; the authors' test files).
+    # Task B's answer: "hierarchical" (real when A says real, else the best AI class),
+    # "six_class" (argmax over all six classes, then real where A says real; the authors' test files) or
+    # "caption_groups" (past the paper: the six images of a caption assigned to the six classes jointly
+    # wherever captions are at hand, hierarchical per image elsewhere; it uses the set's structure).
     task_b_decoding: str = "hierarchical"
     bf16: bool = True
     # TF32 matrix multiplies and convolutions on CUDA (Ampere and newer); applied as written, also
@@ -132,6 +139,12 @@ class Config:
     # The 8:2 split of the kept rows: "captions" (a caption's rows on one side) or "rows" (rows at
     # random, as datasets' train_test_split(test_size=0.2, seed=seed) in the authors' code).
     pseudo_split: str = "captions"
+    # Past the paper (its third direction; study/beyond.py): "class_quota" keeps, per predicted class,
+    # the most confident passing rows up to the count of the class with the fewest, so no generator
+    # dominates the added rows; group_check drops a pool row whose complete caption group, decoded
+    # jointly, gives it another class than its own prediction (the group disagrees with itself).
+    pseudo_balance: str = "none"
+    pseudo_group_check: bool = False
 
     # Analyses after the evaluation (notebooks 05+): which to run, the epochs of their extra trainings
     # (ablation, leave-one-generator-out, seeds; 0 = epochs), and the seeds of the seed study.
@@ -216,6 +229,8 @@ def _check_ranges(config: Config) -> None:
                               f"got {entry!r}")
         if not all(isinstance(entry[k], str) and entry[k] for k in ("name", "source")):
             raise ConfigError(f"key 'external' entry {i}: name and source must be non-empty text, got {entry!r}")
+    if config.fusion == "attention" and config.modality != "both":
+        raise ConfigError(f"fusion: attention needs both towers (modality: both), got modality: {config.modality}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in config.seeds):
         raise ConfigError(f"key 'seeds' must be a list of integers, got {config.seeds}")
     for key in ("pseudo_threshold", "pseudo_train_fraction"):

@@ -13,7 +13,7 @@ EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "wo
 NOT_TRAINING_KEYS = ("analyses", "analysis_epochs", "seeds", "view_captions", "external", "test_split")
 # Keys that only the pseudo-label round and the 'after' stage read.
 PSEUDO_KEYS = ("unlabelled_dataset", "unlabelled_split", "unlabelled_revision", "pool_overlap", "pseudo_threshold",
-               "pseudo_train_fraction", "pseudo_confidence", "pseudo_split")
+               "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pseudo_balance", "pseudo_group_check")
 
 
 def identity(config: Config | dict) -> dict:

@@ -1,7 +1,7 @@
 """Score images with a trained detector.
 
 python -m helpers.predict --model DIR --images PATH [--captions CSV] --out preds.csv [--json answer.json] [--workers N]
-                          [--threshold 0.5|fpr1|fpr5|f1|NUMBER] [--uncertain-band 0.1]
+                          [--threshold 0.5|fpr1|fpr5|f1|NUMBER] [--uncertain-band 0.1] [--caption-groups]
 
 PATH is a folder of images (searched recursively; hidden files and folders are skipped and
 counted; symbolic links are followed once), a CSV with an image column (paths relative to the
@@ -17,6 +17,11 @@ reported. A missing caption is allowed (empty text) and counted. The competition
 entry per input: an unreadable image is scored there on the all-zero input, as the authors'
 code does, and stays marked failed in the CSV. Images are decoded in --workers processes
 (default: one per core), streaming.
+
+--caption-groups (or --set task_b_decoding=caption_groups) decodes the images of a caption together when there are exactly six of them (one
+per class, as in CT2: inference/caption_groups.py); other groups keep the per-image answer. The
+column `decoding` says which each row got. It relies on the set's structure: do not use it on
+images in the wild.
 """
 from __future__ import annotations
 
@@ -103,10 +108,12 @@ def trained_on(model_dir: str) -> tuple[str, str]:
 
 def run(model_dir: str, images: str, out: str, captions: str | None = None, json_out: str | None = None,
         split: str | None = None, batch_size: int = 64, device: str = "auto", settings: dict | None = None,
-        workers: int | None = None, threshold: str = "0.5", uncertain_band: float = 0.0) -> pd.DataFrame:
+        workers: int | None = None, threshold: str = "0.5", uncertain_band: float = 0.0,
+        caption_groups: bool = False) -> pd.DataFrame:
     from helpers.evaluation import outside as external
     from helpers.evaluation.thresholds import resolve
     from helpers.inference import streaming as scoring
+    from helpers.inference.caption_groups import decode_scored
 
     settings = settings or {}
     model, tokenizer = load_detector(model_dir, pick_device(device))
@@ -124,7 +131,14 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
     scored = scoring.score(model, tokenizer, inputs, settings.get("eval_batch_size", batch_size), workers,
                            bf16=settings.get("bf16", True), threshold=threshold_value)
     seconds = time.perf_counter() - started
+    report = None
+    if caption_groups or model.config.task_b_decoding == "caption_groups":
+        if not any(inputs.captions):
+            raise ValueError("--caption-groups needs captions: give --captions CSV or inputs with a caption column")
+        scored, decoding, report = decode_scored(scored, inputs.captions, model.config.task_b_decoding, threshold_value)
     frame = _frame(inputs, scored)
+    if report is not None:
+        frame["decoding"] = decoding
     frame["threshold"] = f"{threshold_name} ({threshold_value:.6g})"
     if uncertain_band:
         frame["uncertain"] = np.where(scored.ok, np.abs(frame["p_ai"] - threshold_value) < uncertain_band, False)
@@ -141,7 +155,8 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
     frame.attrs.update(warning=warning, threshold=(threshold_name, threshold_value), band=uncertain_band,
                        seconds=seconds, images_per_second=len(inputs) / seconds if seconds else float("nan"),
                        duplicates=[[inputs.names[r] for r in group] for group in duplicates],
-                       hidden_skipped=inputs.hidden_skipped, bad_rows=len(inputs.bad_rows))
+                       hidden_skipped=inputs.hidden_skipped, bad_rows=len(inputs.bad_rows),
+                       groups=report.summary() if report else "")
     if inputs.labelled:
         metrics = {**external.outside_metrics(inputs, scored), "threshold": threshold_name,
                    "threshold_value": threshold_value, **({"warning": warning} if warning else {})}
@@ -160,6 +175,8 @@ def summary(frame: pd.DataFrame, out: str) -> str:
              + (f"; {int(frame['uncertain'].sum())} scores within {frame.attrs.get('band', 0):g} of it marked uncertain"
                 if "uncertain" in frame else ""),
              f"{frame.attrs['images_per_second']:.1f} images/s (decode + model)", f"predictions: {out}"]
+    if frame.attrs.get("groups"):
+        lines.append(f"caption groups (uses the one-image-per-class structure): {frame.attrs['groups']}")
     if frame.attrs.get("hidden_skipped"):
         lines.append(f"skipped {frame.attrs['hidden_skipped']} hidden files or folders (names starting with '.')")
     if failed or frame.attrs.get("bad_rows"):
@@ -201,13 +218,15 @@ def main(argv: list[str] | None = None) -> int:
                              "AI), f1 (F1-maximising on validation), or a number")
     parser.add_argument("--uncertain-band", type=float, default=0.0,
                         help="mark rows whose P(AI) lies within this distance of the threshold as uncertain")
+    parser.add_argument("--caption-groups", action="store_true",
+                        help="decode the six images of a caption together, one per class (CT2's structure; needs captions)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help=f"a profile key that applies to prediction: {', '.join(sorted(PREDICTION_KEYS))}")
     args = parser.parse_args(argv)
     try:
         settings = prediction_settings(args.set)
         frame = run(args.model, args.images, args.out, args.captions, args.json, args.split, args.batch_size, args.device,
-                    settings, args.workers, args.threshold, args.uncertain_band)
+                    settings, args.workers, args.threshold, args.uncertain_band, args.caption_groups)
     except (LabelSetError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

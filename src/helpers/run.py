@@ -1,7 +1,8 @@
 """Run the notebook study for one profile: python -m helpers.run params/<profile>.yaml
 
-Executes notebooks/NN_*.ipynb in order with papermill (the project's kernel, ct2-detector,
-registered for this Python when missing; an execution timeout;
+Executes notebooks/NN_*.ipynb in order with papermill, in one kernel with a fresh namespace for
+each notebook (helpers.kernel: the project's kernel, ct2-detector, registered for this Python when
+missing; --kernel-per-notebook starts one per notebook); an execution timeout;
 the parameters are the profile file and the overrides given with --set), into
 reports/<profile>/: each executed notebook, its HTML reading copy (code hidden),
 provenance.json, and index.html. A failing notebook stops the run with the failing cell's
@@ -28,39 +29,10 @@ from pathlib import Path
 from helpers.config import ConfigError, load_config
 from helpers.overrides import parse_overrides
 from helpers.identity import changed_keys, identity, identity_hash, training_identity
+from helpers.kernel import ensure_kernel, ipc_kernel_manager, study_kernel
 from helpers.study.provenance import provenance, recorded_data
 from helpers.study.records import clear_report, metrics, write_json
 from helpers.study.report import write_index
-
-KERNEL = "ct2-detector"
-KERNEL_DISPLAY = "CT2 detector"
-
-
-def ensure_kernel() -> str:
-    """The project's named kernel, registered for this Python (its environment prefix) if it is
-    not there, so that the study never runs in another environment's `python3` kernel."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if KERNEL not in KernelSpecManager().find_kernel_specs():
-        from ipykernel.kernelspec import install
-
-        install(kernel_name=KERNEL, display_name=KERNEL_DISPLAY, prefix=sys.prefix)
-    return KERNEL
-
-
-def _ipc_kernel_manager():
-    """Kernels talk to papermill over local IPC sockets, not TCP: nothing is sent over the network
-    in plain text, and the kernel has no transport warning to print."""
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class IPCKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _default_transport(self):
-            return "ipc"
-
-    return IPCKernelManager
-
 
 def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
     found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -121,17 +93,21 @@ def _failing_cell(output: Path) -> tuple[object, str]:
     return cell.get("execution_count"), text[-600:]
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, root: Path) -> dict:
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, root: Path, kernel=None) -> dict:
+    """Execute one notebook, in `kernel` (a kernel.SharedKernel, its namespace cleared first) or
+    in a kernel of its own."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     output = out_dir / notebook.name
     started = time.perf_counter()
     stage = {"notebook": notebook.stem, "ipynb": output.name, "html": output.with_suffix(".html").name}
+    where = {"kernel_manager_class": ipc_kernel_manager()} if kernel is None else {"km": kernel.manager}
     try:
+        if kernel is not None:
+            kernel.fresh_namespace()
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=ensure_kernel(),
-                                   execution_timeout=timeout, cwd=str(root), progress_bar=True,
-                                   kernel_manager_class=_ipc_kernel_manager())
+                                   execution_timeout=timeout, cwd=str(root), progress_bar=True, **where)
         stage["status"] = "ok"
     except PapermillExecutionError as error:
         stage.update(status="failed", error=f"{error.ename}: {error.evalue}", cell=error.exec_count)
@@ -148,7 +124,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, 
 
 
 def run_study(profile_path: str | Path, only: list[str] | None = None, root: Path | None = None,
-              overrides: dict | None = None, resume: bool = False) -> dict:
+              overrides: dict | None = None, resume: bool = False, kernel_per_notebook: bool = False) -> dict:
     root = (root or Path.cwd()).resolve()
     overrides = dict(overrides or {})
     cfg = load_config(profile_path, overrides)
@@ -170,17 +146,17 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     parameters = {"profile": str(Path(profile_path).resolve()), "overrides": overrides}
     started = time.perf_counter()
     done = {s["notebook"] for s in kept}
-    for notebook in to_run:
-        if notebook.stem in done:
-            print(f"[{cfg.profile}] {notebook.name}: finished in an earlier run with these parameters, kept", flush=True)
-            continue
-        print(f"[{cfg.profile}] running {notebook.name} ...", flush=True)
-        stage = run_notebook(notebook, out_dir, parameters, cfg.notebook_timeout, root)
-        stage["params_hash"] = notebook_hash(cfg, notebook.stem)
-        record["stages"].append(stage)
-        print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
-        if stage["status"] != "ok":
-            break
+    for stem in sorted(done):
+        print(f"[{cfg.profile}] {stem}: finished in an earlier run with these parameters, kept", flush=True)
+    with study_kernel(root, shared=not kernel_per_notebook) as kernel:
+        for notebook in (nb for nb in to_run if nb.stem not in done):
+            print(f"[{cfg.profile}] running {notebook.name} ...", flush=True)
+            stage = run_notebook(notebook, out_dir, parameters, cfg.notebook_timeout, root, kernel)
+            stage["params_hash"] = notebook_hash(cfg, notebook.stem)
+            record["stages"].append(stage)
+            print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
+            if stage["status"] != "ok":
+                break
     record["stages"] = sorted(record["stages"] + others, key=lambda s: s["notebook"])
     record["total_seconds"] = round(time.perf_counter() - started, 1)
     record["data_revisions"] = recorded_data(cfg, root)
@@ -226,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key (repeatable)")
     parser.add_argument("--resume", action="store_true",
                         help="skip notebooks that finished with the same parameters; training continues from checkpoints")
+    parser.add_argument("--kernel-per-notebook", action="store_true",
+                        help="a fresh kernel for each notebook (slower: each re-imports torch and transformers)")
     args = parser.parse_args(argv)
     try:
-        record = run_study(args.profile, args.only, overrides=parse_overrides(args.set), resume=args.resume)
+        record = run_study(args.profile, args.only, overrides=parse_overrides(args.set), resume=args.resume,
+                           kernel_per_notebook=args.kernel_per_notebook)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from helpers.study.results import Result
 
 NOTEBOOKS = {"audit": "05_shortcut_audit", "robustness": "06_robustness", "ablation": "07_modality_ablation",
              "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds",
-             "baselines": "12_baselines"}
+             "baselines": "12_baselines", "beyond": "13_beyond_the_paper"}
 
 
 @dataclass

@@ -39,9 +39,15 @@ def ablation_conclusion(table: pd.DataFrame) -> str:
                     "that is above chance, which on data where every caption appears under all six classes points to a "
                     "leak between captions and labels worth investigating. "))
     gain = both["f1_b_weighted"] - image["f1_b_weighted"]
-    return (text_part + f"Image alone: {image['f1_a']:.1f} / {image['f1_b_weighted']:.1f}; both: {both['f1_a']:.1f} / "
-            f"{both['f1_b_weighted']:.1f}. Adding the caption to the image changes weighted F1-B by {gain:+.1f} points"
-            + (", so the multi-modal design earns little here." if abs(gain) < 2 else "."))
+    text_part += (f"Image alone: {image['f1_a']:.1f} / {image['f1_b_weighted']:.1f}; both: {both['f1_a']:.1f} / "
+                  f"{both['f1_b_weighted']:.1f}. Adding the caption to the image changes weighted F1-B by {gain:+.1f} points"
+                  + (", so the multi-modal design earns little here." if abs(gain) < 2 else "."))
+    if "both, attention fusion" in table.index:
+        attention = 100 * table.loc["both, attention fusion"]
+        text_part += (f" Attention fusion: {attention['f1_a']:.1f} / {attention['f1_b_weighted']:.1f}, "
+                      f"{attention['f1_b_weighted'] - both['f1_b_weighted']:+.1f} points of weighted F1-B against "
+                      "concatenation (one seed; notebook 13 repeats it over the seeds).")
+    return text_part
 
 
 def unseen_conclusion(table: pd.DataFrame) -> str:
@@ -122,3 +128,37 @@ def baselines_conclusion(table: pd.DataFrame, outside: pd.DataFrame, pairs: int,
         leader = outside[column].idxmax()
         text += f"On {column}, the best F1-A is {leader}'s ({100 * outside.loc[leader, column]:.1f}). "
     return text + f"The few-pair SVM saw {pairs} real/AI pairs."
+
+
+def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report) -> str:
+    """rows: variant, seed and the metrics (fractions); each variant is compared with the paper's
+    choice it replaces (the first fusion/decoding row, the first pseudo-label row), and called a
+    gain only past the seed noise (twice the paper row's std) or, with one seed, past one point."""
+    means = 100 * rows.groupby("variant", sort=False).mean(numeric_only=True).drop(columns="seed")
+    spread = 100 * rows.groupby("variant", sort=False).std(ddof=1, numeric_only=True).drop(columns="seed")
+    pseudo = [v for v in means.index if v.startswith("pseudo-labels:")]
+    references = {v: (pseudo[0] if v in pseudo else means.index[0]) for v in means.index}
+    sentences = [f"Caption groups: {report.summary()}."]
+    for variant, reference in references.items():
+        if variant == reference:
+            continue
+        delta = means.loc[variant] - means.loc[reference]
+        noise = spread.loc[reference].fillna(0.0)
+        margin = (2 * noise).where(noise > 0, 1.0)
+        gains = [c for c in ("test F1-A", "test F1-B (weighted)") if delta[c] > margin[c]]
+        losses = [c for c in ("test F1-A", "test F1-B (weighted)") if delta[c] < -margin[c]]
+        verdict = ("helps on " + " and ".join(gains) if gains and not losses else
+                   "does worse on " + " and ".join(losses) if losses and not gains else
+                   "trades " + " against ".join(gains + losses) if gains else "does not help: the differences are within noise")
+        one_seed = " (one seed, no noise estimate)" if (noise == 0).all() else ""
+        sentences.append(f"{variant[0].upper() + variant[1:]}: F1-A {means.loc[variant, 'test F1-A']:.1f} and weighted F1-B "
+                         f"{means.loc[variant, 'test F1-B (weighted)']:.1f} against {means.loc[reference, 'test F1-A']:.1f} "
+                         f"and {means.loc[reference, 'test F1-B (weighted)']:.1f} ({reference}); it {verdict}{one_seed}.")
+    if precision is not None and len(precision) > 1:
+        best = precision["right (%)"].idxmax()
+        sentences.append(f"Used on the labelled evaluation split as if it were the pool, the rule whose kept pseudo-labels "
+                         f"are most often right is '{best}' ({precision.loc[best, 'right (%)']:.1f}% of "
+                         f"{precision.loc[best, 'kept']:.0f} kept).")
+    if rows.groupby("variant")["seed"].nunique().max() < 2:
+        sentences.append("With one seed per row there is no estimate of seed noise: read small differences as none.")
+    return " ".join(sentences)

@@ -27,15 +27,19 @@ def decode(prob_ai: np.ndarray, probs_b: np.ndarray, threshold: float = 0.5, mod
     Task A's; otherwise it is the best AI class, with its probability renormalised over the five
     AI classes (head B's 'real' logit is never trained under the paper's loss).
     mode "six_class" (the authors' code): A is P(AI) > threshold; B is the argmax over all six
-    classes with its softmax probability as confidence, set to real where A says real."""
+    classes with its softmax probability as confidence, set to real where A says real.
+    mode "caption_groups" is hierarchical here, image by image: its groups are decoded where the
+    captions are at hand (inference.caption_groups)."""
     prob_ai, probs_b = np.asarray(prob_ai, np.float64), np.asarray(probs_b, np.float64)
+    if mode == "caption_groups":
+        mode = "hierarchical"
     if mode == "six_class":
         label_a = (prob_ai > threshold).astype(np.int64)
         label_b = np.where(label_a == 1, probs_b.argmax(1), REAL) if len(probs_b) else np.zeros(0, np.int64)
         confidence_a = np.where(label_a == 1, prob_ai, 1.0 - prob_ai)
         return Predictions(prob_ai, probs_b, label_a, label_b, confidence_a, probs_b.max(1, initial=0.0))
     if mode != "hierarchical":
-        raise ValueError(f"decoding mode must be 'hierarchical' or 'six_class', got {mode!r}")
+        raise ValueError(f"decoding mode must be 'hierarchical', 'six_class' or 'caption_groups', got {mode!r}")
     label_a = (prob_ai >= threshold).astype(np.int64)
     ai_probs = probs_b[:, 1:] / probs_b[:, 1:].sum(1, keepdims=True).clip(min=1e-12)
     best_ai = ai_probs.argmax(1) + 1

@@ -92,7 +92,7 @@ def card_text(model_dir: Path, metrics: dict | None = None, stage: str = "") -> 
             + (f" with pseudo-labels ({meta['pseudo'].get('selected')} of {meta['pseudo'].get('pool')} pool rows kept)"
                if meta.get("pseudo") else "") + ".",
             "## Fidelity choices",
-            f"Task B decoding `{config.get('task_b_decoding')}`, text pooling `{params['text_pooling']}`, caption template "
+            f"Fusion `{config.get('fusion', 'concat')}`, Task B decoding `{config.get('task_b_decoding')}`, text pooling `{params['text_pooling']}`, caption template "
             f"`{params['caption_template']}` on {params['template_splits']}, unreadable images `{params['bad_images']}`, "
             f"pseudo-label confidence `{params['pseudo_confidence']}` and split `{params['pseudo_split']}`, pool overlap "
             f"`{params['pool_overlap']}` (the README's fidelity table says where each follows the authors' code).",

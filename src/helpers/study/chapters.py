@@ -103,7 +103,10 @@ def evaluate(namespace: dict) -> Result:
              "over the six classes (`*_argmax`), which is what the authors' validation reports, so the paper's 85.95 is "
              "compared like with like.")
     result = Result("Evaluation", {"Scores (%)": evaluation.table().round(2),
-                                   "Task-B accuracy per true class": per_generator.round(3)},
+                                   "Task-B accuracy per true class": per_generator.round(3),
+                                   "Per image and by caption group (uses the set's one-image-per-class structure; %)":
+                                       evaluation.grouped_table().round(2),
+                                   "Caption groups of each split": evaluation.group_table()},
                     conclusion=f"{scorecard.conclusion(evaluation)}\n\nPrediction files:\n{files}{try_it}", intro=intro)
     return with_figures(result, setup.figures_dir(cfg), figures)
 

@@ -34,6 +34,11 @@ def captions(cfg) -> str:
 
 
 def decoding(cfg) -> str:
+    if cfg.task_b_decoding == "caption_groups":
+        return ("Task B is decoded by caption group (`task_b_decoding: caption_groups`, past the paper): the six images "
+                "of a complete group are assigned to the six classes at once, Task A following from the class; other "
+                "images are decoded hierarchically. This uses the set's one-image-per-class structure, which images "
+                "in the wild do not have.")
     if cfg.task_b_decoding == "six_class":
         return ("Task A is P(AI) > 0.5; Task B is the argmax over all six classes, set to real where Task A says real "
                 "(`task_b_decoding: six_class`, the authors' test files).")

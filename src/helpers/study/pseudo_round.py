@@ -83,8 +83,13 @@ def _new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dic
 
     predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
     captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
+    if cfg.task_b_decoding == "caption_groups":
+        from helpers.inference.caption_groups import group_decode
+
+        predictions, groups = group_decode(predictions.prob_ai, predictions.probs_b, captions)
+        print(f"pool decoded by caption group: {groups.summary()}")
     selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
-                              cfg.pseudo_confidence, cfg.pseudo_split)
+                              cfg.pseudo_confidence, cfg.pseudo_split, cfg.pseudo_balance, cfg.pseudo_group_check)
     selection.stats["overlap"] = overlap
     if distributed.is_main():
         pseudo.save_selection(pseudo_file(cfg), selection, made_by)
@@ -101,8 +106,8 @@ def selection_identity(cfg: Config, pool) -> dict:
     and the settings that turn predictions into pseudo-labels."""
     from helpers.modeling.checkpoints import weights_fingerprint
 
-    settings = ("pseudo_threshold", "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pool_overlap",
-                "task_b_decoding", "seed")
+    settings = ("pseudo_threshold", "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pseudo_balance",
+                "pseudo_group_check", "pool_overlap", "task_b_decoding", "seed")
     return {"pool": pool.fingerprint(), "model": weights_fingerprint(model_dir(cfg, "before")),
             "settings": {k: getattr(cfg, k) for k in settings}}
 

@@ -20,6 +20,14 @@ def _outside(sets: dict) -> dict:
             for name, item in sets.items()}
 
 
+def _with_table(item: dict) -> dict:
+    """An analysis entry with its summary table (numbers['table']: row -> column -> cell) as HTML."""
+    import pandas as pd
+
+    table = (item.get("numbers") or {}).get("table")
+    return {**item, "table": Markup(pd.DataFrame(table).T.to_html()) if table else ""}
+
+
 def write_index(out_dir: Path, record: dict) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -35,8 +43,9 @@ def write_index(out_dir: Path, record: dict) -> Path:
         # This run's figures only (notebook 04 records their names), never an earlier run's files.
         figures=[name for name in metrics.get("figures", []) if name.startswith("cm_")],
         sections=[("Baselines", {k: v for k, v in analyses.items() if k == "baselines"}),
+                  ("Beyond the paper", {k: _with_table(v) for k, v in analyses.items() if k == "beyond"}),
                   ("Outside the training distribution", _outside(metrics.get("external", {}))),
-                  ("How far to trust the numbers", {k: v for k, v in analyses.items() if k != "baselines"})],
+                  ("How far to trust the numbers", {k: v for k, v in analyses.items() if k not in ("baselines", "beyond")})],
         fidelity_table=Markup(fidelity.html_table()))
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")

@@ -1,5 +1,6 @@
 """Pseudo-labelling: keep the unlabelled rows both heads are sure of, split them 8:2 (by caption,
-or by row as the authors' code), and add them to train and validation."""
+or by row as the authors' code), and add them to train and validation. Past the paper, the kept
+rows can be balanced over the predicted classes and checked against their caption group."""
 from __future__ import annotations
 
 import json
@@ -13,13 +14,36 @@ from helpers.cache.dataset import CachedSplit
 from helpers.files import written_whole
 from helpers.data.splits import caption_mask
 from helpers.inference.cached import Predictions
-from helpers.labels import CLASS_NAMES
+from helpers.labels import CLASS_NAMES, NUM_CLASSES
 
 
 def select_confident(predictions: Predictions, threshold: float) -> np.ndarray:
     """Indices of rows where both Task A and Task B confidences are >= threshold."""
     keep = (predictions.confidence_a >= threshold) & (predictions.confidence_b >= threshold)
     return np.flatnonzero(keep)
+
+
+def class_quota(predictions: Predictions, selected: np.ndarray) -> np.ndarray:
+    """The selected rows, at most as many per predicted class as the class with the fewest selected
+    rows has (classes with none do not set the quota), the most confident first."""
+    labels = predictions.label_b[selected]
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    if not counts.any():
+        return selected
+    quota = counts[counts > 0].min()
+    sureness = np.minimum(predictions.confidence_a, predictions.confidence_b)[selected]
+    kept = [selected[labels == cls][np.argsort(-sureness[labels == cls], kind="stable")[:quota]]
+            for cls in np.flatnonzero(counts)]
+    return np.sort(np.concatenate(kept))
+
+
+def agrees_with_group(predictions: Predictions, captions: np.ndarray, selected: np.ndarray, mode: str) -> np.ndarray:
+    """The selected rows whose own class is the one their complete caption group gives them when
+    decoded jointly (rows of incomplete groups pass: there is no group to disagree)."""
+    from helpers.inference.caption_groups import group_decode
+
+    joint, _ = group_decode(predictions.prob_ai, predictions.probs_b, captions, mode)
+    return selected[joint.label_b[selected] == predictions.label_b[selected]]
 
 
 def selection_summary(predictions: Predictions, selected: np.ndarray) -> pd.DataFrame:
@@ -73,19 +97,26 @@ def six_class_view(predictions: Predictions) -> Predictions:
 
 
 def select(predictions: Predictions, captions: np.ndarray, threshold: float, train_fraction: float,
-           seed: int, confidence: str = "hierarchical", split: str = "captions") -> Selection:
+           seed: int, confidence: str = "hierarchical", split: str = "captions", balance: str = "none",
+           group_check: bool = False) -> Selection:
     """captions: the caption of each pool entry (aligned with the pool), used to keep captions
     whole when split is "captions". confidence: "hierarchical" (the decoded answers) or
-    "six_class" (six_class_view)."""
+    "six_class" (six_class_view). group_check, then balance (class_quota) narrow the confident rows."""
     if confidence == "six_class":
         predictions = six_class_view(predictions)
-    selected = select_confident(predictions, threshold)
+    confident = select_confident(predictions, threshold)
+    selected = agrees_with_group(predictions, captions, confident, confidence) if group_check else confident
+    disagreeing = len(confident) - len(selected)
+    if balance == "class_quota":
+        selected = class_quota(predictions, selected)
     if split == "rows":
         to_train, to_val = split_rows(selected, train_fraction, seed)
     else:
         to_train, to_val = split_selected(selected, captions, train_fraction, seed)
     stats = {"pool": len(predictions.label_a), "selected": int(len(selected)), "to_train": int(len(to_train)),
              "to_validation": int(len(to_val)), "threshold": threshold, "confidence": confidence, "split": split,
+             "balance": balance, "group_check": group_check, "confident": int(len(confident)),
+             "dropped_by_group_check": int(disagreeing),
              "per_class": selection_summary(predictions, selected).to_dict(orient="records")}
     return Selection(predictions.label_a, predictions.label_b, to_train, to_val, stats)
 

@@ -1,0 +1,113 @@
+"""The kernel the runner executes notebooks in: the project's named kernel over local IPC sockets,
+started once for the whole study and given a fresh namespace before each notebook.
+
+Why one kernel: importing torch, transformers' Trainer and the model code takes about 10 s of
+every notebook on a 2-core machine (a kernel of its own re-imports them), which is a third of
+the demo study. Between notebooks the user namespace, the execution count, open figures and
+cached GPU memory are cleared, so a notebook sees none of its predecessor's variables, exactly
+as when it is opened in JupyterLab; only imported modules stay loaded. `helpers.run
+--kernel-per-notebook` gives each notebook a kernel of its own instead."""
+from __future__ import annotations
+
+import sys
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+KERNEL = "ct2-detector"
+KERNEL_DISPLAY = "CT2 detector"
+
+# Sent before each notebook; runs clear_namespace inside the kernel (nothing is left in its namespace).
+FRESH_NAMESPACE = "__import__('helpers.kernel', fromlist=['clear_namespace']).clear_namespace(get_ipython())"
+
+
+def clear_namespace(shell) -> None:
+    """In the kernel: close open figures, empty the user namespace and set the execution count back
+    to 1 (reset(new_session=True); the %reset magic keeps the count), free memory the previous
+    notebook held, GPU cache included."""
+    import gc
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    shell.reset(new_session=True)
+    gc.collect()
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        sys.modules["torch"].cuda.empty_cache()
+
+
+def ensure_kernel() -> str:
+    """The project's named kernel, registered for this Python (its environment prefix) if it is
+    not there, so that the study never runs in another environment's `python3` kernel."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if KERNEL not in KernelSpecManager().find_kernel_specs():
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=KERNEL, display_name=KERNEL_DISPLAY, prefix=sys.prefix)
+    return KERNEL
+
+
+def ipc_kernel_manager():
+    """Kernels talk to papermill over local IPC sockets, not TCP: nothing is sent over the network
+    in plain text, and the kernel has no transport warning to print."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):
+            # The socket files' prefix; jupyter_client's default is relative, which the kernel and the
+            # runner read from their own working directories (they differ with a shared kernel).
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+            return str(Path(jupyter_runtime_dir()) / f"ct2-{uuid.uuid4().hex[:12]}-ipc")
+
+    return IPCKernelManager
+
+
+class SharedKernel:
+    """A started kernel; papermill runs a notebook in it when given `manager` (nbclient leaves a
+    kernel it did not start running)."""
+
+    def __init__(self, cwd: Path, startup_timeout: int = 120):
+        from jupyter_core.utils import run_sync
+
+        self._run_sync = run_sync
+        self.startup_timeout = startup_timeout
+        self.manager = ipc_kernel_manager()(kernel_name=ensure_kernel())
+        run_sync(self.manager.start_kernel)(cwd=str(cwd))
+
+    def fresh_namespace(self) -> None:
+        client = self.manager.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=self.startup_timeout)
+            reply = client.execute_interactive(FRESH_NAMESPACE, silent=True, store_history=False,
+                                               timeout=self.startup_timeout)
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"the shared kernel could not clear its namespace: {reply['content'].get('evalue')}")
+        finally:
+            client.stop_channels()
+
+    def alive(self) -> bool:
+        return bool(self._run_sync(self.manager.is_alive)())
+
+    def close(self) -> None:
+        if self.manager.has_kernel:
+            self._run_sync(self.manager.shutdown_kernel)(now=True)
+
+
+@contextmanager
+def study_kernel(cwd: Path, shared: bool = True):
+    """A SharedKernel for the study, shut down at the end (None: a kernel per notebook)."""
+    kernel = SharedKernel(cwd) if shared else None
+    try:
+        yield kernel
+    finally:
+        if kernel is not None:
+            kernel.close()

@@ -1,0 +1,88 @@
+"""Caption-group decoding on hand-built groups: the joint assignment, and what falls back."""
+import numpy as np
+import pytest
+
+from helpers.inference.caption_groups import caption_groups, class_probabilities, group_decode
+from helpers.inference.cached import decode
+
+
+def _heads(class_probs):
+    """Head outputs whose hierarchical reading is class_probs ([N, 6], rows summing to 1)."""
+    class_probs = np.asarray(class_probs, float)
+    prob_ai = 1.0 - class_probs[:, 0]
+    probs_b = np.concatenate([np.full((len(class_probs), 1), 1e-6), class_probs[:, 1:]], axis=1)
+    return prob_ai, probs_b / probs_b.sum(1, keepdims=True)
+
+
+def test_class_probabilities_read_the_heads_as_the_decoding_does():
+    wanted = np.array([[0.1, 0.5, 0.1, 0.1, 0.1, 0.1], [0.7, 0.0, 0.3, 0.0, 0.0, 0.0]])
+    prob_ai, probs_b = _heads(wanted)
+    np.testing.assert_allclose(class_probabilities(prob_ai, probs_b, "hierarchical"), wanted, atol=1e-5)
+    np.testing.assert_allclose(class_probabilities(prob_ai, probs_b, "six_class"), probs_b)
+
+
+def test_a_complete_group_gets_one_image_per_class_where_per_image_decoding_repeats_a_class():
+    # Images 1 and 2 both look most like SDXL (2); image 2 is a little more SDXL than image 1, and
+    # image 1 is the only plausible SD 2.1 (1). Image 0 is the real photo, though only just.
+    probs = np.full((6, 6), 0.02)
+    probs[0] = [0.45, 0.11, 0.11, 0.11, 0.11, 0.11]
+    probs[1] = [0.02, 0.40, 0.50, 0.02, 0.04, 0.02]
+    probs[2] = [0.02, 0.02, 0.90, 0.02, 0.02, 0.02]
+    probs[3] = [0.02, 0.02, 0.02, 0.90, 0.02, 0.02]
+    probs[4] = [0.02, 0.02, 0.02, 0.02, 0.90, 0.02]
+    probs[5] = [0.02, 0.02, 0.02, 0.02, 0.02, 0.90]
+    probs /= probs.sum(1, keepdims=True)
+    prob_ai, probs_b = _heads(probs)
+    alone = decode(prob_ai, probs_b)
+    assert alone.label_b.tolist() == [1, 2, 2, 3, 4, 5]  # image 0 is called AI, image 1 SDXL
+    joint, report = group_decode(prob_ai, probs_b, ["A dog."] + ["a  dog"] * 5, label_b=[0, 1, 2, 3, 4, 5])
+    assert joint.label_b.tolist() == [0, 1, 2, 3, 4, 5]
+    assert joint.label_a.tolist() == [0, 1, 1, 1, 1, 1]
+    assert report.groups["complete"] == 1 and report.images["complete"] == 6 and report.not_one_per_class == 0
+    np.testing.assert_allclose(joint.confidence_b[1], probs[1, 1], rtol=1e-4)
+    assert joint.confidence_a[0] == pytest.approx(1 - prob_ai[0])
+
+
+def test_incomplete_over_full_and_captionless_groups_keep_the_per_image_answer_and_are_counted():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(6), size=6 + 3 + 1 + 12 + 2)
+    prob_ai, probs_b = _heads(probs)
+    captions = ["six"] * 6 + ["three"] * 3 + ["one"] + ["twelve"] * 12 + [None, ""]
+    joint, report = group_decode(prob_ai, probs_b, captions)
+    alone = decode(prob_ai, probs_b)
+    assert sorted(joint.label_b[:6]) == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(joint.label_b[6:], alone.label_b[6:])
+    np.testing.assert_array_equal(joint.label_a[6:], alone.label_a[6:])
+    assert report.groups == {"complete": 1, "partial": 1, "singleton": 1, "over-full": 1, "no caption": 1}
+    assert report.images == {"complete": 6, "partial": 3, "singleton": 1, "over-full": 12, "no caption": 2}
+    assert sum(report.images.values()) == len(captions)  # nothing dropped
+    assert report.not_one_per_class is None
+    text = report.summary()
+    assert "1 complete caption groups (6 images)" in text and "1 over-full group (12 images)" in text
+
+
+def test_a_complete_group_labelled_with_a_class_twice_is_reported():
+    probs = np.eye(6) * 0.9 + 0.02
+    prob_ai, probs_b = _heads(probs / probs.sum(1, keepdims=True))
+    _, report = group_decode(prob_ai, probs_b, ["c"] * 6, label_b=[0, 1, 2, 2, 4, 5])
+    assert report.not_one_per_class == 1 and "labelled with a class twice" in report.summary()
+
+
+def test_one_caption_per_image_is_required():
+    with pytest.raises(ValueError, match="one caption per image: 2 captions for 3 images"):
+        group_decode(np.zeros(3), np.full((3, 6), 1 / 6), ["a", "b"])
+
+
+def test_groups_are_keyed_by_the_normalised_caption():
+    groups, kinds = caption_groups(["A cat.", "a   cat", "a dog"])
+    assert groups["a cat"].tolist() == [0, 1] and kinds == {"a cat": "partial", "a dog": "singleton"}
+
+
+def test_the_profile_key_decodes_per_image_as_hierarchical_where_no_captions_are_at_hand():
+    from helpers.config import load_config
+
+    rng = np.random.default_rng(1)
+    prob_ai, probs_b = rng.uniform(size=10), rng.dirichlet(np.ones(6), size=10)
+    grouped_mode, plain = decode(prob_ai, probs_b, mode="caption_groups"), decode(prob_ai, probs_b)
+    np.testing.assert_array_equal(grouped_mode.label_b, plain.label_b)
+    assert load_config({"profile": "x", "task_b_decoding": "caption_groups"}).task_b_decoding == "caption_groups"
