@@ -92,3 +92,25 @@ def test_unseen_conclusion_refuses_to_read_recall_when_real_photos_are_not_recog
     table["real_specificity"] = 0.97
     table["recall_held_out"] = [0.5, 0.6]
     assert "does not transfer" in conclusions.unseen_conclusion(table)
+
+
+def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
+    import numpy as np
+    import pandas as pd
+
+    from helpers.analyses.conclusions import beyond_conclusion
+    from helpers.inference.caption_groups import GroupReport
+
+    def rows(variant, f1_b):
+        return [{"variant": variant, "seed": seed, "test F1-A": 0.9, "test F1-B (weighted)": b, "outside F1-A": np.nan}
+                for seed, b in zip((1, 2), f1_b)]
+
+    # The paper's row spreads by 2 points (std 1.41): +2 is noise, +5 is past twice the std.
+    table = pd.DataFrame(rows("paper", (0.70, 0.72)) + rows("small", (0.72, 0.74)) + rows("large", (0.75, 0.77))
+                         + rows("worse", (0.60, 0.62)))
+    text = beyond_conclusion(table, None, GroupReport({"complete": 1}, {"complete": 6}))
+    assert "Small: F1-A 90.0 and weighted F1-B 73.0 against 90.0 and 71.0 (paper); it does not help" in text
+    assert "Large: F1-A 90.0 and weighted F1-B 76.0" in text and "it helps on test F1-B (weighted)." in text
+    assert "Worse: F1-A 90.0 and weighted F1-B 61.0" in text and "it does worse on test F1-B (weighted)" in text
+    nothing_kept = pd.DataFrame({"kept": [0, 0], "right (%)": [np.nan, np.nan]}, index=["a", "b"])
+    assert "no rule kept a row" in beyond_conclusion(table, nothing_kept, GroupReport({}, {}))

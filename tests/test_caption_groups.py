@@ -86,3 +86,14 @@ def test_the_profile_key_decodes_per_image_as_hierarchical_where_no_captions_are
     grouped_mode, plain = decode(prob_ai, probs_b, mode="caption_groups"), decode(prob_ai, probs_b)
     np.testing.assert_array_equal(grouped_mode.label_b, plain.label_b)
     assert load_config({"profile": "x", "task_b_decoding": "caption_groups"}).task_b_decoding == "caption_groups"
+
+
+def test_a_split_without_captions_falls_back_everywhere_and_says_so():
+    rng = np.random.default_rng(2)
+    probs = rng.dirichlet(np.ones(6), size=12)
+    prob_ai, probs_b = _heads(probs)
+    joint, report = group_decode(prob_ai, probs_b, [None] * 6 + [""] * 6)
+    np.testing.assert_array_equal(joint.label_b, decode(prob_ai, probs_b).label_b)
+    assert report.groups["complete"] == 0 and report.images["no caption"] == 12
+    assert report.summary() == ("0 complete caption groups (0 images) decoded jointly; "
+                                "per-image decoding for 1 no caption group (12 images)")

@@ -278,6 +278,15 @@ def test_a_runner_resume_after_changing_the_seed_study_keeps_the_core_notebooks(
     assert not same and kept == []
 
 
+def test_the_notebooks_that_score_the_outside_sets_rerun_when_the_outside_sets_change(smoke_cfg):
+    from helpers.run import notebook_hash
+
+    other = _cfg(smoke_cfg, external=[{"name": "another", "source": "synthetic", "captions": 7}])
+    changed = {stem for stem in ("04_evaluate", "05_shortcut_audit", "10_seeds", "11_external", "12_baselines",
+                                 "13_beyond_the_paper") if notebook_hash(smoke_cfg, stem) != notebook_hash(other, stem)}
+    assert changed == {"11_external", "12_baselines", "13_beyond_the_paper"}
+
+
 def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smoke_cfg, smoke_splits, smoke_model):
     from helpers.study import stages
     from helpers.training.trainer import ResumeError, check_same_run, run_identity

@@ -63,14 +63,16 @@ def render_html(notebook: Path) -> Path:
 
 
 # Which keys a notebook reads beyond the study's core: the core (01-04) reads none of the analyses'
-# keys, an analysis none of the outside sets', the outside sets' notebook none of the analyses'.
+# keys, an analysis none of the outside sets' (but the baselines and notebook 13, which score them
+# too), the outside sets' notebook none of the analyses'.
 ANALYSIS_KEYS = ("analyses", "analysis_epochs", "seeds", "view_captions")
+READ_OUTSIDE_SETS = ("baselines", "beyond")
 
 
 def notebook_hash(cfg, stem: str) -> str:
     """The hash of the parameters this notebook reads."""
-    ignored = (ANALYSIS_KEYS if "external" in stem else ("external",) if stem[:2] > "04"
-               else ANALYSIS_KEYS + ("external",))
+    ignored = (ANALYSIS_KEYS if "external" in stem else () if any(n in stem for n in READ_OUTSIDE_SETS)
+               else ("external",) if stem[:2] > "04" else ANALYSIS_KEYS + ("external",))
     return identity_hash({k: v for k, v in identity(cfg).items() if k not in ignored})
 
 

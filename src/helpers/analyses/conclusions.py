@@ -154,8 +154,11 @@ def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report
         sentences.append(f"{variant[0].upper() + variant[1:]}: F1-A {means.loc[variant, 'test F1-A']:.1f} and weighted F1-B "
                          f"{means.loc[variant, 'test F1-B (weighted)']:.1f} against {means.loc[reference, 'test F1-A']:.1f} "
                          f"and {means.loc[reference, 'test F1-B (weighted)']:.1f} ({reference}); it {verdict}{one_seed}.")
-    if precision is not None and len(precision) > 1:
-        best = precision["right (%)"].idxmax()
+    rated = precision["right (%)"].dropna() if precision is not None else pd.Series(dtype=float)
+    if precision is not None and rated.empty:
+        sentences.append("On the labelled evaluation split used as a pool, no rule kept a row at this threshold.")
+    elif len(rated) > 1:
+        best = rated.idxmax()
         sentences.append(f"Used on the labelled evaluation split as if it were the pool, the rule whose kept pseudo-labels "
                          f"are most often right is '{best}' ({precision.loc[best, 'right (%)']:.1f}% of "
                          f"{precision.loc[best, 'kept']:.0f} kept).")

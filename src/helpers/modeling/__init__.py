@@ -1,1 +1,3 @@
-"""The dual encoder (detector) and its conditional two-task loss (loss)."""
+"""The dual encoder (detector), how its towers are fused (fusion: concat or attention), its
+conditional two-task loss (loss), building it from a profile (building), saving and loading
+(checkpoints) and its model card (card)."""

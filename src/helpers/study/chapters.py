@@ -73,6 +73,8 @@ def pseudo_label(namespace: dict) -> Result:
     kept = (f"{stats['selected']:,} of {stats['pool']:,} pool rows were kept: train {len(caches['train']):,} → "
             f"{len(train_plus):,} rows, validation {len(caches['validation']):,} → {len(val_plus):,}. ")
     result = Result("Pseudo-labels", {"Kept per predicted class": pd.DataFrame(stats["per_class"]).set_index("class"),
+                                      "Kept per predicted class by the paper's rule and by the bias-aware rules of "
+                                      "notebook 13": pd.DataFrame(stats["kept_by_rule"]),
                                       "Pool rows shared with other splits": _overlap_table(stats),
                                       "Validation per epoch, retrained": eval_metrics.round(4)},
                     conclusion=kept + _stage_conclusion(cfg, "after", model), intro=narrative.pseudo_labels(cfg))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from helpers.config import Config
 from helpers.inference.cached import pick_device
@@ -72,7 +73,26 @@ def pseudo_round(cfg: Config, splits, caches: dict, model):
     pool, overlap = pseudo_pool(cfg, splits, caches)
     selection, predictions = _new_selection(cfg, splits, pool, overlap, model, selection_identity(cfg, pool))
     train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
+    stats = {**stats, "kept_by_rule": kept_by_rule(cfg, splits, pool, predictions).to_dict()}
     return train_plus, val_plus, stats, predictions
+
+
+RULES = {"confidence >= threshold (the paper)": {}, "class quota": {"balance": "class_quota"},
+         "caption-group check": {"group_check": True}}
+
+
+def kept_by_rule(cfg: Config, splits, pool, predictions) -> pd.DataFrame:
+    """Rows kept per predicted class on the pool by the paper's rule and by the two bias-aware ones
+    (training.pseudo_labels), from the same predictions; notebook 13 retrains with them."""
+    from helpers.training import pseudo_labels as pseudo
+
+    captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
+    columns = {}
+    for rule, options in RULES.items():
+        chosen = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
+                               cfg.pseudo_confidence, cfg.pseudo_split, **options)
+        columns[rule] = pd.DataFrame(chosen.stats["per_class"]).set_index("class")["kept"]
+    return pd.DataFrame(columns)
 
 
 def _new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict):
