@@ -142,14 +142,11 @@ def group_table(report) -> pd.DataFrame:
 
 def run(namespace: dict) -> Result:
     from helpers.data.splits import is_labelled
-    from helpers.study.pseudo_round import pseudo_cache_names
 
-    probe = common.prepare(namespace, "beyond")
-    if not probe.enabled:
-        return common.switched_off(probe, TITLE)
-    with_pool = "unlabelled" in probe.splits
-    context = common.prepare(namespace, "beyond", tuple(pseudo_cache_names(probe.splits)) if with_pool
-                             else ("train", "validation"))
+    context = common.prepare(namespace, "beyond", _caches_needed)
+    if not context.enabled:
+        return common.switched_off(context, TITLE)
+    with_pool = "unlabelled" in context.splits
     captions = np.asarray(context.splits[context.split_name]["Caption"], dtype=object)[context.evaluated.rows]
     by_seed, report = fusion_and_decoding(context, captions)
     tables = {f"Caption groups of the {context.split_name} split": group_table(report)}
@@ -168,6 +165,13 @@ def run(namespace: dict) -> Result:
                     conclusion=beyond_conclusion(by_seed, precision, report), numbers=numbers,
                     intro=_intro(context.cfg, with_pool))
     return common.record(context, "beyond", result)
+
+
+def _caches_needed(splits) -> list[str]:
+    """Train and validation, and what the pseudo-label round reads when there is a pool."""
+    from helpers.study.pseudo_round import pseudo_cache_names
+
+    return pseudo_cache_names(splits) if "unlabelled" in splits else ["train", "validation"]
 
 
 def _intro(cfg, with_pool: bool) -> str:

@@ -39,9 +39,9 @@ class Context:
     viewed: CachedSplit | None = None       # the rows scored under perturbations (view_captions)
 
 
-def prepare(namespace: dict, name: str, cache_names: tuple[str, ...] = ()) -> Context:
+def prepare(namespace: dict, name: str, cache_names=()) -> Context:
     """The run's config; when `name` is in the profile's analyses, the final model and the caches
-    of cache_names plus the evaluation split."""
+    of cache_names (names, or a function of the study's splits giving them) plus the evaluation split."""
     from helpers.data.splits import study_splits
     from helpers.study import setup, stages
 
@@ -53,7 +53,8 @@ def prepare(namespace: dict, name: str, cache_names: tuple[str, ...] = ()) -> Co
     context.model, tokenizer, stage = stages.final_model(cfg)
     context.size = context.model.config.image_size
     context.split_name = stages.evaluation_split(context.splits)
-    context.caches = stages.caches_for(cfg, context.splits, tokenizer, context.size, [*cache_names, context.split_name])
+    names = cache_names(context.splits) if callable(cache_names) else cache_names
+    context.caches = stages.caches_for(cfg, context.splits, tokenizer, context.size, [*names, context.split_name])
     context.evaluated = context.caches[context.split_name]
     context.viewed = viewed_rows(cfg, context.splits[context.split_name], context.evaluated)
     print(f"model: {stage} pseudo-labels; scored on the {context.split_name} split ({len(context.evaluated)} images; "
