@@ -11,8 +11,7 @@ import pandas as pd
 
 from helpers.analyses import common
 from helpers.analyses.conclusions import baselines_conclusion
-from helpers.evaluation.metrics import task_a_metrics, task_b_metrics
-from helpers.labels import CLASS_NAMES
+from helpers.evaluation.metrics import called_ai_rates, task_a_metrics, task_b_metrics
 from helpers.study.results import Result
 
 TITLE = "Baselines"
@@ -23,9 +22,7 @@ METHODS = ("dual encoder (paper)", "image-only fine-tuning", "frozen features + 
 
 def scores(label_a, label_b, pred_a, pred_b=None) -> dict:
     """Task A, real images called AI, recall per generator, and Task B where there is a head B."""
-    label_a, label_b, pred_a = np.asarray(label_a), np.asarray(label_b), np.asarray(pred_a)
-    row = {**task_a_metrics(label_a, pred_a), "real_called_ai": float(pred_a[label_a == 0].mean())}
-    row.update({f"recall {CLASS_NAMES[g]}": float(pred_a[label_b == g].mean()) for g in sorted(set(label_b) - {0})})
+    row = {**task_a_metrics(label_a, pred_a), **called_ai_rates(label_a, label_b, pred_a)}
     if pred_b is not None:
         row["f1_b_weighted"] = task_b_metrics(label_b, pred_b)["f1_b_weighted"]
     return row

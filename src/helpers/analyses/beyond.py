@@ -74,24 +74,20 @@ def rule_tables(context, captions, pool, pool_captions, before) -> tuple[pd.Data
     """(kept per predicted class on the pool under each rule, pseudo-label precision of each rule
     on the evaluation split used as a pool, the selections on the pool)."""
     from helpers.inference.cached import predict
-    from helpers.training.pseudo_labels import select
+    from helpers.study.pseudo_round import kept_by_rule, selections_by_rule
 
     cfg = context.cfg
-    args = (cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed, cfg.pseudo_confidence, cfg.pseudo_split)
     on_pool = predict(before, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="pool")
     on_test = predict(before, context.evaluated, cfg.eval_batch_size, bf16=cfg.bf16, desc=context.split_name)
-    kept, precision, selections = {}, {}, {}
-    for rule, options in RULES.items():
-        selections[rule] = select(on_pool, pool_captions, *args, **options)
-        per_class = pd.DataFrame(selections[rule].stats["per_class"]).set_index("class")
-        kept[rule] = per_class["kept"]
-        stand_in = select(on_test, captions, *args, **options)
+    selections = selections_by_rule(cfg, on_pool, pool_captions)
+    precision = {}
+    for rule, stand_in in selections_by_rule(cfg, on_test, captions).items():
         chosen = np.concatenate([stand_in.to_train, stand_in.to_validation])
         right = stand_in.label_b[chosen] == context.evaluated.label_b[chosen]
         precision[rule] = {"kept": len(chosen), "right (%)": 100 * float(right.mean()) if len(chosen) else np.nan,
                            "smallest class kept": int(np.bincount(stand_in.label_b[chosen], minlength=len(CLASS_NAMES)).min()
                                                       if len(chosen) else 0)}
-    return pd.DataFrame(kept), pd.DataFrame(precision).T, selections
+    return kept_by_rule(selections), pd.DataFrame(precision).T, selections
 
 
 def pseudo_label_rules(context, captions) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
@@ -102,9 +98,9 @@ def pseudo_label_rules(context, captions) -> tuple[pd.DataFrame, pd.DataFrame, l
 
     cfg = context.cfg
     pool, _ = pseudo_round.pseudo_pool(cfg, context.splits, context.caches)
-    pool_captions = np.asarray(context.splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
     before = common.train_quick(cfg, context.caches["train"], context.caches["validation"], seed=cfg.seed)
-    kept, precision, selections = rule_tables(context, captions, pool, pool_captions, before)
+    kept, precision, selections = rule_tables(context, captions, pool, pseudo_round.pool_captions(context.splits, pool),
+                                              before)
     # The study's 'after' model is the paper's rule retrained with this budget when the profile uses
     # that rule and the analyses train as long as the stages do.
     own = (stages.final_stage(cfg) == "after" and cfg.analysis_epochs in (0, cfg.epochs)

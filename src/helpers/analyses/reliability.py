@@ -40,16 +40,10 @@ def calibration_numbers(val_prob, val_label, eval_prob, eval_label) -> tuple[dic
 def threshold_costs(prob_ai: np.ndarray, cached, thresholds: dict) -> pd.DataFrame:
     """Per stored threshold: its value, the share of real images called AI and each generator's
     recall on the scored split."""
-    from helpers.labels import CLASS_NAMES
+    from helpers.evaluation.metrics import called_ai_rates
 
-    rows = {}
-    for name, value in thresholds.items():
-        called = prob_ai >= value
-        row = {"threshold": value, "real_called_ai": float(called[cached.label_a == 0].mean())}
-        row.update({f"recall {CLASS_NAMES[g]}": float(called[cached.label_b == g].mean())
-                    for g in sorted(set(cached.label_b.tolist()) - {0})})
-        rows[name] = row
-    return pd.DataFrame(rows).T
+    return pd.DataFrame({name: {"threshold": value, **called_ai_rates(cached.label_a, cached.label_b, prob_ai >= value)}
+                         for name, value in thresholds.items()}).T
 
 
 def run(namespace: dict) -> Result:
@@ -63,8 +57,9 @@ def run(namespace: dict) -> Result:
     _, val_preds = common.evaluate(context.model, validation, context.cfg, "validation")
     _, eval_preds = common.evaluate(context.model, evaluated, context.cfg, context.split_name)
     numbers, scaled = calibration_numbers(val_preds.prob_ai, validation.label_a, eval_preds.prob_ai, evaluated.label_a)
-    stored = {k: v for k, v in (getattr(context.model.config, "operating_thresholds", None) or {}).items()
-              if k in ("0.5", "fpr1", "fpr5", "f1")}
+    from helpers.evaluation.thresholds import NAMED
+
+    stored = {k: v for k, v in (getattr(context.model.config, "operating_thresholds", None) or {}).items() if k in NAMED}
     costs = threshold_costs(eval_preds.prob_ai, evaluated, stored)
     result = Result(TITLE, {"Calibration": pd.Series(numbers).round(4).to_frame("value"),
                             f"Operating thresholds (set on validation) on the {context.split_name} split": costs.round(4)},

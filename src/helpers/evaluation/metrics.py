@@ -57,6 +57,15 @@ def metrics_both_ways(label_a, label_b, pred_a, pred_b, scores_b) -> dict[str, f
     return {**all_metrics(label_a, label_b, pred_a, pred_b), **{f"{k}_argmax": v for k, v in plain.items()}}
 
 
+def called_ai_rates(label_a, label_b, pred_a) -> dict[str, float]:
+    """The share of real images called AI and, for each generator present, the share of its
+    images called AI (Task-A recall per generator)."""
+    label_a, label_b, pred_a = np.asarray(label_a), np.asarray(label_b), np.asarray(pred_a)
+    rates = {"real_called_ai": float(pred_a[label_a == 0].mean())}
+    rates.update({f"recall {CLASS_NAMES[g]}": float(pred_a[label_b == g].mean()) for g in sorted(set(label_b.tolist()) - {0})})
+    return rates
+
+
 def per_generator_accuracy(label_b, pred_b) -> pd.DataFrame:
     """For each true class: rows, share predicted exactly (Task B) and share with Task A right."""
     label_b, pred_b = np.asarray(label_b), np.asarray(pred_b)

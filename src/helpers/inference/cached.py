@@ -22,6 +22,12 @@ class Predictions:
     confidence_b: np.ndarray   # [N] probability of the chosen Task B answer (see decode)
 
 
+def ai_class_probabilities(probs_b: np.ndarray) -> np.ndarray:
+    """[N, 5] head B renormalised over the five AI classes (its 'real' logit is never trained under
+    the paper's loss)."""
+    return probs_b[:, 1:] / probs_b[:, 1:].sum(1, keepdims=True).clip(min=1e-12)
+
+
 def decode(prob_ai: np.ndarray, probs_b: np.ndarray, threshold: float = 0.5, mode: str = "hierarchical") -> Predictions:
     """mode "hierarchical": Task B is 'real' whenever Task A says real, so its confidence is then
     Task A's; otherwise it is the best AI class, with its probability renormalised over the five
@@ -41,7 +47,7 @@ def decode(prob_ai: np.ndarray, probs_b: np.ndarray, threshold: float = 0.5, mod
     if mode != "hierarchical":
         raise ValueError(f"decoding mode must be 'hierarchical', 'six_class' or 'caption_groups', got {mode!r}")
     label_a = (prob_ai >= threshold).astype(np.int64)
-    ai_probs = probs_b[:, 1:] / probs_b[:, 1:].sum(1, keepdims=True).clip(min=1e-12)
+    ai_probs = ai_class_probabilities(probs_b)
     best_ai = ai_probs.argmax(1) + 1
     label_b = np.where(label_a == 1, best_ai, REAL)
     confidence_a = np.where(label_a == 1, prob_ai, 1.0 - prob_ai)

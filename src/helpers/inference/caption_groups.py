@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from helpers.data.splits import normalised_captions
-from helpers.inference.cached import Predictions, decode
+from helpers.inference.cached import Predictions, ai_class_probabilities, decode
 from helpers.labels import NUM_CLASSES, REAL
 
 LABEL = "caption groups (uses the set's one-image-per-class structure)"
@@ -31,6 +31,7 @@ class GroupReport:
     groups: dict[str, int] = field(default_factory=dict)
     images: dict[str, int] = field(default_factory=dict)
     not_one_per_class: int | None = None
+    jointly: np.ndarray | None = None   # [N] bool: the rows decoded with their group
 
     def summary(self) -> str:
         used = self.groups.get("complete", 0)
@@ -52,8 +53,7 @@ def class_probabilities(prob_ai: np.ndarray, probs_b: np.ndarray, mode: str) -> 
     if mode == "six_class":
         return probs_b
     prob_ai = np.asarray(prob_ai, np.float64)[:, None]
-    ai = probs_b[:, 1:] / probs_b[:, 1:].sum(1, keepdims=True).clip(min=1e-12)
-    return np.concatenate([1.0 - prob_ai, prob_ai * ai], axis=1)
+    return np.concatenate([1.0 - prob_ai, prob_ai * ai_class_probabilities(probs_b)], axis=1)
 
 
 def caption_groups(captions) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -82,10 +82,11 @@ def group_decode(prob_ai, probs_b, captions, mode: str = "hierarchical", thresho
     label_b_out, confidence_b = per_image.label_b.copy(), per_image.confidence_b.copy()
     class_probs = class_probabilities(per_image.prob_ai, per_image.probs_b, mode)
     groups, kinds = caption_groups(captions)
-    mismatched = 0
+    mismatched, jointly = 0, np.zeros(len(captions), bool)
     for key, members in groups.items():
         if kinds[key] != "complete":
             continue
+        jointly[members] = True
         cost = -np.log(class_probs[members].clip(min=1e-12))
         images, classes = linear_sum_assignment(cost)
         label_b_out[members[images]] = classes
@@ -103,7 +104,7 @@ def group_decode(prob_ai, probs_b, captions, mode: str = "hierarchical", thresho
         images[kinds[key]] += len(members)
     order = ("complete", "partial", "singleton", "over-full", "no caption")
     report = GroupReport({k: counts.get(k, 0) for k in order}, {k: images.get(k, 0) for k in order},
-                         mismatched if label_b is not None else None)
+                         mismatched if label_b is not None else None, jointly)
     return predictions, report
 
 
@@ -114,9 +115,5 @@ def decode_scored(scored, captions, mode: str = "hierarchical", threshold: float
 
     captions = [c if ok else "" for c, ok in zip(captions, scored.ok)]
     joint, report = group_decode(scored.predictions.prob_ai, scored.predictions.probs_b, captions, mode, threshold)
-    groups, kinds = caption_groups(captions)
-    decoding = np.full(len(captions), "per image", dtype=object)
-    for key, members in groups.items():
-        if kinds[key] == "complete":
-            decoding[members] = "caption group"
+    decoding = np.where(report.jointly, "caption group", "per image").astype(object)
     return dataclasses.replace(scored, predictions=joint), decoding, report

@@ -73,7 +73,8 @@ def pseudo_round(cfg: Config, splits, caches: dict, model):
     pool, overlap = pseudo_pool(cfg, splits, caches)
     selection, predictions = _new_selection(cfg, splits, pool, overlap, model, selection_identity(cfg, pool))
     train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
-    stats = {**stats, "kept_by_rule": kept_by_rule(cfg, splits, pool, predictions).to_dict()}
+    rules = selections_by_rule(cfg, predictions, pool_captions(splits, pool))
+    stats = {**stats, "kept_by_rule": kept_by_rule(rules).to_dict()}
     return train_plus, val_plus, stats, predictions
 
 
@@ -81,18 +82,24 @@ RULES = {"confidence >= threshold (the paper)": {}, "class quota": {"balance": "
          "caption-group check": {"group_check": True}}
 
 
-def kept_by_rule(cfg: Config, splits, pool, predictions) -> pd.DataFrame:
-    """Rows kept per predicted class on the pool by the paper's rule and by the two bias-aware ones
-    (training.pseudo_labels), from the same predictions; notebook 13 retrains with them."""
+def pool_captions(splits, pool) -> np.ndarray:
+    return np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
+
+
+def selections_by_rule(cfg: Config, predictions, captions) -> dict:
+    """The selection from the same predictions under the paper's rule and each bias-aware one
+    (training.pseudo_labels), the profile's other pseudo-label settings kept; notebook 13 retrains
+    with them."""
     from helpers.training import pseudo_labels as pseudo
 
-    captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
-    columns = {}
-    for rule, options in RULES.items():
-        chosen = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
-                               cfg.pseudo_confidence, cfg.pseudo_split, **options)
-        columns[rule] = pd.DataFrame(chosen.stats["per_class"]).set_index("class")["kept"]
-    return pd.DataFrame(columns)
+    return {rule: pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
+                                cfg.pseudo_confidence, cfg.pseudo_split, **options) for rule, options in RULES.items()}
+
+
+def kept_by_rule(selections: dict) -> pd.DataFrame:
+    """Rows kept per predicted class, one column per rule."""
+    return pd.DataFrame({rule: pd.DataFrame(chosen.stats["per_class"]).set_index("class")["kept"]
+                         for rule, chosen in selections.items()})
 
 
 def _new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict):
@@ -102,7 +109,7 @@ def _new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dic
     from helpers.training import pseudo_labels as pseudo
 
     predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
-    captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
+    captions = pool_captions(splits, pool)
     if cfg.task_b_decoding == "caption_groups":
         from helpers.inference.caption_groups import group_decode
 
