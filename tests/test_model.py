@@ -97,6 +97,58 @@ def test_cached_text_features_give_the_same_outputs_as_the_frozen_tower(tmp_path
     assert torch.allclose(plain.logits_b, fast.logits_b, atol=1e-5) and torch.allclose(plain.logits_a, fast.logits_a, atol=1e-5)
 
 
+def test_text_features_run_the_tower_once_per_distinct_caption_whatever_the_order(monkeypatch):
+    import copy
+    from collections import OrderedDict
+
+    import numpy as np
+
+    from conftest import ROOT
+    from helpers.cache import text
+    from helpers.cache.text import text_features
+    from helpers.config import load_config
+    from helpers.modeling.building import build_model
+
+    monkeypatch.setattr(text, "_COMPUTED", OrderedDict())  # nothing kept from earlier tests' towers
+    model, tokenizer = build_model(load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True}))
+    encoded = tokenizer(["a dog", "two cats on a bed", "a dog", "a red bus"], padding="max_length", max_length=12,
+                        return_tensors="np")
+    ids, lengths = encoded["input_ids"].astype(np.int32), encoded["attention_mask"].sum(1).astype(np.int32)
+    rows_encoded = []
+    encode_text = type(model).encode_text
+    monkeypatch.setattr(type(model), "encode_text", lambda self, i, m: rows_encoded.append(len(i)) or encode_text(self, i, m))
+
+    first = text_features(model, ids, lengths)
+    assert rows_encoded == [3] and first.shape == (4, 32) and np.array_equal(first[0], first[2])
+    # The same captions asked for in another order: the very same numbers, kept from the first call.
+    order = [3, 2, 1, 0]
+    assert np.array_equal(text_features(model, ids[order], lengths[order]), first[order]) and rows_encoded == [3]
+    twin = copy.deepcopy(model)  # other tensors with the same weights: the same set is not encoded again
+    assert np.array_equal(text_features(twin, ids, lengths), first) and rows_encoded == [3]
+    with torch.no_grad():
+        twin.text_encoder.embeddings.word_embeddings.weight.mul_(2.0)  # changed in place: encoded anew
+    assert not np.allclose(text_features(twin, ids, lengths), first) and rows_encoded == [3, 3]
+    other_set = text_features(model, ids[:2], lengths[:2])  # another set: its own batches
+    assert rows_encoded == [3, 3, 2] and np.allclose(other_set, first[:2], atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        direct = model.encode_text(torch.from_numpy(ids[:, :int(lengths.max())]).long(),
+                                   (torch.arange(int(lengths.max())) < torch.from_numpy(lengths).unsqueeze(1)).long())
+    assert np.allclose(first, direct.numpy(), atol=1e-5)
+    assert text_features(model, ids[:0], lengths[:0]).shape == (0, 32)
+    # Prediction from a cache goes through it too: one tower pass for the three captions of four rows.
+    from helpers.cache.dataset import CachedSplit
+    from helpers.inference.cached import predict
+
+    size = model.config.image_size
+    cached = CachedSplit(np.zeros((4, 3, size, size), np.uint8), ids, lengths, np.ones(4, np.int64), np.ones(4, np.int64),
+                         np.arange(4))
+    rows_encoded.clear()
+    monkeypatch.setattr(text, "_COMPUTED", OrderedDict())
+    predict(model, cached, batch_size=2, desc=None)
+    assert sum(rows_encoded) == 3  # in batches of 2
+
+
 def test_attention_fusion_trains_end_to_end_and_reloads_exactly(smoke_cfg, tmp_path, monkeypatch):
     import dataclasses
 

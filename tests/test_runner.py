@@ -165,3 +165,84 @@ def test_each_notebook_starts_from_an_empty_namespace_in_the_shared_kernel(tmp_p
     # Numbering starts again at 1; modules imported before stay loaded only in the shared kernel.
     assert code[0].execution_count == 1
     assert code[-1].outputs[0]["text"].strip() == ("cold" if per_notebook else "warm")
+
+
+@pytest.mark.slow
+def test_notebooks_from_04_run_side_by_side_in_lanes_and_a_failure_starts_no_more(tmp_path):
+    from helpers.run import cores
+
+    (tmp_path / "notebooks").mkdir()
+    log = tmp_path / "ran.txt"
+
+    def note(name):
+        return (f"import os, torch\nopen({str(log)!r}, 'a').write(f'{name} {{os.getpid()}} {{torch.get_num_threads()}}\\n')\n"
+                f"open({str(tmp_path / name)!r} + '.started', 'w').close()")
+
+    def wait_for(name):  # passes only while the other notebook runs at the same time
+        return (f"import os, time\ndeadline = time.time() + 90\nwhile not os.path.exists({str(tmp_path / name)!r} + '.started'):\n"
+                f"    assert time.time() < deadline, '{name} did not start beside this notebook'\n    time.sleep(0.2)")
+
+    _notebook(tmp_path / "notebooks" / "01_core.ipynb", note("01"))
+    _notebook(tmp_path / "notebooks" / "04_a.ipynb", note("04"), wait_for("05"))
+    _notebook(tmp_path / "notebooks" / "05_b.ipynb", note("05"), wait_for("04"))
+    _notebook(tmp_path / "notebooks" / "06_c.ipynb", note("06"))
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"profile": "l", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120,
+                                       "notebook_lanes": 2}))
+    record = run_study(profile, root=tmp_path)
+    assert [(s["notebook"], s["status"]) for s in record["stages"]] == [
+        ("01_core", "ok"), ("04_a", "ok"), ("05_b", "ok"), ("06_c", "ok")], record["stages"]
+    ran = {name: (pid, int(threads)) for name, pid, threads in (line.split() for line in log.read_text().splitlines())}
+    assert ran["04"][0] != ran["05"][0] and ran["01"][0] in {ran["04"][0], ran["05"][0]}
+    assert {ran[n][1] for n in ("04", "05", "06")} == {max(1, cores() // 2)}
+    assert (tmp_path / "reports" / "l" / "06_c.html").is_file()
+
+    # A failure: the notebook beside it finishes, no further one starts.
+    log.unlink()
+    for flag in tmp_path.glob("*.started"):
+        flag.unlink()
+    _notebook(tmp_path / "notebooks" / "04_a.ipynb", note("04"), wait_for("05"), "raise ValueError('broken')")
+    failed_page = tmp_path / "reports" / "l" / "04_a.html"
+    failed_page.unlink()
+    _notebook(tmp_path / "notebooks" / "05_b.ipynb", note("05"), wait_for("04"),  # ends once 04 has failed
+              f"while not os.path.exists({str(failed_page)!r}):\n    time.sleep(0.2)\ntime.sleep(2)")
+    record = run_study(profile, root=tmp_path)
+    assert [(s["notebook"], s["status"]) for s in record["stages"]] == [
+        ("01_core", "ok"), ("04_a", "failed"), ("05_b", "ok")], record["stages"]
+    assert "06" not in log.read_text()
+
+
+def _merge_sections(report_dir, name, count):
+    from helpers.config import load_config
+    from helpers.study.records import update_metrics
+
+    cfg = load_config({"profile": "m", "report_dir": str(report_dir)})
+    for i in range(count):
+        update_metrics(cfg, {f"{name}-{i}": i}, section="analyses")
+
+
+def test_notebooks_side_by_side_never_lose_each_others_metrics(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_merge_sections, args=(tmp_path, name, 40)) for name in ("a", "b", "c")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+    assert [w.exitcode for w in writers] == [0, 0, 0]
+    merged = json.loads((tmp_path / "m" / "metrics.json").read_text())["analyses"]
+    assert merged == {f"{name}-{i}": i for name in "abc" for i in range(40)}
+
+
+def test_side_by_side_notebooks_start_with_those_that_train_most():
+    from helpers.config import load_config
+    from helpers.run import heaviest_first
+
+    cfg = load_config(ROOT / "params" / "demo.yaml")
+    order = [nb.stem[:2] for nb in heaviest_first(cfg, [nb for nb in NOTEBOOKS if nb.stem[:2] >= "04"])]
+    # 13: an attention model per seed, a concat model per seed but the first, the quota retraining;
+    # 08: one model per generator held out; 07: text-only, image-only, attention; 10: a model per further seed.
+    assert order == ["08", "13", "07", "10", "04", "05", "06", "09", "11", "12"]
+    assert [nb.stem[:2] for nb in heaviest_first(load_config(ROOT / "params" / "demo.yaml", {"seeds": [1, 2, 3, 4]}),
+                                                 [nb for nb in NOTEBOOKS if nb.stem[:2] in ("08", "13")])] == ["13", "08"]

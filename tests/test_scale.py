@@ -225,3 +225,17 @@ def test_building_a_cache_leaves_no_pages_of_the_source_files_resident(tmp_path,
 
     size_kib = sum(os.path.getsize(f) for f in files) // 1024
     assert size_kib > 2500 and resident_kib() < 0.1 * size_kib
+
+
+@pytest.mark.slow
+def test_the_launcher_names_the_first_error_a_process_recorded(tmp_path):
+    """helpers.train --set processes=2 launches torchrun; what it reports is read from the error
+    files torchrun keeps per process (torchelastic's ErrorHandler), not parsed from the output."""
+    result = _train(*_sets(tmp_path, dataset="/nowhere/data", processes=2))
+    assert result.returncode == 1
+    files = sorted((tmp_path / "smoke" / "torchrun").glob("launch_train/*/attempt_0/*/error.json"))
+    assert files, "no process recorded its error"
+    recorded = [json.loads(f.read_text())["message"]["message"] for f in files]
+    assert all(m.startswith("DataError: data source '/nowhere/data'") for m in recorded)
+    assert re.search(r"training under torchrun failed \(exit 1\): rank [01]: DataError: data source '/nowhere/data'",
+                     result.stderr), result.stderr[-1500:]

@@ -164,6 +164,11 @@ class Config:
     work_dir: str = "runs"
     report_dir: str = "reports"
     notebook_timeout: int = 3600
+    # helpers.run: notebooks 01-03 run in order; from 04 on (each reads the trained stages and writes
+    # its own part of the report) this many run side by side, each kernel with cores / lanes torch
+    # threads. 1 = one after another with every core. On a CPU two lanes finish sooner, because a
+    # small model's step does not use two cores fully; on one GPU keep 1 (two trainings share its memory).
+    notebook_lanes: int = 1
 
     @property
     def run_dir(self) -> Path:
@@ -240,7 +245,8 @@ def _check_ranges(config: Config) -> None:
         raise ConfigError(f"key 'val_fraction' must lie in (0, 1), got {config.val_fraction}")
     if config.per_device_max_batch < 0:
         raise ConfigError(f"key 'per_device_max_batch' must be 0 (no limit) or positive, got {config.per_device_max_batch}")
-    for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length", "processes", "ddp_timeout"):
+    for key in ("batch_size", "eval_batch_size", "epochs", "fusion_dim", "max_caption_length", "processes", "ddp_timeout",
+                "notebook_lanes"):
         if getattr(config, key) < 1:
             raise ConfigError(f"key '{key}' must be at least 1, got {getattr(config, key)}")
 

@@ -5,11 +5,13 @@ Why one kernel: importing torch, transformers' Trainer and the model code takes 
 every notebook on a 2-core machine (a kernel of its own re-imports them), which is a third of
 the demo study. Between notebooks the user namespace, the execution count, open figures and
 cached GPU memory are cleared, so a notebook sees none of its predecessor's variables, exactly
-as when it is opened in JupyterLab; only imported modules stay loaded. `helpers.run
---kernel-per-notebook` gives each notebook a kernel of its own instead."""
+as when it is opened in JupyterLab; only imported modules stay loaded. `helpers.run --kernel-per-notebook` gives
+each notebook a kernel of its own instead. Notebooks that run side by side (the runner's lanes)
+each have a kernel of their own, told how many torch threads to use."""
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,14 +19,17 @@ from pathlib import Path
 KERNEL = "ct2-detector"
 KERNEL_DISPLAY = "CT2 detector"
 
+# Sent to a lane's kernel while notebooks 01-03 run, so its first notebook does not wait on them.
+WARM_UP = "import torch, transformers.trainer, matplotlib.pyplot, helpers.study.chapters, helpers.analyses.common"
 # Sent before each notebook; runs clear_namespace inside the kernel (nothing is left in its namespace).
-FRESH_NAMESPACE = "__import__('helpers.kernel', fromlist=['clear_namespace']).clear_namespace(get_ipython())"
+FRESH_NAMESPACE = "__import__('helpers.kernel', fromlist=['clear_namespace']).clear_namespace(get_ipython(), {threads})"
 
 
-def clear_namespace(shell) -> None:
+def clear_namespace(shell, threads: int | None = None) -> None:
     """In the kernel: close open figures, empty the user namespace and set the execution count back
     to 1 (reset(new_session=True); the %reset magic keeps the count), free memory the previous
-    notebook held, GPU cache included."""
+    notebook held, GPU cache included. threads: torch's intra-op threads for the next notebook
+    (None: as they are)."""
     import gc
 
     if "matplotlib.pyplot" in sys.modules:
@@ -33,6 +38,10 @@ def clear_namespace(shell) -> None:
     gc.collect()
     if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
         sys.modules["torch"].cuda.empty_cache()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def ensure_kernel() -> str:
@@ -82,17 +91,28 @@ class SharedKernel:
         self.manager = ipc_kernel_manager()(kernel_name=ensure_kernel())
         run_sync(self.manager.start_kernel)(cwd=str(cwd))
 
-    def fresh_namespace(self) -> None:
+    def _execute(self, code: str) -> dict:
         client = self.manager.blocking_client()
         client.start_channels()
         try:
             client.wait_for_ready(timeout=self.startup_timeout)
-            reply = client.execute_interactive(FRESH_NAMESPACE, silent=True, store_history=False,
-                                               timeout=self.startup_timeout)
-            if reply["content"]["status"] != "ok":
-                raise RuntimeError(f"the shared kernel could not clear its namespace: {reply['content'].get('evalue')}")
+            return client.execute_interactive(code, silent=True, store_history=False, timeout=self.startup_timeout)
         finally:
             client.stop_channels()
+
+    def warm_up(self) -> None:
+        """Import the study's heavy modules in the background (what fresh_namespace then clears is
+        only the namespace; the modules stay loaded)."""
+        self._warming = threading.Thread(target=self._execute, args=(WARM_UP,), daemon=True)
+        self._warming.start()
+
+    def fresh_namespace(self, threads: int | None = None) -> None:
+        if getattr(self, "_warming", None) is not None:
+            self._warming.join()
+            self._warming = None
+        reply = self._execute(FRESH_NAMESPACE.format(threads=threads))
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the shared kernel could not clear its namespace: {reply['content'].get('evalue')}")
 
     def alive(self) -> bool:
         return bool(self._run_sync(self.manager.is_alive)())
@@ -103,11 +123,10 @@ class SharedKernel:
 
 
 @contextmanager
-def study_kernel(cwd: Path, shared: bool = True):
-    """A SharedKernel for the study, shut down at the end (None: a kernel per notebook)."""
-    kernel = SharedKernel(cwd) if shared else None
+def study_kernel(cwd: Path):
+    """A SharedKernel started in cwd, shut down at the end."""
+    kernel = SharedKernel(cwd)
     try:
         yield kernel
     finally:
-        if kernel is not None:
-            kernel.close()
+        kernel.close()

@@ -21,15 +21,19 @@ with its last output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from helpers.config import ConfigError, load_config
 from helpers.overrides import parse_overrides
 from helpers.identity import changed_keys, identity, identity_hash, training_identity
-from helpers.kernel import ensure_kernel, ipc_kernel_manager, study_kernel
+from helpers.kernel import ensure_kernel, study_kernel
 from helpers.study.provenance import provenance, recorded_data
 from helpers.study.records import clear_report, metrics, write_json
 from helpers.study.report import write_index
@@ -95,21 +99,21 @@ def _failing_cell(output: Path) -> tuple[object, str]:
     return cell.get("execution_count"), text[-600:]
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, root: Path, kernel=None) -> dict:
-    """Execute one notebook, in `kernel` (a kernel.SharedKernel, its namespace cleared first) or
-    in a kernel of its own."""
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, kernel, threads: int | None = None,
+                 progress_bar: bool = True) -> dict:
+    """Execute one notebook in `kernel` (a kernel.SharedKernel, its namespace cleared first and
+    given `threads` torch threads) into out_dir (its reading copy is render_html's)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     output = out_dir / notebook.name
     started = time.perf_counter()
     stage = {"notebook": notebook.stem, "ipynb": output.name, "html": output.with_suffix(".html").name}
-    where = {"kernel_manager_class": ipc_kernel_manager()} if kernel is None else {"km": kernel.manager}
     try:
-        if kernel is not None:
-            kernel.fresh_namespace()
+        kernel.fresh_namespace(threads)
+        # No cwd: the kernel started in the project root, and papermill's chdir is not thread-safe.
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=ensure_kernel(),
-                                   execution_timeout=timeout, cwd=str(root), progress_bar=True, **where)
+                                   execution_timeout=timeout, progress_bar=progress_bar, km=kernel.manager)
         stage["status"] = "ok"
     except PapermillExecutionError as error:
         stage.update(status="failed", error=f"{error.ename}: {error.evalue}", cell=error.exec_count)
@@ -120,9 +124,101 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, 
         stage.update(status="failed", error=f"{type(error).__name__}: {what}: {str(error).strip()[:300]}", cell=cell,
                      last_output=last_output)
     stage["seconds"] = round(time.perf_counter() - started, 1)
-    if output.is_file():
-        render_html(output)
     return stage
+
+
+# Notebooks 01-03 make the data and train the stages every later notebook reads; from 04 on each
+# notebook reads them and writes only its own part of the report (record files are merged under a
+# lock, shared trainings and sets are built once under theirs), so these may run side by side.
+SIDE_BY_SIDE_FROM = "04"
+
+
+# Models each analysis notebook trains from scratch under a profile (its shared ones counted in each
+# notebook that asks): the side-by-side notebooks start heaviest first, so the lanes end together
+# instead of one notebook with many trainings running alone at the end on cores // lanes threads.
+TRAININGS = {"07": lambda cfg: 3, "08": lambda cfg: 5, "10": lambda cfg: len(cfg.seeds) - 1,
+             "13": lambda cfg: 2 * len(cfg.seeds) + 1}
+
+
+def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
+    """By trainings, most first; ties (the notebooks that train nothing) in number order."""
+    count = {nb: TRAININGS.get(nb.stem[:2], lambda cfg: 0)(cfg) for nb in notebooks}
+    return sorted(notebooks, key=lambda nb: -count[nb])
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class NotebookRunner:
+    """Runs the study's notebooks: in order up to SIDE_BY_SIDE_FROM, then `lanes` at a time, each
+    lane with a kernel of its own (or one per notebook) and cores // lanes torch threads, whatever
+    the timing, so a notebook's numbers do not depend on which lane ran it. After a failure no
+    notebook starts; those running finish."""
+
+    def __init__(self, cfg, out_dir: Path, parameters: dict, root: Path, kernel_per_notebook: bool):
+        self.cfg, self.out_dir, self.parameters, self.root = cfg, out_dir, parameters, root
+        self.kernel_per_notebook = kernel_per_notebook
+        self.stages: list[dict] = []
+        self.rendered: list = []
+        self.failed = threading.Event()
+
+    def run(self, to_run: list[Path]) -> list[dict]:
+        # The reading copies are rendered beside the next notebook, not before it starts (the first
+        # one, with nbconvert's import, takes seconds); all are written when run() returns.
+        with ThreadPoolExecutor(1) as self.renders:
+            self._run_all(to_run)
+        for rendered in self.rendered:
+            rendered.result()
+        return self.stages
+
+    def _run_all(self, to_run: list[Path]) -> None:
+        in_order = [nb for nb in to_run if nb.stem[:2] < SIDE_BY_SIDE_FROM]
+        queue = [nb for nb in to_run if nb.stem[:2] >= SIDE_BY_SIDE_FROM]
+        lanes = max(1, min(self.cfg.notebook_lanes, len(queue)))
+        if lanes > 1:
+            queue = heaviest_first(self.cfg, queue)
+        with contextlib.ExitStack() as stack:
+            # None: each notebook starts a kernel of its own (_run_one).
+            kernels = [None if self.kernel_per_notebook else stack.enter_context(study_kernel(self.root))
+                       for _ in range(lanes)]
+            for kernel in kernels[1:]:
+                if kernel is not None and in_order:
+                    kernel.warm_up()  # on the core the in-order notebooks leave partly idle
+            self._lane(in_order, kernels[0], None, 1)
+            if lanes == 1 or self.failed.is_set():
+                self._lane(queue, kernels[0], None, 1)
+                return
+            threads = max(1, cores() // lanes)
+            with ThreadPoolExecutor(lanes) as pool:
+                running = [pool.submit(self._lane, queue, kernel, threads, lanes) for kernel in kernels]
+                for future in running:
+                    future.result()
+
+    def _lane(self, queue: list[Path], kernel, threads: int | None, lanes: int) -> None:
+        while queue and not self.failed.is_set():
+            try:
+                notebook = queue.pop(0)  # atomic: each notebook goes to one lane
+            except IndexError:  # the other lane took the last one
+                return
+            self._run_one(notebook, kernel, threads, lanes)
+
+    def _run_one(self, notebook: Path, kernel, threads: int | None, lanes: int) -> None:
+        cfg = self.cfg
+        print(f"[{cfg.profile}] running {notebook.name} ..." + (f" ({threads} torch thread(s), {lanes} side by side)"
+                                                               if lanes > 1 else ""), flush=True)
+        with contextlib.ExitStack() as stack:
+            if kernel is None:
+                kernel = stack.enter_context(study_kernel(self.root))
+            stage = run_notebook(notebook, self.out_dir, self.parameters, cfg.notebook_timeout, kernel, threads,
+                                 progress_bar=lanes == 1)
+        stage["params_hash"] = notebook_hash(cfg, notebook.stem)
+        if (self.out_dir / notebook.name).is_file():
+            self.rendered.append(self.renders.submit(render_html, self.out_dir / notebook.name))
+        self.stages.append(stage)
+        print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
+        if stage["status"] != "ok":
+            self.failed.set()
 
 
 def run_study(profile_path: str | Path, only: list[str] | None = None, root: Path | None = None,
@@ -150,15 +246,8 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     done = {s["notebook"] for s in kept}
     for stem in sorted(done):
         print(f"[{cfg.profile}] {stem}: finished in an earlier run with these parameters, kept", flush=True)
-    with study_kernel(root, shared=not kernel_per_notebook) as kernel:
-        for notebook in (nb for nb in to_run if nb.stem not in done):
-            print(f"[{cfg.profile}] running {notebook.name} ...", flush=True)
-            stage = run_notebook(notebook, out_dir, parameters, cfg.notebook_timeout, root, kernel)
-            stage["params_hash"] = notebook_hash(cfg, notebook.stem)
-            record["stages"].append(stage)
-            print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
-            if stage["status"] != "ok":
-                break
+    runner = NotebookRunner(cfg, out_dir, parameters, root, kernel_per_notebook)
+    record["stages"] += runner.run([nb for nb in to_run if nb.stem not in done])
     record["stages"] = sorted(record["stages"] + others, key=lambda s: s["notebook"])
     record["total_seconds"] = round(time.perf_counter() - started, 1)
     record["data_revisions"] = recorded_data(cfg, root)

@@ -96,7 +96,7 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, **changes) -> tuple[objec
     the same training, on the same data, is asked for again."""
     import time
 
-    from helpers.files import written_whole
+    from helpers.files import exclusive, written_whole
     from helpers.identity import identity_hash
     from helpers.inference.cached import pick_device
     from helpers.modeling.building import build_model
@@ -107,20 +107,23 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, **changes) -> tuple[objec
     run_cfg = quick_config(cfg, **changes)
     identity = training.run_identity(run_cfg, train, val, 1)
     folder = cfg.run_dir / "analysis_models" / identity_hash(identity)
-    for saved in (folder, model_dir(cfg, "before")):
-        meta = saved / "training_meta.json"
-        if meta.is_file():
-            recorded = json.loads(meta.read_text())
-            if _same_training(recorded.get("run_identity"), identity):
-                print(f"the same training was done before: loading {saved}")
-                return load_detector(saved, pick_device())[0], float(recorded.get("seconds", float("nan")))
-    started = time.perf_counter()
-    model, tokenizer = build_model(run_cfg)
-    with tempfile.TemporaryDirectory(prefix="analysis-") as out:
-        model, _ = training.train(run_cfg, model, train, val, out)
-    seconds = round(time.perf_counter() - started, 1)
-    with written_whole(folder) as partial:
-        save_detector(model, tokenizer, partial, {"run_identity": identity, "seconds": seconds})
+    # Held from the look-up to the save: a notebook running beside this one (helpers.run's lanes)
+    # that asks for the same training waits for it and loads it.
+    with exclusive(folder):
+        for saved in (folder, model_dir(cfg, "before")):
+            meta = saved / "training_meta.json"
+            if meta.is_file():
+                recorded = json.loads(meta.read_text())
+                if _same_training(recorded.get("run_identity"), identity):
+                    print(f"the same training was done before: loading {saved}")
+                    return load_detector(saved, pick_device())[0], float(recorded.get("seconds", float("nan")))
+        started = time.perf_counter()
+        model, tokenizer = build_model(run_cfg)
+        with tempfile.TemporaryDirectory(prefix="analysis-") as out:
+            model, _ = training.train(run_cfg, model, train, val, out)
+        seconds = round(time.perf_counter() - started, 1)
+        with written_whole(folder) as partial:
+            save_detector(model, tokenizer, partial, {"run_identity": identity, "seconds": seconds})
     return model, seconds
 
 

@@ -114,10 +114,9 @@ def collate(batch) -> dict[str, torch.Tensor]:
 
 
 def with_text_features(cached: CachedSplit, model, batch_size: int = 256) -> CachedSplit:
-    """The split with its frozen text tower's pooled output attached, computed once per distinct
-    caption (each appears under six classes) instead of once per row and epoch."""
-    from helpers.cache.text import encode_captions
+    """The split with its text tower's pooled output attached (cache.text.text_features: once per
+    distinct caption) instead of computed once per row and epoch or batch."""
+    from helpers.cache.text import text_features
 
-    unique, first, inverse = np.unique(cached.input_ids, axis=0, return_index=True, return_inverse=True)
-    features = encode_captions(model, unique, cached.lengths[first], batch_size, desc="text features (frozen tower)")
-    return dataclasses.replace(cached, text_features=features[inverse.reshape(-1)])
+    features = text_features(model, cached.input_ids, cached.lengths, batch_size, desc="text features")
+    return dataclasses.replace(cached, text_features=features)

@@ -26,7 +26,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from tqdm.auto import tqdm
 
 from helpers.labels import NUM_CLASSES, UNLABELLED, label_a_of
-from helpers.files import written_whole
+from helpers.files import exclusive, written_whole
 
 SUBJECTS = ["a dog", "two cats", "a man", "a woman", "a child", "a horse", "a red bus", "an old truck",
             "a plate of food", "a bowl of fruit", "a bicycle", "a train", "a giraffe", "an elephant",
@@ -210,8 +210,13 @@ def write_outside(folder: str | Path, captions: int, image_size: int, seed: int)
     """A labelled folder (real/, ai/<generator>/) built differently from the training data; written
     once per settings, then reused. See OUTSIDE_FOLDERS and UNSEEN_GENERATOR."""
     folder = Path(folder)
-    if folder.is_dir():  # only a complete set is renamed into place
-        return folder
+    with exclusive(folder):  # notebooks side by side: one writes, the others wait and read
+        if not folder.is_dir():  # only a complete set is renamed into place
+            _write_outside(folder, captions, image_size, seed)
+    return folder
+
+
+def _write_outside(folder: Path, captions: int, image_size: int, seed: int) -> None:
     renderers = dict(zip(("real", *OUTSIDE_FOLDERS), RENDERERS))
     renderers[UNSEEN_GENERATOR] = _unseen_vq
     with written_whole(folder) as partial:
@@ -221,4 +226,3 @@ def write_outside(folder: str | Path, captions: int, image_size: int, seed: int)
                 target = partial / ("real" if name == "real" else f"ai/{name}")
                 target.mkdir(parents=True, exist_ok=True)
                 (target / f"{i:05d}.jpg").write_bytes(_as_shared_online(render(caption, image_size, rng), rng))
-    return folder

@@ -30,14 +30,15 @@ def vision_features(model, pixels, batch_size: int = 256, desc: str | None = Non
 
 def cached_features(model, cached: CachedSplit, folder, tower: str, batch_size: int = 256) -> np.ndarray:
     """vision_features of a cached split, computed once per (split, tower) and kept under folder."""
-    from helpers.files import written_whole
+    from helpers.files import exclusive, written_whole
 
     path = folder / f"{tower}-{cached.fingerprint()}.npy"
-    if path.is_file():
-        return np.load(path)
-    features = vision_features(model, cached.pixels, batch_size, desc=f"frozen features ({len(cached)} images)")
-    with written_whole(path) as partial:
-        np.save(partial, features)
+    with exclusive(path):
+        if path.is_file():
+            return np.load(path)
+        features = vision_features(model, cached.pixels, batch_size, desc=f"frozen features ({len(cached)} images)")
+        with written_whole(path) as partial:
+            np.save(partial, features)
     return features
 
 

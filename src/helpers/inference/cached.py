@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from helpers.cache.dataset import CachedSplit, collate
+from helpers.cache.dataset import CachedSplit, collate, with_text_features
 from helpers.labels import REAL
 
 
@@ -70,9 +70,12 @@ def pick_device(name: str = "auto") -> torch.device:
 @torch.inference_mode()
 def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.device | str | None = None,
             threshold: float = 0.5, bf16: bool = True, desc: str | None = "predict") -> Predictions:
-    """desc: the progress bar's label; None for no bar (when the caller shows its own)."""
+    """desc: the progress bar's label; None for no bar (when the caller shows its own). The text
+    tower runs once per distinct caption (cache.text.text_features), not once per row."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval().to(device)
+    if cached.text_features is None and model.config.modality != "image":
+        cached = with_text_features(cached, model, batch_size)
     logits_a, logits_b = [], []
     for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch", disable=desc is None):
         batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))

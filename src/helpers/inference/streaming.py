@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -21,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.cache.dataset import CachedSplit
-from helpers.cache.text import encode_captions, tokenize
+from helpers.cache.text import tokenize
 from helpers.data.images import decode_many
 from helpers.inference.cached import Predictions, predict
 from helpers.data.inputs import Inputs
@@ -99,27 +98,9 @@ def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int |
                                 model.config.inference_caption_template)
         part = CachedSplit(pixels, ids, lengths, np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64), rows,
                            blank=~ok[rows])
-        if model.config.modality != "image":
-            part = dataclasses.replace(part, text_features=text_features(ids, lengths))
         preds = predict(model, part, batch_size, bf16=bf16, desc=None)
         prob_ai[rows], probs_b[rows] = preds.prob_ai, preds.probs_b
         batch.clear()
-
-    features_of: dict[bytes, np.ndarray] = {}
-
-    def text_features(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """The text tower's output once per distinct caption over the whole run: a folder's images
-        share the empty one."""
-        keys = [row[:n].tobytes() for row, n in zip(ids, lengths)]
-        first_of = {}
-        for i, key in enumerate(keys):
-            if key not in features_of:
-                first_of.setdefault(key, i)
-        new = list(first_of.values())
-        if new:
-            out = encode_captions(model, ids[new], lengths[new], batch_size)
-            features_of.update({keys[i]: vector for i, vector in zip(new, out)})
-        return np.stack([features_of[key] for key in keys])
 
     blank = np.zeros((3, size, size), np.uint8)
     device = next(model.parameters()).device

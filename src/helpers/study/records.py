@@ -1,6 +1,8 @@
 """The run's record files, each with one writer here: runs/<profile>/record.json (the hand-over
 between notebooks and processes) and reports/<profile>/metrics.json (what the index page shows);
-and the one way this package writes JSON (whole or not at all)."""
+and the one way this package writes JSON (whole or not at all). Each merge holds the file's lock
+from read to replace: notebooks that run side by side (helpers.run's lanes) never lose each
+other's sections."""
 from __future__ import annotations
 
 import json
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.files import written_whole
+from helpers.files import exclusive, written_whole
 
 
 def record(cfg, section: str, values) -> Path:
@@ -19,10 +21,10 @@ def record(cfg, section: str, values) -> Path:
     path = cfg.run_dir / "record.json"
     if not distributed.is_main():
         return path
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current[section] = values
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_json(path, current)
+    with exclusive(path):
+        current = json.loads(path.read_text()) if path.is_file() else {}
+        current[section] = values
+        return write_json(path, current)
 
 
 def recorded(cfg, section: str, default=KeyError):
@@ -39,11 +41,11 @@ def update_metrics(cfg, values: dict, section: str | None = None) -> Path:
     """Merge values into reports/<profile>/metrics.json, at the top or under `section` (analyses,
     external). Numbers are stored as plain JSON (numpy scalars and arrays converted)."""
     path = cfg.reports / "metrics.json"
-    current = json.loads(path.read_text()) if path.is_file() else {}
     values = json.loads(json.dumps(values, default=json_default))
-    (current.setdefault(section, {}) if section else current).update(values)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_json(path, current)
+    with exclusive(path):
+        current = json.loads(path.read_text()) if path.is_file() else {}
+        (current.setdefault(section, {}) if section else current).update(values)
+        return write_json(path, current)
 
 
 def metrics(report_dir: Path) -> dict:

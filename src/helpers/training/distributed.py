@@ -164,7 +164,13 @@ def report_failure(error: BaseException) -> None:
     who = f"[rank {os.environ.get('RANK', '?')}/{os.environ.get('WORLD_SIZE', '?')}]"
     if _is_peer_failure(error):
         print(f"{who} stopped: another process failed (its error is printed above)", file=sys.stderr, flush=True)
-    elif is_main():
+        return
+    # torchrun's error file for this process (TORCHELASTIC_ERROR_FILE): the launcher reads the first
+    # failure from these (training.launch), not from the printed lines.
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    ErrorHandler().record_exception(error)
+    if is_main():
         lines = traceback.format_exception(error)
         print(f"{who} error: {type(error).__name__}: {error}\n{who} traceback:\n{''.join(lines)}", file=sys.stderr,
               flush=True)
