@@ -1,12 +1,12 @@
 """Run the notebook study for one profile: python -m helpers.run params/<profile>.yaml
 
-Executes notebooks/NN_*.ipynb in order with papermill, in one kernel with a fresh namespace for
-each notebook (helpers.kernel: the project's kernel, ct2-detector, registered for this Python when
-missing; --kernel-per-notebook starts one per notebook); an execution timeout;
-the parameters are the profile file and the overrides given with --set), into
-reports/<profile>/: each executed notebook, its HTML reading copy (code hidden),
-provenance.json, and index.html. A failing notebook stops the run with the failing cell's
-error; what ran is kept and indexed.
+Executes notebooks/NN_*.ipynb with papermill: 01-03 in order, then from 04 on notebook_lanes at a
+time (NotebookRunner), each lane in one kernel with a fresh namespace for each notebook
+(helpers.kernel: the project's kernel, ct2-detector, registered for this Python when missing;
+--kernel-per-notebook starts one per notebook); an execution timeout; the parameters are the
+profile file and the overrides given with --set), into reports/<profile>/: each executed notebook,
+its HTML reading copy (code hidden), provenance.json, and index.html. A failing notebook stops the
+run with the failing cell's error (no notebook starts after it); what ran is kept and indexed.
 
 --resume restarts at the first notebook that did not finish, keeping the ones before it that
 finished with the same parameters (each notebook's hash covers the keys it reads, so changing
