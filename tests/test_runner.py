@@ -169,7 +169,7 @@ def test_each_notebook_starts_from_an_empty_namespace_in_the_shared_kernel(tmp_p
 
 @pytest.mark.slow
 def test_notebooks_from_04_run_side_by_side_in_lanes_and_a_failure_starts_no_more(tmp_path):
-    from helpers.run import cores
+    from helpers.execution import cores
 
     (tmp_path / "notebooks").mkdir()
     log = tmp_path / "ran.txt"
@@ -237,7 +237,7 @@ def test_notebooks_side_by_side_never_lose_each_others_metrics(tmp_path):
 
 def test_side_by_side_notebooks_start_with_those_that_train_most():
     from helpers.config import load_config
-    from helpers.run import heaviest_first
+    from helpers.execution import heaviest_first
 
     cfg = load_config(ROOT / "params" / "demo.yaml")
     order = [nb.stem[:2] for nb in heaviest_first(cfg, [nb for nb in NOTEBOOKS if nb.stem[:2] >= "04"])]

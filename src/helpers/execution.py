@@ -1,0 +1,172 @@
+"""Executing the study's notebooks (helpers.run's runner): one notebook in a kernel with papermill,
+its reading copy, and NotebookRunner, which runs 01-03 in order and from 04 on notebook_lanes side
+by side."""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from helpers.kernel import ensure_kernel, study_kernel
+
+
+def render_html(notebook: Path) -> Path:
+    """The reading copy: code, stderr (progress bars, warnings) and the work log of cells tagged
+    hide-output (a chapter's call; its result is shown by the next cell) left out, errors kept; the
+    executed notebook beside it keeps everything."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    node = nbformat.read(notebook, as_version=4)
+    for cell in node.cells:
+        if cell.cell_type == "code":
+            hidden = "hide-output" in cell.get("metadata", {}).get("tags", [])
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"
+                            and (not hidden or o.get("output_type") == "error")]
+    body, _ = HTMLExporter(exclude_input=True).from_notebook_node(node)
+    out = notebook.with_suffix(".html")
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def _failing_cell(output: Path) -> tuple[object, str]:
+    """(execution count of the cell that did not complete, the end of its last output) from the
+    executed notebook papermill saved as it ran."""
+    import nbformat
+
+    if not output.is_file():
+        return None, ""
+    cells = [c for c in nbformat.read(output, as_version=4).cells if c.cell_type == "code"]
+    started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    cell = next((c for c in started if c["metadata"]["papermill"].get("status") != "completed"),
+                started[-1] if started else None)
+    if cell is None:
+        return None, ""
+    texts = [o.get("text") or "\n".join(o.get("traceback") or []) or str(o.get("data", {}).get("text/plain", ""))
+             for o in cell.get("outputs", [])]
+    text = "".join(t if isinstance(t, str) else "".join(t) for t in texts).strip()
+    return cell.get("execution_count"), text[-600:]
+
+
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, kernel, threads: int | None = None,
+                 progress_bar: bool = True) -> dict:
+    """Execute one notebook in `kernel` (a kernel.SharedKernel, its namespace cleared first and
+    given `threads` torch threads) into out_dir (its reading copy is render_html's)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output = out_dir / notebook.name
+    started = time.perf_counter()
+    stage = {"notebook": notebook.stem, "ipynb": output.name, "html": output.with_suffix(".html").name}
+    try:
+        kernel.fresh_namespace(threads)
+        # No cwd: the kernel started in the project root, and papermill's chdir is not thread-safe.
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=ensure_kernel(),
+                                   execution_timeout=timeout, progress_bar=progress_bar, km=kernel.manager)
+        stage["status"] = "ok"
+    except PapermillExecutionError as error:
+        stage.update(status="failed", error=f"{error.ename}: {error.evalue}", cell=error.exec_count)
+    except Exception as error:  # noqa: BLE001 (nbclient's CellTimeoutError, DeadKernelError, a kernel that never started)
+        cell, last_output = _failing_cell(output)
+        what = {"CellTimeoutError": f"a cell ran past notebook_timeout ({timeout} s)",
+                "DeadKernelError": "the kernel died (out of memory?)"}.get(type(error).__name__, "the notebook stopped")
+        stage.update(status="failed", error=f"{type(error).__name__}: {what}: {str(error).strip()[:300]}", cell=cell,
+                     last_output=last_output)
+    stage["seconds"] = round(time.perf_counter() - started, 1)
+    return stage
+
+
+# Notebooks 01-03 make the data and train the stages every later notebook reads; from 04 on each
+# notebook reads them and writes only its own part of the report (record files are merged under a
+# lock, shared trainings and sets are built once under theirs), so these may run side by side.
+SIDE_BY_SIDE_FROM = "04"
+
+
+# Models each analysis notebook trains from scratch under a profile (its shared ones counted in each
+# notebook that asks): the side-by-side notebooks start heaviest first, so the lanes end together
+# instead of one notebook with many trainings running alone at the end on cores // lanes threads.
+TRAININGS = {"07": lambda cfg: 3, "08": lambda cfg: 5, "10": lambda cfg: len(cfg.seeds) - 1,
+             "13": lambda cfg: 2 * len(cfg.seeds) + 1}
+
+
+def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
+    """By trainings, most first; ties (the notebooks that train nothing) in number order."""
+    count = {nb: TRAININGS.get(nb.stem[:2], lambda cfg: 0)(cfg) for nb in notebooks}
+    return sorted(notebooks, key=lambda nb: -count[nb])
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class NotebookRunner:
+    """Runs the study's notebooks: in order up to SIDE_BY_SIDE_FROM, then `lanes` at a time, each
+    lane with a kernel of its own (or one per notebook) and cores // lanes torch threads, whatever
+    the timing, so a notebook's numbers do not depend on which lane ran it. After a failure no
+    notebook starts; those running finish."""
+
+    def __init__(self, cfg, out_dir: Path, parameters: dict, root: Path, kernel_per_notebook: bool):
+        self.cfg, self.out_dir, self.parameters, self.root = cfg, out_dir, parameters, root
+        self.kernel_per_notebook = kernel_per_notebook
+        self.stages: list[dict] = []
+        self.rendered: list = []
+        self.failed = threading.Event()
+
+    def run(self, to_run: list[Path]) -> list[dict]:
+        # The reading copies are rendered beside the next notebook, not before it starts (the first
+        # one, with nbconvert's import, takes seconds); all are written when run() returns.
+        with ThreadPoolExecutor(1) as self.renders:
+            self._run_all(to_run)
+        for rendered in self.rendered:
+            rendered.result()
+        return self.stages
+
+    def _run_all(self, to_run: list[Path]) -> None:
+        in_order = [nb for nb in to_run if nb.stem[:2] < SIDE_BY_SIDE_FROM]
+        queue = [nb for nb in to_run if nb.stem[:2] >= SIDE_BY_SIDE_FROM]
+        lanes = max(1, min(self.cfg.notebook_lanes, len(queue)))
+        if lanes > 1:
+            queue = heaviest_first(self.cfg, queue)
+        with contextlib.ExitStack() as stack:
+            # None: each notebook starts a kernel of its own (_run_one).
+            kernels = [None if self.kernel_per_notebook else stack.enter_context(study_kernel(self.root))
+                       for _ in range(lanes)]
+            for kernel in kernels[1:]:
+                if kernel is not None and in_order:
+                    kernel.warm_up()  # on the core the in-order notebooks leave partly idle
+            self._lane(in_order, kernels[0], None, 1)
+            if lanes == 1 or self.failed.is_set():
+                self._lane(queue, kernels[0], None, 1)
+                return
+            threads = max(1, cores() // lanes)
+            with ThreadPoolExecutor(lanes) as pool:
+                running = [pool.submit(self._lane, queue, kernel, threads, lanes) for kernel in kernels]
+                for future in running:
+                    future.result()
+
+    def _lane(self, queue: list[Path], kernel, threads: int | None, lanes: int) -> None:
+        while queue and not self.failed.is_set():
+            try:
+                notebook = queue.pop(0)  # atomic: each notebook goes to one lane
+            except IndexError:  # the other lane took the last one
+                return
+            self._run_one(notebook, kernel, threads, lanes)
+
+    def _run_one(self, notebook: Path, kernel, threads: int | None, lanes: int) -> None:
+        cfg = self.cfg
+        print(f"[{cfg.profile}] running {notebook.name} ..." + (f" ({threads} torch thread(s), {lanes} side by side)"
+                                                               if lanes > 1 else ""), flush=True)
+        with contextlib.ExitStack() as stack:
+            if kernel is None:
+                kernel = stack.enter_context(study_kernel(self.root))
+            stage = run_notebook(notebook, self.out_dir, self.parameters, cfg.notebook_timeout, kernel, threads,
+                                 progress_bar=lanes == 1)
+        if (self.out_dir / notebook.name).is_file():
+            self.rendered.append(self.renders.submit(render_html, self.out_dir / notebook.name))
+        self.stages.append(stage)
+        print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
+        if stage["status"] != "ok":
+            self.failed.set()
