@@ -113,10 +113,12 @@ def collate(batch) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def with_text_features(cached: CachedSplit, model, batch_size: int = 256) -> CachedSplit:
+def with_text_features(cached: CachedSplit, model, batch_size: int = 256,
+                       desc: str | None = "text features") -> CachedSplit:
     """The split with its text tower's pooled output attached (cache.text.text_features: once per
-    distinct caption) instead of computed once per row and epoch or batch."""
+    distinct caption) instead of computed once per row and epoch or batch. desc: the progress
+    bar's label, None for none."""
     from helpers.cache.text import text_features
 
-    features = text_features(model, cached.input_ids, cached.lengths, batch_size, desc="text features")
+    features = text_features(model, cached.input_ids, cached.lengths, batch_size, desc=desc)
     return dataclasses.replace(cached, text_features=features)

@@ -56,7 +56,7 @@ def tower_digest(tower: torch.nn.Module) -> str:
         digest = hashlib.blake2b(digest_size=16)
         for t in tensors:
             digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())  # the buffer, no copy
         known = (state, digest.hexdigest())
         tower._ct2_digest = known
     return known[1]

@@ -75,7 +75,8 @@ def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.dev
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval().to(device)
     if cached.text_features is None and model.config.modality != "image":
-        cached = with_text_features(cached, model, batch_size)
+        # No bar of its own where the caller shows one (the streaming scorer, chunk by chunk).
+        cached = with_text_features(cached, model, batch_size, desc=desc and f"{desc}: text features")
     logits_a, logits_b = [], []
     for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch", disable=desc is None):
         batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
