@@ -34,7 +34,7 @@ from helpers.config import load_config  # noqa: E402
 from helpers.data.schema import FEATURES  # noqa: E402
 from helpers.inference.cached import autocast_for, pick_device  # noqa: E402
 from helpers.modeling.building import build_model  # noqa: E402
-from helpers.data.synthetic import make_captions, make_rows_parallel  # noqa: E402
+from helpers.data.synthetic import make_captions, make_splits_parallel  # noqa: E402
 from helpers.training.trainer import training_arguments  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
@@ -44,7 +44,8 @@ def synthetic_split(rows: int, image_side: int, seed: int = 0):
     import datasets
 
     captions = make_captions(max(1, rows // 6), seed)
-    return datasets.Dataset.from_dict(make_rows_parallel(captions, image_side, seed, True, "benchmark images"), features=FEATURES)
+    rows = make_splits_parallel({"benchmark": captions}, image_side, seed, unlabelled_splits=())["benchmark"]
+    return datasets.Dataset.from_dict(rows, features=FEATURES)
 
 
 class PaperStyle(torch.utils.data.Dataset):

@@ -24,7 +24,7 @@ from helpers.data.schema import validate_labels
 from helpers.data.schema import read_image_table
 
 # Bump when synthetic.py changes what it draws, so cached copies are rebuilt.
-SYNTHETIC_VERSION = 3
+SYNTHETIC_VERSION = 4
 
 
 def _from_csv(csv_path: Path) -> datasets.Dataset:

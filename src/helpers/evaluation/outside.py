@@ -73,15 +73,17 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
 
 def outside_sets(cfg) -> dict[str, Inputs]:
     """The profile's external sets, read (the synthetic one written first, once)."""
+    from helpers.data.sources import SYNTHETIC_VERSION
     from helpers.data.synthetic import write_outside
 
     sets = {}
     for entry in cfg.external:
         source = entry["source"]
         if source == "synthetic":
-            size = cfg.synthetic_image_size
-            source = write_outside(cfg.run_dir.parent / "data" / f"outside-{entry.get('captions', 100)}-{size}-{cfg.seed}",
-                                   entry.get("captions", 100), size, cfg.seed)
+            size, count = cfg.synthetic_image_size, entry.get("captions", 100)
+            # Named by the generator's version too: a set written by older renderers is never read as this one.
+            folder = cfg.run_dir.parent / "data" / f"outside-v{SYNTHETIC_VERSION}-{count}-{size}-{cfg.seed}"
+            source = write_outside(folder, count, size, cfg.seed)
         inputs = read_inputs(source)
         if not inputs.labelled:
             raise ValueError(f"external set '{entry['name']}' ({source}) has no labels: give a folder with real/ and ai/ "
