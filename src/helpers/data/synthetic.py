@@ -150,10 +150,6 @@ def make_rows(captions: list[str], image_size: int, seed: int, labelled: bool = 
     return rows
 
 
-def _render_chunk(job: tuple[list[str], int, int, bool]) -> dict[str, list]:
-    return make_rows(*job)
-
-
 def make_splits_parallel(captions: dict[str, list[str]], image_size: int, seed: int,
                          unlabelled_splits: tuple[str, ...]) -> dict[str, dict[str, list]]:
     """make_rows for every split, over chunks of captions in one pool of worker processes
@@ -167,7 +163,7 @@ def make_splits_parallel(captions: dict[str, list[str]], image_size: int, seed: 
     splits: dict[str, dict[str, list]] = {name: {"Caption": [], "Image": [], "Label_A": [], "Label_B": []}
                                           for name in captions}
     with ProcessPoolExecutor(max_workers=min(os.cpu_count() or 1, max(1, len(jobs)))) as pool:
-        parts = pool.map(_render_chunk, [job for _, job in jobs])
+        parts = pool.map(make_rows, *zip(*(job for _, job in jobs)))
         for (name, _), part in tqdm(zip(jobs, parts), total=len(jobs), desc="synthetic data", unit="chunk"):
             for key, values in part.items():
                 splits[name][key] += values
