@@ -112,5 +112,15 @@ def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
     assert "Small: F1-A 90.0 and weighted F1-B 73.0 against 90.0 and 71.0 (paper); it does not help" in text
     assert "Large: F1-A 90.0 and weighted F1-B 76.0" in text and "it helps on test F1-B (weighted)." in text
     assert "Worse: F1-A 90.0 and weighted F1-B 61.0" in text and "it does worse on test F1-B (weighted)" in text
+    # One-seed pseudo-label rows: +5 points is within twice the paper row's seed std (here 7.07),
+    # and past one point when no row has a second seed.
+    single = [{"variant": v, "seed": 1, "test F1-A": 0.9, "test F1-B (weighted)": b, "outside F1-A": np.nan}
+              for v, b in (("pseudo-labels: rule", 0.75), ("pseudo-labels: quota", 0.80))]
+    noisy = pd.DataFrame(rows("paper", (0.60, 0.70)) + single)
+    text = beyond_conclusion(noisy, None, GroupReport({}, {}))
+    assert ("Pseudo-labels: quota: F1-A 90.0 and weighted F1-B 80.0 against 90.0 and 75.0 (pseudo-labels: rule); "
+            "it does not help: the differences are within noise (one seed, judged against the seed noise of 'paper').") in text
+    alone = beyond_conclusion(pd.DataFrame(rows("paper", (0.70, 0.70))[:1] + single), None, GroupReport({}, {}))
+    assert "it helps on test F1-B (weighted) (one seed, no noise estimate)." in alone
     nothing_kept = pd.DataFrame({"kept": [0, 0], "right (%)": [np.nan, np.nan]}, index=["a", "b"])
     assert "no rule kept a row" in beyond_conclusion(table, nothing_kept, GroupReport({}, {}))
