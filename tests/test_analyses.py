@@ -122,5 +122,8 @@ def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
             "it does not help: the differences are within noise (one seed, judged against the seed noise of 'paper').") in text
     alone = beyond_conclusion(pd.DataFrame(rows("paper", (0.70, 0.70))[:1] + single), None, GroupReport({}, {}))
     assert "it helps on test F1-B (weighted) (one seed, no noise estimate)." in alone
+    rules = pd.DataFrame({"kept": [53, 4, 52], "right (%)": [98.1, 100.0, 100.0]}, index=["paper", "quota", "group check"])
+    assert ("the rule whose kept pseudo-labels are most often right is 'group check' (100.0% of 52 kept; "
+            "'quota' is as often right with 4).") in beyond_conclusion(table, rules, GroupReport({}, {}))
     nothing_kept = pd.DataFrame({"kept": [0, 0], "right (%)": [np.nan, np.nan]}, index=["a", "b"])
     assert "no rule kept a row" in beyond_conclusion(table, nothing_kept, GroupReport({}, {}))

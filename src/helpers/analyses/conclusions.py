@@ -164,10 +164,13 @@ def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report
     if precision is not None and rated.empty:
         sentences.append("On the labelled evaluation split used as a pool, no rule kept a row at this threshold.")
     elif len(rated) > 1:
-        best = rated.idxmax()
+        # Among rules equally often right, the one that keeps most rows is the better one.
+        tied = precision.loc[rated.index[rated == rated.max()]].sort_values("kept", ascending=False, kind="stable")
+        best = tied.index[0]
+        also = "".join(f"; '{rule}' is as often right with {tied.loc[rule, 'kept']:.0f}" for rule in tied.index[1:])
         sentences.append(f"Used on the labelled evaluation split as if it were the pool, the rule whose kept pseudo-labels "
                          f"are most often right is '{best}' ({precision.loc[best, 'right (%)']:.1f}% of "
-                         f"{precision.loc[best, 'kept']:.0f} kept).")
+                         f"{precision.loc[best, 'kept']:.0f} kept{also}).")
     if rows.groupby("variant")["seed"].nunique().max() < 2:
         sentences.append("With one seed per row there is no estimate of seed noise: read small differences as none.")
     return " ".join(sentences)
