@@ -109,8 +109,8 @@ def test_synthetic_splits_in_one_pool_are_the_rows_of_each_split():
 def test_real_photos_fine_grain_stands_out_at_the_models_input():
     """What lets a from-scratch tower learn Task A: after JPEG and the resize to the model's input,
     every real photo has more fine-grain energy (image minus its 3 x 3 mean) than any generator's
-    image. With the sensor noise of SYNTHETIC_VERSION 3 the photos overlapped SD 2.1 and SD 3, and
-    the demo learned Task A from 2 of 10 seeds."""
+    image. With the sensor noise before SYNTHETIC_VERSION 4 (sigma 6-10) the photos overlapped SD 2.1
+    and SD 3, and the demo learned Task A from 2 of 10 seeds."""
     import io
 
     from PIL import Image

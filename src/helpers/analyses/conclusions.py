@@ -141,14 +141,15 @@ def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report
     spread = 100 * rows.groupby("variant", sort=False).std(ddof=1, numeric_only=True).drop(columns="seed")
     pseudo = [v for v in means.index if v.startswith("pseudo-labels:")]
     references = {v: (pseudo[0] if v in pseudo else means.index[0]) for v in means.index}
+    first_noise = spread.iloc[0].fillna(0.0)
     sentences = [f"Caption groups: {report.summary()}."]
     for variant, reference in references.items():
         if variant == reference:
             continue
         delta = means.loc[variant] - means.loc[reference]
         own_noise = spread.loc[reference].fillna(0.0)
-        borrowed = (own_noise == 0).all() and (spread.iloc[0].fillna(0.0) > 0).any()
-        noise = spread.iloc[0].fillna(0.0) if borrowed else own_noise
+        borrowed = (own_noise == 0).all() and (first_noise > 0).any()
+        noise = first_noise if borrowed else own_noise
         margin = (2 * noise).where(noise > 0, 1.0)
         gains = [c for c in ("test F1-A", "test F1-B (weighted)") if delta[c] > margin[c]]
         losses = [c for c in ("test F1-A", "test F1-B (weighted)") if delta[c] < -margin[c]]
