@@ -40,6 +40,9 @@ def test_bad_choice_and_range_are_rejected():
         load_config({"profile": "x", "loss_condition": "maybe"})
     with pytest.raises(ConfigError, match="pseudo_threshold"):
         load_config({"profile": "x", "pseudo_threshold": 1.5})
+    for count in (0, 2.5, "4"):  # an empty split would be rendered and only fail far downstream
+        with pytest.raises(ConfigError, match="synthetic_captions.*'test'"):
+            load_config({"profile": "x", "synthetic_captions": {"train": 4, "test": count}})
 
 
 def test_int_is_accepted_where_a_float_is_expected():

@@ -236,6 +236,10 @@ def _check_ranges(config: Config) -> None:
             raise ConfigError(f"key 'external' entry {i}: name and source must be non-empty text, got {entry!r}")
     if config.fusion == "attention" and config.modality != "both":
         raise ConfigError(f"fusion: attention needs both towers (modality: both), got modality: {config.modality}")
+    for split, count in config.synthetic_captions.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"key 'synthetic_captions': split '{split}' must have a whole number of captions, at least 1 "
+                              f"(each gives six images), got {count!r}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in config.seeds):
         raise ConfigError(f"key 'seeds' must be a list of integers, got {config.seeds}")
     for key in ("pseudo_threshold", "pseudo_train_fraction"):
