@@ -91,13 +91,13 @@ def test_predict_refuses_a_stored_threshold_the_model_does_not_have(tmp_path, le
 def trained_stage(smoke_cfg, smoke_splits, tmp_path):
     """A 'before' stage trained by the study's own path (thresholds, card) in a fresh work dir."""
     from helpers.config import load_config
-    from helpers.modeling.building import preprocessing
+    from helpers.modeling.building import build_model
     from helpers.study import setup, stages
 
     cfg = load_config({**smoke_cfg.to_dict(), "work_dir": str(tmp_path / "runs")})
-    tokenizer, size = preprocessing(cfg)
-    caches = stages.caches_for(cfg, smoke_splits, tokenizer, size, ["train", "validation"])
-    stages.train_stage(cfg, "before", caches["train"], caches["validation"])
+    model, tokenizer = build_model(cfg)
+    caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+    stages.train_stage(cfg, "before", model, tokenizer, caches["train"], caches["validation"])
     return cfg, setup.model_dir(cfg, "before"), caches["validation"]
 
 

@@ -184,8 +184,9 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
     everything, half = float(sureness.min()), float(np.median(sureness))
     assert (sureness >= half).sum() < len(pool)  # the two thresholds really select differently
 
-    _, _, first, _ = pseudo_round.pseudo_round(_cfg(cfg.to_dict(), pseudo_threshold=everything), smoke_splits, caches, model)
-    assert first["selected"] == len(pool)
+    first, _ = pseudo_round.new_selection(_cfg(cfg.to_dict(), pseudo_threshold=everything), smoke_splits, pool, {},
+                                          model)
+    assert first.stats["selected"] == len(pool)
     _, _, stats = pseudo_round.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
     assert stats["selected"] == int((sureness >= half).sum())
     assert f"pseudo_threshold: {everything!r} -> {half!r}" in capsys.readouterr().out

@@ -33,11 +33,10 @@ def test_setup_reads_the_profile_file_and_applies_overrides(tmp_path, monkeypatc
     from helpers.config import ConfigError
 
     monkeypatch.chdir(tmp_path)
-    cfg = setup.setup({"profile": "smoke", "overrides": {"epochs": 5, "work_dir": str(tmp_path / "runs"),
-                                                        "report_dir": str(tmp_path / "reports")}})
+    cfg = setup.load("smoke", {"epochs": 5, "work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")})
     assert cfg.profile == "smoke" and cfg.epochs == 5 and cfg.learning_rate == 1e-3
     with pytest.raises(ConfigError, match="epochs"):
-        setup.setup({"profile": "smoke", "overrides": {"epochs": "five"}})
+        setup.load("smoke", {"epochs": "five"})
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -128,7 +127,8 @@ def test_resume_keeps_finished_notebooks_and_reruns_from_the_start_when_paramete
               f"import os\nassert os.path.exists({str(gate)!r}), 'gate closed'", params=params)
     _notebook(tmp_path / "notebooks" / "03_c.ipynb", count.replace("__NAME__", "'03'"), params=params)
     profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"profile": "r", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120}))
+    profile.write_text(yaml.safe_dump({"profile": "r", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120,
+                                       "unlabelled_split": "unlabelled"}))  # 03 runs: the profile has a pool
 
     first = run_study(profile, root=tmp_path)
     assert [s["status"] for s in first["stages"]] == ["ok", "failed"]
@@ -247,3 +247,21 @@ def test_side_by_side_notebooks_start_with_those_that_train_most():
     assert order == ["08", "13", "07", "10", "04", "05", "06", "09", "11", "12"]
     assert [nb.stem[:2] for nb in heaviest_first(load_config(ROOT / "params" / "demo.yaml", {"seeds": [1, 2, 3, 4]}),
                                                  [nb for nb in NOTEBOOKS if nb.stem[:2] in ("08", "13")])] == ["13", "08"]
+
+
+@pytest.mark.slow
+def test_a_notebook_whose_step_the_profile_switches_off_is_not_started_and_the_index_says_why(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    log = tmp_path / "ran.txt"
+    params = "profile = 'x'\noverrides = {}"
+    for name in ("04_a", "05_shortcut_audit", "06_robustness"):
+        _notebook(tmp_path / "notebooks" / f"{name}.ipynb", f"open({str(log)!r}, 'a').write('{name}\\n')", params=params)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"profile": "o", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120,
+                                       "analyses": ["robustness"]}))
+    record = run_study(profile, root=tmp_path)
+    assert {s["notebook"]: s["status"] for s in record["stages"]} == {"04_a": "ok", "05_shortcut_audit": "off",
+                                                                      "06_robustness": "ok"}
+    assert sorted(log.read_text().split()) == ["04_a", "06_robustness"]
+    index = (tmp_path / "reports" / "o" / "index.html").read_text()
+    assert "05_shortcut_audit <span class=\"muted\">not run: the &#39;audit&#39; analysis is off" in index

@@ -14,8 +14,7 @@ from helpers.kernel import ensure_kernel, study_kernel
 
 
 def render_html(notebook: Path) -> Path:
-    """The reading copy: code, stderr (progress bars, warnings) and the work log of cells tagged
-    hide-output (a chapter's call; its result is shown by the next cell) left out, errors kept; the
+    """The reading copy: code and stderr (progress bars, warnings) left out, errors kept; the
     executed notebook beside it keeps everything."""
     import nbformat
     from nbconvert import HTMLExporter
@@ -23,9 +22,7 @@ def render_html(notebook: Path) -> Path:
     node = nbformat.read(notebook, as_version=4)
     for cell in node.cells:
         if cell.cell_type == "code":
-            hidden = "hide-output" in cell.get("metadata", {}).get("tags", [])
-            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"
-                            and (not hidden or o.get("output_type") == "error")]
+            cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
     body, _ = HTMLExporter(exclude_input=True).from_notebook_node(node)
     out = notebook.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
@@ -98,6 +95,22 @@ def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
     return sorted(notebooks, key=lambda nb: -count[nb])
 
 
+# A notebook whose step the profile switches off is not started: (key that decides, test, why).
+SWITCHES = {"03": lambda cfg: None if cfg.unlabelled_split else "pseudo-labelling is off (unlabelled_split: '')",
+            "11": lambda cfg: None if cfg.external else "no outside sets (external: [])"}
+ANALYSIS_OF = {"05": "audit", "06": "robustness", "07": "ablation", "08": "unseen", "09": "calibration",
+               "10": "seeds", "12": "baselines", "13": "beyond"}
+FINISHED = ("ok", "off")
+
+
+def switched_off(cfg, notebook: Path) -> str | None:
+    """Why the profile switches this notebook's step off, or None."""
+    number = notebook.stem[:2]
+    if number in ANALYSIS_OF and ANALYSIS_OF[number] not in cfg.analyses:
+        return f"the '{ANALYSIS_OF[number]}' analysis is off (analyses: {list(cfg.analyses)})"
+    return SWITCHES[number](cfg) if number in SWITCHES else None
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -157,6 +170,11 @@ class NotebookRunner:
 
     def _run_one(self, notebook: Path, kernel, threads: int | None, lanes: int) -> None:
         cfg = self.cfg
+        why = switched_off(cfg, notebook)
+        if why:
+            print(f"[{cfg.profile}] {notebook.name}: not run, {why}", flush=True)
+            self.stages.append({"notebook": notebook.stem, "status": "off", "error": why, "seconds": 0.0})
+            return
         print(f"[{cfg.profile}] running {notebook.name} ..." + (f" ({threads} torch thread(s), {lanes} side by side)"
                                                                if lanes > 1 else ""), flush=True)
         with contextlib.ExitStack() as stack:
@@ -168,5 +186,5 @@ class NotebookRunner:
             self.rendered.append(self.renders.submit(render_html, self.out_dir / notebook.name))
         self.stages.append(stage)
         print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
-        if stage["status"] != "ok":
+        if stage["status"] not in FINISHED:
             self.failed.set()

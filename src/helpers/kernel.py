@@ -20,7 +20,7 @@ KERNEL = "ct2-detector"
 KERNEL_DISPLAY = "CT2 detector"
 
 # Sent to a lane's kernel while notebooks 01-03 run, so its first notebook does not wait on them.
-WARM_UP = "import torch, transformers.trainer, matplotlib.pyplot, helpers.study.chapters, helpers.analyses.common"
+WARM_UP = "import torch, transformers.trainer, matplotlib.pyplot, helpers.study.stages, helpers.analyses.common"
 # Sent before each notebook; runs clear_namespace inside the kernel (nothing is left in its namespace).
 FRESH_NAMESPACE = "__import__('helpers.kernel', fromlist=['clear_namespace']).clear_namespace(get_ipython(), {threads})"
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from helpers.config import ConfigError, load_config
 from helpers.overrides import parse_overrides
 from helpers.identity import changed_keys, identity, identity_hash, training_identity
-from helpers.execution import NotebookRunner
+from helpers.execution import FINISHED, NotebookRunner
 from helpers.study.provenance import provenance, recorded_data
 from helpers.study.records import clear_report, metrics, write_json
 from helpers.study.report import write_index
@@ -116,7 +116,7 @@ def _earlier_run(previous: dict, cfg, to_run: list[Path]) -> tuple[bool, list[di
     kept = []
     for notebook in to_run:
         stage = by_name.get(notebook.stem)
-        if not stage or stage.get("status") != "ok" or stage.get("params_hash") != notebook_hash(cfg, notebook.stem):
+        if not stage or stage.get("status") not in FINISHED or stage.get("params_hash") != notebook_hash(cfg, notebook.stem):
             break
         kept.append({**stage, "kept_from_earlier_run": True})
     return True, kept
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    failed = [s for s in record["stages"] if s["status"] != "ok" and not s.get("from_earlier_run")]
+    failed = [s for s in record["stages"] if s["status"] not in FINISHED and not s.get("from_earlier_run")]
     if failed:
         stage = failed[0]
         tail = f"\n  its last output:\n    {stage['last_output'][-300:]}" if stage.get("last_output") else ""

@@ -24,7 +24,7 @@ from helpers.study import stages as study_stages
 from helpers.config import ConfigError, load_config
 from helpers.overrides import parse_overrides
 from helpers.data.splits import study_splits
-from helpers.modeling.building import preprocessing
+from helpers.modeling.building import build_model, preprocessing
 
 
 def parse(argv: list[str] | None):
@@ -47,12 +47,13 @@ def run_stages(cfg, stages: list[str]) -> dict:
     timings["data_and_cache_s"] = round(time.perf_counter() - started, 1)
     if "before" in stages:
         mark = time.perf_counter()
-        study_stages.train_stage(cfg, "before", caches["train"], caches["validation"])
+        study_stages.train_stage(cfg, "before", *build_model(cfg), caches["train"], caches["validation"])
         timings["train_before_s"] = round(time.perf_counter() - mark, 1)
     if "after" in stages:
         mark = time.perf_counter()
         train_plus, val_plus, stats = pseudo_round.pseudo_data(cfg, splits, caches)
-        study_stages.train_stage(cfg, "after", train_plus, val_plus, {"pseudo": stats}, reference=caches["validation"])
+        study_stages.train_stage(cfg, "after", *build_model(cfg), train_plus, val_plus, {"pseudo": stats},
+                                 reference=caches["validation"])
         timings["pseudo_and_train_after_s"] = round(time.perf_counter() - mark, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     return timings

@@ -1,4 +1,4 @@
-"""Notebook 12: the paper's dual encoder beside the baselines people compare against, on the same
+"""Notebook 12's steps: the paper's dual encoder beside the baselines people compare against, on the same
 splits, seed and outside sets, with the profile's vision tower: image-only fine-tuning with both
 heads (Moskowitz et al., 2024), frozen features + logistic regression (UnivFD, Ojha et al., 2023),
 frozen features + a linear SVM on a few real/AI pairs (Cozzolino et al., 2024)."""
@@ -9,12 +9,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from helpers.analyses import common
-from helpers.analyses.conclusions import baselines_conclusion
 from helpers.evaluation.metrics import called_ai_rates, task_a_metrics, task_b_metrics
-from helpers.study.results import Result
 
-TITLE = "Baselines"
 PAIRS = 1000
 METHODS = ("dual encoder (paper)", "image-only fine-tuning", "frozen features + logistic regression",
            "frozen features + linear SVM, few pairs")
@@ -58,46 +54,36 @@ def outside_f1(context, models: dict, probes: dict, tower) -> dict:
     return found
 
 
-def run(namespace: dict) -> Result:
-    from helpers.evaluation.probes import cached_features, few_shot_svm, logistic_probe
+def frozen_features(cfg, train, evaluated) -> tuple[object, np.ndarray, np.ndarray]:
+    """(the vision tower as the profile builds it, before any training; its features of train and
+    of the evaluated split), the features kept on disk under the tower's settings."""
+    from helpers.evaluation.probes import cached_features
     from helpers.identity import identity_hash
     from helpers.modeling.building import build_model
 
-    context = common.prepare(namespace, "baselines", ("train", "validation"))
-    if not context.enabled:
-        return common.switched_off(context, TITLE)
-    cfg, train, evaluated = context.cfg, context.caches["train"], context.evaluated
-    truth = (evaluated.label_a, evaluated.label_b)
-    _, dual = common.evaluate(context.model, evaluated, cfg, "dual encoder")
-    dual_seconds = sum(records_seconds(cfg))
-    image_model, image_seconds = common.trained(cfg, train, context.caches["validation"], modality="image")
-    _, image = common.evaluate(image_model, evaluated, cfg, "image only")
-    tower, _ = build_model(cfg)  # the vision tower as the profile builds it, before any training
+    tower, _ = build_model(cfg)
     key = identity_hash({k: getattr(cfg, k) for k in ("vision_encoder", "vision_init", "vision_config", "image_size",
                                                       "seed")})
     folder = cfg.run_dir / "features"
-    train_features, eval_features = (cached_features(tower, split, folder, key) for split in (train, evaluated))
+    return tower, cached_features(tower, train, folder, key), cached_features(tower, evaluated, folder, key)
+
+
+def timed(fit, *args):
+    """(what fit(*args) returns, the seconds it took)."""
     started = time.perf_counter()
-    logistic = logistic_probe(train_features, train.label_a, cfg.seed)
-    logistic_seconds, started = time.perf_counter() - started, time.perf_counter()
-    svm, pairs = few_shot_svm(train_features, train.label_a, PAIRS, cfg.seed)
-    svm_seconds = time.perf_counter() - started
-    table = pd.DataFrame({
-        METHODS[0]: {**scores(*truth, dual.label_a, dual.label_b), "training_seconds": dual_seconds},
-        METHODS[1]: {**scores(*truth, image.label_a, image.label_b), "training_seconds": image_seconds},
-        METHODS[2]: {**scores(*truth, logistic.predict(eval_features)), "training_seconds": logistic_seconds},
-        METHODS[3]: {**scores(*truth, svm.predict(eval_features)), "training_seconds": svm_seconds}}).T
-    outside = pd.DataFrame(outside_f1(context, {METHODS[0]: context.model, METHODS[1]: image_model},
-                                      {METHODS[2]: logistic, METHODS[3]: svm}, tower)).T
-    shown = pd.concat([100 * table.drop(columns="training_seconds"), 100 * outside.add_prefix("F1-A outside: "),
-                       table[["training_seconds"]]], axis=1)
-    result = Result(TITLE, {f"On the {context.split_name} split and the outside sets (%; seconds)": shown.round(2)},
-                    conclusion=baselines_conclusion(table, outside, pairs, cfg.vision_init),
-                    numbers={"table": table.to_dict(orient="index"), "outside": outside.to_dict(orient="index"),
-                             "pairs": pairs},
-                    intro=f"Frozen features come from `{cfg.vision_encoder}` as this profile builds it "
-                          f"({cfg.vision_init} weights). The SVM sees {pairs} real and {pairs} AI training images.")
-    return common.record(context, "baselines", result)
+    fitted = fit(*args)
+    return fitted, time.perf_counter() - started
+
+
+def shown_table(table: pd.DataFrame, outside: pd.DataFrame) -> pd.DataFrame:
+    """Scores in percent, the outside sets' F1-A beside them, training seconds last."""
+    return pd.concat([100 * table.drop(columns="training_seconds"), 100 * outside.add_prefix("F1-A outside: "),
+                      table[["training_seconds"]]], axis=1)
+
+
+def features_sentence(cfg, pairs: int) -> str:
+    return (f"Frozen features come from `{cfg.vision_encoder}` as this profile builds it ({cfg.vision_init} weights). "
+            f"The SVM sees {pairs} real and {pairs} AI training images.")
 
 
 def records_seconds(cfg) -> list[float]:

@@ -1,4 +1,4 @@
-"""Notebook 13: the paper's three directions for future work, measured beside its own choices with
+"""Notebook 13's steps: the paper's three directions for future work, measured beside its own choices with
 the same data, budget and seeds. (1) Fusion beyond concatenation: `fusion: attention` against
 concat, trained per seed. (2) The caption's images decoded together (inference.caption_groups) on
 the same concat models. (3) Pseudo-labels without the threshold's class bias: the paper's rule
@@ -15,9 +15,7 @@ from helpers.inference.caption_groups import LABEL as GROUPS
 from helpers.inference.caption_groups import group_decode
 from helpers.labels import CLASS_NAMES
 from helpers.study.pseudo_round import RULES
-from helpers.study.results import Result
 
-TITLE = "Beyond the paper"
 PAPER = "paper: concat fusion, per-image decoding"
 ATTENTION = "attention fusion"
 # The rules a model is retrained with (the paper's and the class quota; the group check is compared
@@ -45,29 +43,26 @@ def _ways(model, cached, captions, outside: dict, tokenizer, cfg, desc: str) -> 
     return scores, {way: float(np.nanmean(v)) if v else np.nan for way, v in f1.items()}, report
 
 
-def fusion_and_decoding(context, captions) -> tuple[pd.DataFrame, object]:
-    """Per seed: concat and attention models (the analyses' budget), concat also decoded by caption
-    group. Returns (rows of variant x seed x metric, the evaluation split's group report)."""
-    from helpers.evaluation.outside import outside_sets
-    from helpers.modeling.building import preprocessing
-
+def seed_rows(context, captions, sets: dict, tokenizer, seed: int) -> tuple[list[dict], object]:
+    """One seed: concat and attention models (the analyses' budget), concat also decoded by caption
+    group. Returns (a row per variant, the evaluation split's group report)."""
     cfg, train, val = context.cfg, context.caches["train"], context.caches["validation"]
-    tokenizer, _ = preprocessing(cfg)
-    sets = outside_sets(cfg)
-    rows, report = [], None
-    for seed in cfg.seeds:
-        concat = common.train_quick(cfg, train, val, seed=seed, fusion="concat")
-        attention = common.train_quick(cfg, train, val, seed=seed, fusion="attention")
-        concat_scores, concat_outside, report = _ways(concat, context.evaluated, captions, sets, tokenizer, cfg,
-                                                      f"concat, seed {seed}")
-        attention_scores, attention_outside, _ = _ways(attention, context.evaluated, captions, sets, tokenizer, cfg,
-                                                       f"attention, seed {seed}")
-        for variant, scores, outside in ((PAPER, concat_scores["per image"], concat_outside["per image"]),
-                                         (GROUPS, concat_scores["by caption group"], concat_outside["by caption group"]),
-                                         (ATTENTION, attention_scores["per image"], attention_outside["per image"])):
-            rows.append({"variant": variant, "seed": seed, COLUMNS[0]: scores["f1_a"],
-                         COLUMNS[1]: scores["f1_b_weighted"], COLUMNS[2]: outside})
-    return pd.DataFrame(rows), report
+    concat = common.train_quick(cfg, train, val, seed=seed, fusion="concat")
+    attention = common.train_quick(cfg, train, val, seed=seed, fusion="attention")
+    concat_scores, concat_outside, report = _ways(concat, context.evaluated, captions, sets, tokenizer, cfg,
+                                                  f"concat, seed {seed}")
+    attention_scores, attention_outside, _ = _ways(attention, context.evaluated, captions, sets, tokenizer, cfg,
+                                                   f"attention, seed {seed}")
+    rows = [_row(variant, seed, scores, outside) for variant, scores, outside in (
+        (PAPER, concat_scores["per image"], concat_outside["per image"]),
+        (GROUPS, concat_scores["by caption group"], concat_outside["by caption group"]),
+        (ATTENTION, attention_scores["per image"], attention_outside["per image"]))]
+    return rows, report
+
+
+def _row(variant: str, seed: int, scores: dict, outside: float) -> dict:
+    return {"variant": variant, "seed": seed, COLUMNS[0]: scores["f1_a"], COLUMNS[1]: scores["f1_b_weighted"],
+            COLUMNS[2]: outside}
 
 
 def rule_tables(context, captions, pool, pool_captions, before) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -90,32 +85,30 @@ def rule_tables(context, captions, pool, pool_captions, before) -> tuple[pd.Data
     return kept_by_rule(selections), pd.DataFrame(precision).T, selections
 
 
-def pseudo_label_rules(context, captions) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
-    """The rules on the pool and on the stand-in pool, and the test scores of a model retrained
-    with each (the profile's seed; the paper's rule is the study's own 'after' model)."""
-    from helpers.study import pseudo_round, stages
+def compares_rules(context) -> bool:
+    """The pseudo-label rules are compared when there is a pool and the evaluation split has labels."""
+    from helpers.data.splits import is_labelled
+
+    return "unlabelled" in context.splits and is_labelled(context.splits[context.split_name])
+
+
+def retrained_row(context, rule: str, pool, selection) -> dict:
+    """Test scores of a model retrained on train plus the rule's selection (the profile's seed).
+    The study's own 'after' model is that model when the profile uses the paper's rule and the
+    analyses train as long as the stages do: it is scored, not trained again."""
+    from helpers.study import stages
     from helpers.training.pseudo_labels import augment
 
     cfg = context.cfg
-    pool, _ = pseudo_round.pseudo_pool(cfg, context.splits, context.caches)
-    before = common.train_quick(cfg, context.caches["train"], context.caches["validation"], seed=cfg.seed)
-    kept, precision, selections = rule_tables(context, captions, pool, pseudo_round.pool_captions(context.splits, pool),
-                                              before)
-    # The study's 'after' model is the paper's rule retrained with this budget when the profile uses
-    # that rule and the analyses train as long as the stages do.
-    own = (stages.final_stage(cfg) == "after" and cfg.analysis_epochs in (0, cfg.epochs)
+    own = (rule == RETRAINED[0] and stages.final_stage(cfg) == "after" and cfg.analysis_epochs in (0, cfg.epochs)
            and cfg.pseudo_balance == "none" and not cfg.pseudo_group_check)
-    rows = []
-    for rule in RETRAINED:
-        if rule == RETRAINED[0] and own:
-            model = context.model
-        else:
-            train_plus, val_plus, _ = augment(context.caches["train"], context.caches["validation"], pool, selections[rule])
-            model = common.train_quick(cfg, train_plus, val_plus, seed=cfg.seed)
-        scores, _ = common.evaluate(model, context.evaluated, cfg, rule)
-        rows.append({"variant": f"pseudo-labels: {rule}", "seed": cfg.seed, COLUMNS[0]: scores["f1_a"],
-                     COLUMNS[1]: scores["f1_b_weighted"], COLUMNS[2]: np.nan})
-    return kept, precision, rows
+    if own:
+        model = context.model
+    else:
+        train_plus, val_plus, _ = augment(context.caches["train"], context.caches["validation"], pool, selection)
+        model = common.train_quick(cfg, train_plus, val_plus, seed=cfg.seed)
+    scores, _ = common.evaluate(model, context.evaluated, cfg, rule)
+    return _row(f"pseudo-labels: {rule}", cfg.seed, scores, np.nan)
 
 
 def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -136,41 +129,19 @@ def group_table(report) -> pd.DataFrame:
     return pd.DataFrame({"groups": report.groups, "images": report.images})
 
 
-def run(namespace: dict) -> Result:
-    from helpers.data.splits import is_labelled
-
-    context = common.prepare(namespace, "beyond", _caches_needed)
-    if not context.enabled:
-        return common.switched_off(context, TITLE)
-    with_pool = "unlabelled" in context.splits
-    captions = np.asarray(context.splits[context.split_name]["Caption"], dtype=object)[context.evaluated.rows]
-    by_seed, report = fusion_and_decoding(context, captions)
-    tables = {f"Caption groups of the {context.split_name} split": group_table(report)}
-    numbers = {"groups": {"groups": report.groups, "images": report.images}}
-    precision = None
-    if with_pool and is_labelled(context.splits[context.split_name]):
-        kept, precision, pseudo_rows = pseudo_label_rules(context, captions)
-        by_seed = pd.concat([by_seed, pd.DataFrame(pseudo_rows)], ignore_index=True)
-        tables.update({"Pseudo-labels kept per predicted class on the pool": kept,
-                       f"Each rule on the {context.split_name} split used as a pool (labels known)": precision.round(2)})
-        numbers.update(kept=kept.to_dict(), stand_in_precision=precision.to_dict(orient="index"))
-    table = summary_table(by_seed)
-    numbers.update(rows=by_seed.to_dict(orient="records"), table=table.to_dict(orient="index"))
-    result = Result(TITLE, {"The paper's choice and each variant (%; mean ± std over seeds)": table,
-                            **tables},
-                    conclusion=beyond_conclusion(by_seed, precision, report), numbers=numbers,
-                    intro=_intro(context.cfg, with_pool))
-    return common.record(context, "beyond", result)
+def caption_of_rows(context) -> np.ndarray:
+    """The caption of each evaluated row (caption-group decoding and the group check read them)."""
+    return np.asarray(context.splits[context.split_name]["Caption"], dtype=object)[context.evaluated.rows]
 
 
-def _caches_needed(splits) -> list[str]:
+def caches_needed(splits) -> list[str]:
     """Train and validation, and what the pseudo-label round reads when there is a pool."""
     from helpers.study.pseudo_round import pseudo_cache_names
 
     return pseudo_cache_names(splits) if "unlabelled" in splits else ["train", "validation"]
 
 
-def _intro(cfg, with_pool: bool) -> str:
+def intro(cfg, with_pool: bool) -> str:
     text = (f"Fusion and decoding rows: one model per seed ({', '.join(map(str, cfg.seeds))}), trained with the "
             "analyses' budget on train and validation, scored on the evaluation split and the outside sets. "
             "Caption-group decoding uses the set's structure (each caption once per class), which images in the wild "
@@ -180,3 +151,13 @@ def _intro(cfg, with_pool: bool) -> str:
                        f"selection of the paper's rule and of the class quota (threshold {cfg.pseudo_threshold}); the "
                        "caption-group check is compared on what it keeps.")
     return text + "This profile has no unlabelled pool, so the pseudo-label rules are not compared."
+
+
+def numbers(by_seed: pd.DataFrame, table: pd.DataFrame, report, kept=None, precision=None) -> dict:
+    """What metrics.json keeps of notebook 13: every row, the summary table, the caption groups and,
+    when the rules were compared, what each kept and how often it was right."""
+    found = {"groups": {"groups": report.groups, "images": report.images}, "rows": by_seed.to_dict(orient="records"),
+             "table": table.to_dict(orient="index")}
+    if kept is not None:
+        found.update(kept=kept.to_dict(), stand_in_precision=precision.to_dict(orient="index"))
+    return found

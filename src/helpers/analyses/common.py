@@ -16,50 +16,54 @@ from helpers.data.images import read_image_or_reason, square_uint8
 from helpers.evaluation.metrics import all_metrics
 from helpers.inference.cached import Predictions, predict
 from helpers.labels import CLASS_NAMES
-from helpers.study.results import Result
 
-NOTEBOOKS = {"audit": "05_shortcut_audit", "robustness": "06_robustness", "ablation": "07_modality_ablation",
-             "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds",
-             "baselines": "12_baselines", "beyond": "13_beyond_the_paper"}
+# analysis -> (its notebook, the title the report's index gives it)
+NOTEBOOKS = {"audit": ("05_shortcut_audit", "Shortcut audit"),
+             "robustness": ("06_robustness", "Robustness to everyday edits"),
+             "ablation": ("07_modality_ablation", "Modality ablation"),
+             "unseen": ("08_unseen_generators", "Unseen generators"),
+             "calibration": ("09_calibration", "Calibration of head A"), "seeds": ("10_seeds", "Seeds"),
+             "baselines": ("12_baselines", "Baselines"), "beyond": ("13_beyond_the_paper", "Beyond the paper")}
 
 
 @dataclass
 class Context:
-    """What an analysis starts from: the config, and when the analysis is on, the final model and
-    the caches of the splits it needs (the evaluated one included)."""
+    """What an analysis starts from: the study's splits, the final model, the caches of the splits
+    it needs and the evaluation split (all of it, and the rows scored under perturbations)."""
     cfg: object
-    figures: object
-    enabled: bool
-    splits: object = None
-    model: object = None
-    size: int = 0
-    split_name: str = ""
+    splits: object
+    model: object
+    tokenizer: object
+    stage: str
+    size: int
+    split_name: str
     caches: dict = field(default_factory=dict)
     evaluated: CachedSplit | None = None
     viewed: CachedSplit | None = None       # the rows scored under perturbations (view_captions)
 
+    def __repr__(self) -> str:
+        return (f"Context(final model: {self.stage} pseudo-labels, {self.size} px; scored on the {self.split_name} "
+                f"split: {len(self.evaluated)} images, {len(self.viewed)} of them under perturbations; caches: "
+                f"{', '.join(f'{n} {len(c)}' for n, c in self.caches.items())})")
 
-def prepare(namespace: dict, name: str, cache_names=()) -> Context:
-    """The run's config; when `name` is in the profile's analyses, the final model and the caches
-    of cache_names (names, or a function of the study's splits giving them) plus the evaluation split."""
+
+def prepare(cfg, name: str, cache_names=()) -> Context:
+    """The final model (notebooks 02-03 must have saved it for this run's settings) and the caches
+    of cache_names (names, or a function of the study's splits giving them) plus the evaluation
+    split. Stops when `name` is not in the profile's analyses."""
     from helpers.data.splits import study_splits
     from helpers.study import setup, stages
 
-    cfg = setup.setup(namespace)
-    context = Context(cfg, setup.figures_dir(cfg), name in cfg.analyses)
-    if not context.enabled:
-        return context
-    context.splits = study_splits(cfg)
-    context.model, tokenizer, stage = stages.final_model(cfg)
-    context.size = context.model.config.image_size
-    context.split_name = stages.evaluation_split(context.splits)
-    names = cache_names(context.splits) if callable(cache_names) else cache_names
-    context.caches = stages.caches_for(cfg, context.splits, tokenizer, context.size, [*names, context.split_name])
-    context.evaluated = context.caches[context.split_name]
-    context.viewed = viewed_rows(cfg, context.splits[context.split_name], context.evaluated)
-    print(f"model: {stage} pseudo-labels; scored on the {context.split_name} split ({len(context.evaluated)} images; "
-          f"{len(context.viewed)} of them under perturbations)")
-    return context
+    setup.require(name in cfg.analyses, f"the '{name}' analysis", f"analyses: {list(cfg.analyses)}")
+    splits = study_splits(cfg)
+    model, tokenizer, stage = stages.final_model(cfg)
+    size = model.config.image_size
+    split_name = stages.evaluation_split(splits)
+    names = cache_names(splits) if callable(cache_names) else cache_names
+    caches = stages.caches_for(cfg, splits, tokenizer, size, [*names, split_name])
+    evaluated = caches[split_name]
+    return Context(cfg, splits, model, tokenizer, stage, size, split_name, caches, evaluated,
+                   viewed_rows(cfg, splits[split_name], evaluated))
 
 
 def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
@@ -70,11 +74,6 @@ def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
         return cached
     captions = np.asarray(split["Caption"], dtype=object)[cached.rows]
     return cached.subset(np.flatnonzero(caption_mask(captions, cfg.view_captions, cfg.seed)))
-
-
-def switched_off(context: Context, title: str) -> Result:
-    return Result(title, conclusion=f"This analysis is off in this profile (`analyses: {list(context.cfg.analyses)}`); "
-                                    "add it to the profile's `analyses` to run it.")
 
 
 def quick_config(cfg, **changes):
@@ -199,13 +198,13 @@ def mean_std(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1) if len(table) > 1 else 0.0})
 
 
-def record(context: Context, name: str, result: Result) -> Result:
+def record(cfg, name: str, conclusion: str, numbers: dict, figures=()) -> str:
     """The analysis's title, conclusion, figures and numbers in reports/<profile>/metrics.json,
-    where the index page finds them."""
+    where the index page finds them; returns the conclusion for the notebook to show."""
     from helpers.study.records import update_metrics
 
-    update_metrics(context.cfg, {name: {"title": result.title, "conclusion": result.conclusion,
-                                        "html": f"{NOTEBOOKS[name]}.html",
-                                        "figures": [f"figures/{f}.png" for f in result.figures],
-                                        "numbers": result.numbers}}, section="analyses")
-    return result
+    notebook, title = NOTEBOOKS[name]
+    update_metrics(cfg, {name: {"title": title, "conclusion": conclusion, "html": f"{notebook}.html",
+                                "figures": [f"figures/{f}.png" for f in figures], "numbers": numbers}},
+                   section="analyses")
+    return conclusion

@@ -1,15 +1,10 @@
-"""Notebook 09: does P(AI) mean what it says? Reliability and expected calibration error of head A
-before and after temperature scaling (fitted on validation), and the F1-maximising threshold."""
+"""Notebook 09's steps: does P(AI) mean what it says? Expected calibration error of head A before
+and after temperature scaling (fitted on validation), the F1-maximising threshold, and what the
+stored operating thresholds cost on the evaluation split."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from helpers.analyses import common
-from helpers.analyses.conclusions import calibration_conclusion
-from helpers.study.results import Result, with_figures
-
-TITLE = "Calibration of head A"
 
 
 def threshold_sentence(costs: pd.DataFrame) -> str:
@@ -46,29 +41,8 @@ def threshold_costs(prob_ai: np.ndarray, cached, thresholds: dict) -> pd.DataFra
                          for name, value in thresholds.items()}).T
 
 
-def run(namespace: dict) -> Result:
-    from helpers.evaluation import calibration
-    from helpers.study import plots
-
-    context = common.prepare(namespace, "calibration", ("validation",))
-    if not context.enabled:
-        return common.switched_off(context, TITLE)
-    validation, evaluated = context.caches["validation"], context.evaluated
-    _, val_preds = common.evaluate(context.model, validation, context.cfg, "validation")
-    _, eval_preds = common.evaluate(context.model, evaluated, context.cfg, context.split_name)
-    numbers, scaled = calibration_numbers(val_preds.prob_ai, validation.label_a, eval_preds.prob_ai, evaluated.label_a)
+def stored_thresholds(model) -> dict:
+    """The named operating thresholds the model stores (set on validation when it was trained)."""
     from helpers.evaluation.thresholds import NAMED
 
-    stored = {k: v for k, v in (getattr(context.model.config, "operating_thresholds", None) or {}).items() if k in NAMED}
-    costs = threshold_costs(eval_preds.prob_ai, evaluated, stored)
-    result = Result(TITLE, {"Calibration": pd.Series(numbers).round(4).to_frame("value"),
-                            f"Operating thresholds (set on validation) on the {context.split_name} split": costs.round(4)},
-                    conclusion=calibration_conclusion(numbers) + threshold_sentence(costs),
-                    numbers={**numbers, "thresholds": costs.to_dict(orient="index")})
-    figures = {"reliability": plots.reliability_diagram(
-        calibration.reliability(eval_preds.prob_ai, evaluated.label_a), calibration.reliability(scaled, evaluated.label_a),
-        numbers["ece_before"], numbers["ece_after"])}
-    if stored:
-        figures["thresholds"] = plots.threshold_histogram(eval_preds.prob_ai, evaluated.label_a, stored)
-    with_figures(result, context.figures, figures)
-    return common.record(context, "calibration", result)
+    return {k: v for k, v in (getattr(model.config, "operating_thresholds", None) or {}).items() if k in NAMED}

@@ -54,6 +54,11 @@ class Evaluation:
     def per_generator(self) -> pd.DataFrame:
         return pd.concat(self.per_class, ignore_index=True) if self.per_class else pd.DataFrame()
 
+    def per_generator_table(self) -> pd.DataFrame:
+        """Task-B accuracy per true class: a row per class, a column per split and stage."""
+        return self.per_generator().pivot_table(index="class", columns=["split", "model"], values="task_b_accuracy",
+                                                sort=False)
+
 
 def saved_stages(cfg) -> list[str]:
     """The stages this profile trains, each checked to be this run's model (stages.checked_model_dir)."""
@@ -73,34 +78,39 @@ def every_row(cfg, split, name: str, cached, tokenizer, image_size: int):
     return stages.with_zero_inputs(cfg, split, name, cached, tokenizer, image_size)
 
 
-def evaluate_models(cfg, splits, out_dir: Path) -> Evaluation:
-    """Score every saved stage on every labelled split and write its prediction files into out_dir."""
+def new_evaluation(cfg, splits) -> Evaluation:
+    """An empty scorecard for this profile's saved stages (checked to be this run's) and its
+    labelled splits; score_stage fills it."""
+    return Evaluation(saved_stages(cfg), scored_splits(splits))
+
+
+def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> Evaluation:
+    """Score one saved stage on every split it predicts, write its prediction files (and, for the
+    last stage, the competition JSON) into out_dir, and add its scores to `result`."""
     from helpers.modeling.checkpoints import load_detector
 
-    result = Evaluation(saved_stages(cfg), scored_splits(splits))
     names = [n for n in ("validation", "test", "unlabelled") if n in splits]
-    for stage in result.stages:
-        model, tokenizer = load_detector(setup.model_dir(cfg, stage), pick_device())
-        caches = stages.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
-        for name, cached in caches.items():
-            complete = every_row(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
-            per_image = predict(model, complete, cfg.eval_batch_size, bf16=cfg.bf16, desc=f"{stage} {name}")
-            joint = _by_caption_group(result, splits[name], name, complete, per_image)
-            preds = joint if model.config.task_b_decoding == "caption_groups" else per_image
-            result.files.append(write_predictions(out_dir / f"{name}_{stage}.csv", complete, preds))
-            if name in result.scored:
-                keep = np.arange(len(complete)) < len(cached)  # the rows training and metrics use
-                result.grouped.setdefault(name, {})[stage] = {
-                    way: metrics.all_metrics(complete.label_a[keep], complete.label_b[keep], p.label_a[keep], p.label_b[keep])
-                    for way, p in (("per image", per_image), ("by caption group", joint))}
-                result.scores.setdefault(name, {})[stage] = metrics.metrics_both_ways(
-                    complete.label_a[keep], complete.label_b[keep], preds.label_a[keep], preds.label_b[keep],
-                    preds.probs_b[keep])
-                result.confusions[(name, stage)] = metrics.confusion(complete.label_b[keep], preds.label_b[keep])
-                result.per_class.append(metrics.per_generator_accuracy(complete.label_b[keep], preds.label_b[keep])
-                                        .assign(model=stage, split=name))
-            if stage == result.stages[-1] and name in ("unlabelled", "test"):
-                result.files.append(write_submission(out_dir / f"{name}_submission.json", complete, preds, len(splits[name])))
+    model, tokenizer = load_detector(setup.model_dir(cfg, stage), pick_device())
+    caches = stages.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
+    for name, cached in caches.items():
+        complete = every_row(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
+        per_image = predict(model, complete, cfg.eval_batch_size, bf16=cfg.bf16, desc=f"{stage} {name}")
+        joint = _by_caption_group(result, splits[name], name, complete, per_image)
+        preds = joint if model.config.task_b_decoding == "caption_groups" else per_image
+        result.files.append(write_predictions(out_dir / f"{name}_{stage}.csv", complete, preds))
+        if name in result.scored:
+            keep = np.arange(len(complete)) < len(cached)  # the rows training and metrics use
+            result.grouped.setdefault(name, {})[stage] = {
+                way: metrics.all_metrics(complete.label_a[keep], complete.label_b[keep], p.label_a[keep], p.label_b[keep])
+                for way, p in (("per image", per_image), ("by caption group", joint))}
+            result.scores.setdefault(name, {})[stage] = metrics.metrics_both_ways(
+                complete.label_a[keep], complete.label_b[keep], preds.label_a[keep], preds.label_b[keep],
+                preds.probs_b[keep])
+            result.confusions[(name, stage)] = metrics.confusion(complete.label_b[keep], preds.label_b[keep])
+            result.per_class.append(metrics.per_generator_accuracy(complete.label_b[keep], preds.label_b[keep])
+                                    .assign(model=stage, split=name))
+        if stage == result.stages[-1] and name in ("unlabelled", "test"):
+            result.files.append(write_submission(out_dir / f"{name}_submission.json", complete, preds, len(splits[name])))
     return result
 
 
@@ -185,3 +195,12 @@ def conclusion(result: Evaluation) -> str:
                  f"{100 * joint['f1_a']:.2f} and weighted F1-B {100 * joint['f1_b_weighted']:.2f}, against "
                  f"{100 * values['f1_a']:.2f} and {100 * values['f1_b_weighted']:.2f} per image.")
     return text
+
+
+def try_it(cfg, result: Evaluation, samples: Path | None) -> str:
+    """How to score the exported sample images, or a folder of one's own, with the final model."""
+    if samples is None:
+        return ""
+    return (f"\n\n{len(list(samples.iterdir()))} test images are in `{samples}`: score them, or a folder of your own, "
+            f"with `python -m helpers.predict --model {setup.model_dir(cfg, result.stages[-1])} --images {samples} "
+            "--out preds.csv`.")

@@ -1,3 +1,3 @@
-"""The notebooks' steps: set-up and training stages (stages), the pseudo-label round, the analyses
-and their conclusions, exploration, figures, the report, provenance, the fidelity table, and the
-run's record files (records)."""
+"""What the core notebooks reuse: a notebook's start (setup), the training stages and their caches
+(stages), the pseudo-label round, exploration, the sentences written from the profile (narrative),
+figures (plots), provenance, the run's record files (records) and the report's index (report)."""

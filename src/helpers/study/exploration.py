@@ -128,31 +128,9 @@ def metadata_conclusion(summary: pd.DataFrame, formats: pd.DataFrame) -> str:
                    "Size and format do not separate real from AI here.")
 
 
-def run(namespace: dict):
-    """Notebook 01: class balance, captions, image metadata per class, examples, mean power spectra."""
-    from helpers.data.splits import study_splits
-    from helpers.labels import CLASS_NAMES
-    from helpers.study import plots, setup
-    from helpers.study.results import Result, with_figures
-
-    cfg = setup.setup(namespace)
-    splits = study_splits(cfg)
-    counts = pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index()
-                           for name, split in splits.items()}).fillna(0).astype(int)
-    counts.index = [CLASS_NAMES[i] if i >= 0 else "unlabelled" for i in counts.index]
-    words, repeats = caption_statistics(splits)
-    meta = image_metadata(splits["train"], max_rows=6000, seed=cfg.seed)
-    summary, formats = metadata_summary(meta)
-    size = cfg.image_size or cfg.vision_config.get("image_size", 64) or 64
-    result = Result("The data", {"Rows per class and split": counts, "Words per caption": words.round(1),
-                                 "Rows per caption": repeats.round(2),
-                                 "Image size and file size per class (train, up to 6,000 rows)": summary.round(2),
-                                 "File formats per class (train)": formats},
-                    conclusion=metadata_conclusion(summary, formats),
-                    intro=f"Data: `{cfg.dataset}`" + (f" (revision `{cfg.dataset_revision}`)" if cfg.dataset_revision else "")
-                          + "; " + ", ".join(f"{name} {len(split):,} rows" for name, split in splits.items()) + ".")
-    return with_figures(result, setup.figures_dir(cfg), {
-        "class_balance": plots.class_balance(counts), "image_metadata": plots.metadata_by_class(meta),
-        "examples": plots.example_grid(examples(splits["train"])),
-        "spectra": plots.spectra({name: mean_power_spectrum(splits["train"], cls, size=size)
-                                  for cls, name in enumerate(CLASS_NAMES)})})
+def data_sentence(cfg) -> str:
+    """Where the data comes from, and at which revision."""
+    revision = f" (revision `{cfg.dataset_revision}`)" if cfg.dataset_revision else " (the latest revision)"
+    pool = (f"; unlabelled pool `{cfg.unlabelled_dataset or cfg.dataset}`, split `{cfg.unlabelled_split}`"
+            if cfg.unlabelled_split else "; no unlabelled pool")
+    return f"Data: `{cfg.dataset}`" + (revision if cfg.dataset != "synthetic" else " (embedded, made here)") + pool + "."

@@ -22,6 +22,16 @@ def save(fig, folder: str | Path, name: str) -> Path:
     return path
 
 
+def keep(fig, cfg, name: str):
+    """The figure saved as the report's figures/<name>.png and closed in pyplot, returned: a cell
+    that ends with it shows it once (the inline backend would show an open one a second time)."""
+    from helpers.study.setup import figures_dir
+
+    save(fig, figures_dir(cfg), name)
+    plt.close(fig)
+    return fig
+
+
 def confusion_matrices(matrix: np.ndarray, title: str):
     """Counts and row-normalised side by side, with the generator names."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))

@@ -63,19 +63,15 @@ def pseudo_pool(cfg: Config, splits, caches: dict):
     return pool, {"policy": cfg.pool_overlap, "shared": overlap, "left_out": dropped}
 
 
-def pseudo_round(cfg: Config, splits, caches: dict, model):
-    """Predict the unlabelled pool with `model` (the saved 'before' model); return (train+,
-    validation+, stats, predictions). The selection is saved to runs/<profile>/pseudo_labels.npz
-    with what made it (pool, model weights, settings), from which the 'after' stage is rebuilt by
-    another process or a resumed run without predicting again."""
-    from helpers.training import pseudo_labels as pseudo
+def overlap_table(overlap: dict) -> pd.DataFrame:
+    """Pool rows sharing a caption or an image with each other split (pseudo_pool's counts)."""
+    return pd.DataFrame(overlap.get("shared") or {}).T.rename(columns={"captions": "pool rows sharing a caption",
+                                                                        "images": "pool rows sharing an image"})
 
-    pool, overlap = pseudo_pool(cfg, splits, caches)
-    selection, predictions = _new_selection(cfg, splits, pool, overlap, model, selection_identity(cfg, pool))
-    train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], pool, selection)
-    rules = selections_by_rule(cfg, predictions, pool_captions(splits, pool))
-    stats = {**stats, "kept_by_rule": kept_by_rule(rules).to_dict()}
-    return train_plus, val_plus, stats, predictions
+
+def kept_sentence(stats: dict, caches: dict, train_plus, val_plus) -> str:
+    return (f"{stats['selected']:,} of {stats['pool']:,} pool rows were kept: train {len(caches['train']):,} → "
+            f"{len(train_plus):,} rows, validation {len(caches['validation']):,} → {len(val_plus):,}.")
 
 
 RULES = {"confidence >= threshold (the paper)": {}, "class quota": {"balance": "class_quota"},
@@ -102,9 +98,11 @@ def kept_by_rule(selections: dict) -> pd.DataFrame:
                          for rule, chosen in selections.items()})
 
 
-def _new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict):
+def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict | None = None):
     """(the selection from `model`'s predictions on the pool, the predictions); the main process
-    saves it with made_by and records its statistics."""
+    saves it with what made it (selection_identity: pool, weights, settings), from which the
+    'after' stage is rebuilt by another process or a resumed run without predicting again, and
+    records its statistics."""
     from helpers.inference import cached as inference
     from helpers.training import pseudo_labels as pseudo
 
@@ -119,7 +117,7 @@ def _new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dic
                               cfg.pseudo_confidence, cfg.pseudo_split, cfg.pseudo_balance, cfg.pseudo_group_check)
     selection.stats["overlap"] = overlap
     if distributed.is_main():
-        pseudo.save_selection(pseudo_file(cfg), selection, made_by)
+        pseudo.save_selection(pseudo_file(cfg), selection, made_by or selection_identity(cfg, pool))
     record(cfg, "pseudo", selection.stats)
     return selection, predictions
 
@@ -157,6 +155,6 @@ def pseudo_data(cfg: Config, splits, caches: dict):
             if selection is None:
                 print(f"pseudo-labels: {why}; predicting the pool again with {model_dir(cfg, 'before')}")
                 base, _ = load_detector(model_dir(cfg, "before"), pick_device())
-                selection, _ = _new_selection(cfg, splits, pool, overlap, base, made_by)
+                selection, _ = new_selection(cfg, splits, pool, overlap, base, made_by)
     selection = distributed.broadcast(selection, "the pseudo-label selection")
     return pseudo.augment(caches["train"], caches["validation"], pool, selection)

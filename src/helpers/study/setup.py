@@ -27,23 +27,35 @@ def profile_path(profile: str | Path, root: Path) -> Path:
     return path if path.suffix in (".yaml", ".yml") else root / "params" / f"{profile}.yaml"
 
 
-def setup(namespace: dict) -> Config:
-    """The notebook's config from its parameters (profile, overrides): the profile's YAML with
-    the overrides on top, validated whole; work from the project root; seeds set."""
+def load(profile: str | Path = "demo", overrides: dict | None = None) -> Config:
+    """A notebook's config from its parameters: the profile's YAML with the overrides on top,
+    validated whole; work from the project root (JupyterLab starts kernels in notebooks/); the
+    process settings (torch threads under torchrun, TF32) and the seeds set."""
     from transformers import set_seed
 
     root = project_root()
     os.chdir(root)
-    path = profile_path(namespace["profile"], root)
-    cfg = load_config(path, namespace.get("overrides") or {})
+    path = profile_path(profile, root)
+    cfg = load_config(path, overrides or {})
     # The resolved values, in the executed notebook (stderr: left out of the HTML reading copy).
-    print(f"{path.name} with overrides {namespace.get('overrides') or {}}: {json.dumps(cfg.to_dict())}", file=sys.stderr)
+    print(f"{path.name} with overrides {overrides or {}}: {json.dumps(cfg.to_dict())}", file=sys.stderr)
     distributed.configure(cfg)
     precision.apply_tf32(cfg)
     set_seed(cfg.seed)
     for folder in (cfg.run_dir, cfg.reports, figures_dir(cfg)):
         folder.mkdir(parents=True, exist_ok=True)
     return cfg
+
+
+class StepOff(RuntimeError):
+    """A notebook whose step this profile switches off (the runner does not start it)."""
+
+
+def require(enabled, what: str, key: str) -> None:
+    """Stop the notebook with a message naming the profile key that switches its step on."""
+    if not enabled:
+        raise StepOff(f"{what} is off in this profile ({key}); change it in the profile or with overrides to run "
+                      "this notebook")
 
 
 def figures_dir(cfg: Config) -> Path:

@@ -17,6 +17,7 @@ from helpers.config import Config
 from helpers.identity import changed_keys
 from helpers.inference.cached import pick_device
 from helpers.study.provenance import provenance
+from helpers.study import records
 from helpers.study.records import record
 from helpers.study.setup import caption_template, model_dir
 from helpers.training import distributed, launch
@@ -54,14 +55,17 @@ def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_siz
     return dataclasses.replace(CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
 
 
-def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | None = None, reference=None):
-    """Train a fresh model for one stage ('before' or 'after' pseudo-labels), save it, record it.
-    The model stores its operating thresholds (evaluation.thresholds), set on `reference`: the
-    labelled validation split without pseudo-labels (default: val_data).
-    Returns the model, its tokenizer, the training loss per logging step and the per-epoch
-    validation metrics. With resume: auto, a stage already finished by the same run is loaded,
-    not trained again, and a stage cut short continues from its last complete checkpoint. With
-    processes > 1 (and not already under torchrun), training runs in a torchrun subprocess."""
+def train_stage(cfg: Config, stage: str, model, tokenizer, train_data, val_data, extra: dict | None = None,
+                reference=None):
+    """Train `model` (fresh from modeling.building.build_model) for one stage ('before' or 'after'
+    pseudo-labels), save it with its tokenizer, record it. The model stores its operating
+    thresholds (evaluation.thresholds), set on `reference`: the labelled validation split without
+    pseudo-labels (default: val_data).
+    Returns the trained model, the training loss per logging step and the per-epoch validation
+    metrics. With resume: auto, a stage already finished by the same run is loaded, not trained
+    again, and a stage cut short continues from its last complete checkpoint. With processes > 1
+    (and not already under torchrun), training runs in a torchrun subprocess, which builds its own
+    model, and the saved one is loaded."""
     from helpers.training import trainer as training
 
     current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
@@ -75,7 +79,8 @@ def train_stage(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
         if not saved.is_file():
             raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
         return _saved_stage(cfg, stage, current)
-    return _train_here(cfg, stage, train_data, val_data, extra, val_data if reference is None else reference)
+    return _train_here(cfg, stage, model, tokenizer, train_data, val_data, extra,
+                       val_data if reference is None else reference)
 
 
 def _saved_stage(cfg: Config, stage: str, current: dict):
@@ -87,10 +92,10 @@ def _saved_stage(cfg: Config, stage: str, current: dict):
     meta = json.loads((model_dir(cfg, stage) / "training_meta.json").read_text())
     saved_identity = dict(meta.get("run_identity") or {}, processes=current["processes"])
     training.check_same_run(saved_identity, current, str(model_dir(cfg, stage)))
-    model, tokenizer = load_detector(model_dir(cfg, stage), pick_device())
+    model, _ = load_detector(model_dir(cfg, stage), pick_device())
     train_loss, eval_metrics = training.learning_curves(pd.DataFrame(meta["history"]))
     record(cfg, f"train_{stage}", {k: meta[k] for k in SUMMARY_KEYS if k in meta})
-    return model, tokenizer, train_loss, eval_metrics
+    return model, train_loss, eval_metrics
 
 
 SUMMARY_KEYS = ("best_epoch", "best_metric", "seconds", "train_rows", "validation_rows", "curves", "epochs_run",
@@ -106,15 +111,13 @@ def operating_thresholds(cfg: Config, model, reference) -> dict:
     return thresholds_on(preds.prob_ai, reference.label_a)
 
 
-def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | None, reference):
-    from helpers.modeling.building import build_model
+def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data, extra: dict | None, reference):
     from helpers.modeling.card import write_card
     from helpers.modeling.checkpoints import save_detector
     from helpers.training import trainer as training
 
     started = time.perf_counter()
     run_provenance = {**provenance(cfg), **(extra or {})}
-    model, tokenizer = build_model(cfg)
     model, history = training.train(cfg, model, train_data, val_data, cfg.run_dir / f"checkpoints_{stage}",
                                     run_provenance, resume=cfg.resume == "auto", stage=stage)
     train_loss, eval_metrics = training.learning_curves(history)
@@ -134,7 +137,55 @@ def _train_here(cfg: Config, stage: str, train_data, val_data, extra: dict | Non
         write_card(model_dir(cfg, stage), stage=stage)
         record(cfg, f"train_{stage}", summary)
     distributed.barrier()
-    return model, tokenizer, train_loss, eval_metrics
+    return model, train_loss, eval_metrics
+
+
+def stage_conclusion(cfg: Config, stage: str, model) -> str:
+    """The trained stage in a sentence: best epoch, time, rows, size, where it was saved."""
+    best = records.recorded(cfg, f"train_{stage}")
+    return (f"Best epoch {best['best_epoch']:.0f} of {cfg.epochs} (`{cfg.metric_for_best}` = {best['best_metric']:.4f}), "
+            f"trained in {best['seconds']} s on {best['train_rows']:,} rows; {parameter_count(model)}. Saved to "
+            f"`{model_dir(cfg, stage)}` (config with both encoders' configs, weights, tokenizer, provenance).")
+
+
+def parameter_count(model) -> str:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{total:,} parameters, {trainable:,} trainable"
+
+
+def parameter_table(model) -> pd.DataFrame:
+    """Parameters per part of the detector (towers, fusion, heads), trainable or not."""
+    rows = {}
+    for name, module in model.named_children():
+        params = list(module.parameters())
+        rows[name] = {"parameters": sum(p.numel() for p in params),
+                      "trainable": sum(p.numel() for p in params if p.requires_grad)}
+    table = pd.DataFrame(rows).T
+    table.loc["total"] = table.sum()
+    return table
+
+
+def split_table(splits) -> pd.DataFrame:
+    """Rows per class and split (unlabelled rows as such)."""
+    from helpers.labels import CLASS_NAMES
+
+    counts = pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index()
+                           for name, split in splits.items()}).fillna(0).astype(int)
+    counts.index = [CLASS_NAMES[i] if i >= 0 else "unlabelled" for i in counts.index]
+    return counts
+
+
+def cache_table(splits, caches) -> pd.DataFrame:
+    """Per cached split: its rows, the rows cached and the unreadable ones (listed by unreadable_rows)."""
+    return pd.DataFrame({n: {"rows": len(splits[n]), "cached": len(c), "unreadable": c.n_failed}
+                         for n, c in caches.items()}).T
+
+
+def unreadable_rows(caches, first: int = 10) -> pd.DataFrame:
+    """The first unreadable images of each split, with their reasons."""
+    found = [c.failures.head(first).assign(split=n) for n, c in caches.items() if c.n_failed]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["row", "image", "reason", "split"])
 
 
 def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
@@ -153,6 +204,9 @@ def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
     return written
 
 
+TRAINED_BY = {"before": "02_train", "after": "03_pseudo_label"}
+
+
 class StaleModelError(RuntimeError):
     """A saved model that another run's settings made."""
 
@@ -165,12 +219,13 @@ def checked_model_dir(cfg: Config, stage: str) -> Path:
     folder = model_dir(cfg, stage)
     meta_path = folder / "training_meta.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{folder} holds no trained model; run notebook 02 (and 03) of this profile first")
+        raise FileNotFoundError(f"{folder} holds no trained model: run notebook {TRAINED_BY[stage]} of this profile "
+                                "first (or python -m helpers.run)")
     recorded_params = (json.loads(meta_path.read_text()).get("run_identity") or {}).get("params")
     changes = changed_keys(recorded_params or {}, training_identity(cfg, stage))
     if recorded_params is None or changes:
         raise StaleModelError(f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
-                              "train it again for these settings (notebooks 02-03, or python -m helpers.run)")
+                              f"run notebook {TRAINED_BY[stage]} again for these settings (or python -m helpers.run)")
     return folder
 
 

@@ -1,0 +1,97 @@
+"""The notebooks are the study: a person steps through them in a kernel of their own, as JupyterLab
+runs them (from notebooks/), and finds the objects each one made; every step is a short cell; a
+notebook hands nothing to a module; the runner's warm kernel gives the numbers a fresh one gives."""
+import json
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CORE = [nb for nb in NOTEBOOKS if nb.stem[:2] <= "04"]
+
+
+def _code_cells(notebook):
+    return [c for c in nbformat.read(notebook, as_version=4).cells
+            if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_notebook_hands_its_namespace_to_a_module_and_every_cell_is_short(notebook):
+    cells = _code_cells(notebook)
+    assert not any("globals()" in c.source or "locals()" in c.source for c in cells)
+    assert all(len(c.source.splitlines()) <= 12 for c in cells), [c.source for c in cells if len(c.source.splitlines()) > 12]
+
+
+@pytest.mark.parametrize("notebook", CORE, ids=lambda p: p.stem)
+def test_the_core_notebooks_show_their_steps_as_cells(notebook):
+    assert len(_code_cells(notebook)) >= 6
+
+
+def _step_through(notebook, parameters: dict, probe: str) -> dict:
+    """Execute the notebook cell by cell in a new kernel started in notebooks/, with the parameters
+    cell set to `parameters`, then one more cell that prints json of `probe` (an expression over the
+    notebook's namespace)."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+    nb.cells.append(nbformat.v4.new_code_cell(f"import json\nprint(json.dumps({probe}))"))
+    NotebookClient(nb, timeout=600, kernel_name="ct2-detector",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    return json.loads(nb.cells[-1].outputs[0]["text"])
+
+
+@pytest.mark.slow
+def test_stepping_through_02_03_and_an_analysis_leaves_the_objects_they_made(tmp_path):
+    parameters = {"profile": "smoke", "overrides": {"work_dir": str(tmp_path / "runs"),
+                                                    "report_dir": str(tmp_path / "reports")}}
+    notebooks = {nb.stem[:2]: nb for nb in NOTEBOOKS}
+    probe = ("{'profile': cfg.profile, 'module': isinstance(model, __import__('torch').nn.Module), "
+             "'splits': sorted(splits), 'trained_rows': len(caches['train'])}")
+    after_02 = _step_through(notebooks["02"], parameters, probe)
+    assert after_02 == {"profile": "smoke", "module": True, "splits": ["test", "train", "unlabelled", "validation"],
+                        "trained_rows": 96}
+    after_03 = _step_through(notebooks["03"], parameters, probe + " | {'to_train': int(selected.stats['to_train']), "
+                                                           "'train_plus': len(train_plus)}")
+    assert after_03["profile"] == "smoke" and after_03["module"]
+    assert after_03["train_plus"] == 96 + after_03["to_train"]
+    seeds = _step_through(notebooks["10"], parameters, "{'profile': cfg.profile, 'per_seed': sorted(per_seed), "
+                                                       "'rows': len(table)}")
+    assert seeds == {"profile": "smoke", "per_seed": [0, 1], "rows": 2}
+
+
+@pytest.mark.slow
+def test_a_notebook_that_needs_an_earlier_one_names_it(tmp_path):
+    from nbclient.exceptions import CellExecutionError
+
+    parameters = {"profile": "smoke", "overrides": {"work_dir": str(tmp_path / "runs"),
+                                                    "report_dir": str(tmp_path / "reports")}}
+    with pytest.raises(CellExecutionError, match="run notebook 02_train of this profile first"):
+        _step_through(next(nb for nb in NOTEBOOKS if nb.stem.startswith("03")), parameters, "{}")
+
+
+@pytest.mark.slow
+def test_the_warm_kernel_gives_the_numbers_a_kernel_per_notebook_gives(tmp_path):
+    """What a notebook trains does not depend on what ran before it in the same kernel."""
+    from helpers.config import load_config
+    from helpers.run import run_study
+
+    trained = {}
+    for name, per_notebook in (("warm", False), ("fresh", True)):
+        cfg = load_config(ROOT / "params" / "smoke.yaml").to_dict()
+        # No pool: the seed study reads the 'before' model as the final one.
+        cfg.update(work_dir=str(tmp_path / name / "runs"), report_dir=str(tmp_path / name / "reports"),
+                   unlabelled_split="")
+        profile = tmp_path / f"{name}.yaml"
+        profile.write_text(yaml.safe_dump(cfg))
+        record = run_study(profile, only=["01", "02", "10"], root=ROOT, kernel_per_notebook=per_notebook)
+        assert [s["status"] for s in record["stages"]] == ["ok"] * 3
+        meta = json.loads((tmp_path / name / "runs" / "smoke" / "model_before" / "training_meta.json").read_text())
+        seeds = json.loads((tmp_path / name / "reports" / "smoke" / "metrics.json").read_text())["analyses"]["seeds"]
+        trained[name] = {"history": [{k: v for k, v in row.items() if "runtime" not in k and "per_second" not in k}
+                                     for row in meta["history"]], "seeds": seeds["numbers"]["per_seed"]}
+    assert trained["warm"] == trained["fresh"]
