@@ -127,3 +127,21 @@ def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
             "'quota' is as often right with 4).") in beyond_conclusion(table, rules, GroupReport({}, {}))
     nothing_kept = pd.DataFrame({"kept": [0, 0], "right (%)": [np.nan, np.nan]}, index=["a", "b"])
     assert "no rule kept a row" in beyond_conclusion(table, nothing_kept, GroupReport({}, {}))
+
+
+def test_analysis_models_are_kept_for_reuse_only_when_the_profile_asks(smoke_cfg, smoke_splits, tmp_path, capsys):
+    import dataclasses
+
+    from helpers.analyses import common
+    from helpers.modeling.building import preprocessing
+    from helpers.study import stages
+
+    tokenizer, size = preprocessing(smoke_cfg)
+    caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, size, ["train", "validation"])
+    for keep in (False, True):
+        cfg = dataclasses.replace(smoke_cfg, work_dir=str(tmp_path / str(keep)), keep_analysis_models=keep)
+        common.trained(cfg, caches["train"], caches["validation"], seed=3)
+        kept = list((cfg.run_dir / "analysis_models").glob("*/model.safetensors"))
+        assert len(kept) == int(keep)
+        common.trained(cfg, caches["train"], caches["validation"], seed=3)
+        assert ("the same training was done before" in capsys.readouterr().out) == keep

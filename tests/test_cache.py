@@ -51,3 +51,23 @@ def test_collate_trims_text_to_the_longest_caption(tmp_path, smoke_model):
     batch = collate(cached.__getitems__([0, 1, 2]))
     assert batch["input_ids"].shape[1] == int(cached.lengths.max()) < 32
     assert batch["attention_mask"].sum(1).tolist() == cached.lengths.tolist()
+
+
+def test_a_cache_too_large_for_the_disk_stops_before_writing_and_says_how_much_where(tmp_path, smoke_model):
+    import shutil
+    from collections import namedtuple
+    from unittest import mock
+
+    from helpers.cache.store import DiskSpaceError, cache_bytes
+
+    _, tokenizer = smoke_model
+    split = _split([{"bytes": png_bytes((40, 30), (i, 0, 0)), "path": None} for i in range(5)])
+    needed = cache_bytes(5, 16, 8)
+    usage = namedtuple("usage", "total used free")
+    with mock.patch.object(shutil, "disk_usage", return_value=usage(10 * needed, 9 * needed, needed // 2)):
+        with pytest.raises(DiskSpaceError, match=rf"the decode cache of 's' needs .* GiB in {tmp_path}, which has"):
+            build_cache(split, "s", tmp_path, 16, tokenizer, 8)
+    assert not _folders(tmp_path)  # nothing half-written
+    built = build_cache(split, "s", tmp_path, 16, tokenizer, 8)
+    on_disk = sum(f.stat().st_size for f in next(iter(_folders(tmp_path))).iterdir() if f.suffix in (".u8", ".npy"))
+    assert len(built) == 5 and on_disk <= needed + 5 * 128 * 7  # the estimate covers the arrays (npy headers aside)

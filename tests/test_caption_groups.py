@@ -97,3 +97,35 @@ def test_a_split_without_captions_falls_back_everywhere_and_says_so():
     assert report.groups["complete"] == 0 and report.images["no caption"] == 12
     assert report.summary() == ("0 complete caption groups (0 images) decoded jointly; "
                                 "per-image decoding for 1 no caption group (12 images)")
+
+
+def test_under_six_class_decoding_rows_outside_a_complete_group_keep_their_own_task_a():
+    # Head A says AI (0.9) while head B's argmax over six is 'real': per image, six_class decoding
+    # answers A = AI, B = real. With no group to decide, the row keeps both answers.
+    probs_b = np.array([[0.6, 0.1, 0.1, 0.1, 0.05, 0.05], [0.05, 0.05, 0.7, 0.1, 0.05, 0.05]])
+    prob_ai = np.array([0.9, 0.8])
+    alone = decode(prob_ai, probs_b, mode="six_class")
+    assert alone.label_a.tolist() == [1, 1] and alone.label_b.tolist() == [0, 2]
+    joint, report = group_decode(prob_ai, probs_b, ["a lone caption", "another"], "six_class")
+    assert not report.jointly.any()
+    np.testing.assert_array_equal(joint.label_a, alone.label_a)
+    np.testing.assert_array_equal(joint.label_b, alone.label_b)
+    np.testing.assert_allclose(joint.confidence_b, alone.confidence_b)
+
+
+def test_the_scorecards_by_group_table_reads_the_rows_as_the_model_decodes():
+    """Notebook 04's 'by caption group' column: rows outside a complete group keep the answer the
+    model's own decoding gives (here six_class, where head B may say 'real' for an AI answer)."""
+    import datasets
+    from types import SimpleNamespace
+
+    from helpers.evaluation.scorecard import Evaluation, by_caption_group
+
+    probs_b = np.array([[0.6, 0.1, 0.1, 0.1, 0.05, 0.05], [0.05, 0.05, 0.7, 0.1, 0.05, 0.05]])
+    per_image = decode(np.array([0.9, 0.8]), probs_b, mode="six_class")
+    split = datasets.Dataset.from_dict({"Caption": ["a lone caption", "another"], "Label_A": [1, 1], "Label_B": [3, 2]})
+    complete = SimpleNamespace(rows=np.arange(2), label_b=np.array([3, 2]))
+    result = Evaluation(["after"], ["test"])
+    joint = by_caption_group(result, split, "test", complete, per_image, "six_class")
+    np.testing.assert_array_equal(joint.label_b, per_image.label_b)
+    assert result.groups["test"].groups["singleton"] == 2

@@ -27,6 +27,7 @@ def test_paper_profile_takes_the_authors_code_where_it_and_the_text_differ():
     assert (cfg.pseudo_confidence, cfg.pseudo_split, cfg.task_b_decoding, cfg.bad_images) == (
         "six_class", "rows", "six_class", "zero")
     assert cfg.seed == 42 and cfg.pseudo_threshold == 0.8 and cfg.max_caption_length == 128
+    assert (cfg.bf16, cfg.tf32) == (False, False)  # the authors trained in IEEE fp32
     demo = load_config(ROOT / "params" / "demo.yaml")
     assert (demo.pseudo_split, demo.task_b_decoding, demo.pseudo_confidence) == ("captions", "hierarchical", "hierarchical")
 
@@ -213,3 +214,23 @@ def test_the_readme_shows_the_fidelity_table_as_the_code_defines_it():
     from helpers.study import fidelity
 
     assert fidelity.markdown() in (ROOT / "README.md").read_text()
+
+
+def test_an_exif_rotated_photo_is_turned_upright_where_clips_processor_keeps_it_on_its_side(tmp_path):
+    """The one preprocessing point where every profile departs from the authors' on purpose (the
+    fidelity table's 'EXIF orientation' row): a photo stored sideways with an orientation tag."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    from helpers.data.images import read_image, square_uint8
+
+    upright = _photos()["portrait"]
+    exif = upright.getexif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise: the stored pixels lie on their side
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    clip = CLIPImageProcessorPil()
+    theirs = clip(images=Image.open(tmp_path / "phone.jpg"), return_tensors="np")["pixel_values"][0]
+    as_shown = clip(images=upright, return_tensors="np")["pixel_values"][0]
+    ours = (square_uint8(read_image(tmp_path / "phone.jpg"), 224) / 255.0 - np.array(clip.image_mean)[:, None, None]) \
+        / np.array(clip.image_std)[:, None, None]
+    assert np.abs(ours - as_shown).mean() < 0.05  # the picture as shown, up to JPEG
+    assert np.abs(theirs - as_shown).mean() > 0.3  # the authors' pipeline sees it on its side

@@ -108,6 +108,7 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     from helpers.study import stages
 
     cfg, folder, validation = trained_stage
+    assert not (cfg.run_dir / "checkpoints_before").exists()  # a finished stage keeps its model, not checkpoints
     stored = json.loads((folder / "config.json").read_text())["operating_thresholds"]
     from helpers.modeling.checkpoints import load_detector
 

@@ -101,3 +101,20 @@ def test_group_check_drops_rows_their_caption_group_reassigns():
     assert 1 in plain.to_train and 1 not in checked.to_train
     assert set(plain.to_train) - set(checked.to_train) == {1} and 6 in checked.to_train  # a singleton passes
     assert checked.stats["dropped_by_group_check"] == 1
+
+
+def test_under_six_class_confidence_the_group_check_keeps_rows_with_no_group_to_disagree():
+    from helpers.inference.cached import Predictions
+
+    # A singleton row that head A calls real (P(AI) 0.05) while head B's six-way argmax is SD 3:
+    # the authors' pseudo-label is (real, SD 3). There is no caption group, so nothing disagrees.
+    probs_b = np.array([[0.01, 0.01, 0.01, 0.95, 0.01, 0.01]])
+    prob_ai = np.array([0.05])
+    preds = decode(prob_ai, probs_b)
+    both = Predictions(preds.prob_ai, preds.probs_b, preds.label_a, preds.label_b, preds.confidence_a,
+                       preds.confidence_b)
+    captions = np.array(["alone"], dtype=object)
+    plain = select(both, captions, 0.8, 1.0, 0, confidence="six_class")
+    checked = select(both, captions, 0.8, 1.0, 0, confidence="six_class", group_check=True)
+    assert plain.to_train.tolist() == [0] and checked.to_train.tolist() == [0]
+    assert checked.stats["dropped_by_group_check"] == 0

@@ -112,17 +112,42 @@ def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tm
     from helpers.training import precision
     from helpers.training.trainer import training_arguments
 
-    saved = (torch.backends.fp32_precision, torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.fp32_precision)
+    saved = precision.tf32_switches()
     try:
         # TrainingArguments switches TF32 on under torch_compile wherever TF32 exists (Ampere and newer).
         with mock.patch("transformers.training_args.is_torch_tf32_available", return_value=True):
             training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=False), tmp_path)
-            assert not precision.effective_tf32() and torch.backends.fp32_precision == saved[0]
+            assert not precision.effective_tf32() and set(precision.tf32_switches().values()) == {"ieee"}
             training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=True), tmp_path)
-            assert precision.effective_tf32()
+            assert precision.effective_tf32() and set(precision.tf32_switches().values()) == {"tf32"}
     finally:
-        (torch.backends.fp32_precision, torch.backends.cuda.matmul.fp32_precision,
-         torch.backends.cudnn.fp32_precision) = saved
+        precision.set_tf32_switches(saved)
+
+
+@pytest.mark.slow
+def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path):
+    """One path sets precision: after the profile's TF32 settings, inductor compiles and trains the
+    model (a leaf switch left behind reads as mixed legacy and new APIs, which it refuses)."""
+    from helpers.cache.dataset import collate
+    from helpers.modeling.building import build_model
+    from helpers.study import stages
+    from helpers.training import precision
+    from helpers.training.trainer import training_arguments
+
+    saved = precision.tf32_switches()
+    try:
+        cfg = _cfg(smoke_cfg, torch_compile=True, tf32=True)
+        with mock.patch("transformers.training_args.is_torch_tf32_available", return_value=True):
+            training_arguments(cfg, tmp_path)
+        model, tokenizer = build_model(cfg)
+        train = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train"])["train"]
+        batch = collate([train[i] for i in range(8)])
+        compiled = torch.compile(model)
+        loss = compiled(**batch).loss
+        loss.backward()
+        assert torch.isfinite(loss) and model.head_a.weight.grad is not None
+    finally:
+        precision.set_tf32_switches(saved)
 
 
 # Seeds decide the starting weights ---------------------------------------------------------------
@@ -373,3 +398,28 @@ def test_pool_rows_sharing_a_scored_splits_captions_are_found_though_their_bytes
     pool, overlap = pseudo_round.pseudo_pool(cfg, splits, caches)
     assert overlap["shared"]["test"] == {"captions": 2, "images": 0} and overlap["shared"]["validation"]["captions"] == 0
     assert overlap["left_out"] == left_out and len(pool) == 4 - left_out
+
+
+@pytest.mark.slow
+def test_the_smoke_study_runs_to_the_end_with_an_unreadable_test_image_under_bad_images_zero(smoke_cfg, smoke_splits,
+                                                                                             tmp_path):
+    """Every notebook applies the profile's bad-image rule: the unreadable image is the all-zero
+    input everywhere, the perturbed and neutral views of notebooks 05, 06 and 11 included."""
+    import datasets
+    import yaml
+
+    from helpers.run import run_study
+
+    parts = {name: split for name, split in smoke_splits.items()}
+    test = parts["test"].cast_column("Image", datasets.Image(decode=False)).to_dict()
+    test["Image"][0] = {"bytes": b"this is not an image", "path": None}
+    parts["test"] = datasets.Dataset.from_dict(test, features=parts["test"].cast_column(
+        "Image", datasets.Image(decode=False)).features).cast_column("Image", datasets.Image())
+    datasets.DatasetDict(parts).save_to_disk(str(tmp_path / "data"))
+    profile = tmp_path / "smoke.yaml"
+    profile.write_text(yaml.safe_dump({**smoke_cfg.to_dict(), "dataset": str(tmp_path / "data"), "bad_images": "zero",
+                                       "work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")}))
+    record = run_study(profile, root=ROOT)
+    assert all(s["status"] == "ok" for s in record["stages"]), [s for s in record["stages"] if s["status"] != "ok"]
+    metrics = json.loads((tmp_path / "reports" / "smoke" / "metrics.json").read_text())
+    assert {"audit", "robustness"} <= set(metrics["analyses"])

@@ -265,3 +265,56 @@ def test_a_notebook_whose_step_the_profile_switches_off_is_not_started_and_the_i
     assert sorted(log.read_text().split()) == ["04_a", "06_robustness"]
     index = (tmp_path / "reports" / "o" / "index.html").read_text()
     assert "05_shortcut_audit <span class=\"muted\">not run: the &#39;audit&#39; analysis is off" in index
+
+
+def _links(index_html: str) -> list[str]:
+    import re
+
+    return [link for link in re.findall(r'(?:href|src)="([^"#:]+)"', index_html)]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_one_line(tmp_path):
+    """Interrupted while its second notebook runs: the first run's report is whole (every link and
+    figure resolves) beside the partial one, whose own links resolve too; one line says where."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "notebooks").mkdir()
+    started, go_slow = tmp_path / "started", tmp_path / "slow"
+    params = "profile = 'x'\noverrides = {}"
+    figure = ("from helpers.study.records import update_metrics\nimport pathlib\n"
+              "folder = pathlib.Path('reports/i'); (folder / 'figures').mkdir(parents=True, exist_ok=True)\n"
+              "(folder / 'figures' / 'cm_test_after.png').write_bytes(b'png')\n"
+              "update_metrics(type('C', (), {'reports': folder})(), {'figures': ['cm_test_after']})")
+    _notebook(tmp_path / "notebooks" / "01_a.ipynb", figure, params=params)
+    _notebook(tmp_path / "notebooks" / "02_b.ipynb", f"open({str(started)!r}, 'w').close()",
+              f"import os, time\nwhile os.path.exists({str(go_slow)!r}): time.sleep(0.2)", params=params)
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"profile": "i", "report_dir": "reports", "notebook_timeout": 120}))
+    command = [sys.executable, "-m", "helpers.run", str(profile)]
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+
+    go_slow.touch()
+    started.unlink()
+    rerun = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(rerun.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    last = tmp_path / "reports" / "i.last"
+    assert f"the last complete report is kept whole at {last / 'index.html'}" in lines[0]
+    assert "--resume" in lines[0]
+    for folder in (last, tmp_path / "reports" / "i"):
+        links = _links((folder / "index.html").read_text())
+        assert links and all((folder / link).exists() for link in links), (folder, links)
+    assert "figures/cm_test_after.png" in _links((last / "index.html").read_text())

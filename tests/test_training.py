@@ -52,3 +52,30 @@ def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits
     preds = predict(model, validation, 64)
     rescored = all_metrics(validation.label_a, validation.label_b, preds.label_a, preds.label_b)
     assert np.isclose(rescored[smoke_cfg.metric_for_best], evals[metric].max())
+
+
+def test_frozen_text_features_are_computed_on_the_training_device(smoke_cfg, smoke_splits, tmp_path):
+    """On a GPU the frozen tower's features must not be computed on the CPU before the Trainer
+    moves the model: here the training device is patched to 'meta', which only a moved model is on."""
+    import dataclasses
+    from unittest import mock
+
+    import pytest
+    from transformers import TrainingArguments
+
+    from helpers.training import trainer as training
+
+    class Seen(Exception):
+        pass
+
+    def spy(split, model, *args, **kwargs):
+        raise Seen(next(model.text_encoder.parameters()).device.type)
+
+    cfg = dataclasses.replace(smoke_cfg, freeze_text=True)
+    model, tokenizer = build_model(cfg)
+    caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+    with mock.patch.object(TrainingArguments, "device", new_callable=mock.PropertyMock,
+                           return_value=torch.device("meta")), \
+            mock.patch("helpers.training.trainer.with_text_features", spy), pytest.raises(Seen) as seen:
+        training.train(cfg, model, caches["train"], caches["validation"], tmp_path / "ck")
+    assert str(seen.value) == "meta"

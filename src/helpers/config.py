@@ -150,6 +150,10 @@ class Config:
     # (ablation, leave-one-generator-out, seeds; 0 = epochs), and the seeds of the seed study.
     analyses: list = field(default_factory=lambda: list(ANALYSES))
     analysis_epochs: int = 0
+    # Keep the analyses' trained models on disk (runs/<profile>/analysis_models), so a notebook that
+    # asks for a training another one did (the ablation's fused model is the seed study's) loads it.
+    # Off at paper scale: a model is about 0.8 GB; the analyses keep their metrics either way.
+    keep_analysis_models: bool = True
     # The robustness curves and the shortcut audit's neutral view re-decode every image they score,
     # once per level: a positive number scores that many captions of the evaluation split there
     # (all six images each; 0 = every row).

@@ -127,6 +127,8 @@ class NotebookRunner:
         self.stages: list[dict] = []
         self.rendered: list = []
         self.failed = threading.Event()
+        self.stopped = threading.Event()  # Ctrl-C
+        self.active: set = set()  # the kernels running a notebook now
 
     def run(self, to_run: list[Path]) -> list[dict]:
         # The reading copies are rendered beside the next notebook, not before it starts (the first
@@ -150,15 +152,33 @@ class NotebookRunner:
             for kernel in kernels[1:]:
                 if kernel is not None and in_order:
                     kernel.warm_up()  # on the core the in-order notebooks leave partly idle
-            self._lane(in_order, kernels[0], None, 1)
+            try:
+                self._lane(in_order, kernels[0], None, 1)
+            except KeyboardInterrupt:
+                self.stop()
+                raise
             if lanes == 1 or self.failed.is_set():
                 self._lane(queue, kernels[0], None, 1)
                 return
             threads = max(1, cores() // lanes)
-            with ThreadPoolExecutor(lanes) as pool:
+            pool = ThreadPoolExecutor(lanes)
+            try:
                 running = [pool.submit(self._lane, queue, kernel, threads, lanes) for kernel in kernels]
                 for future in running:
                     future.result()
+            except KeyboardInterrupt:
+                self.stop()
+                raise
+            finally:
+                pool.shutdown()
+
+    def stop(self) -> None:
+        """Ctrl-C: no notebook starts, and the kernels of those running are shut down, so that their
+        lanes end now rather than when their notebooks would have."""
+        self.stopped.set()
+        self.failed.set()
+        for kernel in list(self.active):
+            kernel.close()
 
     def _lane(self, queue: list[Path], kernel, threads: int | None, lanes: int) -> None:
         while queue and not self.failed.is_set():
@@ -180,8 +200,12 @@ class NotebookRunner:
         with contextlib.ExitStack() as stack:
             if kernel is None:
                 kernel = stack.enter_context(study_kernel(self.root))
+            self.active.add(kernel)
+            stack.callback(self.active.discard, kernel)
             stage = run_notebook(notebook, self.out_dir, self.parameters, cfg.notebook_timeout, kernel, threads,
                                  progress_bar=lanes == 1)
+        if self.stopped.is_set() and stage["status"] not in FINISHED:
+            return  # its kernel was shut down by stop(): not the notebook's own failure
         if (self.out_dir / notebook.name).is_file():
             self.rendered.append(self.renders.submit(render_html, self.out_dir / notebook.name))
         self.stages.append(stage)

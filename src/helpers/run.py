@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
         overrides["resume"] = "auto"
         cfg = load_config(profile_path, overrides)
     if not only and not kept:
+        set_aside_complete_report(out_dir)
         clear_report(out_dir)
     # --only re-runs some notebooks: the others keep their entries (with the hash they ran under).
     others = [{**s, "from_earlier_run": True} for s in previous.get("stages", [])
@@ -82,8 +84,12 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     done = {s["notebook"] for s in kept}
     for stem in sorted(done):
         print(f"[{cfg.profile}] {stem}: finished in an earlier run with these parameters, kept", flush=True)
-    ran = NotebookRunner(cfg, out_dir, parameters, root, kernel_per_notebook).run([nb for nb in to_run if nb.stem not in done])
-    record["stages"] += [{**stage, "params_hash": notebook_hash(cfg, stage["notebook"])} for stage in ran]
+    runner = NotebookRunner(cfg, out_dir, parameters, root, kernel_per_notebook)
+    try:
+        runner.run([nb for nb in to_run if nb.stem not in done])
+    except KeyboardInterrupt:
+        record["interrupted"] = True
+    record["stages"] += [{**stage, "params_hash": notebook_hash(cfg, stage["notebook"])} for stage in runner.stages]
     record["stages"] = sorted(record["stages"] + others, key=lambda s: s["notebook"])
     record["total_seconds"] = round(time.perf_counter() - started, 1)
     record["data_revisions"] = recorded_data(cfg, root)
@@ -93,7 +99,39 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     refresh_cards(cfg, root, metrics(out_dir))
     index = write_index(out_dir, record)
     record["index"] = str(index)
+    last_good = out_dir.with_name(out_dir.name + ".last")
+    if complete(record):
+        shutil.rmtree(last_good, ignore_errors=True)
+    elif (last_good / "index.html").is_file():
+        record["last_complete_report"] = str(last_good / "index.html")
+    if record.get("interrupted"):
+        raise Interrupted(record)
     return record
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C, after its partial report was written; `record` says what it kept."""
+
+    def __init__(self, record: dict):
+        super().__init__("interrupted")
+        self.record = record
+
+
+def complete(record: dict) -> bool:
+    """Every notebook of the study finished (or was switched off by the profile), none interrupted."""
+    return bool(record.get("stages")) and not record.get("interrupted") and all(
+        s.get("status") in FINISHED for s in record["stages"])
+
+
+def set_aside_complete_report(out_dir: Path) -> None:
+    """Before a fresh run: the last complete report moves whole to <profile>.last beside it, where
+    it stays until a run completes, so an interrupted or failed run never leaves the reader
+    without one. An incomplete report is not kept (one set aside earlier stays)."""
+    if complete(_previous(out_dir / "provenance.json")):
+        last = out_dir.with_name(out_dir.name + ".last")
+        shutil.rmtree(last, ignore_errors=True)
+        out_dir.rename(last)
+        out_dir.mkdir()
 
 
 def _previous(path: Path) -> dict:
@@ -138,12 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        kept = stop.record.get("last_complete_report")
+        print(f"interrupted: this run's finished notebooks are in {Path(stop.record['index']).parent}"
+              + (f"; the last complete report is kept whole at {kept}" if kept else "")
+              + f"; continue with: python -m helpers.run {args.profile} --resume", file=sys.stderr)
+        return 130
     failed = [s for s in record["stages"] if s["status"] not in FINISHED and not s.get("from_earlier_run")]
     if failed:
         stage = failed[0]
         tail = f"\n  its last output:\n    {stage['last_output'][-300:]}" if stage.get("last_output") else ""
+        kept = (f"\n  the last complete report is kept whole at {record['last_complete_report']}"
+                if record.get("last_complete_report") else "")
         print(f"error: {stage['notebook']} failed at cell [{stage['cell']}]: {stage['error']}\n"
-              f"  executed notebook with the traceback: {Path(record['index']).parent / stage['ipynb']}{tail}",
+              f"  executed notebook with the traceback: {Path(record['index']).parent / stage['ipynb']}{tail}{kept}",
               file=sys.stderr)
         return 1
     print(f"report: {record['index']}  ({record['total_seconds']} s)")

@@ -32,12 +32,13 @@ def _ways(model, cached, captions, outside: dict, tokenizer, cfg, desc: str) -> 
     from helpers.inference.streaming import score
 
     _, preds = common.evaluate(model, cached, cfg, desc)
-    joint, report = group_decode(preds.prob_ai, preds.probs_b, captions, "hierarchical", label_b=cached.label_b)
+    joint, report = group_decode(preds.prob_ai, preds.probs_b, captions, model.config.task_b_decoding,
+                                 label_b=cached.label_b)
     scores = {"per image": common.scores(cached, preds), "by caption group": common.scores(cached, joint)}
     f1 = {way: [] for way in scores}
     for inputs in outside.values():
         scored = score(model, tokenizer, inputs, cfg.eval_batch_size, desc=None)
-        grouped, _, _ = decode_scored(scored, inputs.captions)
+        grouped, _, _ = decode_scored(scored, inputs.captions, model.config.task_b_decoding)
         for way, view in (("per image", scored), ("by caption group", grouped)):
             f1[way].append(outside_metrics(inputs, view).get("f1_a", np.nan))
     return scores, {way: float(np.nanmean(v)) if v else np.nan for way, v in f1.items()}, report

@@ -92,7 +92,8 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, **changes) -> tuple[objec
     ablation's fused model is the seed study's model for the profile's seed, the baselines' image
     model is the ablation's; with analysis_epochs 0 the fused one is the 'before' stage itself), so
     a trained model is kept under runs/<profile>/analysis_models/<its run identity> and loaded when
-    the same training, on the same data, is asked for again."""
+    the same training, on the same data, is asked for again (keep_analysis_models: false keeps
+    none: at paper scale each is about 0.8 GB)."""
     import time
 
     from helpers.files import exclusive, written_whole
@@ -121,8 +122,9 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, **changes) -> tuple[objec
         with tempfile.TemporaryDirectory(prefix="analysis-") as out:
             model, _ = training.train(run_cfg, model, train, val, out)
         seconds = round(time.perf_counter() - started, 1)
-        with written_whole(folder) as partial:
-            save_detector(model, tokenizer, partial, {"run_identity": identity, "seconds": seconds})
+        if cfg.keep_analysis_models:
+            with written_whole(folder) as partial:
+                save_detector(model, tokenizer, partial, {"run_identity": identity, "seconds": seconds})
     return model, seconds
 
 
@@ -162,12 +164,15 @@ def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, 
     from helpers.inference.cached import decode
 
     images = split.select_columns(["Image"]).cast_column("Image", datasets.Image(decode=False))
+    blank = cached.blank if cached.blank is not None else np.zeros(len(cached), bool)
     prob_ai, probs_b = [], []
     with ThreadPoolExecutor() as pool:
         for start in tqdm(range(0, len(cached), VIEW_CHUNK_ROWS), desc=desc, unit="chunk"):
             positions = np.arange(start, min(start + VIEW_CHUNK_ROWS, len(cached)))
             cells = images[cached.rows[positions].tolist()]["Image"]
-            pixels = np.stack(list(pool.map(lambda cell: _view(cell, transform, size), cells)))
+            # An unreadable image (bad_images: zero) stays the all-zero input under every view.
+            pixels = np.stack(list(pool.map(lambda cell, empty: np.zeros((3, size, size), np.uint8) if empty
+                                            else _view(cell, transform, size), cells, blank[positions])))
             part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, bf16=cfg.bf16, desc=None)
             prob_ai.append(part.prob_ai)
             probs_b.append(part.probs_b)

@@ -37,6 +37,27 @@ def cache_key(split, image_size: int, tokenizer, max_length: int, caption_templa
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
+class DiskSpaceError(OSError):
+    """Too little free disk for what a step is about to write."""
+
+
+def cache_bytes(rows: int, image_size: int, max_length: int) -> int:
+    """What a split's cache takes on disk: uint8 pixels and int32 token ids per row, and its labels,
+    rows, lengths and digests."""
+    return rows * (3 * image_size * image_size + 4 * max_length + 8 * 3 + 4 + 16)
+
+
+def check_free_space(folder: Path, needed: int, what: str, margin: float = 1.1) -> None:
+    """Stop before writing rather than die half-way: `what` needs `needed` bytes (plus a margin) in folder."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed * margin:
+        raise DiskSpaceError(f"{what} needs {needed * margin / 2**30:.1f} GiB in {folder}, which has "
+                             f"{free / 2**30:.1f} GiB free: free some space there, or point work_dir at a larger disk")
+
+
 def _describe(cell) -> str:
     return cell.get("path") or "<embedded bytes>" if isinstance(cell, dict) else str(cell)
 
@@ -69,6 +90,7 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
            workers: int | None, caption_template: str) -> CachedSplit:
     """Decode into out.tmp, renamed to out when complete (files.written_whole): a killed build
     leaves only a .tmp folder (or a folder without meta.json), which is never read and is rebuilt."""
+    check_free_space(out.parent, cache_bytes(len(split), image_size, max_length), f"the decode cache of '{name}'")
     with written_whole(out) as tmp:
         tmp.mkdir(parents=True)
         decoded = _decode_into(tmp / "pixels.u8", split, name, image_size, tokenizer, max_length, workers,

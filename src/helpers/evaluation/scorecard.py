@@ -95,7 +95,7 @@ def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> E
     for name, cached in caches.items():
         complete = every_row(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
         per_image = predict(model, complete, cfg.eval_batch_size, bf16=cfg.bf16, desc=f"{stage} {name}")
-        joint = _by_caption_group(result, splits[name], name, complete, per_image)
+        joint = by_caption_group(result, splits[name], name, complete, per_image, model.config.task_b_decoding)
         preds = joint if model.config.task_b_decoding == "caption_groups" else per_image
         result.files.append(write_predictions(out_dir / f"{name}_{stage}.csv", complete, preds))
         if name in result.scored:
@@ -114,15 +114,15 @@ def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> E
     return result
 
 
-def _by_caption_group(result: Evaluation, split, name: str, complete, per_image: Predictions) -> Predictions:
-    """The same predictions decoded by caption group (inference.caption_groups); the split's group
+def by_caption_group(result: Evaluation, split, name: str, complete, per_image: Predictions, mode: str) -> Predictions:
+    """The same predictions decoded by caption group (inference.caption_groups), the groups' class
+    probabilities and the other rows read as the model decodes (`mode`); the split's group
     report is kept on the result."""
     from helpers.inference.caption_groups import group_decode
 
     captions = np.asarray(split["Caption"], dtype=object)[complete.rows]
     labels = complete.label_b if is_labelled(split) else None
-    joint, result.groups[name] = group_decode(per_image.prob_ai, per_image.probs_b, captions, "hierarchical",
-                                              label_b=labels)
+    joint, result.groups[name] = group_decode(per_image.prob_ai, per_image.probs_b, captions, mode, label_b=labels)
     return joint
 
 

@@ -93,10 +93,12 @@ def group_decode(prob_ai, probs_b, captions, mode: str = "hierarchical", thresho
         confidence_b[members[images]] = class_probs[members[images], classes]
         if label_b is not None and sorted(np.asarray(label_b)[members]) != list(range(NUM_CLASSES)):
             mismatched += 1
-    label_a = (label_b_out != REAL).astype(np.int64)
+    # Task A follows the class only where the group decided it; other rows keep their own answers
+    # (under six_class an image can be AI by head A and 'real' by head B's argmax).
+    label_a = np.where(jointly, label_b_out != REAL, per_image.label_a).astype(np.int64)
     confidence_a = np.where(label_a == 1, per_image.prob_ai, 1.0 - per_image.prob_ai)
     # A joint answer's Task B confidence is the class's own probability; a real answer is Task A's.
-    confidence_b = np.where(label_a == 1, confidence_b, confidence_a)
+    confidence_b = np.where(jointly, np.where(label_a == 1, confidence_b, confidence_a), per_image.confidence_b)
     predictions = Predictions(per_image.prob_ai, per_image.probs_b, label_a, label_b_out, confidence_a, confidence_b)
     counts = Counter(kinds.values())
     images = Counter()

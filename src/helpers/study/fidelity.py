@@ -30,11 +30,14 @@ ROWS = (
     ("retraining", "not said", "a fresh model from the pretrained encoders", "fresh model", "fresh model"),
     ("image preprocessing", "CLIP AutoFeatureExtractor", "`CLIPImageProcessor`: shortest edge 224 bicubic, centre crop, normalise",
      "decode cache + in-model normalisation: identical pixels (tested on photos)", "same code, 64 px"),
+    ("EXIF orientation", "not said", "`CLIPImageProcessor` reads the stored pixels: a phone photo tagged as "
+     "rotated is scored on its side", "turned upright first (a deviation: the label describes the image as shown); "
+     "files without the tag, all of CT2's generated images, are unchanged", "turned upright"),
     ("transparent images", "not said", "`convert(\"RGB\")` drops alpha", "composited on white (CT2 has none)", "composited on white"),
     ("unreadable image", "not said", "a zero tensor, still predicted", "`bad_images: zero`: the all-zero input",
      "`skip`: left out of training and metrics; files and JSON still have every index"),
-    ("precision", "not said", "fp32 (PyTorch's defaults)", "`bf16: false`, `tf32: true` (`tf32: false` for IEEE fp32)",
-     "bf16 only on CUDA"),
+    ("precision", "not said", "fp32 (PyTorch's defaults)", "`bf16: false`, `tf32: false`: IEEE fp32 (the `gpu` "
+     "profile, for speed, uses bf16 and TF32)", "bf16 only on CUDA"),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -136,6 +137,9 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
                        "history": history.to_dict(orient="records")})
         write_card(model_dir(cfg, stage), stage=stage)
         record(cfg, f"train_{stage}", summary)
+        # The saved model is the stage's result; its checkpoints (2.4 GB each at paper scale) only
+        # served a resume of the training, which is over.
+        shutil.rmtree(cfg.run_dir / f"checkpoints_{stage}", ignore_errors=True)
     distributed.barrier()
     return model, train_loss, eval_metrics
 
@@ -265,7 +269,10 @@ def export_samples(split, folder: Path, per_class: int = 2) -> Path:
     for cls, name in enumerate(CLASS_NAMES):
         for row in np.flatnonzero(labels == cls)[:per_class]:
             raw = split[int(row)]["Image"]["bytes"]
-            suffix = (Image.open(io.BytesIO(raw)).format or "bin").lower()
+            try:
+                suffix = (Image.open(io.BytesIO(raw)).format or "bin").lower()
+            except OSError:  # exported as it is: the prediction command reports it as unreadable
+                suffix = "bin"
             (folder / f"{name.replace(' ', '_').replace('.', '')}_{row}.{suffix}").write_bytes(raw)
     return folder
 

@@ -5,6 +5,7 @@ uses is recorded in provenance."""
 from __future__ import annotations
 
 import os
+from operator import attrgetter
 
 import torch
 
@@ -19,11 +20,27 @@ def _mode(enabled: bool) -> str:
     return "tf32" if enabled else "ieee"
 
 
+# Every TF32 switch this package sets, through torch's fp32_precision API (torch >= 2.9, the floor in
+# pyproject.toml). Each leaf is set itself: the global default does not reach cuDNN's conv and RNN
+# switches in every release, and a leaf left behind reads as a mix of the legacy and new APIs,
+# which torch.compile refuses (pytorch issues 166387, 179445). Nothing here touches allow_tf32.
+TF32_SWITCHES = ("backends", "backends.cuda.matmul", "backends.cudnn", "backends.cudnn.conv", "backends.cudnn.rnn")
+
+
 def apply_tf32(cfg) -> None:
-    """Set the CUDA-level switches (they win over torch's global default, which a library may
-    change); the CPU's oneDNN settings are left alone."""
-    torch.backends.cuda.matmul.fp32_precision = _mode(cfg.tf32)
-    torch.backends.cudnn.fp32_precision = _mode(cfg.tf32)
+    """TF32 on CUDA's matrix multiplies and cuDNN as the profile says, every switch the same (they
+    win over torch's global default, which a library may change); no effect on a CPU."""
+    set_tf32_switches({name: _mode(cfg.tf32) for name in TF32_SWITCHES})
+
+
+def tf32_switches() -> dict[str, str]:
+    """Each switch's fp32_precision, by its path under torch."""
+    return {name: attrgetter(name)(torch).fp32_precision for name in TF32_SWITCHES}
+
+
+def set_tf32_switches(values: dict[str, str]) -> None:
+    for name, value in values.items():
+        attrgetter(name)(torch).fp32_precision = value
 
 
 def effective_tf32() -> bool:
@@ -47,7 +64,6 @@ def build_arguments(cfg, make):
     if torch.backends.fp32_precision != saved_global:
         print(f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}' "
               f"(torch_compile: {cfg.torch_compile}); kept as the profile says: tf32: {cfg.tf32}")
-        torch.backends.fp32_precision = saved_global
     apply_tf32(cfg)
     return args
 

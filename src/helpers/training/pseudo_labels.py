@@ -39,11 +39,14 @@ def class_quota(predictions: Predictions, selected: np.ndarray) -> np.ndarray:
 
 def agrees_with_group(predictions: Predictions, captions: np.ndarray, selected: np.ndarray, mode: str) -> np.ndarray:
     """The selected rows whose own class is the one their complete caption group gives them when
-    decoded jointly (rows of incomplete groups pass: there is no group to disagree)."""
+    decoded jointly (rows of incomplete groups pass: there is no group to disagree). Both classes
+    are read the same way: under six_class, the group's assignment and the row's own argmax are
+    both over the six classes, unmasked by Task A."""
     from helpers.inference.caption_groups import group_decode
 
-    joint, _ = group_decode(predictions.prob_ai, predictions.probs_b, captions, mode)
-    return selected[joint.label_b[selected] == predictions.label_b[selected]]
+    joint, report = group_decode(predictions.prob_ai, predictions.probs_b, captions, mode)
+    agrees = ~report.jointly | (joint.label_b == predictions.label_b)
+    return selected[agrees[selected]]
 
 
 def selection_summary(predictions: Predictions, selected: np.ndarray) -> pd.DataFrame:

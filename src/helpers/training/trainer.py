@@ -173,10 +173,12 @@ def train(cfg, model, train_data: CachedSplit, val_data: CachedSplit, out_dir: s
     elif distributed.is_main():
         shutil.rmtree(out_dir, ignore_errors=True)
     distributed.barrier()
+    args = training_arguments(cfg, out_dir, processes)
     if model.config.freeze_text and model.config.modality != "image":
+        model.to(args.device)  # the frozen tower's features computed where it trains, not on the CPU first
         train_data, val_data = (with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data))
     marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
-    trainer = Trainer(model=model, args=training_arguments(cfg, out_dir, processes), train_dataset=train_data,
+    trainer = Trainer(model=model, args=args, train_dataset=train_data,
                       eval_dataset=val_data, data_collator=collate,
                       compute_metrics=compute_metrics_for(model.config.task_b_decoding), callbacks=[marker])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
