@@ -23,8 +23,8 @@ def test_paper_profile_is_the_paper():
     assert cfg.metric_for_best == "f1_a"
 
 
-def test_unknown_key_is_rejected_by_name():
-    with pytest.raises(ConfigError, match="learning_rat"):
+def test_an_unknown_key_is_rejected_by_name_with_the_closest_known_one():
+    with pytest.raises(ConfigError, match="'learning_rat' \\(did you mean 'learning_rate'\\?\\)"):
         load_config({"profile": "x", "learning_rat": 1e-3})
 
 

@@ -59,9 +59,9 @@ def test_stepping_through_02_03_and_an_analysis_leaves_the_objects_they_made(tmp
                                                            "'train_plus': len(train_plus)}")
     assert after_03["profile"] == "smoke" and after_03["module"]
     assert after_03["train_plus"] == 96 + after_03["to_train"]
-    seeds = _step_through(notebooks["10"], parameters, "{'profile': cfg.profile, 'per_seed': sorted(per_seed), "
-                                                       "'rows': len(table)}")
-    assert seeds == {"profile": "smoke", "per_seed": [0, 1], "rows": 2}
+    seeds = _step_through(notebooks["10"], parameters, "{'profile': cfg.profile, 'seeds': sorted(set(rows.seed)), "
+                                                       "'models': sorted(set(rows.model))}")
+    assert seeds == {"profile": "smoke", "seeds": [0, 1], "models": ["after", "before"]}
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import pattern
 from helpers.evaluation.thresholds import at_false_positive_rate, operating_thresholds, resolve
+from helpers.inference.cached import predict
 
 
 def test_false_positive_thresholds_cut_at_exactly_the_allowed_share_of_real_images():
@@ -105,7 +106,6 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     from huggingface_hub import ModelCard
 
     from helpers.modeling.card import write_card
-    from helpers.study import stages
 
     cfg, folder, validation = trained_stage
     assert not (cfg.run_dir / "checkpoints_before").exists()  # a finished stage keeps its model, not checkpoints
@@ -113,7 +113,11 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     from helpers.modeling.checkpoints import load_detector
 
     model, _ = load_detector(folder)
-    assert stored == stages.operating_thresholds(cfg, model, validation)
+    real = predict(model, validation, 64, desc=None).prob_ai[validation.label_a == 0]
+    for name, rate in (("fpr1", 0.01), ("fpr5", 0.05)):
+        assert (real >= stored[name]).mean() <= rate  # at most that share of validation's real photos called AI
+        lower = real[real < stored[name]]
+        assert not len(lower) or (real >= lower.max()).mean() > rate  # and no lower threshold keeps to it
     assert stored["set_on_real_images"] == int((validation.label_a == 0).sum())
     card = ModelCard.load(folder / "README.md")
     assert card.data.datasets == ["synthetic"] and "ai-generated-image-detection" in card.data.tags

@@ -206,7 +206,11 @@ def from_dict(values: dict) -> Config:
     known = set(field_names())
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; valid keys are: {sorted(known)}")
+        import difflib
+
+        hints_of = [f"'{k}' (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(k, known, 1)) else f"'{k}'"
+                    for k in unknown]
+        raise ConfigError(f"unknown key(s) {', '.join(hints_of)}; valid keys are: {sorted(known)}")
     if "profile" not in values:
         raise ConfigError("the key 'profile' is required (the name of the run)")
     for key, value in values.items():

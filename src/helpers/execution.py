@@ -85,7 +85,7 @@ SIDE_BY_SIDE_FROM = "04"
 # Models each analysis notebook trains from scratch under a profile (its shared ones counted in each
 # notebook that asks): the side-by-side notebooks start heaviest first, so the lanes end together
 # instead of one notebook with many trainings running alone at the end on cores // lanes threads.
-TRAININGS = {"07": lambda cfg: 3, "08": lambda cfg: 5, "10": lambda cfg: len(cfg.seeds) - 1,
+TRAININGS = {"07": lambda cfg: 3, "08": lambda cfg: 5, "10": lambda cfg: 2 * (len(cfg.seeds) - 1),
              "13": lambda cfg: 2 * len(cfg.seeds) + 1}
 
 

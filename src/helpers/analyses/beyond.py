@@ -135,13 +135,6 @@ def caption_of_rows(context) -> np.ndarray:
     return np.asarray(context.splits[context.split_name]["Caption"], dtype=object)[context.evaluated.rows]
 
 
-def caches_needed(splits) -> list[str]:
-    """Train and validation, and what the pseudo-label round reads when there is a pool."""
-    from helpers.study.pseudo_round import pseudo_cache_names
-
-    return pseudo_cache_names(splits) if "unlabelled" in splits else ["train", "validation"]
-
-
 def intro(cfg, with_pool: bool) -> str:
     text = (f"Fusion and decoding rows: one model per seed ({', '.join(map(str, cfg.seeds))}), trained with the "
             "analyses' budget on train and validation, scored on the evaluation split and the outside sets. "

@@ -78,19 +78,20 @@ def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
 
 def quick_config(cfg, **changes):
     """The profile with the analyses' training budget (analysis_epochs) and any other changes."""
-    return dataclasses.replace(cfg, epochs=cfg.analysis_epochs or cfg.epochs, **changes)
+    return dataclasses.replace(cfg, **{"epochs": cfg.analysis_epochs or cfg.epochs, **changes})
 
 
-def train_quick(cfg, train: CachedSplit, val: CachedSplit, **changes):
+def train_quick(cfg, train: CachedSplit, val: CachedSplit, stage: str = "before", **changes):
     """A fresh model trained with quick_config(cfg, **changes) (see trained)."""
-    return trained(cfg, train, val, **changes)[0]
+    return trained(cfg, train, val, stage, **changes)[0]
 
 
-def trained(cfg, train: CachedSplit, val: CachedSplit, **changes) -> tuple[object, float]:
-    """(a fresh model trained with quick_config(cfg, **changes), the seconds its training took),
-    its checkpoints thrown away. The analyses ask for the same training more than once (the
-    ablation's fused model is the seed study's model for the profile's seed, the baselines' image
-    model is the ablation's; with analysis_epochs 0 the fused one is the 'before' stage itself), so
+def trained(cfg, train: CachedSplit, val: CachedSplit, stage: str = "before", **changes) -> tuple[object, float]:
+    """(a fresh model trained with quick_config(cfg, **changes) as the given stage would be, the
+    seconds its training took), its checkpoints thrown away. The analyses ask for the same training
+    more than once (the ablation's fused model is the seed study's model for the profile's seed,
+    the baselines' image model is the ablation's; at the full budget the profile's seed is the
+    study's own 'before' and 'after' stage), so
     a trained model is kept under runs/<profile>/analysis_models/<its run identity> and loaded when
     the same training, on the same data, is asked for again (keep_analysis_models: false keeps
     none: at paper scale each is about 0.8 GB)."""
@@ -105,12 +106,12 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, **changes) -> tuple[objec
     from helpers.training import trainer as training
 
     run_cfg = quick_config(cfg, **changes)
-    identity = training.run_identity(run_cfg, train, val, 1)
+    identity = training.run_identity(run_cfg, train, val, 1, stage)
     folder = cfg.run_dir / "analysis_models" / identity_hash(identity)
     # Held from the look-up to the save: a notebook running beside this one (helpers.run's lanes)
     # that asks for the same training waits for it and loads it.
     with exclusive(folder):
-        for saved in (folder, model_dir(cfg, "before")):
+        for saved in (folder, model_dir(cfg, stage)):
             meta = saved / "training_meta.json"
             if meta.is_file():
                 recorded = json.loads(meta.read_text())

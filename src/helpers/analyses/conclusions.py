@@ -79,11 +79,25 @@ def calibration_conclusion(result: dict) -> str:
             f"{100 * result['f1_at_half']:.1f} at 0.5.")
 
 
-def seeds_conclusion(summary: pd.DataFrame, seeds: list) -> str:
-    a, b = summary.loc["f1_a"], summary.loc["f1_b_weighted"]
-    return (f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}), F1-A is {100 * a['mean']:.1f} ± {100 * a['std']:.1f} "
-            f"and weighted F1-B {100 * b['mean']:.1f} ± {100 * b['std']:.1f} (mean ± standard deviation). Differences "
-            f"between models smaller than about {200 * max(a['std'], b['std']):.1f} points are within seed noise.")
+def seeds_conclusion(summary: pd.DataFrame, effect: pd.DataFrame, seeds: list) -> str:
+    """summary and effect as analyses.seeds.spread gives them (points). A difference is called
+    larger than the seed noise when its 95 % interval over the seeds leaves out zero."""
+    names = {"f1_a": "F1-A", "f1_b_weighted": "weighted F1-B"}
+    models = list(dict.fromkeys(model for model, _ in summary.index))
+    parts = [f"the '{model}' model's " + " and ".join(
+        f"{names[m]} is {summary.loc[(model, m), 'mean']:.1f} ± {summary.loc[(model, m), 'std']:.1f}" for m in names)
+        for model in models]
+    text = f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}), " + "; ".join(parts) + " (mean ± standard deviation)."
+    noise = summary["std"].max()
+    if not effect.empty:
+        for metric, name in names.items():
+            row = effect.loc[("after - before", metric)]
+            verdict = ("larger than the seed noise" if row["ci95_low"] > 0 or row["ci95_high"] < 0 else
+                       "within the seed noise")
+            text += (f" Pseudo-labels change {name} by {row['mean']:+.1f} points seed for seed (95 % interval "
+                     f"{row['ci95_low']:+.1f} to {row['ci95_high']:+.1f}): {verdict}.")
+    return text + (f" Between two models trained once each, differences smaller than about {2 * noise:.1f} points "
+                   "(twice the largest standard deviation) are within seed noise.")
 
 
 def audit_conclusion(meta_scores: dict, model_scores: dict, neutral_scores: dict, split: str) -> str:

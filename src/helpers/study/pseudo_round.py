@@ -16,11 +16,12 @@ from helpers.training import distributed
 
 
 def pseudo_cache_names(splits) -> list[str]:
-    """The caches a pseudo-label round needs: train, validation, the pool, and a labelled test
-    split (to keep its images out of the pool)."""
+    """The caches a pseudo-label round needs: train, validation, the pool (when the profile has
+    one), and a labelled test split (to keep its images out of the pool)."""
     from helpers.data.splits import is_labelled
 
-    return ["train", "validation", "unlabelled"] + (["test"] if "test" in splits and is_labelled(splits["test"]) else [])
+    return (["train", "validation"] + (["unlabelled"] if "unlabelled" in splits else [])
+            + (["test"] if "test" in splits and is_labelled(splits["test"]) else []))
 
 
 SCORED = ("validation", "test")
@@ -103,6 +104,19 @@ def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict
     saves it with what made it (selection_identity: pool, weights, settings), from which the
     'after' stage is rebuilt by another process or a resumed run without predicting again, and
     records its statistics."""
+    from helpers.training import pseudo_labels as pseudo
+
+    selection, predictions = select_pool(cfg, splits, pool, model)
+    selection.stats["overlap"] = overlap
+    if distributed.is_main():
+        pseudo.save_selection(pseudo_file(cfg), selection, made_by or selection_identity(cfg, pool))
+    record(cfg, "pseudo", selection.stats)
+    return selection, predictions
+
+
+def select_pool(cfg: Config, splits, pool, model):
+    """(the selection the profile's rule makes from `model`'s predictions on the pool, the
+    predictions), nothing saved: the pseudo-label round of one model."""
     from helpers.inference import cached as inference
     from helpers.training import pseudo_labels as pseudo
 
@@ -115,10 +129,6 @@ def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict
         print(f"pool decoded by caption group: {groups.summary()}")
     selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
                               cfg.pseudo_confidence, cfg.pseudo_split, cfg.pseudo_balance, cfg.pseudo_group_check)
-    selection.stats["overlap"] = overlap
-    if distributed.is_main():
-        pseudo.save_selection(pseudo_file(cfg), selection, made_by or selection_identity(cfg, pool))
-    record(cfg, "pseudo", selection.stats)
     return selection, predictions
 
 
