@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from helpers.cache.dataset import collate  # noqa: E402
 from helpers.cache.store import build_cache  # noqa: E402
 from helpers.config import load_config  # noqa: E402
+from helpers.overrides import parse_overrides  # noqa: E402
 from helpers.data.schema import FEATURES  # noqa: E402
 from helpers.inference.cached import autocast_for, pick_device  # noqa: E402
 from helpers.modeling.building import build_model  # noqa: E402
@@ -146,12 +147,18 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8, help="data-loader processes for the second paper-style run")
     parser.add_argument("--out", help="also write the figures as JSON here")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a profile key, e.g. --set bf16=false --set torch_compile=true")
     args = parser.parse_args(argv)
-    cfg = load_config(args.profile)
+    cfg = load_config(args.profile, parse_overrides(args.set))
     device = pick_device()
     torch.manual_seed(0)
+    from helpers.training import precision
+
+    precision.apply_tf32(cfg)
     results = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-               "profile": cfg.profile, "batch_size": cfg.batch_size}
+               "profile": cfg.profile, "batch_size": cfg.batch_size, "bf16": cfg.bf16, "tf32": cfg.tf32,
+               "torch_compile": cfg.torch_compile}
     split = synthetic_split(args.rows, args.image_side)
     model, tokenizer = build_model(cfg)
     from transformers import CLIPImageProcessor
@@ -169,7 +176,8 @@ def main(argv=None) -> int:
         on_device = collate(cached.__getitems__(np.arange(min(cfg.batch_size, len(cached)))))
     resident = [{k: v.to(device) for k, v in on_device.items()}] * (args.steps + args.warmup + 1)
     bf16 = device.type == "cuda" and cfg.bf16
-    results["c_model_alone"] = time_loop(model, iter(resident), device, args.steps, args.warmup, bf16=bf16,
+    alone = torch.compile(model) if cfg.torch_compile else model
+    results["c_model_alone"] = time_loop(alone, iter(resident), device, args.steps, args.warmup, bf16=bf16,
                                          fused=device.type == "cuda")
     if args.workers:  # last: loader processes compete with the main process for the CPU while they live
         results[f"a_paper_style_workers{args.workers}"] = paper_style(model, paper, cfg, device, args, args.workers)

