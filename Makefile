@@ -34,7 +34,7 @@ paper: setup
 	$(BIN)/python -m helpers.run params/paper.yaml
 
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

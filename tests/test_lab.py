@@ -1,7 +1,10 @@
 """`make lab`: JupyterLab on the project opens the study's notebooks with the project's own kernel.
 The facts are read from the files that decide them; no server needs to boot for that."""
 import json
+import os
 import sys
+
+import pytest
 
 from conftest import ROOT
 
@@ -21,8 +24,45 @@ def test_every_notebook_asks_for_the_project_kernel_and_that_kernel_is_this_pyth
     assert spec.argv[0] == sys.executable and spec.resource_dir.startswith(sys.prefix)
 
 
-def test_make_lab_opens_the_notebooks_folder_of_this_checkout():
-    makefile = (ROOT / "Makefile").read_text()
-    lab = makefile[makefile.index("\nlab:"):].split("\n\n")[0]
-    assert "--ServerApp.root_dir=$(CURDIR)" in lab and "--ServerApp.default_url=/lab/tree/notebooks" in lab
-    assert "jupyterlab" in (ROOT / "pyproject.toml").read_text()
+@pytest.mark.slow
+def test_make_lab_serves_this_checkouts_notebooks_and_opens_on_them(tmp_path):
+    """The server `make lab` starts (its command as make would run it) lists this checkout's
+    notebooks and sends a browser that opens it to the notebooks folder."""
+    import shlex
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    command = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    lab = shlex.split(command.strip().splitlines()[-1])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*lab, "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+                               "--ServerApp.token=", "--ServerApp.port_retries=0"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)})
+    try:
+        listing = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/notebooks", timeout=2) as reply:
+                    listing = json.load(reply)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert listing is not None, "the server did not answer"
+        served = sorted(item["name"] for item in listing["content"] if item["name"].endswith(".ipynb"))
+        assert served == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+        opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
+                                                  {"redirect_request": lambda *a, **k: None}))
+        try:
+            opener.open(f"http://127.0.0.1:{port}/", timeout=5)
+            location = ""
+        except urllib.error.HTTPError as redirect:
+            location = redirect.headers["Location"]
+        assert location.split("?")[0].endswith("/lab/tree/notebooks")  # the Makefile's LabApp.default_url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

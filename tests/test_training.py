@@ -79,3 +79,25 @@ def test_frozen_text_features_are_computed_on_the_training_device(smoke_cfg, smo
             mock.patch("helpers.training.trainer.with_text_features", spy), pytest.raises(Seen) as seen:
         training.train(cfg, model, caches["train"], caches["validation"], tmp_path / "ck")
     assert str(seen.value) == "meta"
+
+
+def test_loader_worker_processes_train_the_same_model_as_the_main_process(smoke_cfg, smoke_splits, tmp_path):
+    """num_workers > 0: batches come from worker processes (the cache's file reads in each), in the
+    same order and with the same contents, so the trained model and its curve are the same."""
+    import dataclasses
+
+    import pandas as pd
+
+    from helpers.training import trainer as training
+
+    curves, weights = [], []
+    for workers in (0, 2):
+        cfg = dataclasses.replace(smoke_cfg, num_workers=workers)
+        model, tokenizer = build_model(cfg)
+        caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+        model, history = training.train(cfg, model, caches["train"], caches["validation"], tmp_path / f"w{workers}")
+        curves.append(training.learning_curves(history)[1].drop(columns=["eval_runtime"], errors="ignore")
+                      .filter(regex="^(epoch|eval_(?!.*per_second))"))
+        weights.append(model.head_b.weight.detach().clone())
+    pd.testing.assert_frame_equal(curves[0], curves[1])
+    assert torch.equal(weights[0], weights[1])
