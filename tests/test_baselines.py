@@ -40,3 +40,18 @@ def test_baseline_scores_against_hand_computed_values():
     assert row["real_called_ai"] == 0.5 and row["recall SDXL"] == 0.5 and row["recall Midjourney 6"] == 1.0
     assert np.isclose(row["f1_a"], 2 * 0.75 * 0.75 / 1.5)  # TP 3, FP 1, FN 1
     assert "f1_b_weighted" in row and "f1_b_weighted" not in scores(label_a, label_b, np.ones(6, int))
+
+
+def test_the_reports_index_names_each_baselines_source_and_the_paper(tmp_path):
+    import json
+
+    from helpers.study.report import write_index
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"analyses": {"baselines": {
+        "title": "Baselines", "conclusion": "c", "html": "12_baselines.html", "figures": [], "numbers": {}}}}))
+    page = write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()
+    for author, link in (("Moskowitz", "2404.08788"), ("Ojha", "2302.10174"), ("Cozzolino", "2312.00195"),
+                         ("Guo &amp; Zubiaga", "2602.23863")):
+        assert author in page and f"https://arxiv.org/abs/{link}" in page
+    (tmp_path / "metrics.json").write_text("{}")
+    assert "Moskowitz" not in write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()

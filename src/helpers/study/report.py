@@ -15,6 +15,19 @@ HEADLINE = (("f1_a", "F1 A"), ("acc_a", "Acc A"), ("precision_a", "Prec A"), ("r
             ("acc_b_argmax", "Acc B argmax"))
 
 
+# The study's paper and the published methods notebook 12 compares it with: (what, citation, link).
+PAPER = ("Guo & Zubiaga, NAU-QMUL: Utilizing BERT and CLIP for Multi-modal AI-Generated Image Detection, "
+         "De-Factify 4 (2025)", "https://arxiv.org/abs/2602.23863")
+AUTHORS_CODE = "https://github.com/xxxxxxxxy/AIGeneratedImageDetection"
+BASELINE_SOURCES = (
+    ("image-only fine-tuning with both heads", "Moskowitz, Gaona & Peterson, Detecting AI-Generated Images via CLIP (2024)",
+     "https://arxiv.org/abs/2404.08788"),
+    ("frozen features + logistic regression", "Ojha, Li & Lee, Towards Universal Fake Image Detectors that Generalize "
+     "Across Generative Models (UnivFD, CVPR 2023)", "https://arxiv.org/abs/2302.10174"),
+    ("frozen features + linear SVM on a few pairs", "Cozzolino, Poggi, Corvi, Nießner & Verdoliva, Raising the Bar of "
+     "AI-generated Image Detection with CLIP (CVPRW 2024)", "https://arxiv.org/abs/2312.00195"))
+
+
 def _outside(sets: dict) -> dict:
     return {name: {"title": name, "html": item["html"], "conclusion": item["conclusion"], "figures": [item["figure"]]}
             for name, item in sets.items()}
@@ -46,7 +59,8 @@ def write_index(out_dir: Path, record: dict) -> Path:
                   ("Beyond the paper", {k: _with_table(v) for k, v in analyses.items() if k == "beyond"}),
                   ("Outside the training distribution", _outside(metrics.get("external", {}))),
                   ("How far to trust the numbers", {k: v for k, v in analyses.items() if k not in ("baselines", "beyond")})],
-        fidelity_table=Markup(fidelity.html_table()))
+        fidelity_table=Markup(fidelity.html_table()), paper=PAPER, authors_code=AUTHORS_CODE,
+        baseline_sources=BASELINE_SOURCES)
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
