@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from helpers.analyses import common, conclusions
@@ -74,59 +75,48 @@ def test_leave_one_generator_out_split():
     assert only.rows.tolist() == [3, 9, 15]
 
 
-def test_conclusions_follow_the_numbers():
+def test_the_conclusions_decide_from_the_numbers():
     table = pd.DataFrame({"f1_a": [0.909, 0.99, 0.995], "f1_b_weighted": [0.05, 0.9, 0.91]}, index=["text", "image", "both"])
-    assert "as it should be" in conclusions.ablation_conclusion(table)
-    leaky = table.assign(f1_b_weighted=[0.7, 0.9, 0.91])
-    assert "leak" in conclusions.ablation_conclusion(leaky)
+    assert conclusions.text_at_chance(table)  # 'all AI' and a guessed generator: no leak
+    assert not conclusions.text_at_chance(table.assign(f1_b_weighted=[0.7, 0.9, 0.91]))  # text above chance: a leak
     curves = pd.DataFrame({"perturbation": ["jpeg_quality"] * 3 + ["blur_sigma"] * 2, "level": [100, 50, 30, 0.0, 2.0],
                            "f1_a": [0.99, 0.9, 0.7, 0.99, 0.98], "f1_b_weighted": [0.9, 0.6, 0.4, 0.9, 0.88]})
-    text = conclusions.robustness_conclusion(curves)
-    assert "fragile" in text and "jpeg quality 30: F1-A 99.0 → 70.0" in text
+    assert conclusions.f1_a_drops(curves) == pytest.approx({"jpeg_quality": 0.29, "blur_sigma": 0.01})
 
 
-def test_unseen_conclusion_refuses_to_read_recall_when_real_photos_are_not_recognised():
+def test_the_unseen_verdict_refuses_to_read_recall_when_real_photos_are_not_recognised():
     table = pd.DataFrame({"recall_held_out": [1.0, 0.99], "recall_seen": [1.0, 1.0], "real_specificity": [0.02, 0.0]},
                          index=["SD 2.1", "SDXL"])
-    assert "says little" in conclusions.unseen_conclusion(table)
+    assert conclusions.transfer_verdict(table) == "unreadable"
     table["real_specificity"] = 0.97
+    assert conclusions.transfer_verdict(table) == "transfers"
     table["recall_held_out"] = [0.5, 0.6]
-    assert "does not transfer" in conclusions.unseen_conclusion(table)
+    assert conclusions.transfer_verdict(table) == "does not transfer"
 
 
 def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
     import numpy as np
-    import pandas as pd
-
-    from helpers.analyses.conclusions import beyond_conclusion
-    from helpers.inference.caption_groups import GroupReport
 
     def rows(variant, f1_b):
         return [{"variant": variant, "seed": seed, "test F1-A": 0.9, "test F1-B (weighted)": b, "outside F1-A": np.nan}
                 for seed, b in zip((1, 2), f1_b)]
 
+    b = "test F1-B (weighted)"
     # The paper's row spreads by 2 points (std 1.41): +2 is noise, +5 is past twice the std.
     table = pd.DataFrame(rows("paper", (0.70, 0.72)) + rows("small", (0.72, 0.74)) + rows("large", (0.75, 0.77))
                          + rows("worse", (0.60, 0.62)))
-    text = beyond_conclusion(table, None, GroupReport({"complete": 1}, {"complete": 6}))
-    assert "Small: F1-A 90.0 and weighted F1-B 73.0 against 90.0 and 71.0 (paper); it does not help" in text
-    assert "Large: F1-A 90.0 and weighted F1-B 76.0" in text and "it helps on test F1-B (weighted)." in text
-    assert "Worse: F1-A 90.0 and weighted F1-B 61.0" in text and "it does worse on test F1-B (weighted)" in text
+    assert conclusions.variant_verdicts(table) == {"small": ("paper", [], [], "own"), "large": ("paper", [b], [], "own"),
+                                                   "worse": ("paper", [], [b], "own")}
     # One-seed pseudo-label rows: +5 points is within twice the paper row's seed std (here 7.07),
     # and past one point when no row has a second seed.
-    single = [{"variant": v, "seed": 1, "test F1-A": 0.9, "test F1-B (weighted)": b, "outside F1-A": np.nan}
-              for v, b in (("pseudo-labels: rule", 0.75), ("pseudo-labels: quota", 0.80))]
-    noisy = pd.DataFrame(rows("paper", (0.60, 0.70)) + single)
-    text = beyond_conclusion(noisy, None, GroupReport({}, {}))
-    assert ("Pseudo-labels: quota: F1-A 90.0 and weighted F1-B 80.0 against 90.0 and 75.0 (pseudo-labels: rule); "
-            "it does not help: the differences are within noise (one seed, judged against the seed noise of 'paper').") in text
-    alone = beyond_conclusion(pd.DataFrame(rows("paper", (0.70, 0.70))[:1] + single), None, GroupReport({}, {}))
-    assert "it helps on test F1-B (weighted) (one seed, no noise estimate)." in alone
+    single = [{"variant": v, "seed": 1, "test F1-A": 0.9, b: f1, "outside F1-A": np.nan}
+              for v, f1 in (("pseudo-labels: rule", 0.75), ("pseudo-labels: quota", 0.80))]
+    noisy = conclusions.variant_verdicts(pd.DataFrame(rows("paper", (0.60, 0.70)) + single))
+    assert noisy["pseudo-labels: quota"] == ("pseudo-labels: rule", [], [], "borrowed")
+    alone = conclusions.variant_verdicts(pd.DataFrame(rows("paper", (0.70, 0.70))[:1] + single))
+    assert alone["pseudo-labels: quota"] == ("pseudo-labels: rule", [b], [], "none")
     rules = pd.DataFrame({"kept": [53, 4, 52], "right (%)": [98.1, 100.0, 100.0]}, index=["paper", "quota", "group check"])
-    assert ("the rule whose kept pseudo-labels are most often right is 'group check' (100.0% of 52 kept; "
-            "'quota' is as often right with 4).") in beyond_conclusion(table, rules, GroupReport({}, {}))
-    nothing_kept = pd.DataFrame({"kept": [0, 0], "right (%)": [np.nan, np.nan]}, index=["a", "b"])
-    assert "no rule kept a row" in beyond_conclusion(table, nothing_kept, GroupReport({}, {}))
+    assert conclusions.most_often_right(rules) == ["group check", "quota"]
 
 
 def test_analysis_models_are_kept_for_reuse_only_when_the_profile_asks(smoke_cfg, smoke_splits, tmp_path, capsys):

@@ -6,13 +6,18 @@ from helpers.evaluation.metadata_baseline import NEUTRAL_QUALITY
 import pandas as pd
 
 
+def f1_a_drops(curves: pd.DataFrame) -> dict[str, float]:
+    """Per perturbation, how far F1-A falls from the unperturbed level to its lowest."""
+    return {name: float(group["f1_a"].iloc[0] - group["f1_a"].min())
+            for name, group in curves.groupby("perturbation", sort=False)}
+
+
 def robustness_conclusion(curves: pd.DataFrame) -> str:
     """curves: columns perturbation, level, f1_a, f1_b_weighted; per perturbation the first
     level is the unperturbed one and the last the strongest."""
-    parts, drops = [], {}
+    parts, drops = [], f1_a_drops(curves)
     for name, group in curves.groupby("perturbation", sort=False):
         clean, strongest = group.iloc[0], group.iloc[-1]
-        drops[name] = clean["f1_a"] - group["f1_a"].min()
         parts.append(f"{name.replace('_', ' ')} {strongest['level']:g}: F1-A {100 * clean['f1_a']:.1f} → "
                      f"{100 * strongest['f1_a']:.1f}, weighted F1-B {100 * clean['f1_b_weighted']:.1f} → "
                      f"{100 * strongest['f1_b_weighted']:.1f}")
@@ -28,11 +33,17 @@ def robustness_conclusion(curves: pd.DataFrame) -> str:
     return f"At the strongest setting of each perturbation — {'; '.join(parts)}. {verdict}"
 
 
+def text_at_chance(table: pd.DataFrame) -> bool:
+    """Whether the text-only model is no better than answering 'AI' and guessing the generator
+    (every caption appears under all six classes, so anything better is a leak)."""
+    text = 100 * table.loc["text"]
+    return bool(text["f1_b_weighted"] < 2 * 100 / 6 and text["f1_a"] <= 100 * 2 * (5 / 6) / (1 + 5 / 6) + 1)
+
+
 def ablation_conclusion(table: pd.DataFrame) -> str:
     """table: index text/image/both, columns f1_a, f1_b_weighted."""
     text, image, both = (100 * table.loc[m] for m in ("text", "image", "both"))
-    chance_b = 100 * (1 / 6)
-    at_chance = text["f1_b_weighted"] < 2 * chance_b and text["f1_a"] <= 100 * 2 * (5 / 6) / (1 + 5 / 6) + 1
+    at_chance = text_at_chance(table)
     text_part = (f"Text alone reaches F1-A {text['f1_a']:.1f} and weighted F1-B {text['f1_b_weighted']:.1f}; "
                  + ("that is the level of always answering 'AI' and guessing the generator, as it should be when every "
                     "caption appears under all six classes. " if at_chance else
@@ -50,13 +61,23 @@ def ablation_conclusion(table: pd.DataFrame) -> str:
     return text_part
 
 
+def transfer_verdict(table: pd.DataFrame) -> str:
+    """'unreadable' when the models call most real photos AI too (their recall says nothing),
+    'does not transfer' when held-out recall is more than 10 points below the seen generators',
+    else 'transfers'."""
+    if table["real_specificity"].mean() < 0.5:
+        return "unreadable"
+    return "does not transfer" if table["recall_seen"].mean() - table["recall_held_out"].mean() > 0.10 else "transfers"
+
+
 def unseen_conclusion(table: pd.DataFrame) -> str:
     """table: one row per held-out generator with recall_held_out, recall_seen (Task-A recall)
     and real_specificity (share of real photos called real)."""
     worst, best = table["recall_held_out"].idxmin(), table["recall_held_out"].idxmax()
     mean_unseen, mean_seen = 100 * table["recall_held_out"].mean(), 100 * table["recall_seen"].mean()
     specificity = 100 * table["real_specificity"].mean()
-    if specificity < 50:
+    verdict = transfer_verdict(table)
+    if verdict == "unreadable":
         return (f"These models call most real photos AI too (only {specificity:.1f}% of real photos are called real), "
                 f"so their recall on unseen generators ({mean_unseen:.1f}%) says little; train longer "
                 "(analysis_epochs) before reading this analysis.")
@@ -66,7 +87,7 @@ def unseen_conclusion(table: pd.DataFrame) -> str:
             f"({100 * table.loc[best, 'recall_held_out']:.1f}%). "
             f"Real photos are called real {specificity:.1f}% of the time. "
             + ("Detection does not transfer well to new generators: expect a drop on images from models absent in "
-               "training." if mean_seen - mean_unseen > 10 else "Detection transfers to the held-out generators here."))
+               "training." if verdict == "does not transfer" else "Detection transfers to the held-out generators here."))
 
 
 def calibration_conclusion(result: dict) -> str:
@@ -144,6 +165,38 @@ def baselines_conclusion(table: pd.DataFrame, outside: pd.DataFrame, pairs: int,
     return text + f"The few-pair SVM saw {pairs} real/AI pairs."
 
 
+def variant_verdicts(rows: pd.DataFrame) -> dict[str, tuple[str, list, list, str]]:
+    """Per variant: (the reference it is compared with, the metrics where it gains, those where it
+    loses, where the noise came from: 'own', 'borrowed' or 'none'). See beyond_conclusion."""
+    means = 100 * rows.groupby("variant", sort=False).mean(numeric_only=True).drop(columns="seed")
+    spread = 100 * rows.groupby("variant", sort=False).std(ddof=1, numeric_only=True).drop(columns="seed")
+    pseudo = [v for v in means.index if v.startswith("pseudo-labels:")]
+    first_noise = spread.iloc[0].fillna(0.0)
+    found = {}
+    for variant in means.index:
+        reference = pseudo[0] if variant in pseudo else means.index[0]
+        if variant == reference:
+            continue
+        delta = means.loc[variant] - means.loc[reference]
+        own_noise = spread.loc[reference].fillna(0.0)
+        borrowed = (own_noise == 0).all() and (first_noise > 0).any()
+        noise = first_noise if borrowed else own_noise
+        margin = (2 * noise).where(noise > 0, 1.0)
+        metrics = ("test F1-A", "test F1-B (weighted)")
+        found[variant] = (reference, [c for c in metrics if delta[c] > margin[c]],
+                          [c for c in metrics if delta[c] < -margin[c]],
+                          "borrowed" if borrowed else "none" if (noise == 0).all() else "own")
+    return found
+
+
+def most_often_right(precision: pd.DataFrame) -> list[str]:
+    """The pseudo-label rules whose kept labels are most often right, the one that keeps most rows
+    first (among rules equally often right, keeping more is better)."""
+    rated = precision["right (%)"].dropna()
+    tied = precision.loc[rated.index[rated == rated.max()]].sort_values("kept", ascending=False, kind="stable")
+    return list(tied.index)
+
+
 def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report) -> str:
     """rows: variant, seed and the metrics (fractions); each variant is compared with the paper's
     choice it replaces (the first fusion/decoding row, the first pseudo-label row), and called a
@@ -152,26 +205,13 @@ def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report
     over the seeds, when it has several: the same recipe on the same data varies that much, so a
     one-seed difference smaller than it is no evidence. With no seed spread at all, past one point."""
     means = 100 * rows.groupby("variant", sort=False).mean(numeric_only=True).drop(columns="seed")
-    spread = 100 * rows.groupby("variant", sort=False).std(ddof=1, numeric_only=True).drop(columns="seed")
-    pseudo = [v for v in means.index if v.startswith("pseudo-labels:")]
-    references = {v: (pseudo[0] if v in pseudo else means.index[0]) for v in means.index}
-    first_noise = spread.iloc[0].fillna(0.0)
     sentences = [f"Caption groups: {report.summary()}."]
-    for variant, reference in references.items():
-        if variant == reference:
-            continue
-        delta = means.loc[variant] - means.loc[reference]
-        own_noise = spread.loc[reference].fillna(0.0)
-        borrowed = (own_noise == 0).all() and (first_noise > 0).any()
-        noise = first_noise if borrowed else own_noise
-        margin = (2 * noise).where(noise > 0, 1.0)
-        gains = [c for c in ("test F1-A", "test F1-B (weighted)") if delta[c] > margin[c]]
-        losses = [c for c in ("test F1-A", "test F1-B (weighted)") if delta[c] < -margin[c]]
+    for variant, (reference, gains, losses, noise_from) in variant_verdicts(rows).items():
         verdict = ("helps on " + " and ".join(gains) if gains and not losses else
                    "does worse on " + " and ".join(losses) if losses and not gains else
                    "trades " + " against ".join(gains + losses) if gains else "does not help: the differences are within noise")
-        one_seed = (f" (one seed, judged against the seed noise of '{means.index[0]}')" if borrowed else
-                    " (one seed, no noise estimate)" if (noise == 0).all() else "")
+        one_seed = (f" (one seed, judged against the seed noise of '{means.index[0]}')" if noise_from == "borrowed" else
+                    " (one seed, no noise estimate)" if noise_from == "none" else "")
         sentences.append(f"{variant[0].upper() + variant[1:]}: F1-A {means.loc[variant, 'test F1-A']:.1f} and weighted F1-B "
                          f"{means.loc[variant, 'test F1-B (weighted)']:.1f} against {means.loc[reference, 'test F1-A']:.1f} "
                          f"and {means.loc[reference, 'test F1-B (weighted)']:.1f} ({reference}); it {verdict}{one_seed}.")
@@ -179,10 +219,8 @@ def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report
     if precision is not None and rated.empty:
         sentences.append("On the labelled evaluation split used as a pool, no rule kept a row at this threshold.")
     elif len(rated) > 1:
-        # Among rules equally often right, the one that keeps most rows is the better one.
-        tied = precision.loc[rated.index[rated == rated.max()]].sort_values("kept", ascending=False, kind="stable")
-        best = tied.index[0]
-        also = "".join(f"; '{rule}' is as often right with {tied.loc[rule, 'kept']:.0f}" for rule in tied.index[1:])
+        best, *tied = most_often_right(precision)
+        also = "".join(f"; '{rule}' is as often right with {precision.loc[rule, 'kept']:.0f}" for rule in tied)
         sentences.append(f"Used on the labelled evaluation split as if it were the pool, the rule whose kept pseudo-labels "
                          f"are most often right is '{best}' ({precision.loc[best, 'right (%)']:.1f}% of "
                          f"{precision.loc[best, 'kept']:.0f} kept{also}).")
