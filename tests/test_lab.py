@@ -34,8 +34,9 @@ def test_make_lab_serves_this_checkouts_notebooks_and_opens_on_them(tmp_path):
     import time
     import urllib.request
 
-    command = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    lab = shlex.split(command.strip().splitlines()[-1])
+    command = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
+    lab = shlex.split(next(line for line in command.splitlines() if "jupyter lab" in line))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
