@@ -95,7 +95,7 @@ def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
     return sorted(notebooks, key=lambda nb: -count[nb])
 
 
-# A notebook whose step the profile switches off is not started: (key that decides, test, why).
+# A notebook whose step the profile switches off is not started: its number -> why it is off, or None.
 SWITCHES = {"03": lambda cfg: None if cfg.unlabelled_split else "pseudo-labelling is off (unlabelled_split: '')",
             "11": lambda cfg: None if cfg.external else "no outside sets (external: [])"}
 ANALYSIS_OF = {"05": "audit", "06": "robustness", "07": "ablation", "08": "unseen", "09": "calibration",
@@ -153,24 +153,24 @@ class NotebookRunner:
                 if kernel is not None and in_order:
                     kernel.warm_up()  # on the core the in-order notebooks leave partly idle
             try:
-                self._lane(in_order, kernels[0], None, 1)
+                self._lanes(in_order, queue, kernels)
             except KeyboardInterrupt:
                 self.stop()
                 raise
-            if lanes == 1 or self.failed.is_set():
-                self._lane(queue, kernels[0], None, 1)
-                return
-            threads = max(1, cores() // lanes)
-            pool = ThreadPoolExecutor(lanes)
-            try:
-                running = [pool.submit(self._lane, queue, kernel, threads, lanes) for kernel in kernels]
-                for future in running:
-                    future.result()
-            except KeyboardInterrupt:
-                self.stop()
-                raise
-            finally:
-                pool.shutdown()
+
+    def _lanes(self, in_order: list[Path], queue: list[Path], kernels: list) -> None:
+        self._lane(in_order, kernels[0], None, 1)
+        if len(kernels) == 1 or self.failed.is_set():
+            self._lane(queue, kernels[0], None, 1)
+            return
+        threads = max(1, cores() // len(kernels))
+        # Not a with-block, which would wait for the lanes: on Ctrl-C, stop() shuts their kernels down first.
+        pool = ThreadPoolExecutor(len(kernels))
+        try:
+            for future in [pool.submit(self._lane, queue, kernel, threads, len(kernels)) for kernel in kernels]:
+                future.result()
+        finally:
+            pool.shutdown(wait=False)
 
     def stop(self) -> None:
         """Ctrl-C: no notebook starts, and the kernels of those running are shut down, so that their
