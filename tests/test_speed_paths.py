@@ -103,3 +103,29 @@ def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
     assert {"prediction from the decode cache", "prediction from files (helpers.predict)"} <= {r["part"] for r in rows}
     table = (out / "gpu_session.md").read_text()
     assert table.count("\n| ") == len(rows) + 1  # the header and a line per row
+
+
+def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, capsys):
+    """benchmarks/seed_spread.py trains as the seed study does: seed 0 gives the scores the analyses'
+    training of seed 0 gives on the same data."""
+    import dataclasses
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import seed_spread
+
+    from helpers.analyses import common
+    from helpers.config import load_config
+    from helpers.data.splits import study_splits
+    from helpers.modeling.building import preprocessing
+    from helpers.study import stages
+
+    assert seed_spread.main([str(ROOT / "params" / "smoke.yaml"), "--seeds", "0", "--work", str(tmp_path)]) == 0
+    printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("seed 0:"))
+    cfg = load_config(ROOT / "params" / "smoke.yaml", {"work_dir": str(tmp_path / "study"), "analysis_epochs": 0})
+    splits = study_splits(cfg)
+    tokenizer, size = preprocessing(cfg)
+    caches = stages.caches_for(cfg, splits, tokenizer, size, ["train", "validation", "test"])
+    model = common.train_quick(dataclasses.replace(cfg, seed=0), caches["train"], caches["validation"])
+    scores, _ = common.evaluate(model, caches["test"], cfg, None)
+    assert printed.startswith(f"seed 0: test F1-A {100 * scores['f1_a']:.1f}, weighted F1-B "
+                              f"{100 * scores['f1_b_weighted']:.1f} (")
