@@ -31,6 +31,10 @@ CHOICES = {
     "pool_overlap": ("drop", "keep"),
 }
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
+# The notebook of each analysis (the runner starts it only when the profile's analyses name it).
+ANALYSIS_NOTEBOOKS = {"audit": "05_shortcut_audit", "robustness": "06_robustness", "ablation": "07_modality_ablation",
+                      "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds",
+                      "baselines": "12_baselines", "beyond": "13_beyond_the_paper"}
 SPLITS = ("train", "validation", "test", "unlabelled")
 
 

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from helpers.config import ANALYSIS_NOTEBOOKS
 from helpers.kernel import ensure_kernel, study_kernel
 
 
@@ -98,8 +99,7 @@ def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
 # A notebook whose step the profile switches off is not started: its number -> why it is off, or None.
 SWITCHES = {"03": lambda cfg: None if cfg.unlabelled_split else "pseudo-labelling is off (unlabelled_split: '')",
             "11": lambda cfg: None if cfg.external else "no outside sets (external: [])"}
-ANALYSIS_OF = {"05": "audit", "06": "robustness", "07": "ablation", "08": "unseen", "09": "calibration",
-               "10": "seeds", "12": "baselines", "13": "beyond"}
+ANALYSIS_OF = {notebook[:2]: name for name, notebook in ANALYSIS_NOTEBOOKS.items()}
 FINISHED = ("ok", "off")
 
 

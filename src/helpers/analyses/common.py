@@ -17,13 +17,10 @@ from helpers.evaluation.metrics import all_metrics
 from helpers.inference.cached import Predictions, predict
 from helpers.labels import CLASS_NAMES
 
-# analysis -> (its notebook, the title the report's index gives it)
-NOTEBOOKS = {"audit": ("05_shortcut_audit", "Shortcut audit"),
-             "robustness": ("06_robustness", "Robustness to everyday edits"),
-             "ablation": ("07_modality_ablation", "Modality ablation"),
-             "unseen": ("08_unseen_generators", "Unseen generators"),
-             "calibration": ("09_calibration", "Calibration of head A"), "seeds": ("10_seeds", "Seeds"),
-             "baselines": ("12_baselines", "Baselines"), "beyond": ("13_beyond_the_paper", "Beyond the paper")}
+# The title the report's index gives each analysis.
+TITLES = {"audit": "Shortcut audit", "robustness": "Robustness to everyday edits", "ablation": "Modality ablation",
+          "unseen": "Unseen generators", "calibration": "Calibration of head A", "seeds": "Seeds",
+          "baselines": "Baselines", "beyond": "Beyond the paper"}
 
 
 @dataclass
@@ -200,17 +197,14 @@ def only_generator(cached: CachedSplit, generator: int) -> CachedSplit:
     return cached.subset(np.flatnonzero(cached.label_b == generator))
 
 
-def mean_std(table: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1) if len(table) > 1 else 0.0})
-
-
 def record(cfg, name: str, conclusion: str, numbers: dict, figures=()) -> str:
     """The analysis's title, conclusion, figures and numbers in reports/<profile>/metrics.json,
     where the index page finds them; returns the conclusion for the notebook to show."""
+    from helpers.config import ANALYSIS_NOTEBOOKS
     from helpers.study.records import update_metrics
 
-    notebook, title = NOTEBOOKS[name]
-    update_metrics(cfg, {name: {"title": title, "conclusion": conclusion, "html": f"{notebook}.html",
+    update_metrics(cfg, {name: {"title": TITLES[name], "conclusion": conclusion,
+                                "html": f"{ANALYSIS_NOTEBOOKS[name]}.html",
                                 "figures": [f"figures/{f}.png" for f in figures], "numbers": numbers}},
                    section="analyses")
     return conclusion

@@ -13,9 +13,10 @@ from helpers.analyses import common
 HEADLINE = ("f1_a", "f1_b_weighted")
 
 
-def seed_rows(context: common.Context, seed: int) -> list[dict]:
-    """The test scores of the recipe run from `seed`: the 'before' model and, when the profile has
-    a pool, the 'after' one. The profile's own seed is the study's stages, loaded, not retrained."""
+def seed_rows(context: common.Context, seed: int, pool=None) -> list[dict]:
+    """The test scores of the recipe run from `seed`: the 'before' model and, when there is a pool
+    (pseudo_round.pseudo_pool's, the same for every seed), the 'after' one. The profile's own seed
+    is the study's stages, loaded, not retrained."""
     from helpers.study import pseudo_round
     from helpers.training.pseudo_labels import augment
 
@@ -24,8 +25,7 @@ def seed_rows(context: common.Context, seed: int) -> list[dict]:
     train, val = context.caches["train"], context.caches["validation"]
     before = common.train_quick(cfg, train, val, **full)
     rows = [{"seed": seed, "model": "before", **common.evaluate(before, context.evaluated, cfg, f"seed {seed}")[0]}]
-    if "unlabelled" in context.caches:
-        pool, _ = pseudo_round.pseudo_pool(cfg, context.splits, context.caches)
+    if pool is not None:
         selection, _ = pseudo_round.select_pool(cfg, context.splits, pool, before)
         train_plus, val_plus, _ = augment(train, val, pool, selection)
         after = common.train_quick(cfg, train_plus, val_plus, "after", **full)
