@@ -135,3 +135,29 @@ def test_analysis_models_are_kept_for_reuse_only_when_the_profile_asks(smoke_cfg
         assert len(kept) == int(keep)
         common.trained(cfg, caches["train"], caches["validation"], seed=3)
         assert ("the same training was done before" in capsys.readouterr().out) == keep
+
+
+def test_conclusions_say_no_change_where_every_seed_gives_the_same_scores():
+    """At the ceiling (the demo on NPR residuals: 100 on every seed) a zero spread is not read as
+    'within noise' and a difference of zero is no gain, no loss and no noise."""
+    import numpy as np
+
+    from helpers.analyses import seeds
+
+    rows = pd.DataFrame([{"seed": s, "model": m, "f1_a": 1.0, "f1_b_weighted": 1.0}
+                         for s in (42, 7, 1) for m in ("before", "after")])
+    text = conclusions.seeds_conclusion(seeds.spread(rows), seeds.pseudo_label_effect(rows), [42, 7, 1])
+    assert text.count("no change on any seed") == 2 and "within the seed noise" not in text
+    assert "Every seed gives the same figures" in text and "about 0.0 points" not in text
+    varied = rows.assign(f1_b_weighted=[1.0, 0.9, 0.96, 0.98, 0.93, 0.9])
+    text = conclusions.seeds_conclusion(seeds.spread(varied), seeds.pseudo_label_effect(varied), [42, 7, 1])
+    assert "within the seed noise" in text and "twice the largest standard deviation" in text
+
+    class Report:
+        def summary(self):
+            return "96 complete caption groups"
+
+    same = [{"variant": v, "seed": s, "test F1-A": 1.0, "test F1-B (weighted)": 1.0, "outside F1-A": np.nan}
+            for v in ("paper", "attention") for s in (42, 7, 1)]
+    assert "Attention: F1-A 100.0 and weighted F1-B 100.0 against 100.0 and 100.0 (paper); it gives the same scores." \
+        in conclusions.beyond_conclusion(pd.DataFrame(same), None, Report())

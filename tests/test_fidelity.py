@@ -229,6 +229,12 @@ def test_every_setting_the_fidelity_table_names_is_the_profiles_own():
     assert quoted >= 10
 
 
+def test_docs_fidelity_holds_the_table_the_reports_show():
+    from helpers.study import fidelity
+
+    assert fidelity.markdown() in (ROOT / "docs" / "fidelity.md").read_text()
+
+
 def test_an_exif_rotated_photo_is_turned_upright_where_clips_processor_keeps_it_on_its_side(tmp_path):
     """The one preprocessing point where every profile departs from the authors' on purpose (the
     fidelity table's 'EXIF orientation' row): a photo stored sideways with an orientation tag."""

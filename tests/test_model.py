@@ -185,3 +185,30 @@ def test_attention_fusion_refuses_an_ablated_tower():
 
     with pytest.raises(ConfigError, match="fusion: attention needs both towers"):
         load_config({"profile": "x", "fusion": "attention", "modality": "image"})
+
+
+def test_the_npr_tower_sees_each_pixel_less_its_blocks_first_and_keeps_that_when_reloaded(smoke_cfg, tmp_path):
+    """vision_input: npr (the demo's): the tower's input is zero where an image was up-sampled by
+    nearest neighbour, the pixels less their 2x2 block's top-left pixel elsewhere, and a saved
+    model scores new images the same way (the setting is in its config, not only in the profile)."""
+    import dataclasses
+
+    from helpers.modeling.building import build_model
+
+    model, tokenizer = build_model(dataclasses.replace(smoke_cfg, vision_input="npr"))
+    seen = []
+    model.vision_encoder.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["pixel_values"]),
+                                                   with_kwargs=True)
+    ids, mask, pixels = _batch(tokenizer, model.config.image_size)
+    blocky = pixels[..., ::2, ::2].repeat_interleave(2, -1).repeat_interleave(2, -2)
+    model.eval()(ids, mask, blocky)
+    assert seen[-1].abs().max() == 0
+    model(ids, mask, pixels)
+    normalised = model.normalise(pixels)
+    assert torch.allclose(seen[-1][..., 1::2, 1::2], normalised[..., 1::2, 1::2] - normalised[..., ::2, ::2], atol=1e-5)
+    assert seen[-1].abs().max() > 1
+    save_detector(model, tokenizer, tmp_path / "m", {})
+    loaded, _ = load_detector(tmp_path / "m")
+    assert loaded.config.vision_input == "npr"
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(ids, mask, pixels).logits_b, model(ids, mask, pixels).logits_b, atol=1e-6)

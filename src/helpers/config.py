@@ -17,6 +17,7 @@ import yaml
 CHOICES = {
     "text_init": ("pretrained", "random"),
     "vision_init": ("pretrained", "random"),
+    "vision_input": ("pixels", "npr"),
     "text_pooling": ("pooler", "cls", "mean"),
     "loss_condition": ("label", "pred"),
     "bad_images": ("skip", "error", "zero"),
@@ -85,6 +86,10 @@ class Config:
     vision_encoder: str = "openai/clip-vit-base-patch32"
     vision_init: str = "pretrained"
     vision_config: dict = field(default_factory=dict)
+    # What the vision tower sees: "pixels" (the paper), or "npr", the neighbouring-pixel residual
+    # x - NN-upsample(x[::2, ::2]) of Tan et al. (CVPR 2024): the traces up-sampling leaves, with the
+    # image content taken out, which a small tower from random weights learns within a CPU budget.
+    vision_input: str = "pixels"
     # Input side for a random vision tower whose config has no image_size (CNNs); 0 = from the config.
     image_size: int = 0
     fusion_dim: int = 512

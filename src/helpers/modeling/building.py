@@ -94,7 +94,7 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
     image_size, mean, std = _image_settings(cfg, vision_config)
     config = DetectorConfig(
         text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), text_pooling=cfg.text_pooling,
-        fusion_dim=cfg.fusion_dim, fusion=cfg.fusion, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
+        fusion_dim=cfg.fusion_dim, fusion=cfg.fusion, vision_input=cfg.vision_input, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
         loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder,
         max_caption_length=cfg.max_caption_length, modality=cfg.modality, freeze_text=cfg.freeze_text,
         freeze_vision=cfg.freeze_vision, task_b_decoding=cfg.task_b_decoding,

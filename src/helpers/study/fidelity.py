@@ -30,6 +30,8 @@ ROWS = (
     ("retraining", "not said", "a fresh model from the pretrained encoders", "fresh model", "fresh model"),
     ("image preprocessing", "CLIP AutoFeatureExtractor", "`CLIPImageProcessor`: shortest edge 224 bicubic, centre crop, normalise",
      "decode cache + in-model normalisation: identical pixels (tested on photos)", "same code, 64 px"),
+    ("vision tower input", "CLIP ViT-B/32 image features", "the normalised pixels", "`vision_input: pixels`",
+     "`vision_input: npr`: neighbouring-pixel residuals into a ResNet from random weights (no CLIP weights offline)"),
     ("EXIF orientation", "not said", "`CLIPImageProcessor` reads the stored pixels: a phone photo tagged as "
      "rotated is scored on its side", "turned upright first (a deviation: the label describes the image as shown); "
      "files without the tag, all of CT2's generated images, are unchanged", "turned upright"),
