@@ -81,7 +81,14 @@ def test_the_conclusions_decide_from_the_numbers():
     assert not conclusions.text_at_chance(table.assign(f1_b_weighted=[0.7, 0.9, 0.91]))  # text above chance: a leak
     curves = pd.DataFrame({"perturbation": ["jpeg_quality"] * 3 + ["blur_sigma"] * 2, "level": [100, 50, 30, 0.0, 2.0],
                            "f1_a": [0.99, 0.9, 0.7, 0.99, 0.98], "f1_b_weighted": [0.9, 0.6, 0.4, 0.9, 0.88]})
-    assert conclusions.f1_a_drops(curves) == pytest.approx({"jpeg_quality": 0.29, "blur_sigma": 0.01})
+    assert conclusions.drops(curves) == pytest.approx({"jpeg_quality": 0.29, "blur_sigma": 0.01})
+    assert "jpeg quality alone costs it 29.0 points of F1-A" in conclusions.robustness_conclusion(curves)
+    assert "jpeg quality costs 50.0 points of weighted F1-B" in conclusions.robustness_conclusion(curves)
+    # F1-A holds within 10 points while F1-B collapses (the demo's NPR tower under blur): both are said.
+    blurred = curves.assign(f1_a=[0.99, 0.98, 0.95, 0.99, 0.98], f1_b_weighted=[0.9, 0.85, 0.8, 0.9, 0.1])
+    text = conclusions.robustness_conclusion(blurred)
+    assert "keeps F1-A within 10 points" in text and "blur sigma costs 80.0 points of weighted F1-B" in text
+    assert "weighted F1-B" not in conclusions.robustness_conclusion(blurred.assign(f1_b_weighted=0.9)).split(". ")[-1]
 
 
 def test_the_unseen_verdict_refuses_to_read_recall_when_real_photos_are_not_recognised():

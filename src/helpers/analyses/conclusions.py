@@ -6,30 +6,33 @@ from helpers.evaluation.metadata_baseline import NEUTRAL_QUALITY
 import pandas as pd
 
 
-def f1_a_drops(curves: pd.DataFrame) -> dict[str, float]:
-    """Per perturbation, how far F1-A falls from the unperturbed level to its lowest."""
-    return {name: float(group["f1_a"].iloc[0] - group["f1_a"].min())
+def drops(curves: pd.DataFrame, metric: str = "f1_a") -> dict[str, float]:
+    """Per perturbation, how far the metric falls from the unperturbed level to its lowest."""
+    return {name: float(group[metric].iloc[0] - group[metric].min())
             for name, group in curves.groupby("perturbation", sort=False)}
 
 
 def robustness_conclusion(curves: pd.DataFrame) -> str:
     """curves: columns perturbation, level, f1_a, f1_b_weighted; per perturbation the first
     level is the unperturbed one and the last the strongest."""
-    parts, drops = [], f1_a_drops(curves)
+    parts, drops_a, drops_b = [], drops(curves), drops(curves, "f1_b_weighted")
     for name, group in curves.groupby("perturbation", sort=False):
         clean, strongest = group.iloc[0], group.iloc[-1]
         parts.append(f"{name.replace('_', ' ')} {strongest['level']:g}: F1-A {100 * clean['f1_a']:.1f} → "
                      f"{100 * strongest['f1_a']:.1f}, weighted F1-B {100 * clean['f1_b_weighted']:.1f} → "
                      f"{100 * strongest['f1_b_weighted']:.1f}")
-    weakest = max(drops, key=drops.get)
-    if drops[weakest] < 0.005:
+    weakest, weakest_b = max(drops_a, key=drops_a.get), max(drops_b, key=drops_b.get)
+    if drops_a[weakest] < 0.005:
         verdict = "No perturbation moved F1-A by as much as half a point."
-    elif drops[weakest] > 0.10:
+    elif drops_a[weakest] > 0.10:
         verdict = (f"The detector is fragile: {weakest.replace('_', ' ')} alone costs it "
-                   f"{100 * drops[weakest]:.1f} points of F1-A, and such edits are routine on the web.")
+                   f"{100 * drops_a[weakest]:.1f} points of F1-A, and such edits are routine on the web.")
     else:
-        verdict = (f"The largest loss, {100 * drops[weakest]:.1f} points of F1-A, comes from "
-                   f"{weakest.replace('_', ' ')}; every perturbation stays within 10 points.")
+        verdict = (f"The largest loss of F1-A, {100 * drops_a[weakest]:.1f} points, comes from "
+                   f"{weakest.replace('_', ' ')}; every perturbation keeps F1-A within 10 points.")
+    if drops_b[weakest_b] > 0.10:  # telling the generators apart can break where real-or-AI holds
+        verdict += (f" Naming the generator is more fragile: {weakest_b.replace('_', ' ')} costs "
+                    f"{100 * drops_b[weakest_b]:.1f} points of weighted F1-B.")
     return f"At the strongest setting of each perturbation — {'; '.join(parts)}. {verdict}"
 
 
