@@ -125,16 +125,6 @@ def square_uint8(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(square_image(image, size), dtype=np.uint8).transpose(2, 0, 1)
 
 
-def list_files(folder: Path) -> list[Path]:
-    """Every non-hidden file below folder, sorted. Files that are not images are kept, so
-    that they are reported as failed rather than silently left out."""
-    folder = Path(folder)
-    return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-
-
 def decode_for_model(cell, size: int, transform=None) -> tuple[np.ndarray | None, str, bytes]:
     """(the model's uint8 input or None, the reason it could not be read, a digest of the encoded
     file). transform(image), when given, is applied before the resize (a perturbation, a neutral
