@@ -57,7 +57,12 @@ def test_best_threshold_beats_or_equals_one_half():
     prob = np.array([0.3, 0.35, 0.4, 0.45, 0.6, 0.1])
     label = np.array([1, 1, 1, 1, 1, 0])
     threshold, f1 = calibration.best_threshold(prob, label)
-    assert threshold == 0.3 and np.isclose(f1, 1.0)
+    assert threshold == 0.2 and np.isclose(f1, 1.0)  # halfway between the real image's 0.1 and 0.3
+    # Saturated scores (the demo's residual tower): not 1.0, which a new AI image at 0.9999 would miss.
+    threshold, f1 = calibration.best_threshold(np.array([1.0, 1.0, 1.0, 2e-6, 1e-6]), np.array([1, 1, 1, 0, 0]))
+    assert np.isclose(threshold, 0.500001) and f1 == 1.0
+    threshold, _ = calibration.best_threshold(np.array([0.2, 0.9]), np.array([1, 1]))
+    assert threshold == 0.2  # nothing below the lowest AI score: the score itself
 
 
 def _cached(labels_b):

@@ -49,8 +49,10 @@ def logit(prob: np.ndarray) -> np.ndarray:
 
 
 def best_threshold(prob_ai: np.ndarray, label_a: np.ndarray) -> tuple[float, float]:
-    """(threshold, F1 of the AI class) maximising F1 with 'AI' meaning P(AI) >= threshold, over the
-    observed probabilities (the lowest such threshold on a tie); (0.5, 0) without AI rows."""
+    """(threshold, F1 of the AI class) maximising F1 with 'AI' meaning P(AI) >= threshold; (0.5, 0)
+    without AI rows. The threshold lies halfway between the lowest score called AI and the highest
+    below it: any value in that gap gives the same F1 here, and one at its edge (1.0 when every AI
+    image scores 1.0) misses new images that score a hair lower."""
     from sklearn.metrics import precision_recall_curve
 
     label_a = np.asarray(label_a, int)
@@ -60,4 +62,5 @@ def best_threshold(prob_ai: np.ndarray, label_a: np.ndarray) -> tuple[float, flo
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
                    where=precision + recall > 0)[:-1]
     best = int(np.argmax(f1))
-    return float(thresholds[best]), float(f1[best])
+    below = np.asarray(prob_ai, float)[np.asarray(prob_ai, float) < thresholds[best]]
+    return float((thresholds[best] + below.max()) / 2 if below.size else thresholds[best]), float(f1[best])
