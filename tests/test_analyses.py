@@ -173,3 +173,12 @@ def test_conclusions_say_no_change_where_every_seed_gives_the_same_scores():
             for v in ("paper", "attention") for s in (42, 7, 1)]
     assert "Attention: F1-A 100.0 and weighted F1-B 100.0 against 100.0 and 100.0 (paper); it gives the same scores." \
         in conclusions.beyond_conclusion(pd.DataFrame(same), None, Report())
+
+
+def test_the_calibration_conclusion_reads_no_correction_into_an_error_of_zero():
+    result = {"ece_before": 0.0, "ece_after": 0.0, "temperature": 0.05, "threshold": 0.503, "f1_at_best": 1.0,
+              "f1_at_half": 1.0}
+    text = conclusions.calibration_conclusion(result)
+    assert "nothing for scaling to correct" in text and "under-confident" not in text
+    text = conclusions.calibration_conclusion({**result, "ece_before": 0.08, "ece_after": 0.01, "temperature": 1.8})
+    assert "over-confident; P(AI) = 0.9 should be read after scaling. The F1-maximising" in text

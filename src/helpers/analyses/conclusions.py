@@ -96,9 +96,13 @@ def unseen_conclusion(table: pd.DataFrame) -> str:
 def calibration_conclusion(result: dict) -> str:
     return (f"Head A's expected calibration error is {result['ece_before']:.3f} as trained and {result['ece_after']:.3f} "
             f"after temperature scaling (T = {result['temperature']:.2f}, fitted on validation). "
-            + ("Its probabilities were over-confident; " if result["temperature"] > 1.05 else
-               "Its probabilities were under-confident; " if result["temperature"] < 0.95 else "Its probabilities were close to calibrated; ")
-            + f"P(AI) = 0.9 should be read after scaling. The F1-maximising threshold on validation is "
+            # Below half a percent there is nothing to correct, whatever temperature the fit lands on.
+            + ("Its probabilities are calibrated as trained; there is nothing for scaling to correct. "
+               if result["ece_before"] < 0.005 else
+               ("Its probabilities were over-confident; " if result["temperature"] > 1.05 else
+                "Its probabilities were under-confident; " if result["temperature"] < 0.95 else
+                "Its probabilities were close to calibrated; ") + "P(AI) = 0.9 should be read after scaling. ")
+            + f"The F1-maximising threshold on validation is "
             f"{result['threshold']:.3f}; on the evaluation split it gives F1-A {100 * result['f1_at_best']:.1f} against "
             f"{100 * result['f1_at_half']:.1f} at 0.5.")
 
