@@ -99,7 +99,7 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     refresh_cards(cfg, root, metrics(out_dir))
     index = write_index(out_dir, record)
     record["index"] = str(index)
-    last_good = out_dir.with_name(out_dir.name + ".last")
+    last_good = last_report_dir(out_dir)
     if complete(record):
         shutil.rmtree(last_good, ignore_errors=True)
     elif (last_good / "index.html").is_file():
@@ -123,14 +123,18 @@ def complete(record: dict) -> bool:
         s.get("status") in FINISHED for s in record["stages"])
 
 
+def last_report_dir(out_dir: Path) -> Path:
+    """Where the last complete report of reports/<profile> waits while a new run is under way."""
+    return out_dir.with_name(out_dir.name + ".last")
+
+
 def set_aside_complete_report(out_dir: Path) -> None:
     """Before a fresh run: the last complete report moves whole to <profile>.last beside it, where
     it stays until a run completes, so an interrupted or failed run never leaves the reader
     without one. An incomplete report is not kept (one set aside earlier stays)."""
     if complete(_previous(out_dir / "provenance.json")):
-        last = out_dir.with_name(out_dir.name + ".last")
-        shutil.rmtree(last, ignore_errors=True)
-        out_dir.rename(last)
+        shutil.rmtree(last_report_dir(out_dir), ignore_errors=True)
+        out_dir.rename(last_report_dir(out_dir))
         out_dir.mkdir()
 
 

@@ -175,6 +175,10 @@ def baselines_conclusion(table: pd.DataFrame, outside: pd.DataFrame, pairs: int,
     return text + f"The few-pair SVM saw {pairs} real/AI pairs."
 
 
+# What notebook 13 compares its variants on (columns of its rows).
+VARIANT_METRICS = ["test F1-A", "test F1-B (weighted)"]
+
+
 def variant_verdicts(rows: pd.DataFrame) -> dict[str, tuple[str, list, list, str]]:
     """Per variant: (the reference it is compared with, the metrics where it gains, those where it
     loses, where the noise came from: 'own', 'borrowed' or 'none'). See beyond_conclusion."""
@@ -194,9 +198,8 @@ def variant_verdicts(rows: pd.DataFrame) -> dict[str, tuple[str, list, list, str
         borrowed = single and seeds.iloc[0] > 1
         noise = first_noise if borrowed else own_noise
         margin = (2 * noise).where(noise > 0, 1.0)
-        metrics = ("test F1-A", "test F1-B (weighted)")
-        found[variant] = (reference, [c for c in metrics if delta[c] > margin[c]],
-                          [c for c in metrics if delta[c] < -margin[c]],
+        found[variant] = (reference, [c for c in VARIANT_METRICS if delta[c] > margin[c]],
+                          [c for c in VARIANT_METRICS if delta[c] < -margin[c]],
                           "borrowed" if borrowed else "none" if single else "own")
     return found
 
@@ -217,10 +220,9 @@ def beyond_conclusion(rows: pd.DataFrame, precision: pd.DataFrame | None, report
     over the seeds, when it has several: the same recipe on the same data varies that much, so a
     one-seed difference smaller than it is no evidence. With no seed spread at all, past one point."""
     means = 100 * rows.groupby("variant", sort=False).mean(numeric_only=True).drop(columns="seed")
-    metrics = ["test F1-A", "test F1-B (weighted)"]
     sentences = [f"Caption groups: {report.summary()}."]
     for variant, (reference, gains, losses, noise_from) in variant_verdicts(rows).items():
-        same = (means.loc[variant, metrics] == means.loc[reference, metrics]).all()
+        same = (means.loc[variant, VARIANT_METRICS] == means.loc[reference, VARIANT_METRICS]).all()
         verdict = ("gives the same scores" if same else "helps on " + " and ".join(gains) if gains and not losses else
                    "does worse on " + " and ".join(losses) if losses and not gains else
                    "trades " + " against ".join(gains + losses) if gains else "does not help: the differences are within noise")

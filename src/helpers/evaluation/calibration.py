@@ -55,12 +55,12 @@ def best_threshold(prob_ai: np.ndarray, label_a: np.ndarray) -> tuple[float, flo
     image scores 1.0) misses new images that score a hair lower."""
     from sklearn.metrics import precision_recall_curve
 
-    label_a = np.asarray(label_a, int)
+    label_a, prob_ai = np.asarray(label_a, int), np.asarray(prob_ai, float)
     if not label_a.any():
         return 0.5, 0.0
-    precision, recall, thresholds = precision_recall_curve(label_a, np.asarray(prob_ai, float))
+    precision, recall, thresholds = precision_recall_curve(label_a, prob_ai)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
                    where=precision + recall > 0)[:-1]
     best = int(np.argmax(f1))
-    below = np.asarray(prob_ai, float)[np.asarray(prob_ai, float) < thresholds[best]]
+    below = prob_ai[prob_ai < thresholds[best]]
     return float((thresholds[best] + below.max()) / 2 if below.size else thresholds[best]), float(f1[best])
