@@ -62,6 +62,7 @@ def test_the_competition_file_has_every_input_even_when_images_cannot_be_read(tm
     from helpers.cache.store import build_cache
     from helpers.data.schema import FEATURES
     from helpers.inference.cached import predict
+    from helpers.study.stages import with_zero_inputs
 
     model, tokenizer = smoke_model
     cells = [{"bytes": png_bytes(), "path": None}, {"bytes": b"broken", "path": None}, {"bytes": png_bytes(), "path": None}]
@@ -69,7 +70,7 @@ def test_the_competition_file_has_every_input_even_when_images_cannot_be_read(tm
                                         "Label_B": [-1] * 3}, features=FEATURES)
     cached = build_cache(split, "pool", tmp_path / "c", 32, tokenizer, 8)
     assert len(cached) == 2  # bad_images: skip leaves it out of training and metrics ...
-    complete = evaluate.every_row(smoke_cfg, split, "unlabelled", cached, tokenizer, 32)
+    complete = with_zero_inputs(smoke_cfg, split, "unlabelled", cached, tokenizer, 32)
     assert sorted(complete.rows.tolist()) == [0, 1, 2] and complete.blank.tolist() == [False, False, True]
     preds = predict(model.eval(), complete, 8, desc=None)
     path = evaluate.write_submission(tmp_path / "answer.json", complete, preds, len(split))

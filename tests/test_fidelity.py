@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
+
+FIDELITY = ROOT / "src" / "helpers" / "study" / "templates" / "fidelity.md"
 from helpers.config import load_config
 from helpers.inference.cached import decode
 
@@ -217,12 +219,12 @@ def test_every_setting_the_fidelity_table_names_is_the_profiles_own():
 
     import yaml
 
-    from helpers.study import fidelity
-
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in FIDELITY.read_text().splitlines()[2:]]
+    assert len(rows) >= 10 and all(len(row) == 5 for row in rows)
     quoted = 0
     for column, name in ((3, "paper"), (4, "demo")):
         profile = yaml.safe_load((ROOT / "params" / f"{name}.yaml").read_text())
-        for row in fidelity.ROWS:
+        for row in rows:
             for key, value in re.findall(r"`(\w+): ([^`]+)`", row[column]):
                 assert profile[key] == yaml.safe_load(value), (name, row[0], key)
                 quoted += 1
@@ -230,9 +232,14 @@ def test_every_setting_the_fidelity_table_names_is_the_profiles_own():
 
 
 def test_docs_fidelity_holds_the_table_the_reports_show():
-    from helpers.study import fidelity
+    assert FIDELITY.read_text().strip() in (ROOT / "docs" / "fidelity.md").read_text()
 
-    assert fidelity.markdown() in (ROOT / "docs" / "fidelity.md").read_text()
+
+def test_the_paper_reports_index_shows_the_fidelity_table_with_its_code_marked(tmp_path):
+    from helpers.study.report import write_index
+
+    page = write_index(tmp_path, {"params": {"profile": "paper"}, "stages": []}).read_text()
+    assert "<td>vision tower input</td>" in page and "<code>vision_input: pixels</code>" in page
 
 
 def test_an_exif_rotated_photo_is_turned_upright_where_clips_processor_keeps_it_on_its_side(tmp_path):

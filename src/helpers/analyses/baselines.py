@@ -4,10 +4,8 @@ heads (Moskowitz et al., 2024), frozen features + logistic regression (UnivFD, O
 frozen features + a linear SVM on a few real/AI pairs (Cozzolino et al., 2024)."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
-import pandas as pd
 
 from helpers.evaluation.metrics import called_ai_rates, task_a_metrics, task_b_metrics
 
@@ -52,42 +50,3 @@ def outside_f1(context, models: dict, probes: dict, tower) -> dict:
             for method, probe in probes.items():
                 found[method][f"{name}, {view}"] = task_a_metrics(label_a, probe.predict(features))["f1_a"]
     return found
-
-
-def frozen_features(cfg, train, evaluated) -> tuple[object, np.ndarray, np.ndarray]:
-    """(the vision tower as the profile builds it, before any training; its features of train and
-    of the evaluated split), the features kept on disk under the tower's settings."""
-    from helpers.evaluation.probes import cached_features
-    from helpers.identity import identity_hash
-    from helpers.modeling.building import build_model
-
-    tower, _ = build_model(cfg)
-    key = identity_hash({k: getattr(cfg, k) for k in ("vision_encoder", "vision_init", "vision_config", "image_size",
-                                                      "seed")})
-    folder = cfg.run_dir / "features"
-    return tower, cached_features(tower, train, folder, key), cached_features(tower, evaluated, folder, key)
-
-
-def timed(fit, *args):
-    """(what fit(*args) returns, the seconds it took)."""
-    started = time.perf_counter()
-    fitted = fit(*args)
-    return fitted, time.perf_counter() - started
-
-
-def shown_table(table: pd.DataFrame, outside: pd.DataFrame) -> pd.DataFrame:
-    """Scores in percent, the outside sets' F1-A beside them, training seconds last."""
-    return pd.concat([100 * table.drop(columns="training_seconds"), 100 * outside.add_prefix("F1-A outside: "),
-                      table[["training_seconds"]]], axis=1)
-
-
-def features_sentence(cfg, pairs: int) -> str:
-    return (f"Frozen features come from `{cfg.vision_encoder}` as this profile builds it ({cfg.vision_init} weights). "
-            f"The SVM sees {pairs} real and {pairs} AI training images.")
-
-
-def records_seconds(cfg) -> list[float]:
-    """The training seconds of the study's stages (before and, when run, after pseudo-labels)."""
-    from helpers.study.records import recorded
-
-    return [recorded(cfg, f"train_{stage}", {}).get("seconds", 0.0) for stage in ("before", "after")]

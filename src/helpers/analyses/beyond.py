@@ -7,13 +7,10 @@ whose labels are known; the paper's rule and the quota also retrained (the profi
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from helpers.analyses import common
-from helpers.analyses.conclusions import beyond_conclusion
 from helpers.inference.caption_groups import LABEL as GROUPS
 from helpers.inference.caption_groups import group_decode
-from helpers.labels import CLASS_NAMES
 from helpers.study.pseudo_round import RULES
 
 PAPER = "paper: concat fusion, per-image decoding"
@@ -66,33 +63,6 @@ def _row(variant: str, seed: int, scores: dict, outside: float) -> dict:
             COLUMNS[2]: outside}
 
 
-def rule_tables(context, captions, pool, pool_captions, before) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(kept per predicted class on the pool under each rule, pseudo-label precision of each rule
-    on the evaluation split used as a pool, the selections on the pool)."""
-    from helpers.inference.cached import predict
-    from helpers.study.pseudo_round import kept_by_rule, selections_by_rule
-
-    cfg = context.cfg
-    on_pool = predict(before, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="pool")
-    on_test = predict(before, context.evaluated, cfg.eval_batch_size, bf16=cfg.bf16, desc=context.split_name)
-    selections = selections_by_rule(cfg, on_pool, pool_captions)
-    precision = {}
-    for rule, stand_in in selections_by_rule(cfg, on_test, captions).items():
-        chosen = np.concatenate([stand_in.to_train, stand_in.to_validation])
-        right = stand_in.label_b[chosen] == context.evaluated.label_b[chosen]
-        precision[rule] = {"kept": len(chosen), "right (%)": 100 * float(right.mean()) if len(chosen) else np.nan,
-                           "smallest class kept": int(np.bincount(stand_in.label_b[chosen], minlength=len(CLASS_NAMES)).min()
-                                                      if len(chosen) else 0)}
-    return kept_by_rule(selections), pd.DataFrame(precision).T, selections
-
-
-def compares_rules(context) -> bool:
-    """The pseudo-label rules are compared when there is a pool and the evaluation split has labels."""
-    from helpers.data.splits import is_labelled
-
-    return "unlabelled" in context.splits and is_labelled(context.splits[context.split_name])
-
-
 def retrained_row(context, rule: str, pool, selection) -> dict:
     """Test scores of a model retrained on train plus the rule's selection (the profile's seed).
     The study's own 'after' model is that model when the profile uses the paper's rule and the
@@ -110,48 +80,3 @@ def retrained_row(context, rule: str, pool, selection) -> dict:
         model = common.train_quick(cfg, train_plus, val_plus, seed=cfg.seed)
     scores, _ = common.evaluate(model, context.evaluated, cfg, rule)
     return _row(f"pseudo-labels: {rule}", cfg.seed, scores, np.nan)
-
-
-def summary_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """variant x metric as 'mean ± std (n)' in percent, in the order the rows came."""
-    shown = {}
-    for variant, group in rows.groupby("variant", sort=False):
-        cells = {}
-        for column in COLUMNS:
-            values = 100 * group[column].dropna()
-            cells[column] = ("n/a" if values.empty else f"{values.mean():.2f}" if len(values) == 1
-                             else f"{values.mean():.2f} ± {values.std(ddof=1):.2f}")
-        cells["seeds"] = len(group)
-        shown[variant] = cells
-    return pd.DataFrame(shown).T
-
-
-def group_table(report) -> pd.DataFrame:
-    return pd.DataFrame({"groups": report.groups, "images": report.images})
-
-
-def caption_of_rows(context) -> np.ndarray:
-    """The caption of each evaluated row (caption-group decoding and the group check read them)."""
-    return np.asarray(context.splits[context.split_name]["Caption"], dtype=object)[context.evaluated.rows]
-
-
-def intro(cfg, with_pool: bool) -> str:
-    text = (f"Fusion and decoding rows: one model per seed ({', '.join(map(str, cfg.seeds))}), trained with the "
-            "analyses' budget on train and validation, scored on the evaluation split and the outside sets. "
-            "Caption-group decoding uses the set's structure (each caption once per class), which images in the wild "
-            "do not have. ")
-    if with_pool:
-        return text + (f"Pseudo-label rows: the profile's seed ({cfg.seed}), a model retrained on train plus the "
-                       f"selection of the paper's rule and of the class quota (threshold {cfg.pseudo_threshold}); the "
-                       "caption-group check is compared on what it keeps.")
-    return text + "This profile has no unlabelled pool, so the pseudo-label rules are not compared."
-
-
-def numbers(by_seed: pd.DataFrame, table: pd.DataFrame, report, kept=None, precision=None) -> dict:
-    """What metrics.json keeps of notebook 13: every row, the summary table, the caption groups and,
-    when the rules were compared, what each kept and how often it was right."""
-    found = {"groups": {"groups": report.groups, "images": report.images}, "rows": by_seed.to_dict(orient="records"),
-             "table": table.to_dict(orient="index")}
-    if kept is not None:
-        found.update(kept=kept.to_dict(), stand_in_precision=precision.to_dict(orient="index"))
-    return found

@@ -9,7 +9,6 @@ import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from helpers.cache.dataset import CachedSplit
 from helpers.data.images import read_image_or_reason, square_uint8

@@ -107,6 +107,16 @@ def calibration_conclusion(result: dict) -> str:
             f"{100 * result['f1_at_half']:.1f} at 0.5.")
 
 
+def threshold_sentence(costs: pd.DataFrame) -> str:
+    """What the stored fpr5 threshold costs on the evaluation split (notebook 09's costs table)."""
+    if "fpr5" not in costs.index:
+        return " This model stores no operating thresholds."
+    row, recalls = costs.loc["fpr5"], costs.loc["fpr5"].filter(like="recall ")
+    return (f" At the threshold that called 5 % of validation's real photos AI (fpr5 = {row['threshold']:.3g}), "
+            f"{100 * row['real_called_ai']:.1f}% of the real photos here are called AI and the least caught generator, "
+            f"{recalls.idxmin().removeprefix('recall ')}, keeps {100 * recalls.min():.1f}% recall.")
+
+
 def seeds_conclusion(summary: pd.DataFrame, effect: pd.DataFrame, seeds: list) -> str:
     """summary and effect as analyses.seeds.spread gives them (points). A difference is called
     larger than the seed noise when its 95 % interval over the seeds leaves out zero."""

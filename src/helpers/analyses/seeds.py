@@ -58,11 +58,3 @@ def pseudo_label_effect(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     paired = pd.DataFrame({m: 100 * (wide[(m, "after")] - wide[(m, "before")]) for m in HEADLINE})
     return spread(paired.assign(model="after - before").reset_index(), scale=1.0)
-
-
-def metrics_section(rows: pd.DataFrame) -> dict:
-    """metrics.json's `seeds`: per seed, each model's test F1-A and weighted F1-B, and their spread."""
-    per_seed = {int(seed): {r["model"]: {m: float(r[m]) for m in HEADLINE} for _, r in group.iterrows()}
-                for seed, group in rows.groupby("seed")}
-    return {"per_seed": per_seed, "spread": {f"{model} {metric}": values for (model, metric), values in
-                                             spread(rows).to_dict(orient="index").items()}}

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from helpers.evaluation import metrics
-from helpers.study import records
 from helpers.study import setup
 from helpers.study import stages
 from helpers.data.splits import is_labelled
@@ -72,18 +71,6 @@ def scored_splits(splits) -> list[str]:
     return ["validation"] + (["test"] if "test" in splits and is_labelled(splits["test"]) else [])
 
 
-def every_row(cfg, split, name: str, cached, tokenizer, image_size: int):
-    """One entry per row of the split: under bad_images: skip the unreadable rows are added on the
-    all-zero input (under zero, caches_for added them already)."""
-    return stages.with_zero_inputs(cfg, split, name, cached, tokenizer, image_size)
-
-
-def new_evaluation(cfg, splits) -> Evaluation:
-    """An empty scorecard for this profile's saved stages (checked to be this run's) and its
-    labelled splits; score_stage fills it."""
-    return Evaluation(saved_stages(cfg), scored_splits(splits))
-
-
 def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> Evaluation:
     """Score one saved stage on every split it predicts, write its prediction files (and, for the
     last stage, the competition JSON) into out_dir, and add its scores to `result`."""
@@ -93,7 +80,8 @@ def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> E
     model, tokenizer = load_detector(setup.model_dir(cfg, stage), pick_device())
     caches = stages.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
     for name, cached in caches.items():
-        complete = every_row(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
+        # One entry per row: under bad_images: skip the unreadable rows are added on the all-zero input.
+        complete = stages.with_zero_inputs(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
         per_image = predict(model, complete, cfg.eval_batch_size, bf16=cfg.bf16, desc=f"{stage} {name}")
         joint = by_caption_group(result, splits[name], name, complete, per_image, model.config.task_b_decoding)
         preds = joint if model.config.task_b_decoding == "caption_groups" else per_image
@@ -162,21 +150,6 @@ def figures(result: Evaluation) -> dict:
     return made
 
 
-def record_metrics(cfg, result: Evaluation) -> Path:
-    """Merge the scores, pseudo-label statistics and training summaries into reports/<profile>/metrics.json."""
-    values = {"profile": cfg.profile, **result.scores, "figures": result.figures,
-              "training": {s: {k: v for k, v in records.recorded(cfg, f"train_{s}").items() if k != "curves"}
-                           for s in result.stages},
-              "caption_groups": {"decoding": "caption groups (uses the set's one-image-per-class structure)",
-                                 "scores": result.grouped,
-                                 "groups": {split: {"groups": r.groups, "images": r.images,
-                                                    "not_one_per_class": r.not_one_per_class}
-                                            for split, r in result.groups.items()}}}
-    if "after" in result.stages:
-        values["pseudo"] = records.recorded(cfg, "pseudo")
-    return records.update_metrics(cfg, values)
-
-
 def conclusion(result: Evaluation) -> str:
     split = result.scored[-1]
     final = result.stages[-1]
@@ -195,12 +168,3 @@ def conclusion(result: Evaluation) -> str:
                  f"{100 * joint['f1_a']:.2f} and weighted F1-B {100 * joint['f1_b_weighted']:.2f}, against "
                  f"{100 * values['f1_a']:.2f} and {100 * values['f1_b_weighted']:.2f} per image.")
     return text
-
-
-def try_it(cfg, result: Evaluation, samples: Path | None) -> str:
-    """How to score the exported sample images, or a folder of one's own, with the final model."""
-    if samples is None:
-        return ""
-    return (f"\n\n{len(list(samples.iterdir()))} test images are in `{samples}`: score them, or a folder of your own, "
-            f"with `python -m helpers.predict --model {setup.model_dir(cfg, result.stages[-1])} --images {samples} "
-            "--out preds.csv`.")

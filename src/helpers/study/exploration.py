@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from helpers.data.images import read_image_or_reason, square_uint8
 
 
 def _header(cell) -> dict:
@@ -61,57 +60,6 @@ def image_metadata(split, max_rows: int | None = None, seed: int = 0) -> pd.Data
     return frame
 
 
-def mean_power_spectrum(split, label_b: int, size: int = 64, max_images: int = 60) -> np.ndarray:
-    """Mean log power spectrum (centred) of the grey, preprocessed images of one class;
-    periodic generator traces show up as off-centre peaks."""
-    import datasets
-
-    split = split.cast_column("Image", datasets.Image(decode=False))
-    rows = np.flatnonzero(np.asarray(split["Label_B"]) == label_b)[:max_images]
-    spectra = []
-    for row in rows:
-        image, _ = read_image_or_reason(split[int(row)]["Image"])
-        if image is None:
-            continue
-        grey = square_uint8(image, size).astype(np.float64).mean(0)
-        grey -= grey.mean()
-        spectra.append(np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(grey))) ** 2))
-    return np.mean(spectra, axis=0) if spectra else np.zeros((size, size))
-
-
-def caption_statistics(splits) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(words per caption, rows per caption), per split."""
-    captions = pd.DataFrame({"split": [n for n, s in splits.items() for _ in range(len(s))],
-                             "caption": [c for s in splits.values() for c in s["Caption"]]})
-    words = captions.assign(words=captions["caption"].str.split().str.len()).groupby("split")["words"].describe()
-    repeats = captions.groupby(["split", "caption"]).size().groupby("split").describe()
-    return words, repeats.rename(columns={"mean": "rows per caption (mean)"})
-
-
-def metadata_summary(meta: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(median size, square share and median file size per class, formats per class)."""
-    from helpers.labels import CLASS_NAMES
-
-    meta = meta.assign(**{"class": [CLASS_NAMES[b] for b in meta["Label_B"]]})
-    present = [c for c in CLASS_NAMES if c in set(meta["class"])]
-    summary = meta.groupby("class").agg(rows=("width", "size"), median_width=("width", "median"),
-                                        median_height=("height", "median"),
-                                        square_share=("aspect", lambda a: float((a == 1).mean())),
-                                        median_kb=("file_bytes", lambda b: b.median() / 1024))
-    return summary.loc[present], pd.crosstab(meta["class"], meta["format"]).loc[present]
-
-
-def examples(split, per_class: int = 4) -> dict[str, list]:
-    from helpers.labels import CLASS_NAMES
-
-    labels_b = np.asarray(split["Label_B"])
-    found = {}
-    for cls, name in enumerate(CLASS_NAMES):
-        cells = [split[int(r)]["Image"] for r in np.flatnonzero(labels_b == cls)[:per_class]]
-        found[name] = [image for image, _ in map(read_image_or_reason, cells) if image is not None]
-    return found
-
-
 def metadata_conclusion(summary: pd.DataFrame, formats: pd.DataFrame) -> str:
     """Where size and format alone tell real from AI: the shortcut notebook 05 measures."""
     if "real" not in summary.index or len(summary) < 2:
@@ -126,11 +74,3 @@ def metadata_conclusion(summary: pd.DataFrame, formats: pd.DataFrame) -> str:
     return text + ("Size and format alone separate real from AI here: a detector can score well without looking at "
                    "the pixels, which notebook 05 measures." if differs else
                    "Size and format do not separate real from AI here.")
-
-
-def data_sentence(cfg) -> str:
-    """Where the data comes from, and at which revision."""
-    revision = f" (revision `{cfg.dataset_revision}`)" if cfg.dataset_revision else " (the latest revision)"
-    pool = (f"; unlabelled pool `{cfg.unlabelled_dataset or cfg.dataset}`, split `{cfg.unlabelled_split}`"
-            if cfg.unlabelled_split else "; no unlabelled pool")
-    return f"Data: `{cfg.dataset}`" + (revision if cfg.dataset != "synthetic" else " (embedded, made here)") + pool + "."

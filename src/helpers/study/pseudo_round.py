@@ -64,17 +64,6 @@ def pseudo_pool(cfg: Config, splits, caches: dict):
     return pool, {"policy": cfg.pool_overlap, "shared": overlap, "left_out": dropped}
 
 
-def overlap_table(overlap: dict) -> pd.DataFrame:
-    """Pool rows sharing a caption or an image with each other split (pseudo_pool's counts)."""
-    return pd.DataFrame(overlap.get("shared") or {}).T.rename(columns={"captions": "pool rows sharing a caption",
-                                                                        "images": "pool rows sharing an image"})
-
-
-def kept_sentence(stats: dict, caches: dict, train_plus, val_plus) -> str:
-    return (f"{stats['selected']:,} of {stats['pool']:,} pool rows were kept: train {len(caches['train']):,} → "
-            f"{len(train_plus):,} rows, validation {len(caches['validation']):,} → {len(val_plus):,}.")
-
-
 RULES = {"confidence >= threshold (the paper)": {}, "class quota": {"balance": "class_quota"},
          "caption-group check": {"group_check": True}}
 

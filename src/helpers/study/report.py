@@ -7,7 +7,9 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from helpers.study import fidelity, records
+from helpers.study import records
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 HEADLINE = (("f1_a", "F1 A"), ("acc_a", "Acc A"), ("precision_a", "Prec A"), ("recall_a", "Rec A"),
             ("f1_b_weighted", "wF1 B"), ("acc_b", "Acc B"), ("precision_b_weighted", "wPrec B"),
@@ -41,13 +43,20 @@ def _with_table(item: dict) -> dict:
     return {**item, "table": Markup(pd.DataFrame(table).T.to_html()) if table else ""}
 
 
+def fidelity_table() -> Markup:
+    """The fidelity table (templates/fidelity.md; docs/fidelity.md shows the same) as HTML."""
+    import mistune
+
+    return Markup(mistune.create_markdown(escape=True, plugins=["table"])((TEMPLATES / "fidelity.md").read_text("utf-8")))
+
+
 def write_index(out_dir: Path, record: dict) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     out_dir = Path(out_dir)
     metrics = records.metrics(out_dir)
     analyses = metrics.get("analyses", {})
-    environment = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    environment = Environment(loader=FileSystemLoader(TEMPLATES),
                               autoescape=select_autoescape(["j2"]), trim_blocks=True, lstrip_blocks=True)
     page = environment.get_template("index.html.j2").render(
         record=record, params=record.get("params", {}), revisions=record.get("data_revisions", {}), metrics=metrics,
@@ -59,7 +68,7 @@ def write_index(out_dir: Path, record: dict) -> Path:
                   ("Beyond the paper", {k: _with_table(v) for k, v in analyses.items() if k == "beyond"}),
                   ("Outside the training distribution", _outside(metrics.get("external", {}))),
                   ("How far to trust the numbers", {k: v for k, v in analyses.items() if k not in ("baselines", "beyond")})],
-        fidelity_table=Markup(fidelity.html_table()), paper=PAPER, authors_code=AUTHORS_CODE,
+        fidelity_table=fidelity_table(), paper=PAPER, authors_code=AUTHORS_CODE,
         baseline_sources=BASELINE_SOURCES)
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")

@@ -3,7 +3,6 @@ torchrun) or loaded, saved models checked to be this run's, and sample files to 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import shutil
 import time
@@ -158,18 +157,6 @@ def parameter_count(model) -> str:
     return f"{total:,} parameters, {trainable:,} trainable"
 
 
-def parameter_table(model) -> pd.DataFrame:
-    """Parameters per part of the detector (towers, fusion, heads), trainable or not."""
-    rows = {}
-    for name, module in model.named_children():
-        params = list(module.parameters())
-        rows[name] = {"parameters": sum(p.numel() for p in params),
-                      "trainable": sum(p.numel() for p in params if p.requires_grad)}
-    table = pd.DataFrame(rows).T
-    table.loc["total"] = table.sum()
-    return table
-
-
 def split_table(splits) -> pd.DataFrame:
     """Rows per class and split (unlabelled rows as such)."""
     from helpers.labels import CLASS_NAMES
@@ -253,29 +240,3 @@ def evaluation_split(splits) -> str:
     from helpers.data.splits import is_labelled
 
     return "test" if "test" in splits and is_labelled(splits["test"]) else "validation"
-
-
-def export_samples(split, folder: Path, per_class: int = 2) -> Path:
-    """A few images of each class written out as ordinary files, to try the prediction command on."""
-    import datasets
-    from PIL import Image
-
-    from helpers.labels import CLASS_NAMES
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    split = split.cast_column("Image", datasets.Image(decode=False))
-    labels = np.asarray(split["Label_B"])
-    for cls, name in enumerate(CLASS_NAMES):
-        for row in np.flatnonzero(labels == cls)[:per_class]:
-            raw = split[int(row)]["Image"]["bytes"]
-            try:
-                suffix = (Image.open(io.BytesIO(raw)).format or "bin").lower()
-            except OSError:  # exported as it is: the prediction command reports it as unreadable
-                suffix = "bin"
-            (folder / f"{name.replace(' ', '_').replace('.', '')}_{row}.{suffix}").write_bytes(raw)
-    return folder
-
-
-def read_failures(caches: dict) -> dict[str, int]:
-    return {name: c.n_failed for name, c in caches.items()}
