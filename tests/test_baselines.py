@@ -28,10 +28,35 @@ def test_frozen_features_are_extracted_once_per_split_and_tower(tmp_path, smoke_
 
     model, tokenizer = smoke_model
     cached = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
-    first = probes.cached_features(model, cached, tmp_path, "tower")
+    first = probes.cached_features(model, cached, tmp_path)
     assert first.shape == (len(cached), model.vision_encoder.config.hidden_size)
     monkeypatch.setattr(probes, "vision_features", lambda *a, **k: pytest.fail("features extracted twice"))
-    assert np.array_equal(probes.cached_features(model, cached, tmp_path, "tower"), first)
+    assert np.array_equal(probes.cached_features(model, cached, tmp_path), first)
+
+
+def test_frozen_features_see_what_the_profiles_tower_sees_and_are_kept_apart_per_input(tmp_path, smoke_cfg, smoke_splits,
+                                                                                      smoke_model):
+    """Under vision_input: npr the probes read the residuals the detector's tower reads, and features
+    of the same weights on raw pixels are never taken for them."""
+    import torch
+
+    from helpers.modeling.detector import npr_residual
+    from helpers.study import stages
+
+    model, tokenizer = smoke_model
+    cached = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
+    on_pixels = probes.cached_features(model, cached, tmp_path)
+    model.config.vision_input = "npr"
+    try:
+        on_residuals = probes.cached_features(model, cached, tmp_path)
+        with torch.inference_mode():
+            pixels = model.normalise(torch.from_numpy(np.asarray(cached.pixels[np.arange(4)])))
+            out = model.vision_encoder(pixel_values=npr_residual(pixels))
+        expected = out.pooler_output.flatten(1) if out.pooler_output.dim() > 2 else out.pooler_output
+    finally:
+        model.config.vision_input = "pixels"
+    assert not np.allclose(on_residuals, on_pixels)
+    assert np.allclose(on_residuals[:4], expected.float().numpy(), atol=1e-5)
 
 
 def test_baseline_scores_against_hand_computed_values():

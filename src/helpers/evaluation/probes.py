@@ -5,6 +5,8 @@ logistic regression on every training image (Ojha et al., CVPR 2023, "UnivFD") o
 a few real/AI pairs (Cozzolino et al., CVPR 2024)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -15,24 +17,24 @@ from helpers.cache.dataset import CachedSplit
 @torch.inference_mode()
 def vision_features(model, pixels, batch_size: int = 256, desc: str | None = None) -> np.ndarray:
     """The vision tower's pooled output [N, D] for uint8 pixels [N, 3, S, S] (a cache's PixelView or
-    an array), normalised as the model normalises them."""
-    from helpers.modeling.detector import pooled_output
-
+    an array), fed as the model feeds them (normalised; residuals under vision_input: npr)."""
     model.eval()
     device = next(model.parameters()).device
     parts = []
     for start in tqdm(range(0, len(pixels), batch_size), desc=desc, unit="batch", disable=desc is None):
         batch = torch.from_numpy(np.asarray(pixels[np.arange(start, min(start + batch_size, len(pixels)))]))
-        pooled = pooled_output(model.vision_encoder(pixel_values=model.normalise(batch.to(device))), None, "pooler")
+        _, pooled = model.encode_image(batch.to(device))
         parts.append(pooled.float().cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def cached_features(model, cached: CachedSplit, folder, tower: str, batch_size: int = 256) -> np.ndarray:
-    """vision_features of a cached split, computed once per (split, tower) and kept under folder."""
+def cached_features(model, cached: CachedSplit, folder, batch_size: int = 256) -> np.ndarray:
+    """vision_features of a cached split, computed once per (split, tower weights, tower input) and
+    kept under folder."""
+    from helpers.cache.text import tower_digest
     from helpers.files import exclusive, written_whole
 
-    path = folder / f"{tower}-{cached.fingerprint()}.npy"
+    path = Path(folder) / f"{model.config.vision_input}-{tower_digest(model.vision_encoder)}-{cached.fingerprint()}.npy"
     with exclusive(path):
         if path.is_file():
             return np.load(path)

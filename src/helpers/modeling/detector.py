@@ -161,21 +161,25 @@ class DualEncoderDetector(PreTrainedModel):
         text = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
         return pooled_output(text, attention_mask, self.config.text_pooling)
 
+    def encode_image(self, pixel_values, blank_image=None) -> tuple[ModelOutput, torch.Tensor]:
+        """(the vision tower's outputs, its pooled vector) for uint8 or normalised pixels, fed as the
+        profile says (vision_input)."""
+        pixels = self.normalise(pixel_values)
+        if blank_image is not None:  # unreadable images: the all-zero input, after normalisation
+            pixels = pixels.masked_fill(blank_image.view(-1, 1, 1, 1), 0.0)
+        if self.config.vision_input == "npr":
+            pixels = npr_residual(pixels)
+        # oneDNN's and cuDNN's convolutions run faster on channels-last input (about 10 % of a
+        # training step of the demo's ResNet on 2 CPU cores); the weights keep their layout.
+        outputs = self.vision_encoder(pixel_values=pixels.contiguous(memory_format=torch.channels_last))
+        return outputs, pooled_output(outputs, None, "pooler")
+
     def features(self, input_ids, attention_mask, pixel_values, text_features=None, blank_image=None) -> torch.Tensor:
         modality = self.config.modality
         if modality != "image":
             text_vec = text_features if text_features is not None else self.encode_text(input_ids, attention_mask)
         if modality != "text":
-            pixels = self.normalise(pixel_values)
-            if blank_image is not None:  # unreadable images: the all-zero input, after normalisation
-                pixels = pixels.masked_fill(blank_image.view(-1, 1, 1, 1), 0.0)
-            if self.config.vision_input == "npr":
-                pixels = npr_residual(pixels)
-            # oneDNN's and cuDNN's convolutions run faster on channels-last input (about 10 % of a
-            # training step of the demo's ResNet on 2 CPU cores); the weights keep their layout.
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-            vision_out = self.vision_encoder(pixel_values=pixels)
-            vision_vec = pooled_output(vision_out, None, "pooler")
+            vision_out, vision_vec = self.encode_image(pixel_values, blank_image)
         if self.config.fusion == "attention":  # both towers (config: attention refuses an ablation)
             return self.fusion(text_vec, vision_vec.to(text_vec.dtype), patch_states(vision_out))
         # An ablated tower contributes zeros of its usual width, so the fusion layer keeps its shape.
