@@ -4,7 +4,6 @@ class. Computed over the rows that were read and carry a label; the others are c
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from helpers.data.inputs import Inputs, read_inputs
 from helpers.labels import UNLABELLED
@@ -31,20 +30,6 @@ def outside_metrics(inputs: Inputs, scored: Scored) -> dict:
     if (truth_b != UNLABELLED).all():
         out.update(task_b_metrics(truth_b, scored.predictions.label_b[usable]))
     return out
-
-
-def metrics_table(by_view: dict[str, dict]) -> pd.DataFrame:
-    """One column per view (as the files are, neutral): Task A, the real-image false-positive rate
-    and each generator's recall, in percent."""
-    rows = {}
-    for view, values in by_view.items():
-        column = {k: values[k] for k in ("acc_a", "precision_a", "recall_a", "f1_a", "false_positive_rate_real")
-                  if k in values}
-        column.update({f"recall {name}": v for name, v in values.get("recall_per_generator", {}).items()})
-        if "f1_b_weighted" in values:
-            column["f1_b_weighted"] = values["f1_b_weighted"]
-        rows[view] = column
-    return 100 * pd.DataFrame(rows)
 
 
 def conclusion(name: str, as_is: dict, neutral: dict) -> str:
@@ -101,12 +86,6 @@ def score_views(model, tokenizer, inputs: Inputs, batch_size: int, name: str) ->
     return {view: outside_metrics(inputs, score(model, tokenizer, inputs, batch_size, transform=transform,
                                                 desc=f"{name}: {view}"))
             for view, transform in views.items()}
-
-
-def figure_name(name: str) -> str:
-    import re
-
-    return "outside_" + re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
 
 
 def record(cfg, name: str, views: dict[str, dict], figure: str) -> str:

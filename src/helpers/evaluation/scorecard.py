@@ -1,5 +1,5 @@
-"""Notebook 04's steps: score each saved model on validation and the labelled test split, write
-the prediction files and the competition JSON, and merge the numbers into metrics.json.
+"""Notebook 04's scoring: each saved model on validation and the labelled test split, its prediction
+files and the competition JSON, its scores kept on an Evaluation for the notebook to show and record.
 
 Every input gets a prediction in the files: an image that cannot be read is scored on the
 all-zero input (as the authors' code scores it) and flagged. Metrics leave such rows out under
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from helpers.evaluation import metrics
 from helpers.study import setup
@@ -31,32 +30,6 @@ class Evaluation:
     figures: list = field(default_factory=list)        # names of this evaluation's figures
     grouped: dict = field(default_factory=dict)        # split -> stage -> per image / by caption group -> metrics
     groups: dict = field(default_factory=dict)         # split -> caption_groups.GroupReport
-
-    def table(self) -> pd.DataFrame:
-        """Percentages; Task B both as decoded and as the plain argmax over six classes (_argmax)."""
-        return 100 * pd.DataFrame({(split, stage): values for split, by_stage in self.scores.items()
-                                   for stage, values in by_stage.items()})
-
-    def grouped_table(self) -> pd.DataFrame:
-        """Task A and B per image (as decoded) and by caption group, in percent."""
-        rows = {}
-        for split, by_stage in self.grouped.items():
-            for stage, values in by_stage.items():
-                rows[(split, stage)] = {f"{metric} {way}": values[way][key] for metric, key in
-                                        (("F1-A", "f1_a"), ("F1-B", "f1_b_weighted")) for way in values}
-        return 100 * pd.DataFrame(rows)
-
-    def group_table(self) -> pd.DataFrame:
-        return pd.DataFrame({(split, what): getattr(report, what) for split, report in self.groups.items()
-                             for what in ("groups", "images")})
-
-    def per_generator(self) -> pd.DataFrame:
-        return pd.concat(self.per_class, ignore_index=True) if self.per_class else pd.DataFrame()
-
-    def per_generator_table(self) -> pd.DataFrame:
-        """Task-B accuracy per true class: a row per class, a column per split and stage."""
-        return self.per_generator().pivot_table(index="class", columns=["split", "model"], values="task_b_accuracy",
-                                                sort=False)
 
 
 def saved_stages(cfg) -> list[str]:
@@ -132,22 +105,6 @@ def write_submission(path: Path, cached, preds: Predictions, n_inputs: int) -> P
         raise RuntimeError(f"{path.name}: predictions cover {len(set(cached.rows))} of {n_inputs} inputs; "
                            "every input must have one entry")
     return metrics.write_competition_json(path, preds.label_a[order], preds.label_b[order], cached.rows[order])
-
-
-def figures(result: Evaluation) -> dict:
-    """The confusion matrices of every split and stage and Task-B accuracy per true class on the
-    last scored split, by file name (their names are kept on the result for metrics.json)."""
-    from helpers.study import plots
-
-    made = {f"cm_{split}_{stage}": plots.confusion_matrices(matrix, f"{split}, {stage} pseudo-labels")
-            for (split, stage), matrix in result.confusions.items()}
-    table = result.per_generator()
-    if len(table):
-        last = result.scored[-1]
-        made["per_generator"] = plots.per_generator_bars(table[table["split"] == last], "task_b_accuracy",
-                                                         f"Task B accuracy per true class ({last})")
-    result.figures = list(made)
-    return made
 
 
 def conclusion(result: Evaluation) -> str:

@@ -60,26 +60,3 @@ def learning_curves(train_loss: pd.DataFrame, eval_metrics: pd.DataFrame, title:
     axes[1].legend()
     fig.tight_layout()
     return fig
-
-
-def per_generator_bars(table: pd.DataFrame, value: str, title: str):
-    """table: one row per (class, model) with a numeric column `value`."""
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    sns.barplot(data=table, x="class", y=value, hue="model", ax=ax)
-    ax.set(ylim=(0, 1.05), title=title)
-    fig.tight_layout()
-    return fig
-
-
-def outside_bars(table: pd.DataFrame, title: str):
-    """table: rows 'recall <generator>' and 'false_positive_rate_real' (percent), one column per view."""
-    keep = [r for r in table.index if r.startswith("recall ") or r == "false_positive_rate_real"]
-    long = (table.loc[keep].rename(index=lambda r: r.replace("recall ", "recall: ")
-                                   .replace("false_positive_rate_real", "real called AI"))
-            .reset_index(names="measure").melt(id_vars="measure", var_name="view", value_name="percent"))
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    sns.barplot(data=long, x="measure", y="percent", hue="view", ax=ax)
-    ax.set(ylim=(0, 105), xlabel="", title=title)
-    ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    return fig
