@@ -192,10 +192,6 @@ def without_generator(cached: CachedSplit, generator: int) -> CachedSplit:
     return cached.subset(np.flatnonzero(cached.label_b != generator))
 
 
-def only_generator(cached: CachedSplit, generator: int) -> CachedSplit:
-    return cached.subset(np.flatnonzero(cached.label_b == generator))
-
-
 def record(cfg, name: str, conclusion: str, numbers: dict, figures=()) -> str:
     """The analysis's title, conclusion, figures and numbers in reports/<profile>/metrics.json,
     where the index page finds them; returns the conclusion for the notebook to show."""
