@@ -319,3 +319,38 @@ def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_o
         links = _links((folder / "index.html").read_text())
         assert links and all((folder / link).exists() for link in links), (folder, links)
     assert "figures/cm_test_after.png" in _links((last / "index.html").read_text())
+
+
+def test_after_ctrl_c_a_kernel_shut_down_on_purpose_prints_no_traceback(caplog, tmp_path):
+    """stop() shuts the running kernels down; nbclient's read that was waiting on one then fails
+    in a task nobody awaits, which asyncio would print as a traceback beside the run's one line."""
+    import asyncio
+    import gc
+    import logging
+
+    from helpers.config import load_config
+    from helpers.execution import NotebookRunner
+
+    async def read_from_a_dead_kernel():
+        raise RuntimeError("Kernel died")
+
+    def orphan_a_failed_task():
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(read_from_a_dead_kernel())
+        loop.run_until_complete(asyncio.sleep(0.01))
+        loop.close()
+        del task
+        gc.collect()
+
+    saved = {name: logging.getLogger(name).level for name in ("asyncio", "papermill")}
+    try:
+        orphan_a_failed_task()
+        assert "never retrieved" in caplog.text  # what a user saw after Ctrl-C
+        caplog.clear()
+        NotebookRunner(load_config({"profile": "x"}), tmp_path, {}, tmp_path, False).stop()
+        orphan_a_failed_task()
+        logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
+        assert caplog.text == ""
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -4,6 +4,7 @@ by side."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -177,6 +178,10 @@ class NotebookRunner:
         lanes end now rather than when their notebooks would have."""
         self.stopped.set()
         self.failed.set()
+        # Their notebooks' pending reads then fail with DeadKernelError, which papermill logs and
+        # asyncio prints as the traceback of a task nobody awaits; the run answers Ctrl-C in one line.
+        for name in ("asyncio", "papermill"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         for kernel in list(self.active):
             kernel.close()
 
