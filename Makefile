@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 KERNEL := ct2-detector
 
-.PHONY: setup demo smoke paper gpu test lab clean
+.PHONY: setup demo smoke paper gpu test lab clean gpu-rehearsal
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.run params/demo.yaml
 	@echo "--- example: scoring a folder of images with the trained model"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.predict --model runs/demo/model_after \
-		--images runs/demo/sample_images --out reports/demo/predictions/sample_images.csv
+		--images runs/demo/sample_images.csv --out reports/demo/predictions/sample_images.csv
 	@echo "report: $(CURDIR)/reports/demo/index.html"
 
 smoke: setup
@@ -38,6 +38,12 @@ lab: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The GPU kit for the lent machine's image, rehearsed on this CPU in a venv of that image's packages
+# (needs PyPI and a python3.12; docs/measurements.md).
+gpu-rehearsal: setup
+	$(BIN)/python benchmarks/gpu_kit.py wheels
+	$(BIN)/python benchmarks/gpu_kit.py rehearse runs/gpu-rehearsal
 
 clean:
 	rm -rf runs reports/*/

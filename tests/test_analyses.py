@@ -181,3 +181,34 @@ def test_the_calibration_conclusion_reads_no_correction_into_an_error_of_zero():
     assert "nothing for scaling to correct" in text and "under-confident" not in text
     text = conclusions.calibration_conclusion({**result, "ece_before": 0.08, "ece_after": 0.01, "temperature": 1.8})
     assert "over-confident; P(AI) = 0.9 should be read after scaling. The F1-maximising" in text
+
+
+def test_every_analysis_says_which_model_it_reads(smoke_cfg):
+    """The recorded conclusion names the model read; a final model whose pool may hold the scored
+    images (pool_overlap: keep, the paper's transductive setup) says it has seen them."""
+    import dataclasses
+    import json
+
+    cfg = dataclasses.replace(smoke_cfg, unlabelled_split="unlabelled", pool_overlap="drop")
+    text = common.record(cfg, "audit", "Shortcuts: none.", {})
+    assert text.startswith("Shortcuts: none. Model read: the study's final model (after pseudo-labels).")
+    assert "scored images themselves" not in text
+    paper_like = dataclasses.replace(cfg, pool_overlap="keep")
+    assert "scored images themselves" in common.record(paper_like, "audit", "x", {})
+    own = common.record(cfg, "baselines", "x", {}, reads="every method trained alike")
+    assert own == "x Model read: every method trained alike."
+    recorded = json.loads((cfg.reports / "metrics.json").read_text())["analyses"]["baselines"]["conclusion"]
+    assert recorded == own
+
+
+def test_the_baselines_notebook_compares_the_dual_encoder_trained_as_the_baselines_are():
+    """Notebook 12's dual-encoder row is trained on the same split with the same budget as the
+    image-only baseline (common.trained), not the final model after pseudo-labels."""
+    import json
+    from pathlib import Path
+
+    notebook = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "12_baselines.ipynb").read_text())
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    assert "context.model" not in code
+    assert 'dual_model, dual_seconds = common.trained(cfg, train, context.caches["validation"])' in code
+    assert 'image_model, seconds = common.trained(cfg, train, context.caches["validation"], modality="image")' in code

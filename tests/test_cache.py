@@ -43,6 +43,8 @@ def test_bad_images_are_listed_not_zero_filled(tmp_path, smoke_model):
     assert (np.asarray(cached.pixels).reshape(2, -1).std(1) > 0).all()
     with pytest.raises(BadImagesError, match="row 1"):
         build_cache(_split(cells), "bad", tmp_path / "d", 8, tokenizer, 8, bad_images="error")
+    with pytest.raises(BadImagesError, match="2 image"):  # the cache built under skip, reopened under error
+        build_cache(_split(cells), "bad", tmp_path / "c", 8, tokenizer, 8, bad_images="error")
 
 
 def test_collate_trims_text_to_the_longest_caption(tmp_path, smoke_model):
@@ -71,3 +73,51 @@ def test_a_cache_too_large_for_the_disk_stops_before_writing_and_says_how_much_w
     built = build_cache(split, "s", tmp_path, 16, tokenizer, 8)
     on_disk = sum(f.stat().st_size for f in next(iter(_folders(tmp_path))).iterdir() if f.suffix in (".u8", ".npy"))
     assert len(built) == 5 and on_disk <= needed + 5 * 128 * 7  # the estimate covers the arrays (npy headers aside)
+
+
+def test_collate_pads_to_the_smallest_fixed_width_that_holds_the_batch(tmp_path, smoke_model):
+    from helpers.cache.dataset import length_buckets
+
+    _, tokenizer = smoke_model
+    cached = build_cache(_split([{"bytes": png_bytes(), "path": None}] * 3), "w", tmp_path, 8, tokenizer, 32)
+    widths = length_buckets(64)
+    batch = collate(cached.__getitems__([0, 1, 2]), widths=widths)
+    assert widths == (16, 32, 64) and batch["input_ids"].shape[1] == 16 > int(cached.lengths.max())
+    assert batch["attention_mask"].sum(1).tolist() == cached.lengths.tolist()
+    assert collate(cached.__getitems__([0, 1, 2]), widths=(2,))["input_ids"].shape[1] == int(cached.lengths.max())
+
+
+def test_prediction_reads_the_next_batch_while_the_model_runs(tmp_path, smoke_model, monkeypatch):
+    """inference.cached.predict reads batch k+1 from the cache in a thread while the model scores
+    batch k, and its answers are those of scoring the whole split in one batch."""
+    import threading
+    import time
+
+    from helpers.cache.dataset import CachedSplit
+    from helpers.inference.cached import predict
+
+    model, tokenizer = smoke_model
+    cells = [{"bytes": png_bytes((20, 20), (i * 9, 0, 0)), "path": None} for i in range(10)]
+    cached = build_cache(_split(cells), "p", tmp_path, model.config.image_size, tokenizer, 16)
+    events, read, forward = [], CachedSplit.__getitems__, model.forward
+
+    def reading(split, indices):
+        events.append(("read", int(indices[0]), threading.get_ident()))
+        return read(split, indices)
+
+    def scoring(*args, **kwargs):
+        events.append(("model start", None, threading.get_ident()))
+        time.sleep(0.2)
+        out = forward(*args, **kwargs)
+        events.append(("model end", None, threading.get_ident()))
+        return out
+
+    whole = predict(model, cached, batch_size=10, desc=None)
+    monkeypatch.setattr(CachedSplit, "__getitems__", reading)
+    monkeypatch.setattr(model, "forward", scoring)
+    parts = predict(model, cached, batch_size=4, desc=None)
+    np.testing.assert_allclose(parts.prob_ai, whole.prob_ai, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(parts.probs_b, whole.probs_b, rtol=1e-5, atol=1e-6)
+    order = [(what, start) for what, start, _ in events]
+    assert order.index(("read", 4)) < order.index(("model end", None))  # read during the first batch's scoring
+    assert {thread for what, _, thread in events if what == "read"} != {threading.get_ident()}

@@ -17,8 +17,23 @@ def _heads(class_probs):
 def test_class_probabilities_read_the_heads_as_the_decoding_does():
     wanted = np.array([[0.1, 0.5, 0.1, 0.1, 0.1, 0.1], [0.7, 0.0, 0.3, 0.0, 0.0, 0.0]])
     prob_ai, probs_b = _heads(wanted)
-    np.testing.assert_allclose(class_probabilities(prob_ai, probs_b, "hierarchical"), wanted, atol=1e-5)
-    np.testing.assert_allclose(class_probabilities(prob_ai, probs_b, "six_class"), probs_b)
+    np.testing.assert_allclose(class_probabilities(prob_ai, probs_b), wanted, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["hierarchical", "six_class"])
+def test_head_bs_untrained_real_column_never_overrules_head_a_in_a_group(mode):
+    """Image 0 is real by head A (P(AI) 0.01) and image 1 AI (0.97); head B takes both for SD 2.1,
+    its 'real' column (never trained) at 0.001 and 0.002. Every mode assigns the group with the
+    hierarchical class probabilities: image 0 real, image 1 SD 2.1."""
+    prob_ai = np.array([0.01, 0.97, 0.99, 0.99, 0.99, 0.99])
+    probs_b = np.full((6, 6), 0.02)
+    probs_b[0] = [0.001, 0.919, 0.02, 0.02, 0.02, 0.02]
+    probs_b[1] = [0.002, 0.918, 0.02, 0.02, 0.02, 0.02]
+    for image in range(2, 6):
+        probs_b[image, image] = 0.9
+    probs_b /= probs_b.sum(1, keepdims=True)
+    joint, _ = group_decode(prob_ai, probs_b, ["a cat"] * 6, mode=mode)
+    assert joint.label_b.tolist() == [0, 1, 2, 3, 4, 5] and joint.label_a.tolist() == [0, 1, 1, 1, 1, 1]
 
 
 def test_a_complete_group_gets_one_image_per_class_where_per_image_decoding_repeats_a_class():

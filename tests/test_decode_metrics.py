@@ -77,3 +77,13 @@ def test_the_competition_file_has_every_input_even_when_images_cannot_be_read(tm
     assert [entry["index"] for entry in json.loads(path.read_text())] == [0, 1, 2]  # ... but not out of the answer
     with pytest.raises(RuntimeError, match="cover 2 of 3 inputs"):
         evaluate.write_submission(tmp_path / "short.json", cached, predict(model, cached, 8, desc=None), len(split))
+
+
+def test_per_generator_task_a_accuracy_reads_the_task_a_answer():
+    """Six-class decoding can answer A = 1 (AI) with B = 0 (real): Task A is then right for an AI
+    image and wrong for a real one, whatever B says."""
+    from helpers.evaluation.metrics import per_generator_accuracy
+
+    table = per_generator_accuracy(label_b=[0, 2, 2], pred_a=[1, 1, 1], pred_b=[0, 0, 2]).set_index("class")
+    assert table["task_a_accuracy"].tolist() == [0.0, 1.0]
+    assert table["task_b_accuracy"].tolist() == [1.0, 0.5]

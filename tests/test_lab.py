@@ -26,8 +26,9 @@ def test_every_notebook_asks_for_the_project_kernel_and_that_kernel_is_this_pyth
 
 @pytest.mark.slow
 def test_make_lab_serves_this_checkouts_notebooks_and_opens_on_them(tmp_path):
-    """The server `make lab` starts (its command as make would run it) lists this checkout's
-    notebooks and sends a browser that opens it to the notebooks folder."""
+    """The server `make lab` starts (its command as make would run it, with the running interpreter's
+    Jupyter in place of .venv's: the suite runs in any environment) lists this checkout's notebooks
+    and sends a browser that opens it to the notebooks folder."""
     import shlex
     import socket
     import subprocess
@@ -37,6 +38,8 @@ def test_make_lab_serves_this_checkouts_notebooks_and_opens_on_them(tmp_path):
     command = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout
     lab = shlex.split(next(line for line in command.splitlines() if "jupyter lab" in line))
+    assert lab[0].endswith("/jupyter") and lab[1] == "lab"
+    lab = [sys.executable, "-m", "jupyter", *lab[1:]]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -1,7 +1,9 @@
 import torch
 
 from helpers.cache.dataset import collate
+from helpers.modeling.building import build_model
 from helpers.modeling.checkpoints import load_detector, save_detector
+from helpers.modeling.detector import pooled_output
 
 
 def _batch(tokenizer, size, n=4):
@@ -212,3 +214,42 @@ def test_the_npr_tower_sees_each_pixel_less_its_blocks_first_and_keeps_that_when
     assert loaded.config.vision_input == "npr"
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(ids, mask, pixels).logits_b, model(ids, mask, pixels).logits_b, atol=1e-6)
+
+
+def test_the_text_tower_reads_the_same_with_the_ready_mask(smoke_cfg):
+    """encode_text hands BERT its mask in 4D additive form (no host read of the 2D mask): padded
+    captions give what the 2D mask gives."""
+    model, _ = build_model(smoke_cfg)
+    model.eval()
+    ids = torch.randint(5, 100, (3, 9))
+    mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5, [1] * 2 + [0] * 7])
+    with torch.no_grad():
+        ready = model.encode_text(ids, mask)
+        plain = pooled_output(model.text_encoder(input_ids=ids, attention_mask=mask), mask, model.config.text_pooling)
+    assert model.text_encoder.config.model_type == "bert"
+    torch.testing.assert_close(ready, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_every_scorer_uses_the_precision_the_model_carries(smoke_cfg, tmp_path, monkeypatch):
+    """A model trained in fp32 (paper: bf16 false) is scored in fp32 by the notebooks' scorer, the
+    streaming scorer and the command line alike, and a bf16 one under bf16 autocast: the precision
+    travels in the saved model's config."""
+    import dataclasses
+
+    from PIL import Image
+
+    import helpers.inference.cached as cached
+    from helpers.predict import run
+
+    asked, autocast = [], cached.autocast_for
+    monkeypatch.setattr(cached, "autocast_for", lambda device, bf16: asked.append(bf16) or autocast(device, bf16))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (20, 20), (90, 10, 10)).save(folder / "a.png")
+    for bf16 in (False, True):
+        model, tokenizer = build_model(dataclasses.replace(smoke_cfg, bf16=bf16))
+        saved = save_detector(model, tokenizer, tmp_path / f"model-{bf16}")
+        asked.clear()
+        run(str(saved), str(folder), str(tmp_path / f"out-{bf16}.csv"))
+        loaded, _ = load_detector(saved)
+        assert loaded.config.bf16 is bf16 and asked and set(asked) == {bf16}

@@ -95,3 +95,18 @@ def test_the_warm_kernel_gives_the_numbers_a_kernel_per_notebook_gives(tmp_path)
         trained[name] = {"history": [{k: v for k, v in row.items() if "runtime" not in k and "per_second" not in k}
                                      for row in meta["history"]], "seeds": seeds["numbers"]["per_seed"]}
     assert trained["warm"] == trained["fresh"]
+
+
+def test_the_spectra_of_notebook_01_are_drawn_at_the_towers_input_size():
+    """image_size: 0 (paper, gpu) means the tower's own size: the spectra use it (224 for CLIP
+    ViT-B/32), not a small default that hides the high frequencies they exist to show."""
+    import json
+
+    from helpers.config import load_config
+    from helpers.modeling.building import preprocessing
+
+    notebook = json.loads((ROOT / "notebooks" / "01_explore_data.ipynb").read_text())
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    assert "_, size = preprocessing(cfg)" in code and "64" not in code.split("def mean_power_spectrum")[1]
+    cfg = load_config(ROOT / "params" / "gpu.yaml")
+    assert cfg.image_size == 0 and preprocessing(cfg)[1] == 224

@@ -2,6 +2,7 @@
 time, a warning when the model was trained on the synthetic set, and a model card."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from conftest import pattern
 from helpers.evaluation.thresholds import at_false_positive_rate, operating_thresholds, resolve
 from helpers.inference.cached import predict
+from helpers.study import stages
 
 
 def test_false_positive_thresholds_cut_at_exactly_the_allowed_share_of_real_images():
@@ -131,6 +133,12 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     results = {(r.dataset_split, r.metric_name): r.metric_value for r in card.data.eval_results}
     assert results[("validation", "f1_a")] == 91.23 and results[("validation", "acc_a")] == 80.0
     assert "Metadata alone goes most of the way." in card.text.split("## Limitations")[1]
+    # At the study's end the cards are rewritten: the analyses scored the final model (after
+    # pseudo-labels on this profile), so model_before's card carries none of their conclusions.
+    assert stages.final_stage(cfg) == "after"
+    assert stages.refresh_cards(cfg, Path("/"), metrics) == [folder / "README.md"]
+    limitations = ModelCard.load(folder / "README.md").text.split("## Limitations")[1]
+    assert "Metadata alone" not in limitations and "on the final model's card" in limitations
 
 
 def test_predict_warns_that_a_synthetic_model_means_nothing_on_real_images(trained_stage, tmp_path, capsys):

@@ -150,3 +150,52 @@ def test_a_labelled_data_set_gets_task_b_metrics(tmp_path, trained_dir, smoke_cf
     metrics = frame.attrs["metrics"]
     assert metrics["rows_scored"] == 12 and (metrics["real_images"], metrics["ai_images"]) == (2, 10)
     assert "f1_b_weighted" in metrics and len(metrics["recall_per_generator"]) == 5
+
+
+def test_the_try_it_export_reproduces_the_studys_predictions_with_captions(tmp_path, smoke_cfg):
+    """Notebook 04's export (data.inputs.write_samples) reads images given as paths (CSV and folder
+    data sets) as well as embedded bytes, and lists each with its caption: the prediction command
+    on that list answers what the study's cached prediction answers for those rows, and differs
+    from scoring the same files without their captions."""
+    import datasets
+    import pandas as pd
+    import torch
+
+    from conftest import png_bytes
+    from helpers.cache.store import build_cache
+    from helpers.data.inputs import write_samples
+    from helpers.data.schema import FEATURES
+    from helpers.inference.cached import predict
+    from helpers.modeling.building import build_model
+    from helpers.modeling.checkpoints import save_detector
+    from helpers.predict import run
+
+    torch.manual_seed(0)
+    model, tokenizer = build_model(smoke_cfg)
+    saved = save_detector(model, tokenizer, tmp_path / "model")
+    files = tmp_path / "source"
+    files.mkdir()
+    cells = []
+    for i in range(12):
+        raw = png_bytes((24, 20), (20 * i, 90, 30))
+        if i % 2:  # every other image only as a path, as CSV and folder data sets give them
+            (files / f"{i}.png").write_bytes(raw)
+            cells.append({"bytes": None, "path": str(files / f"{i}.png")})
+        else:
+            cells.append({"bytes": raw, "path": None})
+    labels_b = [i % 6 for i in range(12)]
+    split = datasets.Dataset.from_dict({"Caption": [f"a photo of thing number {i}" for i in range(12)], "Image": cells,
+                                        "Label_A": [int(b != 0) for b in labels_b], "Label_B": labels_b}, features=FEATURES)
+    listing = write_samples(split, tmp_path / "run" / "sample_images")
+    table = pd.read_csv(listing)
+    assert len(table) == 12 and table["caption"].tolist() == [split[int(r)]["Caption"] for r in table["row"]]
+    answered = run(str(saved), str(listing), str(tmp_path / "preds.csv"), workers=0)
+    assert (answered["status"] == "ok").all() and not answered["caption_missing"].any()
+    cached = build_cache(split.select(table["row"].tolist()), "s", tmp_path / "cache", model.config.image_size,
+                         tokenizer, model.config.max_caption_length)
+    study = predict(model, cached, desc=None)
+    np.testing.assert_allclose(answered["p_ai"], study.prob_ai, rtol=1e-4, atol=1e-5)
+    blind = run(str(saved), str(listing.parent / "sample_images"), str(tmp_path / "blind.csv"), workers=0)
+    assert blind["caption_missing"].all()
+    # An untrained model barely reads the caption, but it reads it.
+    assert np.abs(blind.sort_values("path")["p_ai"].to_numpy() - answered.sort_values("path")["p_ai"].to_numpy()).max() > 1e-7

@@ -126,10 +126,12 @@ def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tm
 
 @pytest.mark.slow
 def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path):
-    """One path sets precision: after the profile's TF32 settings, inductor compiles and trains the
-    model (a leaf switch left behind reads as mixed legacy and new APIs, which it refuses)."""
+    """One path sets precision: after the profile's TF32 settings, inductor compiles the towers'
+    layers as the study does and trains the model (a leaf switch left behind reads as mixed legacy
+    and new APIs, which it refuses)."""
     from helpers.cache.dataset import collate
     from helpers.modeling.building import build_model
+    from helpers.modeling.compiled import compile_repeated_blocks
     from helpers.study import stages
     from helpers.training import precision
     from helpers.training.trainer import training_arguments
@@ -142,8 +144,8 @@ def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path
         model, tokenizer = build_model(cfg)
         train = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train"])["train"]
         batch = collate([train[i] for i in range(8)])
-        compiled = torch.compile(model)
-        loss = compiled(**batch).loss
+        assert compile_repeated_blocks(model) > 0
+        loss = model(**batch).loss
         loss.backward()
         assert torch.isfinite(loss) and model.head_a.weight.grad is not None
     finally:

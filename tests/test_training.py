@@ -101,3 +101,105 @@ def test_loader_worker_processes_train_the_same_model_as_the_main_process(smoke_
         weights.append(model.head_b.weight.detach().clone())
     pd.testing.assert_frame_equal(curves[0], curves[1])
     assert torch.equal(weights[0], weights[1])
+
+
+def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
+    """Reading a tensor's value on the host (bool(), .item()) inside a step makes the host wait for
+    the GPU before it can queue the next step. Counted here on the CPU from the step's start to its
+    end (forward, loss, backward, clipping, optimiser): none."""
+    from transformers import TrainerCallback
+
+    from helpers.training import trainer as training
+
+    reads, inside = [], [False]
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if inside[0]:
+                reads.append(name)
+            return original(self, *args, **kwargs)
+        return read
+
+    class Window(TrainerCallback):
+        def on_step_begin(self, *args, **kwargs):
+            inside[0] = True
+
+        def on_step_end(self, *args, **kwargs):
+            inside[0] = False
+
+    for name in ("__bool__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    model, tokenizer = build_model(smoke_cfg)
+    caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+    trainer = training.make_trainer(smoke_cfg, model, caches["train"], caches["validation"],
+                                    training.training_arguments(smoke_cfg, tmp_path / "ck"), [Window()])
+    trainer.args.save_strategy, trainer.args.eval_strategy = "no", "no"
+    trainer.args.load_best_model_at_end = False
+    trainer.train()
+    assert trainer.state.global_step > 4 and reads == []
+
+
+def test_pixels_held_on_the_device_train_the_same_model(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
+    """device_cache: the Trainer gathers batches from pixels held on the device (here the CPU stands
+    in for the GPU), in the same order as from the cache's files: the same curve and weights."""
+    import dataclasses
+
+    from helpers.cache.pixels import DevicePixels
+    from helpers.training import trainer as training
+
+    seen, weights = [], []
+    for resident in (False, True):
+        monkeypatch.setattr(training, "device_cache", lambda cfg, splits, device, resident=resident: resident)
+        cfg = dataclasses.replace(smoke_cfg, num_workers=2)
+        model, tokenizer = build_model(cfg)
+        caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+        trainer = training.make_trainer(cfg, model, caches["train"], caches["validation"],
+                                        training.training_arguments(cfg, tmp_path / f"r{resident}"))
+        seen.append((type(trainer.train_dataset.pixels), trainer.args.dataloader_num_workers))
+        trainer.train()
+        weights.append(model.head_b.weight.detach().clone())
+    assert seen[1] == (DevicePixels, 0) and seen[0][0] is not DevicePixels
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_an_epoch_under_torch_compile_traces_at_most_four_static_graphs(smoke_cfg, smoke_splits, tmp_path,
+                                                                        monkeypatch):
+    """Text is trimmed to each batch's longest caption, so every new length was a new shape. Under
+    torch_compile the Trainer sees a few fixed widths and static graphs: a backend that records
+    what dynamo hands it counts the graphs of an epoch of captions of many lengths, and finds no
+    symbolic shape among them."""
+    import dataclasses
+
+    import torch._dynamo
+    from torch._dynamo.backends import registry
+
+    from helpers.training import trainer as training
+
+    graphs = []
+
+    def probe(graph, example_inputs):
+        shapes = [node.meta.get("example_value") for node in graph.graph.nodes if node.op == "placeholder"]
+        graphs.append(any(isinstance(value, torch.SymInt) or isinstance(getattr(value, "shape", None), torch.Size)
+                          and any(isinstance(size, torch.SymInt) for size in value.shape) for value in shapes))
+        return graph.forward
+
+    cfg = dataclasses.replace(smoke_cfg, torch_compile=True, epochs=1)
+    model, tokenizer = build_model(cfg)
+    caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
+    train = caches["train"]
+    rng = np.random.default_rng(0)
+    # Mostly short captions and a few long ones, so that the longest of a batch varies from batch to batch.
+    lengths = np.minimum(1 + rng.geometric(0.2, len(train)), cfg.max_caption_length).astype(train.lengths.dtype)
+    train = dataclasses.replace(train, lengths=lengths)
+    assert len(set(lengths.tolist())) > 8
+    args = training.training_arguments(cfg, tmp_path / "ck")
+    registry.lookup_backend("eager")  # registers the built-in backends first
+    monkeypatch.setitem(registry._COMPILER_FNS, "eager", probe)
+    monkeypatch.setattr("helpers.modeling.compiled.BACKEND", "eager")
+    args.eval_strategy, args.save_strategy = "no", "no"
+    args.load_best_model_at_end = False
+    torch._dynamo.reset()
+    training.make_trainer(cfg, model, train, caches["validation"], args).train()
+    assert 1 <= len(graphs) <= 4 and not any(graphs)

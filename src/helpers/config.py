@@ -116,6 +116,10 @@ class Config:
     tf32: bool = True
     torch_compile: bool = False
     num_workers: int = 0
+    # Training on CUDA: "auto" holds the train and validation pixels on the GPU when they take at most
+    # half of its free memory (batches gathered there: no loader processes, no copies per step);
+    # "off" reads them from the cache with num_workers loader processes.
+    device_cache: Literal["auto", "off"] = "auto"
     # Where the Trainer logs: "none", or an integration it knows ("tensorboard" when installed, ...).
     report_to: str = "none"
     # batch_size is the global batch. Processes for the training stages (notebooks launch torchrun

@@ -6,7 +6,7 @@ from helpers.config import Config
 
 # Keys that say how or where a run executes, not what it computes: a resume or a rerun with other
 # values of these is still the same run (see identity()).
-EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "report_dir", "work_dir", "processes",
+EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "device_cache", "report_dir", "work_dir", "processes",
                   "per_device_max_batch", "ddp_timeout", "report_to", "notebook_lanes", "keep_analysis_models")
 # Keys that no training stage reads: a checkpoint or saved stage made under other values of these
 # is still the same training (changing the seed study must not retrain the main model).

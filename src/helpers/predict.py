@@ -129,7 +129,7 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
                            for c, cell in zip(inputs.captions, inputs.chunk(0, len(inputs)))]
     started = time.perf_counter()
     scored = scoring.score(model, tokenizer, inputs, settings.get("eval_batch_size", batch_size), workers,
-                           bf16=settings.get("bf16", True), threshold=threshold_value)
+                           bf16=settings.get("bf16"), threshold=threshold_value)
     seconds = time.perf_counter() - started
     report = None
     if caption_groups or model.config.task_b_decoding == "caption_groups":
@@ -170,7 +170,12 @@ def summary(frame: pd.DataFrame, out: str) -> str:
     read, failed = int((frame["status"] == "ok").sum()), int((frame["status"] == "failed").sum())
     name, value = frame.attrs["threshold"]
     lines = [frame.attrs["warning"]] if frame.attrs.get("warning") else []
-    lines += [f"{len(frame)} inputs: {read} scored, {failed} failed; {int(frame['caption_missing'].sum())} without caption",
+    missing = int(frame["caption_missing"].sum())
+    if missing:
+        lines.append(f"{missing} of {len(frame)} inputs have no caption: the dual encoder was trained on captioned "
+                     "images and reads these with an empty one, which it never saw; give their captions "
+                     "(--captions CSV, or a CSV of images with a caption column as --images)")
+    lines += [f"{len(frame)} inputs: {read} scored, {failed} failed; {missing} without caption",
              f"Task A threshold: {name} (AI at P(AI) >= {value:.6g})"
              + (f"; {int(frame['uncertain'].sum())} scores within {frame.attrs.get('band', 0):g} of it marked uncertain"
                 if "uncertain" in frame else ""),

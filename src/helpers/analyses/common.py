@@ -135,7 +135,7 @@ def scores(cached: CachedSplit, preds: Predictions) -> dict[str, float]:
 
 
 def evaluate(model, cached: CachedSplit, cfg, desc: str = "evaluate") -> tuple[dict, Predictions]:
-    preds = predict(model, cached, cfg.eval_batch_size, bf16=cfg.bf16, desc=desc)
+    preds = predict(model, cached, cfg.eval_batch_size, desc=desc)
     return scores(cached, preds), preds
 
 
@@ -170,7 +170,7 @@ def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, 
             # An unreadable image (bad_images: zero) stays the all-zero input under every view.
             pixels = np.stack(list(pool.map(lambda cell, empty: np.zeros((3, size, size), np.uint8) if empty
                                             else _view(cell, transform, size), cells, blank[positions])))
-            part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, bf16=cfg.bf16, desc=None)
+            part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, desc=None)
             prob_ai.append(part.prob_ai)
             probs_b.append(part.probs_b)
     preds = decode(np.concatenate(prob_ai), np.concatenate(probs_b), mode=model.config.task_b_decoding)
@@ -192,12 +192,29 @@ def without_generator(cached: CachedSplit, generator: int) -> CachedSplit:
     return cached.subset(np.flatnonzero(cached.label_b != generator))
 
 
-def record(cfg, name: str, conclusion: str, numbers: dict, figures=()) -> str:
-    """The analysis's title, conclusion, figures and numbers in reports/<profile>/metrics.json,
-    where the index page finds them; returns the conclusion for the notebook to show."""
+def model_read(cfg, reads: str | None = None) -> str:
+    """The sentence that says which model an analysis reads: `reads`, or the study's final model;
+    a model trained on pseudo-labels from a pool that may hold the scored images says so."""
+    from helpers.study.stages import final_stage
+
+    if reads is not None:
+        return f"Model read: {reads}."
+    stage = final_stage(cfg)
+    text = f"Model read: the study's final model ({stage} pseudo-labels)."
+    if stage == "after" and cfg.pool_overlap == "keep":
+        text += (" Its pseudo-label pool may hold the scored images themselves (pool_overlap: keep, the authors' "
+                 "transductive setup): it has seen them in training, unlabelled.")
+    return text
+
+
+def record(cfg, name: str, conclusion: str, numbers: dict, figures=(), reads: str | None = None) -> str:
+    """The analysis's title, conclusion (ending with which model it reads, model_read), figures and
+    numbers in reports/<profile>/metrics.json, where the index page finds them; returns the
+    conclusion for the notebook to show."""
     from helpers.config import ANALYSIS_NOTEBOOKS
     from helpers.study.records import update_metrics
 
+    conclusion = f"{conclusion} {model_read(cfg, reads)}"
     update_metrics(cfg, {name: {"title": TITLES[name], "conclusion": conclusion,
                                 "html": f"{ANALYSIS_NOTEBOOKS[name]}.html",
                                 "figures": [f"figures/{f}.png" for f in figures], "numbers": numbers}},

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers.cache.pixels import PixelView
+from helpers.cache.pixels import DevicePixels, PixelView
 
 
 @dataclass
@@ -21,7 +21,7 @@ class CachedSplit(torch.utils.data.Dataset):
     lengths [N] (tokens before padding), label_a/label_b [N] int64 (-1 unknown), rows [N]
     (the row of the source split each entry came from)."""
 
-    pixels: PixelView | np.ndarray
+    pixels: PixelView | np.ndarray | DevicePixels
     input_ids: np.ndarray
     lengths: np.ndarray
     label_a: np.ndarray
@@ -67,6 +67,11 @@ class CachedSplit(torch.utils.data.Dataset):
     def with_pixels(self, pixels: np.ndarray) -> "CachedSplit":
         return dataclasses.replace(self, pixels=pixels, failures=None)
 
+    def on_device(self, device) -> "CachedSplit":
+        """The split with its pixels held on `device` (DevicePixels): batches are gathered there.
+        For a loader in the main process (pixels on a GPU cannot go to worker processes)."""
+        return dataclasses.replace(self, pixels=DevicePixels.load(self.pixels, device))
+
     @staticmethod
     def concat(parts: list["CachedSplit"]) -> "CachedSplit":
         width = max(p.input_ids.shape[1] for p in parts)
@@ -95,16 +100,32 @@ class CachedSplit(torch.utils.data.Dataset):
         return digest.hexdigest()[:16]
 
 
-def collate(batch) -> dict[str, torch.Tensor]:
-    """Tensors for the model; text trimmed to the longest caption in the batch."""
+def text_width(longest: int, widths: tuple[int, ...] = ()) -> int:
+    """The token width of a batch whose longest caption has `longest` tokens: that length, or the
+    smallest of `widths` that holds it (a few fixed shapes, so a compiled model traces a few graphs
+    instead of one per caption length)."""
+    return next((w for w in sorted(widths) if w >= longest), max(longest, 1))
+
+
+def length_buckets(max_length: int, count: int = 3) -> tuple[int, ...]:
+    """`count` widths halving down from max_length (128: 32, 64, 128), none below 8."""
+    return tuple(sorted({max(8, max_length >> shift) for shift in range(count)}))
+
+
+def collate(batch, widths: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
+    """Tensors for the model; text trimmed to the longest caption in the batch, or padded up to
+    one of `widths` (text_width). Pixels held on a device stay there."""
     if isinstance(batch, list):  # rows fetched one by one
         batch = {k: np.concatenate([row[k] for row in batch]) for k in batch[0]}
-    width = max(int(batch["lengths"].max()), 1)
-    input_ids = torch.from_numpy(np.ascontiguousarray(batch["input_ids"][:, :width])).long()
+    width = text_width(int(batch["lengths"].max()), widths)
+    ids = np.ascontiguousarray(batch["input_ids"][:, :width])
+    if ids.shape[1] < width:  # a fixed width past the cache's own (max_caption_length) is padding
+        ids = np.pad(ids, ((0, 0), (0, width - ids.shape[1])))
+    input_ids = torch.from_numpy(ids).long()
     positions = torch.arange(width).unsqueeze(0)
     tensors = {"input_ids": input_ids,
                "attention_mask": (positions < torch.from_numpy(batch["lengths"]).long().unsqueeze(1)).long(),
-               "pixel_values": torch.from_numpy(np.ascontiguousarray(batch["pixel_values"])),
+               "pixel_values": torch.as_tensor(batch["pixel_values"]),
                "label_a": torch.from_numpy(batch["label_a"]), "label_b": torch.from_numpy(batch["label_b"])}
     if "text_features" in batch:
         tensors["text_features"] = torch.from_numpy(np.ascontiguousarray(batch["text_features"]))

@@ -120,6 +120,42 @@ class PixelView:
         return [names, rows]
 
 
+class DevicePixels:
+    """Every pixel row of a split in one uint8 tensor on a device (the training GPU), a batch
+    gathered there by index: no loader process, no pinned copy and no host-to-device transfer per
+    step. The paper's train split as cached (42k x 3 x 224 x 224, 6.3 GB) fits an H100's memory
+    many times over; on_device() decides when (see training.trainer.device_cache)."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    @classmethod
+    def load(cls, pixels, device, chunk_rows: int = 2048) -> "DevicePixels":
+        """The rows of `pixels` (a PixelView or an array) copied to `device` chunk by chunk, so the
+        host never holds more than a chunk of them."""
+        import torch
+
+        tensor = torch.empty(tuple(pixels.shape), dtype=torch.uint8, device=device)
+        for start in range(0, len(pixels), chunk_rows):
+            rows = np.arange(start, min(start + chunk_rows, len(pixels)))
+            tensor[start:rows[-1] + 1].copy_(torch.from_numpy(np.ascontiguousarray(pixels[rows])))
+        return cls(tensor)
+
+    def __len__(self) -> int:
+        return len(self.tensor)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.tensor.shape)
+
+    dtype = np.dtype(np.uint8)
+
+    def __getitem__(self, indices):
+        import torch
+
+        return self.tensor[torch.as_tensor(np.asarray(indices, np.int64), device=self.tensor.device)]
+
+
 def release_mapped_pages(paths: set[str]) -> None:
     """Drop this process's resident pages of the given memory-mapped files (Linux; elsewhere a no-op).
 

@@ -79,16 +79,20 @@ def build_cache(split, name: str, cache_root: str | Path, image_size: int, token
                 bad_images: str = "skip", workers: int | None = None, caption_template: str = "{}") -> CachedSplit:
     """The cache for one split (built once, then reused). See the module docstring."""
     out = Path(cache_root) / f"{name}-{cache_key(split, image_size, tokenizer, max_length, caption_template)}"
-    if (out / "meta.json").is_file():
-        return open_cache(out)
-    with exclusive(out):
-        if (out / "meta.json").is_file():  # another process built it while this one waited
-            return open_cache(out)
-        return _build(split, name, out, image_size, tokenizer, max_length, bad_images, workers, caption_template)
+    if not (out / "meta.json").is_file():
+        with exclusive(out):
+            if not (out / "meta.json").is_file():  # else another process built it while this one waited
+                _build(split, name, out, image_size, tokenizer, max_length, workers, caption_template)
+    cached = open_cache(out)
+    if bad_images == "error" and len(cached.failures):  # a cache built under skip is held to error too
+        first = cached.failures.iloc[0]
+        raise BadImagesError(f"split '{name}': {len(cached.failures)} image(s) cannot be read; first is row {first.row} "
+                             f"({first.image}): {first.reason}. Fix or remove them, or set bad_images: skip")
+    return cached
 
 
-def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: int, bad_images: str,
-           workers: int | None, caption_template: str) -> CachedSplit:
+def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: int, workers: int | None,
+           caption_template: str) -> None:
     """Decode into out.tmp, renamed to out when complete (files.written_whole): a killed build
     leaves only a .tmp folder (or a folder without meta.json), which is never read and is rebuilt."""
     check_free_space(out.parent, cache_bytes(len(split), image_size, max_length), f"the decode cache of '{name}'")
@@ -98,10 +102,6 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
         decoded = _decode_into(tmp / "pixels.u8", split, name, image_size, tokenizer, max_length, workers,
                                caption_template)
         failed = pd.DataFrame(decoded["failures"], columns=["row", "image", "reason"])
-        if bad_images == "error" and len(failed):
-            first = failed.iloc[0]
-            raise BadImagesError(f"split '{name}': {len(failed)} image(s) cannot be read; first is row {first.row} "
-                                 f"({first.image}): {first.reason}. Fix or remove them, or set bad_images: skip")
         labels = split.select_columns(["Label_A", "Label_B"])
         kept = np.concatenate(decoded["rows"]) if decoded["rows"] else np.zeros(0, np.int64)
         np.save(tmp / "input_ids.npy", np.concatenate(decoded["ids"]) if decoded["ids"] else np.zeros((0, max_length), np.int32))
@@ -119,7 +119,6 @@ def _build(split, name: str, out: Path, image_size: int, tokenizer, max_length: 
     if len(failed):
         print(f"cache {name}: {len(failed)} of {len(split)} images could not be read and are not in the cache; "
               f"reasons in {out / 'errors.csv'}")
-    return open_cache(out)
 
 
 def _decode_into(pixel_file: Path, split, name: str, image_size: int, tokenizer, max_length: int, workers: int | None,

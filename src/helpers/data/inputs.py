@@ -8,6 +8,7 @@ be read is kept and listed with its reason (bad_rows), never silently dropped.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -174,3 +175,39 @@ def read_inputs(source: str | Path, split: str | None = None) -> Inputs:
     if path.is_file() and path.suffix.lower() == ".csv":
         return from_csv(path)
     return from_dataset(str(source), split)
+
+
+def encoded_bytes(cell) -> tuple[bytes, str]:
+    """(the file's bytes, its extension) of a datasets Image cell (decode=False): embedded bytes,
+    or the file a path names (CSV and folder data sets keep only the path)."""
+    from PIL import Image
+
+    raw = cell.get("bytes") or (Path(cell["path"]).read_bytes() if cell.get("path") else b"")
+    try:
+        return raw, Image.open(io.BytesIO(raw)).format.lower()
+    except (OSError, AttributeError):  # written as it is: the prediction command reports it unreadable
+        return raw, "bin"
+
+
+def write_samples(split, folder: str | Path, per_class: int = 2) -> Path:
+    """The first `per_class` rows of each class of a labelled split, written as ordinary files in
+    folder, and the CSV beside it (folder.csv: image, caption, row): `helpers.predict --images
+    folder.csv` scores them with their captions, as the study does (the dual encoder never saw an
+    empty caption in training). Returns the CSV's path."""
+    import datasets
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    split = split.cast_column("Image", datasets.Image(decode=False))
+    labels_b = np.asarray(split["Label_B"])
+    rows = []
+    for cls, name in enumerate(CLASS_NAMES):
+        for row in np.flatnonzero(labels_b == cls)[:per_class]:
+            item = split[int(row)]
+            raw, extension = encoded_bytes(item["Image"])
+            path = folder / f"{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}_{row}.{extension}"
+            path.write_bytes(raw)
+            rows.append({"image": f"{folder.name}/{path.name}", "caption": item["Caption"], "row": int(row)})
+    listing = folder.with_suffix(".csv")
+    pd.DataFrame(rows, columns=["image", "caption", "row"]).to_csv(listing, index=False)
+    return listing

@@ -66,16 +66,17 @@ def called_ai_rates(label_a, label_b, pred_a) -> dict[str, float]:
     return rates
 
 
-def per_generator_accuracy(label_b, pred_b) -> pd.DataFrame:
-    """For each true class: rows, share predicted exactly (Task B) and share with Task A right."""
-    label_b, pred_b = np.asarray(label_b), np.asarray(pred_b)
+def per_generator_accuracy(label_b, pred_a, pred_b) -> pd.DataFrame:
+    """For each true class: rows, share predicted exactly (Task B) and share with Task A right
+    (read from the Task A answer itself: under six_class decoding A = 1 with B = real can happen)."""
+    label_b, pred_a, pred_b = np.asarray(label_b), np.asarray(pred_a), np.asarray(pred_b)
     rows = []
     for cls, name in enumerate(CLASS_NAMES):
         mask = label_b == cls
         if mask.any():
             rows.append({"class": name, "rows": int(mask.sum()),
                          "task_b_accuracy": float((pred_b[mask] == cls).mean()),
-                         "task_a_accuracy": float(((pred_b[mask] != 0) == (cls != 0)).mean())})
+                         "task_a_accuracy": float((pred_a[mask] == int(cls != 0)).mean())})
     return pd.DataFrame(rows)
 
 

@@ -55,7 +55,7 @@ def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> E
     for name, cached in caches.items():
         # One entry per row: under bad_images: skip the unreadable rows are added on the all-zero input.
         complete = stages.with_zero_inputs(cfg, splits[name], name, cached, tokenizer, model.config.image_size)
-        per_image = predict(model, complete, cfg.eval_batch_size, bf16=cfg.bf16, desc=f"{stage} {name}")
+        per_image = predict(model, complete, cfg.eval_batch_size, desc=f"{stage} {name}")
         joint = by_caption_group(result, splits[name], name, complete, per_image, model.config.task_b_decoding)
         preds = joint if model.config.task_b_decoding == "caption_groups" else per_image
         result.files.append(write_predictions(out_dir / f"{name}_{stage}.csv", complete, preds))
@@ -68,7 +68,8 @@ def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> E
                 complete.label_a[keep], complete.label_b[keep], preds.label_a[keep], preds.label_b[keep],
                 preds.probs_b[keep])
             result.confusions[(name, stage)] = metrics.confusion(complete.label_b[keep], preds.label_b[keep])
-            result.per_class.append(metrics.per_generator_accuracy(complete.label_b[keep], preds.label_b[keep])
+            result.per_class.append(metrics.per_generator_accuracy(complete.label_b[keep], preds.label_a[keep],
+                                                                        preds.label_b[keep])
                                     .assign(model=stage, split=name))
         if stage == result.stages[-1] and name in ("unlabelled", "test"):
             result.files.append(write_submission(out_dir / f"{name}_submission.json", complete, preds, len(splits[name])))

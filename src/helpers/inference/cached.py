@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ def decode(prob_ai: np.ndarray, probs_b: np.ndarray, threshold: float = 0.5, mod
     return Predictions(prob_ai, probs_b, label_a, label_b, confidence_a, confidence_b)
 
 
-def autocast_for(device: torch.device, bf16: bool = True):
+def autocast_for(device: torch.device, bf16: bool):
     if device.type == "cuda" and bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -67,21 +68,67 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "blank_image", "text_features")
+
+
+def host_batches(cached: CachedSplit, batch_size: int, pin: bool):
+    """The model's inputs batch by batch (collated, pinned when `pin`), the next one read from the
+    cache in a thread while the caller works on this one."""
+    def read(start):
+        batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
+        return {k: batch[k].pin_memory() if pin else batch[k] for k in MODEL_INPUTS if k in batch}
+
+    starts = list(range(0, len(cached), batch_size))
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = [reader.submit(read, start) for start in starts[:1]]
+        for start in starts[1:] + [None]:
+            batch = pending.pop().result()
+            if start is not None:
+                pending.append(reader.submit(read, start))
+            yield batch
+
+
+def device_batches(cached: CachedSplit, batch_size: int, device: torch.device):
+    """host_batches on `device`. On CUDA the next batch is copied on a stream of its own while the
+    model runs on this one, so the copy does not wait for the compute or hold it up."""
+    batches = host_batches(cached, batch_size, pin=device.type == "cuda")
+    if device.type != "cuda":
+        yield from ({k: v.to(device) for k, v in batch.items()} for batch in batches)
+        return
+    side, compute = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+
+    def send(batch):
+        with torch.cuda.stream(side):
+            return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    ahead = None
+    for batch in batches:
+        sent = send(batch)
+        if ahead is not None:
+            yield ahead
+        compute.wait_stream(side)
+        for tensor in sent.values():
+            tensor.record_stream(compute)  # freed only once the compute stream is done with it
+        ahead = sent
+    if ahead is not None:
+        yield ahead
+
+
 @torch.inference_mode()
 def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.device | str | None = None,
-            threshold: float = 0.5, bf16: bool = True, desc: str | None = "predict") -> Predictions:
+            threshold: float = 0.5, bf16: bool | None = None, desc: str | None = "predict") -> Predictions:
     """desc: the progress bar's label; None for no bar (when the caller shows its own). The text
-    tower runs once per distinct caption (cache.text.text_features), not once per row."""
+    tower runs once per distinct caption (cache.text.text_features), not once per row. bf16: the
+    model's own precision (its config's bf16) unless given."""
+    bf16 = getattr(model.config, "bf16", False) if bf16 is None else bf16
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval().to(device)
     if cached.text_features is None and model.config.modality != "image":
         # No bar of its own where the caller shows one (the streaming scorer, chunk by chunk).
         cached = with_text_features(cached, model, batch_size, desc=desc and f"{desc}: text features")
     logits_a, logits_b = [], []
-    for start in tqdm(range(0, len(cached), batch_size), desc=desc, unit="batch", disable=desc is None):
-        batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
-        inputs = {k: batch[k].to(device, non_blocking=True)
-                  for k in ("input_ids", "attention_mask", "pixel_values", "blank_image", "text_features") if k in batch}
+    batches = device_batches(cached, batch_size, device)
+    for inputs in tqdm(batches, total=-(-len(cached) // batch_size), desc=desc, unit="batch", disable=desc is None):
         with autocast_for(device, bf16):
             out = model(**inputs)
         logits_a.append(out.logits_a.float())

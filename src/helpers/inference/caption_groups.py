@@ -45,15 +45,13 @@ class GroupReport:
         return text
 
 
-def class_probabilities(prob_ai: np.ndarray, probs_b: np.ndarray, mode: str) -> np.ndarray:
-    """[N, 6] probability of each class for each image, as the profile's decoding reads the heads:
-    hierarchical: P(real) = 1 - P(AI) and P(k) = P(AI) x head B renormalised over the AI classes;
-    six_class: head B's softmax; caption_groups reads them as hierarchical."""
-    probs_b = np.asarray(probs_b, np.float64)
-    if mode == "six_class":
-        return probs_b
+def class_probabilities(prob_ai: np.ndarray, probs_b: np.ndarray) -> np.ndarray:
+    """[N, 6] probability of each class for each image: P(real) = 1 - P(AI) and P(k) = P(AI) x
+    head B renormalised over the AI classes, whatever the per-image decoding. Head B's own 'real'
+    column is never trained under the paper's loss (Task B's cross-entropy sees AI rows only), so
+    under six_class it could overrule head A inside a group: the real photo is head A's to find."""
     prob_ai = np.asarray(prob_ai, np.float64)[:, None]
-    return np.concatenate([1.0 - prob_ai, prob_ai * ai_class_probabilities(probs_b)], axis=1)
+    return np.concatenate([1.0 - prob_ai, prob_ai * ai_class_probabilities(np.asarray(probs_b, np.float64))], axis=1)
 
 
 def caption_groups(captions) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -80,7 +78,7 @@ def group_decode(prob_ai, probs_b, captions, mode: str = "hierarchical", thresho
                          f"for {len(prob_ai)} images")
     per_image = decode(prob_ai, probs_b, threshold, mode)
     label_b_out, confidence_b = per_image.label_b.copy(), per_image.confidence_b.copy()
-    class_probs = class_probabilities(per_image.prob_ai, per_image.probs_b, mode)
+    class_probs = class_probabilities(per_image.prob_ai, per_image.probs_b)
     groups, kinds = caption_groups(captions)
     mismatched, jointly = 0, np.zeros(len(captions), bool)
     for key, members in groups.items():

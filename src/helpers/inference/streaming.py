@@ -79,11 +79,12 @@ def _decoded_chunks(inputs: Inputs, size: int, workers: int, transform):
             yield first, future.result()
 
 
-def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int | None = None, bf16: bool = True,
+def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int | None = None, bf16: bool | None = None,
           transform=None, desc: str = "score", threshold: float = 0.5) -> Scored:
     """Predictions for every input (see the module docstring). transform(image) is applied to each
     image before the model's resize: a perturbation, or a neutral re-encoding. threshold: Task A
-    calls an image AI at P(AI) >= threshold (> under six_class decoding)."""
+    calls an image AI at P(AI) >= threshold (> under six_class decoding). bf16: the model's own
+    precision unless given."""
     workers = default_workers() if workers is None else workers
     size = model.config.image_size
     n = len(inputs)

@@ -98,7 +98,7 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
         loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder,
         max_caption_length=cfg.max_caption_length, modality=cfg.modality, freeze_text=cfg.freeze_text,
         freeze_vision=cfg.freeze_vision, task_b_decoding=cfg.task_b_decoding,
-        inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}")
+        inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}", bf16=cfg.bf16)
     model = DualEncoderDetector(config)
     if cfg.text_init == "pretrained":
         model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))

@@ -30,9 +30,10 @@ def _eval_results(name: str, params: dict, metrics: dict) -> list:
     return found
 
 
-def card_text(model_dir: Path, metrics: dict | None = None, stage: str = "") -> str:
+def card_text(model_dir: Path, metrics: dict | None = None, stage: str = "", analysed: bool = True) -> str:
     """The card of a saved model, from its training_meta.json, its config and (when given) the
-    report's metrics.json."""
+    report's metrics.json. analysed: whether the analyses and outside sets scored this model (the
+    study's final one); another stage's card gets none of their conclusions, and says where they are."""
     from huggingface_hub import ModelCard, ModelCardData
 
     meta = json.loads((model_dir / "training_meta.json").read_text())
@@ -49,18 +50,19 @@ def card_text(model_dir: Path, metrics: dict | None = None, stage: str = "") -> 
     scores = {split: {"f1_b_weighted_argmax": float("nan"), **values} for split in ("validation", "test")
               if (values := (metrics.get(split) or {}).get(stage))}
     limitations = [item for key, item in (metrics.get("analyses") or {}).items()
-                   if key in ("audit", "robustness", "unseen", "calibration")]
+                   if analysed and key in ("audit", "robustness", "unseen", "calibration")]
     card = ModelCard.from_template(data, template_path=TEMPLATE, title=name, params=params, meta=meta, config=config, stage=stage,
                                    revisions=revisions, scores=scores,
-                                   outside=metrics.get("external") or {}, limitations=limitations,
+                                   outside=(metrics.get("external") or {}) if analysed else {},
+                                   limitations=limitations, analysed=analysed,
                                    thresholds=config.get("operating_thresholds"))
     return f"{card}\n"
 
 
-def write_card(model_dir: str | Path, metrics: dict | None = None, stage: str = "") -> Path:
+def write_card(model_dir: str | Path, metrics: dict | None = None, stage: str = "", analysed: bool = True) -> Path:
     from helpers.files import written_whole
 
     model_dir = Path(model_dir)
     with written_whole(model_dir / "README.md") as partial:
-        partial.write_text(card_text(model_dir, metrics, stage), encoding="utf-8")
+        partial.write_text(card_text(model_dir, metrics, stage, analysed), encoding="utf-8")
     return model_dir / "README.md"

@@ -20,6 +20,8 @@ from helpers.labels import CLASS_NAMES
 from helpers.modeling.fusion import CrossAttentionFusion, concat_fusion, patch_states
 from helpers.modeling.loss import detector_loss
 
+# Towers whose attention takes a ready 4D mask as it is (transformers' masking_utils).
+ADDITIVE_MASK_TOWERS = {"bert", "roberta"}
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -33,7 +35,7 @@ class DetectorConfig(PretrainedConfig):
                  loss_condition: str = "label", text_source: str = "", vision_source: str = "",
                  max_caption_length: int = 128, modality: str = "both", freeze_text: bool = False,
                  freeze_vision: bool = False, task_b_decoding: str = "hierarchical", inference_caption_template: str = "{}",
-                 fusion: str = "concat", vision_input: str = "pixels", **kwargs):
+                 fusion: str = "concat", vision_input: str = "pixels", bf16: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.text_config = text_config or {}
         self.vision_config = vision_config or {}
@@ -56,6 +58,9 @@ class DetectorConfig(PretrainedConfig):
         # How answers are read off the heads, and the text a new caption is wrapped in, for prediction.
         self.task_b_decoding = task_b_decoding
         self.inference_caption_template = inference_caption_template
+        # The precision it trains and is scored in (bf16 autocast on CUDA), so that every scorer
+        # answers as the report does; a model saved without it is scored in fp32.
+        self.bf16 = bf16
 
 
 @dataclass
@@ -158,8 +163,17 @@ class DualEncoderDetector(PreTrainedModel):
         return self
 
     def encode_text(self, input_ids, attention_mask) -> torch.Tensor:
-        text = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask)
+        text = self.text_encoder(input_ids=input_ids, attention_mask=self.text_attention_mask(attention_mask))
         return pooled_output(text, attention_mask, self.config.text_pooling)
+
+    def text_attention_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """BERT-family towers get their mask already in 4D additive form: given the 2D mask, they
+        first ask whether any token is padding (mask.all()), a read on the host that waits for the
+        GPU at every step; the additive mask is the one they would build."""
+        if self.text_encoder.config.model_type not in ADDITIVE_MASK_TOWERS:
+            return attention_mask
+        dtype = self.text_encoder.get_input_embeddings().weight.dtype
+        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
     def encode_image(self, pixel_values, blank_image=None) -> tuple[ModelOutput, torch.Tensor]:
         """(the vision tower's outputs, its pooled vector) for uint8 or normalised pixels, fed as the

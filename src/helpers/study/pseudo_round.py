@@ -109,7 +109,7 @@ def select_pool(cfg: Config, splits, pool, model):
     from helpers.inference import cached as inference
     from helpers.training import pseudo_labels as pseudo
 
-    predictions = inference.predict(model, pool, cfg.eval_batch_size, bf16=cfg.bf16, desc="predict unlabelled")
+    predictions = inference.predict(model, pool, cfg.eval_batch_size, desc="predict unlabelled")
     captions = pool_captions(splits, pool)
     if cfg.task_b_decoding == "caption_groups":
         from helpers.inference.caption_groups import group_decode

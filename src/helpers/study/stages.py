@@ -107,7 +107,7 @@ def operating_thresholds(cfg: Config, model, reference) -> dict:
     from helpers.evaluation.thresholds import operating_thresholds as thresholds_on
     from helpers.inference.cached import predict
 
-    preds = predict(model, reference, cfg.eval_batch_size, bf16=cfg.bf16, desc="operating thresholds")
+    preds = predict(model, reference, cfg.eval_batch_size, desc="operating thresholds")
     return thresholds_on(preds.prob_ai, reference.label_a)
 
 
@@ -191,7 +191,7 @@ def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
         meta = folder / "training_meta.json"
         if meta.is_file() and (json.loads(meta.read_text()).get("run_identity") or {}).get("params") == \
                 training_identity(cfg, stage):
-            written.append(write_card(folder, metrics, stage))
+            written.append(write_card(folder, metrics, stage, analysed=stage == final_stage(cfg)))
     return written
 
 

@@ -9,6 +9,7 @@ resume starts from the newest complete one and refuses one made by another run.
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -21,9 +22,10 @@ from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArgum
 from helpers.training import distributed
 from helpers.study.records import write_json
 from helpers.training import precision
-from helpers.cache.dataset import CachedSplit, collate, with_text_features
+from helpers.cache.dataset import CachedSplit, collate, length_buckets, with_text_features
 from helpers.identity import changed_keys, training_identity
 from helpers.inference.cached import decode
+from helpers.modeling.compiled import compile_repeated_blocks
 from helpers.evaluation.metrics import metrics_both_ways
 
 MARKER = "provenance.json"
@@ -75,13 +77,15 @@ def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArgume
         greater_is_better=True,
         logging_strategy="steps",
         logging_steps=1 / (4 * cfg.epochs),
+        # The filter reads every step's loss on the host (bool(isnan(loss))), a sync that stops the
+        # host from queueing the next step while the GPU runs this one; a NaN loss is logged as NaN.
+        logging_nan_inf_filter=False,
         label_names=["label_a", "label_b"],
         remove_unused_columns=False,
         bf16=precision.bf16_autocast(cfg),
         # The fused kernel on CPU too (torch >= 2.4): the per-tensor loop took 5 ms of the demo's
         # 100 ms step, the fused one well under 1.
         optim="adamw_torch_fused",
-        torch_compile=cfg.torch_compile,
         dataloader_num_workers=cfg.num_workers,
         dataloader_persistent_workers=cfg.num_workers > 0,
         dataloader_pin_memory=cuda,
@@ -156,6 +160,39 @@ def check_same_run(recorded: dict, current: dict, where: str) -> None:
                           "Resume with the settings and data it was made with, or start afresh (resume: fresh).")
 
 
+def device_cache(cfg, splits, device) -> bool:
+    """Whether the splits' pixels are held on the training device (CachedSplit.on_device): on CUDA
+    under device_cache: auto, when together they take at most half of the device's free memory."""
+    device = torch.device(device)
+    if cfg.device_cache == "off" or device.type != "cuda":
+        return False
+    needed = sum(len(split) * int(np.prod(split.pixels.shape[1:])) for split in splits)
+    return needed <= torch.cuda.mem_get_info(device)[0] // 2
+
+
+def make_trainer(cfg, model, train_data: CachedSplit, val_data: CachedSplit, args: TrainingArguments,
+                 callbacks=()) -> Trainer:
+    """The study's Trainer over two cached splits: a frozen text tower's output computed once per
+    caption; the pixels on the device when they fit (device_cache: the loader then gathers batches
+    there, in this process, and nothing is copied per step); text padded to a few widths under
+    torch_compile (a graph per width, not per caption length) and the towers' layers compiled
+    (modeling.compiled); metrics decoded as the model says."""
+    if model.config.freeze_text and model.config.modality != "image":
+        model.to(args.device)  # the frozen tower's features computed where it trains, not on the CPU first
+        train_data, val_data = (with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data))
+    if device_cache(cfg, (train_data, val_data), args.device):
+        train_data, val_data = (split.on_device(args.device) for split in (train_data, val_data))
+        args.dataloader_num_workers, args.dataloader_pin_memory, args.dataloader_persistent_workers = 0, False, False
+    widths = ()
+    if cfg.torch_compile:  # the study's regional compilation, not the Trainer's whole-model one
+        compile_repeated_blocks(model)
+        widths = length_buckets(cfg.max_caption_length)
+    trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=val_data,
+                      data_collator=functools.partial(collate, widths=widths),
+                      compute_metrics=compute_metrics_for(model.config.task_b_decoding), callbacks=list(callbacks))
+    return trainer
+
+
 def train(cfg, model, train_data: CachedSplit, val_data: CachedSplit, out_dir: str | Path,
           provenance: dict | None = None, resume: bool = False, stage: str = "before") -> tuple[object, pd.DataFrame]:
     """Train in place; returns the model with the best epoch's weights and the log history.
@@ -173,14 +210,8 @@ def train(cfg, model, train_data: CachedSplit, val_data: CachedSplit, out_dir: s
     elif distributed.is_main():
         shutil.rmtree(out_dir, ignore_errors=True)
     distributed.barrier()
-    args = training_arguments(cfg, out_dir, processes)
-    if model.config.freeze_text and model.config.modality != "image":
-        model.to(args.device)  # the frozen tower's features computed where it trains, not on the CPU first
-        train_data, val_data = (with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data))
     marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
-    trainer = Trainer(model=model, args=args, train_dataset=train_data,
-                      eval_dataset=val_data, data_collator=collate,
-                      compute_metrics=compute_metrics_for(model.config.task_b_decoding), callbacks=[marker])
+    trainer = make_trainer(cfg, model, train_data, val_data, training_arguments(cfg, out_dir, processes), [marker])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     history = pd.DataFrame(trainer.state.log_history)
     history.attrs.update(best_checkpoint=trainer.state.best_model_checkpoint, best_metric=trainer.state.best_metric,
