@@ -14,7 +14,9 @@ if [ "${1:-}" = "--smoke" ]; then smoke=(--smoke); shift; fi
 out=${1:?usage: bash benchmarks/gpu_session.sh [--smoke] OUTDIR}
 python=${PYTHON:-python3}
 site=${CT2_SITE:-/tmp/site}
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+# The wheels are resolved for the image's Python 3.12 (gpu_kit.py); another Python keeps its own packages.
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 \
+    && ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] == (3, 12))'; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
     || { echo "error: could not install the wheels in .whl/" >&2; exit 1; }
   export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}

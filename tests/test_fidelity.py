@@ -90,7 +90,9 @@ def test_cls_pooling_is_the_raw_first_token(smoke_cfg):
     assert torch.equal(pooled, raw)
 
 
-def test_an_unreadable_image_is_the_all_zero_model_input(smoke_cfg):
+def test_an_unreadable_image_is_a_black_image_normalised_as_the_authors_feature_extractor_gives(smoke_cfg):
+    """The authors pass zeros through the feature extractor: a black image, normalised. A row
+    marked blank reads as exactly that, whatever pixels stand in its place."""
     from helpers.cache.dataset import CachedSplit, collate
     from helpers.modeling.building import build_model
 
@@ -103,7 +105,7 @@ def test_an_unreadable_image_is_the_all_zero_model_input(smoke_cfg):
     batch = collate(blank.__getitems__([0]))
     with torch.no_grad():
         ours = model(**batch)
-        authors = model(batch["input_ids"], batch["attention_mask"], torch.zeros(1, 3, 32, 32))
+        authors = model(batch["input_ids"], batch["attention_mask"], torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     assert torch.equal(ours.logits_a, authors.logits_a) and torch.equal(ours.logits_b, authors.logits_b)
 
 

@@ -253,3 +253,16 @@ def test_every_scorer_uses_the_precision_the_model_carries(smoke_cfg, tmp_path, 
         run(str(saved), str(folder), str(tmp_path / f"out-{bf16}.csv"))
         loaded, _ = load_detector(saved)
         assert loaded.config.bf16 is bf16 and asked and set(asked) == {bf16}
+
+
+
+def test_the_fusion_layer_and_heads_keep_nn_linears_initialisation(smoke_cfg):
+    """As the authors' code: every weight within nn.Linear's uniform bound 1/sqrt(fan_in), which a
+    N(0, 0.02) draw of this size would break many times over."""
+    import math
+
+    model, _ = build_model(smoke_cfg)
+    for layer in (model.head_a, model.head_b, model._fused_linear()):
+        bound = 1 / math.sqrt(layer.in_features)
+        assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+        assert layer.weight.std() > bound / 3  # spread over the bound, not a narrow draw

@@ -339,6 +339,8 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
 
     cfg = _cfg(smoke_cfg, task_b_decoding="six_class")
     model, tokenizer = build_model(cfg)
+    with torch.no_grad():  # head B's untrained 'real' column on top: six_class answers real where A says AI
+        model.head_b.bias[0] += 5.0
     cached = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
     _, preds = common.evaluate_view(model, smoke_splits["test"], cached, lambda image: image,
                                       model.config.image_size, cfg, desc=None)

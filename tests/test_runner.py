@@ -319,6 +319,9 @@ def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_o
         links = _links((folder / "index.html").read_text())
         assert links and all((folder / link).exists() for link in links), (folder, links)
     assert "figures/cm_test_after.png" in _links((last / "index.html").read_text())
+    partial = (tmp_path / "reports" / "i" / "index.html").read_text()
+    assert "A partial report: this run was interrupted" in partial and "../i.last/index.html" in _links(partial)
+    assert "A partial report" not in (last / "index.html").read_text()
 
 
 def test_after_ctrl_c_a_kernel_shut_down_on_purpose_prints_no_traceback(caplog, tmp_path):
@@ -354,3 +357,22 @@ def test_after_ctrl_c_a_kernel_shut_down_on_purpose_prints_no_traceback(caplog, 
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_a_partial_index_says_so_and_links_only_what_exists(tmp_path):
+    """A run that stopped before any notebook recorded numbers: its index says it is partial, links
+    no metrics.json (there is none) and points to the last complete report beside it."""
+    from helpers.study.report import write_index
+
+    out, last = tmp_path / "reports" / "demo", tmp_path / "reports" / "demo.last"
+    out.mkdir(parents=True)
+    last.mkdir()
+    (last / "index.html").write_text("complete")
+    record = {"params": {"profile": "demo"}, "stages": [{"notebook": "01_x", "status": "failed", "html": "01_x.html",
+                                                          "ipynb": "01_x.ipynb", "seconds": 1, "cell": 3, "error": "boom"}],
+              "complete": False, "last_complete_report": str(last / "index.html")}
+    page = write_index(out, record).read_text()
+    assert "A partial report: this run did not finish every notebook" in page
+    assert "metrics.json" not in _links(page) and "../demo.last/index.html" in _links(page)
+    record.update(complete=True, stages=[])
+    assert "A partial report" not in write_index(out, record).read_text()

@@ -97,13 +97,14 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
     from helpers.study.stages import refresh_cards  # torch and the model code: imported once the notebooks ran
 
     refresh_cards(cfg, root, metrics(out_dir))
-    index = write_index(out_dir, record)
-    record["index"] = str(index)
+    record["complete"] = complete(record)
     last_good = last_report_dir(out_dir)
-    if complete(record):
+    if record["complete"]:
         shutil.rmtree(last_good, ignore_errors=True)
     elif (last_good / "index.html").is_file():
         record["last_complete_report"] = str(last_good / "index.html")
+    index = write_index(out_dir, record)
+    record["index"] = str(index)
     if record.get("interrupted"):
         raise Interrupted(record)
     return record

@@ -125,7 +125,8 @@ def collate(batch, widths: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
     positions = torch.arange(width).unsqueeze(0)
     tensors = {"input_ids": input_ids,
                "attention_mask": (positions < torch.from_numpy(batch["lengths"]).long().unsqueeze(1)).long(),
-               "pixel_values": torch.as_tensor(batch["pixel_values"]),
+               "pixel_values": pixels if isinstance(pixels := batch["pixel_values"], torch.Tensor)
+               else torch.from_numpy(np.ascontiguousarray(pixels)),
                "label_a": torch.from_numpy(batch["label_a"]), "label_b": torch.from_numpy(batch["label_b"])}
     if "text_features" in batch:
         tensors["text_features"] = torch.from_numpy(np.ascontiguousarray(batch["text_features"]))

@@ -139,10 +139,9 @@ class DualEncoderDetector(PreTrainedModel):
         return self.fusion.project[0] if self.config.fusion == "attention" else self.fusion[0]
 
     def _init_weights(self, module):
-        if isinstance(module, nn.Linear) and any(module is m for m in (self.head_a, self.head_b, self._fused_linear())):
-            nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-        elif module is self:
+        # The fusion layer and the heads keep nn.Linear's own initialisation, as the authors' code
+        # does (no N(0, 0.02) re-draw); only the pixel constants are set here.
+        if module is self:
             scale, shift = _pixel_affine(self.config)
             self.pixel_scale.copy_(scale)
             self.pixel_shift.copy_(shift)
@@ -179,8 +178,11 @@ class DualEncoderDetector(PreTrainedModel):
         """(the vision tower's outputs, its pooled vector) for uint8 or normalised pixels, fed as the
         profile says (vision_input)."""
         pixels = self.normalise(pixel_values)
-        if blank_image is not None:  # unreadable images: the all-zero input, after normalisation
-            pixels = pixels.masked_fill(blank_image.view(-1, 1, 1, 1), 0.0)
+        if blank_image is not None:
+            # An unreadable image is a black one, normalised (pixel_shift is 0 normalised): what the
+            # authors' code gets by passing zeros through the feature extractor, and what the
+            # frozen-feature probes see.
+            pixels = torch.where(blank_image.view(-1, 1, 1, 1), self.pixel_shift.to(pixels.dtype), pixels)
         if self.config.vision_input == "npr":
             pixels = npr_residual(pixels)
         # oneDNN's and cuDNN's convolutions run faster on channels-last input (about 10 % of a
@@ -204,13 +206,17 @@ class DualEncoderDetector(PreTrainedModel):
             vision_vec = text_vec.new_zeros(text_vec.shape[0], width - text_vec.shape[1])
         return self.fusion(torch.cat([text_vec, vision_vec.to(text_vec.dtype)], dim=-1))
 
+    # The Trainer hands the loss the global batch's counts (training.trainer.StudyTrainer), so that
+    # each task's mean is one mean over the whole batch under accumulation and several processes.
+    accepts_loss_kwargs = True
+
     def forward(self, input_ids, attention_mask, pixel_values, label_a=None, label_b=None,
-                text_features=None, blank_image=None) -> DetectorOutput:
+                text_features=None, blank_image=None, num_items_in_batch=None) -> DetectorOutput:
         shared = self.features(input_ids, attention_mask, pixel_values, text_features, blank_image)
         logits_a, logits_b = self.head_a(shared).squeeze(-1), self.head_b(shared)
         loss = None
         if label_a is not None and label_b is not None:
-            loss = detector_loss(logits_a, logits_b, label_a, label_b, self.config.loss_condition)
+            loss = detector_loss(logits_a, logits_b, label_a, label_b, self.config.loss_condition, num_items_in_batch)
         return DetectorOutput(loss=loss, logits_a=logits_a, logits_b=logits_b)
 
 

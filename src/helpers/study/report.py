@@ -3,6 +3,8 @@ metrics, pseudo-labels and the pool's overlap, this run's confusion matrices, th
 outside sets' conclusions, and the fidelity table for the paper profile."""
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 from markupsafe import Markup
@@ -70,7 +72,8 @@ def write_index(out_dir: Path, record: dict) -> Path:
                   ("Outside the training distribution", _outside(metrics.get("external", {}))),
                   ("How far to trust the numbers", {k: v for k, v in analyses.items() if k not in ("baselines", "beyond")})],
         fidelity_table=fidelity_table, paper=PAPER, authors_code=AUTHORS_CODE,
-        baseline_sources=BASELINE_SOURCES)
+        baseline_sources=BASELINE_SOURCES, has_metrics=(out_dir / "metrics.json").is_file(),
+        last_complete=os.path.relpath(record["last_complete_report"], out_dir) if record.get("last_complete_report") else "")
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

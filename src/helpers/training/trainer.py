@@ -26,6 +26,7 @@ from helpers.cache.dataset import CachedSplit, collate, length_buckets, with_tex
 from helpers.identity import changed_keys, training_identity
 from helpers.inference.cached import decode
 from helpers.modeling.compiled import compile_repeated_blocks
+from helpers.modeling.loss import global_counts
 from helpers.evaluation.metrics import metrics_both_ways
 
 MARKER = "provenance.json"
@@ -80,6 +81,9 @@ def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArgume
         # The filter reads every step's loss on the host (bool(isnan(loss))), a sync that stops the
         # host from queueing the next step while the GPU runs this one; a NaN loss is logged as NaN.
         logging_nan_inf_filter=False,
+        # The loss is divided by the whole batch's counts (StudyTrainer), so each process's part is
+        # scaled by the process count before DDP averages the gradients.
+        average_tokens_across_devices=True,
         label_names=["label_a", "label_b"],
         remove_unused_columns=False,
         bf16=precision.bf16_autocast(cfg),
@@ -170,6 +174,19 @@ def device_cache(cfg, splits, device) -> bool:
     return needed <= torch.cuda.mem_get_info(device)[0] // 2
 
 
+class StudyTrainer(Trainer):
+    """The Trainer, handing the loss the counts of the whole batch of an optimiser step, summed over
+    the processes (modeling.loss.global_counts): Task B's masked mean is then one mean over the
+    global batch, not a mean of each micro-batch's or process's own."""
+
+    def _get_num_items_in_batch(self, batch_samples: list, device) -> torch.Tensor | None:
+        counts = global_counts(batch_samples, self.model.config.loss_condition)
+        if counts is None:
+            return None
+        counts = counts.to(device)
+        return self.accelerator.reduce(counts, reduction="sum") if self.args.world_size > 1 else counts
+
+
 def make_trainer(cfg, model, train_data: CachedSplit, val_data: CachedSplit, args: TrainingArguments,
                  callbacks=()) -> Trainer:
     """The study's Trainer over two cached splits: a frozen text tower's output computed once per
@@ -187,9 +204,9 @@ def make_trainer(cfg, model, train_data: CachedSplit, val_data: CachedSplit, arg
     if cfg.torch_compile:  # the study's regional compilation, not the Trainer's whole-model one
         compile_repeated_blocks(model)
         widths = length_buckets(cfg.max_caption_length)
-    trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=val_data,
-                      data_collator=functools.partial(collate, widths=widths),
-                      compute_metrics=compute_metrics_for(model.config.task_b_decoding), callbacks=list(callbacks))
+    trainer = StudyTrainer(model=model, args=args, train_dataset=train_data, eval_dataset=val_data,
+                           data_collator=functools.partial(collate, widths=widths),
+                           compute_metrics=compute_metrics_for(model.config.task_b_decoding), callbacks=list(callbacks))
     return trainer
 
 
