@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 
 KERNEL := ct2-detector
 
-.PHONY: setup demo smoke paper gpu test lab clean gpu-rehearsal
+.PHONY: setup demo smoke paper gpu test lint lab clean gpu-rehearsal
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ lab: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 # The GPU kit for the lent machine's image, rehearsed on this CPU in a venv of that image's packages
 # (needs PyPI and a python3.12; docs/measurements.md).

@@ -5,6 +5,7 @@ model trained without it. Needs the profile's study to have run (notebooks 02-03
 
     python benchmarks/finding_spread.py params/demo.yaml --seeds 0 1 2 3 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ def findings(context: common.Context, seed: int, generator: int) -> dict[str, fl
     model = common.train_quick(cfg, context.caches["train"], context.caches["validation"])
     seeded = dataclasses.replace(context, cfg=cfg, model=model)
     unchanged = common.evaluate(model, seeded.viewed, cfg, "unperturbed")
-    found = {f"weighted F1-B, {name} {level:g}": 100 * robustness.at_level(seeded, name, level, unchanged)[0]["f1_b_weighted"]
-             for name, level in (("downscale", 0.25), ("blur_sigma", 2.0))}
+    found = {
+        f"weighted F1-B, {name} {level:g}": 100
+        * robustness.at_level(seeded, name, level, unchanged)[0]["f1_b_weighted"]
+        for name, level in (("downscale", 0.25), ("blur_sigma", 2.0))
+    }
     found[f"{CLASS_NAMES[generator]} called AI, left out"] = 100 * held_out_recall(seeded, generator)["recall_held_out"]
     return found
 

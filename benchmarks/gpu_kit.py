@@ -13,6 +13,7 @@ dependencies with pip for cp312 manylinux x86_64, the image's known versions as 
 splits the result into what the image holds and what must be carried. The rehearsal needs PyPI
 (torch 2.11.0 with its CUDA libraries: about 4 GB, once) and a python3.12 on PATH (or PYTHON312).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "benchmarks" / "gpu_image.txt"
@@ -34,10 +36,21 @@ WHEELS = ROOT / "benchmarks" / "gpu_wheels.txt"
 REHEARSAL = ROOT / "benchmarks" / "gpu_rehearsal.txt"
 CARRIED = ROOT / ".whl"
 # pip matches platform tags exactly; the image's glibc is 2.39 (Ubuntu 24.04, its Python 3.12.3).
-PLATFORMS = (*(f"manylinux_2_{n}_x86_64" for n in range(39, 4, -1)), "manylinux2014_x86_64", "manylinux2010_x86_64",
-             "manylinux1_x86_64", "any")
-TARGET = ["--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
-          *[a for p in PLATFORMS for a in ("--platform", p)]]
+PLATFORMS = (
+    *(f"manylinux_2_{n}_x86_64" for n in range(39, 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+    "any",
+)
+TARGET = [
+    "--only-binary=:all:",
+    "--python-version",
+    "3.12",
+    "--implementation",
+    "cp",
+    *[a for p in PLATFORMS for a in ("--platform", p)],
+]
 
 
 def canonical(name: str) -> str:
@@ -67,9 +80,26 @@ def resolve() -> dict[str, str]:
     with tempfile.TemporaryDirectory() as work:
         constraints, report = Path(work) / "image.txt", Path(work) / "report.json"
         constraints.write_text("\n".join(pins) + "\n")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
-                        "--report", str(report), "--target", str(Path(work) / "target"), *TARGET,
-                        "-c", str(constraints), *requirements()], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--quiet",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                "--target",
+                str(Path(work) / "target"),
+                *TARGET,
+                "-c",
+                str(constraints),
+                *requirements(),
+            ],
+            check=True,
+        )
         installed = json.loads(report.read_text())["install"]
     return {item["metadata"]["name"]: item["metadata"]["version"] for item in installed}
 
@@ -79,12 +109,18 @@ def write_lists(resolved: dict[str, str]) -> tuple[list[str], list[str]]:
     carried = sorted(f"{n}=={v}" for n, v in resolved.items() if canonical(n) not in image)
     held = sorted(f"{n}=={v}" for n, v in resolved.items() if canonical(n) in image)
     stamp = f"# Written by `python benchmarks/gpu_kit.py wheels` on {time.strftime('%Y-%m-%d')}: do not edit by hand.\n"
-    WHEELS.write_text(stamp + "# The study's dependencies (pyproject.toml) that the GPU image (gpu_image.txt) lacks, resolved for\n"
-                      "# cp312 manylinux x86_64: `gpu_kit.py download` puts them in .whl/, gpu_session.sh installs them.\n"
-                      + "\n".join(carried) + "\n")
-    REHEARSAL.write_text(stamp + "# The image's own packages that the study needs, at the image's versions where gpu_image.txt pins\n"
-                         "# them (else as resolved that day): the rehearsal venv holds these and nothing else.\n"
-                         + "\n".join(held) + "\n")
+    WHEELS.write_text(
+        stamp + "# The study's dependencies (pyproject.toml) that the GPU image (gpu_image.txt) lacks, resolved for\n"
+        "# cp312 manylinux x86_64: `gpu_kit.py download` puts them in .whl/, gpu_session.sh installs them.\n"
+        + "\n".join(carried)
+        + "\n"
+    )
+    REHEARSAL.write_text(
+        stamp + "# The image's own packages that the study needs, at the image's versions where gpu_image.txt pins\n"
+        "# them (else as resolved that day): the rehearsal venv holds these and nothing else.\n"
+        + "\n".join(held)
+        + "\n"
+    )
     return carried, held
 
 
@@ -98,8 +134,10 @@ def download(folder: Path = CARRIED) -> Path:
     folder.mkdir(exist_ok=True)
     for old in folder.glob("*.whl"):
         old.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *TARGET, "-d", str(folder),
-                    *listed(WHEELS)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *TARGET, "-d", str(folder), *listed(WHEELS)],
+        check=True,
+    )
     got = sorted(folder.glob("*.whl"))
     if len(got) != len(listed(WHEELS)):
         raise SystemExit(f"expected {len(listed(WHEELS))} wheels in {folder}, found {len(got)}")
@@ -115,11 +153,18 @@ def carried_wheels(folder: Path = CARRIED) -> set[tuple[str, str]]:
 def python312() -> str:
     """A Python 3.12 that runs: PYTHON312, python3.12 on PATH, or one pyenv installed (its shim
     answers only where that version is selected)."""
-    candidates = [os.environ.get("PYTHON312"), shutil.which("python3.12"),
-                  *sorted(map(str, Path.home().glob(".pyenv/versions/3.12*/bin/python3.12")), reverse=True)]
+    candidates = [
+        os.environ.get("PYTHON312"),
+        shutil.which("python3.12"),
+        *sorted(map(str, Path.home().glob(".pyenv/versions/3.12*/bin/python3.12")), reverse=True),
+    ]
     for candidate in filter(None, candidates):
-        if subprocess.run([candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
-                          capture_output=True).returncode == 0:
+        if (
+            subprocess.run(
+                [candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"], capture_output=True
+            ).returncode
+            == 0
+        ):
             return candidate
     raise SystemExit("the rehearsal needs Python 3.12, the image's: put python3.12 on PATH or set PYTHON312")
 
@@ -135,8 +180,9 @@ def rehearsal_venv() -> Path:
     shutil.rmtree(venv, ignore_errors=True)
     print(f"building the image-like venv in {venv} (torch with its CUDA libraries: about 4 GB, once)", flush=True)
     subprocess.run([python312(), "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", *listed(REHEARSAL)],
-                   check=True)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", *listed(REHEARSAL)], check=True
+    )
     (venv / "complete").write_text(REHEARSAL.read_text())
     return venv
 
@@ -150,13 +196,17 @@ def rehearse(out: Path) -> int:
     if carried_wheels() != {(canonical(n), v) for n, _, v in (line.partition("==") for line in listed(WHEELS))}:
         download()
     with tempfile.TemporaryDirectory(prefix="ct2-site-") as site:
-        env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "JUPYTER_PATH")}
+        env = {
+            key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "JUPYTER_PATH")
+        }
         env.update(PYTHON=str(venv / "bin" / "python"), CT2_SITE=site, PATH=f"{venv / 'bin'}:{env['PATH']}")
         session = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--smoke", str(out)], env=env)
     rows = json.loads((out / "gpu_session.json").read_text()) if (out / "gpu_session.json").is_file() else []
     failed = [row for row in rows if row["status"] != "ok"]
-    print(f"rehearsal: venv {built:.0f} s, session and all {time.perf_counter() - started:.0f} s; "
-          f"{len(rows) - len(failed)} of {len(rows)} rows ok")
+    print(
+        f"rehearsal: venv {built:.0f} s, session and all {time.perf_counter() - started:.0f} s; "
+        f"{len(rows) - len(failed)} of {len(rows)} rows ok"
+    )
     for row in failed:
         print(f"  not ok: {row['part']}: {row['status']}\n    {row.get('output', '')[-600:]}")
     return 0 if session.returncode == 0 and rows and not failed else 1

@@ -7,6 +7,7 @@ shapes (the smoke profile) so that the script cannot rot.
 The text tower of the gpu profile is a random-init BERT of the paper's size with the bert-base
 vocabulary shipped in this package (the offline model's wheel is too large to carry): the
 measurement is speed, not accuracy."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,24 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # (name, profile keys): the precisions measured, eager and compiled, the most telling first.
-PRECISIONS = {"bf16": {"bf16": "true", "tf32": "true"}, "tf32": {"bf16": "false", "tf32": "true"},
-              "fp32": {"bf16": "false", "tf32": "false"}}
-PIPELINES = {"a_paper_style_workers0": "(a) paper-style pipeline", "b_ours_from_cache": "(b) ours, from the decode cache",
-             "c_model_alone": "(c) model alone, tensors on the device"}
+PRECISIONS = {
+    "bf16": {"bf16": "true", "tf32": "true"},
+    "tf32": {"bf16": "false", "tf32": "true"},
+    "fp32": {"bf16": "false", "tf32": "false"},
+}
+PIPELINES = {
+    "a_paper_style_workers0": "(a) paper-style pipeline",
+    "b_ours_from_cache": "(b) ours, from the decode cache",
+    "c_model_alone": "(c) model alone, tensors on the device",
+}
 # What each row is held to (issue 36; docs/measurements.md).
-TARGETS = {"b_ours_from_cache": ">= 90 % of (c)", "compiled": "warm in <= 90 s, then >= 1.8x (c) eager",
-           "notebooks": "<= 90 s", "predict_cache": ">= 10,000 images/s on >= 9,000", "decode": ">= 80 % of the decode limit"}
+TARGETS = {
+    "b_ours_from_cache": ">= 90 % of (c)",
+    "compiled": "warm in <= 90 s, then >= 1.8x (c) eager",
+    "notebooks": "<= 90 s",
+    "predict_cache": ">= 10,000 images/s on >= 9,000",
+    "decode": ">= 80 % of the decode limit",
+}
 # The data every part reads, made once per session on every core: the gpu profile's synthetic set at
 # the notebooks' reduced size (10,800 rows), and the files prediction reads.
 NOTEBOOK_CAPTIONS = "{train: 1200, validation: 150, test: 150, unlabelled: 300}"
@@ -60,8 +72,11 @@ class PeakGpuMemory:
 
     def _poll(self):
         while not self._stop.is_set():
-            used = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                                  capture_output=True, text=True).stdout.strip()
+            used = subprocess.run(
+                ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             if used:
                 self.peak = max(self.peak or 0, int(float(used)))
             self._stop.wait(0.5)
@@ -74,15 +89,30 @@ def environment() -> dict:
     import torch
     import transformers
 
-    row = {"part": "environment", "status": "ok", "device": "cpu", "torch": torch.__version__,
-           "transformers": transformers.__version__, "python": sys.version.split()[0],
-           "disk_free_gib": round(shutil.disk_usage(ROOT).free / 2**30, 1)}
+    row = {
+        "part": "environment",
+        "status": "ok",
+        "device": "cpu",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": sys.version.split()[0],
+        "disk_free_gib": round(shutil.disk_usage(ROOT).free / 2**30, 1),
+    }
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
-        row.update(device=torch.cuda.get_device_name(0), gpu_free_gib=round(free / 2**30, 1),
-                   gpu_total_gib=round(total / 2**30, 1), cuda=torch.version.cuda)
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True).stdout.strip() if shutil.which("nvidia-smi") else ""
+        row.update(
+            device=torch.cuda.get_device_name(0),
+            gpu_free_gib=round(free / 2**30, 1),
+            gpu_total_gib=round(total / 2**30, 1),
+            cuda=torch.version.cuda,
+        )
+        smi = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+            ).stdout.strip()
+            if shutil.which("nvidia-smi")
+            else ""
+        )
         row["driver"] = smi or None
     return row
 
@@ -102,7 +132,6 @@ def make_data(out: Path, smoke: bool) -> str:
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import predict_speed
-
     from helpers.config import load_config
     from helpers.data.sources import ensure_synthetic
     from helpers.overrides import parse_overrides
@@ -115,15 +144,25 @@ def make_data(out: Path, smoke: bool) -> str:
     files = FILES["smoke" if smoke else "gpu"]
     predict_speed.write_folder(out / "predict-files" / "images", int(files[1]), int(files[3]))
     rows = 6 * sum(cfg.synthetic_captions.values())
-    (out / "data.json").write_text(json.dumps({"folder": str(folder), "rows": rows, "seconds": round(made, 1),
-                                               "rows_per_s": round(rows / made, 1), "cores": os.cpu_count(),
-                                               "files_seconds": round(time.perf_counter() - started - made, 1)}))
+    (out / "data.json").write_text(
+        json.dumps(
+            {
+                "folder": str(folder),
+                "rows": rows,
+                "seconds": round(made, 1),
+                "rows_per_s": round(rows / made, 1),
+                "cores": os.cpu_count(),
+                "files_seconds": round(time.perf_counter() - started - made, 1),
+            }
+        )
+    )
     return str(folder)
 
 
 def data_rows(out: Path, smoke: bool, limit: float) -> list[dict]:
-    status, seconds, output = run_part([sys.executable, __file__, "--make-data", "--out", str(out),
-                                        *(["--smoke"] if smoke else [])], limit)
+    status, seconds, output = run_part(
+        [sys.executable, __file__, "--make-data", "--out", str(out), *(["--smoke"] if smoke else [])], limit
+    )
     row = {"part": "synthetic data and prediction files, made once", "status": status, "seconds": seconds}
     if status == "ok":
         row.update(json.loads((out / "data.json").read_text()))
@@ -138,40 +177,88 @@ def throughput_rows(out: Path, smoke: bool, precision: str, compiled: bool, limi
     name = f"{precision}, {'compiled' if compiled else 'eager'}"
     result = out / f"throughput_{precision}_{'compiled' if compiled else 'eager'}.json"
     data = json.loads((out / "data.json").read_text())["folder"]
-    shape = (["--rows", "96", "--steps", "2", "--warmup", "1"] if smoke else ["--rows", "3072", "--steps", "6", "--warmup", "2"])
+    shape = (
+        ["--rows", "96", "--steps", "2", "--warmup", "1"]
+        if smoke
+        else ["--rows", "3072", "--steps", "6", "--warmup", "2"]
+    )
     parts = ["b", "c"] if compiled else ["a", "b", "c", "d", "e"]
-    keys = [a for key, value in {**PRECISIONS[precision], "torch_compile": str(compiled).lower()}.items()
-            for a in ("--set", f"{key}={value}")]
-    status, seconds, output = run_part([sys.executable, "benchmarks/throughput.py", "--profile", profile_of(smoke),
-                                        "--data", data, *shape, "--parts", *parts, "--workers", "0",
-                                        "--cache-root", str(out / "runs" / "bench-cache"), *keys, "--out", str(result)],
-                                       limit)
+    keys = [
+        a
+        for key, value in {**PRECISIONS[precision], "torch_compile": str(compiled).lower()}.items()
+        for a in ("--set", f"{key}={value}")
+    ]
+    status, seconds, output = run_part(
+        [
+            sys.executable,
+            "benchmarks/throughput.py",
+            "--profile",
+            profile_of(smoke),
+            "--data",
+            data,
+            *shape,
+            "--parts",
+            *parts,
+            "--workers",
+            "0",
+            "--cache-root",
+            str(out / "runs" / "bench-cache"),
+            *keys,
+            "--out",
+            str(result),
+        ],
+        limit,
+    )
     if status != "ok" or not result.is_file():
         return [{"part": f"training throughput, {name}", "status": status, "seconds": seconds, "output": output}]
     found = json.loads(result.read_text())
-    rows = [{"part": f"training {PIPELINES[key]}, {name}", "status": "ok", "seconds": seconds,
-             "samples_per_s": round(found[key], 1), "mfu": found.get(f"{key}_mfu"),
-             "target": TARGETS["compiled"] if compiled and key != "a_paper_style_workers0" else TARGETS.get(key, ""),
-             "gflop_per_sample": round(found["model_gflop_per_sample"], 2)} for key in PIPELINES if key in found]
+    rows = [
+        {
+            "part": f"training {PIPELINES[key]}, {name}",
+            "status": "ok",
+            "seconds": seconds,
+            "samples_per_s": round(found[key], 1),
+            "mfu": found.get(f"{key}_mfu"),
+            "target": TARGETS["compiled"] if compiled and key != "a_paper_style_workers0" else TARGETS.get(key, ""),
+            "gflop_per_sample": round(found["model_gflop_per_sample"], 2),
+        }
+        for key in PIPELINES
+        if key in found
+    ]
     for row, key in zip(rows, [k for k in PIPELINES if k in found]):
         if f"{key[0]}_warmup_s" in found:
             row["warmup_s"] = round(found[f"{key[0]}_warmup_s"], 1)
     if "b_over_c" in found:
         rows[-1]["b_over_c"] = round(found["b_over_c"], 3)
     if "d_loader_alone" in found:
-        rows.append({"part": f"training (d) the DataLoader alone, {name}", "status": "ok",
-                     "samples_per_s": round(found["d_loader_alone"], 1)})
+        rows.append(
+            {
+                "part": f"training (d) the DataLoader alone, {name}",
+                "status": "ok",
+                "samples_per_s": round(found["d_loader_alone"], 1),
+            }
+        )
     if "e_trainer_overhead_ms_per_step" in found:
-        rows.append({"part": f"training (e) the Trainer's own cost (tiny model), {name}", "status": "ok",
-                     "ms_per_step": round(found["e_trainer_overhead_ms_per_step"], 2),
-                     "trainer_ms": round(found["e_trainer_ms_per_step"], 2),
-                     "loop_ms": round(found["e_plain_loop_ms_per_step"], 2)})
+        rows.append(
+            {
+                "part": f"training (e) the Trainer's own cost (tiny model), {name}",
+                "status": "ok",
+                "ms_per_step": round(found["e_trainer_overhead_ms_per_step"], 2),
+                "trainer_ms": round(found["e_trainer_ms_per_step"], 2),
+                "loop_ms": round(found["e_plain_loop_ms_per_step"], 2),
+            }
+        )
     if "cache_build_rows_per_s" in found:
-        rows.append({"part": "decode cache build, beside the bare decode + resize limit", "status": "ok",
-                     "rows_per_s": round(found["cache_build_rows_per_s"], 1),
-                     "decode_limit_per_s": round(found["bare_decode_rows_per_s"], 1),
-                     "share_of_decode_limit": round(found["cache_build_share_of_decode_limit"], 2),
-                     "target": TARGETS["decode"]})
+        rows.append(
+            {
+                "part": "decode cache build, beside the bare decode + resize limit",
+                "status": "ok",
+                "rows_per_s": round(found["cache_build_rows_per_s"], 1),
+                "decode_limit_per_s": round(found["bare_decode_rows_per_s"], 1),
+                "share_of_decode_limit": round(found["cache_build_share_of_decode_limit"], 2),
+                "target": TARGETS["decode"],
+            }
+        )
     return rows
 
 
@@ -179,12 +266,31 @@ def notebook_rows(out: Path, smoke: bool, limit: float) -> list[dict]:
     """Notebooks 01-04 of the gpu profile on a reduced row count (smoke: of the smoke profile)."""
     places = ["--set", f"work_dir={out / 'runs'}", "--set", f"report_dir={out / 'reports'}"]
     with PeakGpuMemory() as memory:
-        status, seconds, output = run_part([sys.executable, "-m", "helpers.run", profile_of(smoke), "--only", "01", "02",
-                                            "03", "04", *data_overrides(smoke), *places], limit)
+        status, seconds, output = run_part(
+            [
+                sys.executable,
+                "-m",
+                "helpers.run",
+                profile_of(smoke),
+                "--only",
+                "01",
+                "02",
+                "03",
+                "04",
+                *data_overrides(smoke),
+                *places,
+            ],
+            limit,
+        )
     caches = [json.loads(m.read_text()) for m in (out / "runs" / "cache").glob("*/meta.json")]
-    row = {"part": "notebooks 01-04" + (" (smoke profile)" if smoke else " (gpu profile, 10,800 rows, 2 epochs)"),
-           "status": status, "seconds": seconds, "cache_build_s": round(sum(c.get("build_seconds", 0) for c in caches), 1),
-           "peak_gpu_mib": memory.peak, "target": TARGETS["notebooks"]}
+    row = {
+        "part": "notebooks 01-04" + (" (smoke profile)" if smoke else " (gpu profile, 10,800 rows, 2 epochs)"),
+        "status": status,
+        "seconds": seconds,
+        "cache_build_s": round(sum(c.get("build_seconds", 0) for c in caches), 1),
+        "peak_gpu_mib": memory.peak,
+        "target": TARGETS["notebooks"],
+    }
     provenance = next((out / "reports").glob("*/provenance.json"), None)
     if provenance:
         row["per_notebook_s"] = {s["notebook"][:2]: s["seconds"] for s in json.loads(provenance.read_text())["stages"]}
@@ -203,7 +309,9 @@ def predict_cache(model: str, caches: list[str], result: str, batch: int) -> Non
 
     detector, _ = load_detector(model, pick_device())
     cached = CachedSplit.concat([open_cache(Path(cache)) for cache in caches])
-    predict(detector, cached.subset(np.arange(min(len(cached), 4 * batch))), batch, desc=None)  # warm-up: kernels, pages
+    predict(
+        detector, cached.subset(np.arange(min(len(cached), 4 * batch))), batch, desc=None
+    )  # warm-up: kernels, pages
     started = time.perf_counter()
     predict(detector, cached, batch, desc=None)
     rate = len(cached) / (time.perf_counter() - started)
@@ -216,23 +324,57 @@ def predict_rows(out: Path, smoke: bool, limit: float) -> list[dict]:
     if model is None or not caches:
         return [{"part": "prediction", "status": "skipped: the notebooks part saved no model or cache"}]
     result = out / "predict_cache.json"
-    status, seconds, output = run_part([sys.executable, __file__, "--predict-cache", str(model), str(result), *caches,
-                                        "--batch", "64" if smoke else "1024"], limit / 2)
-    row = {"part": "prediction from the decode cache", "status": status, "seconds": seconds,
-           "target": TARGETS["predict_cache"]}
+    status, seconds, output = run_part(
+        [
+            sys.executable,
+            __file__,
+            "--predict-cache",
+            str(model),
+            str(result),
+            *caches,
+            "--batch",
+            "64" if smoke else "1024",
+        ],
+        limit / 2,
+    )
+    row = {
+        "part": "prediction from the decode cache",
+        "status": status,
+        "seconds": seconds,
+        "target": TARGETS["predict_cache"],
+    }
     if status == "ok":
         row.update(json.loads(result.read_text()))
     rows = [row]
-    status, seconds, output = run_part([sys.executable, "benchmarks/predict_speed.py", "--model", str(model),
-                                        *FILES["smoke" if smoke else "gpu"], "--no-single", "--work",
-                                        str(out / "predict-files"), "--out", str(out / "predict_files.json")], limit / 2)
-    row = {"part": "prediction from files (helpers.predict)", "status": status, "seconds": seconds,
-           "target": TARGETS["decode"]}
+    status, seconds, output = run_part(
+        [
+            sys.executable,
+            "benchmarks/predict_speed.py",
+            "--model",
+            str(model),
+            *FILES["smoke" if smoke else "gpu"],
+            "--no-single",
+            "--work",
+            str(out / "predict-files"),
+            "--out",
+            str(out / "predict_files.json"),
+        ],
+        limit / 2,
+    )
+    row = {
+        "part": "prediction from files (helpers.predict)",
+        "status": status,
+        "seconds": seconds,
+        "target": TARGETS["decode"],
+    }
     if status == "ok":
         found = json.loads((out / "predict_files.json").read_text())
-        row.update(images=found["images"], images_per_s=round(found["workers_default"], 1),
-                   decode_limit_per_s=round(found["bare_decode"], 1),
-                   share_of_decode_limit=round(found["share_of_decode_limit"], 2))
+        row.update(
+            images=found["images"],
+            images_per_s=round(found["workers_default"], 1),
+            decode_limit_per_s=round(found["bare_decode"], 1),
+            share_of_decode_limit=round(found["share_of_decode_limit"], 2),
+        )
     else:
         row["output"] = output
     return rows + [row]
@@ -241,37 +383,54 @@ def predict_rows(out: Path, smoke: bool, limit: float) -> list[dict]:
 def write_tables(out: Path, rows: list[dict]) -> None:
     (out / "gpu_session.json").write_text(json.dumps(rows, indent=2))
     device = next((r for r in rows if r["part"] == "environment"), {})
-    lines = [f"Device: {device.get('device')} · torch {device.get('torch')} · transformers {device.get('transformers')}"
-             f" · {time.strftime('%Y-%m-%d')}", "",
-             "| part | status | figure | MFU | target | seconds |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Device: {device.get('device')} · torch {device.get('torch')} · transformers {device.get('transformers')}"
+        f" · {time.strftime('%Y-%m-%d')}",
+        "",
+        "| part | status | figure | MFU | target | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        figure = (f"{row['samples_per_s']:,} samples/s" + (f" (warm-up {row['warmup_s']} s)" if "warmup_s" in row else "")
-                  + (f"; (b)/(c) {row['b_over_c']}" if "b_over_c" in row else "") if "samples_per_s" in row else
-                  f"{row['ms_per_step']} ms/step (Trainer {row['trainer_ms']}, loop {row['loop_ms']})"
-                  if "ms_per_step" in row else
-                  f"{row['rows_per_s']:,} rows/s" + (f" of {row['rows']:,} on {row['cores']} cores" if "cores" in row else "")
-                  + (f"; decode limit {row['decode_limit_per_s']:,}/s" if "decode_limit_per_s" in row else "")
-                  if "rows_per_s" in row else
-                  f"{row['images_per_s']:,.0f} images/s of {row['images']:,}"
-                  + (f"; decode limit {row['decode_limit_per_s']:,}/s" if "decode_limit_per_s" in row else "")
-                  if "images_per_s" in row else
-                  ", ".join(f"{k} {v} s" for k, v in row.get("per_notebook_s", {}).items()) +
-                  (f"; cache {row['cache_build_s']} s; peak GPU "
-                   + (f"{row['peak_gpu_mib']:,} MiB" if row.get("peak_gpu_mib") else "n/a") if "cache_build_s" in row else ""))
+        figure = (
+            f"{row['samples_per_s']:,} samples/s"
+            + (f" (warm-up {row['warmup_s']} s)" if "warmup_s" in row else "")
+            + (f"; (b)/(c) {row['b_over_c']}" if "b_over_c" in row else "")
+            if "samples_per_s" in row
+            else f"{row['ms_per_step']} ms/step (Trainer {row['trainer_ms']}, loop {row['loop_ms']})"
+            if "ms_per_step" in row
+            else f"{row['rows_per_s']:,} rows/s"
+            + (f" of {row['rows']:,} on {row['cores']} cores" if "cores" in row else "")
+            + (f"; decode limit {row['decode_limit_per_s']:,}/s" if "decode_limit_per_s" in row else "")
+            if "rows_per_s" in row
+            else f"{row['images_per_s']:,.0f} images/s of {row['images']:,}"
+            + (f"; decode limit {row['decode_limit_per_s']:,}/s" if "decode_limit_per_s" in row else "")
+            if "images_per_s" in row
+            else ", ".join(f"{k} {v} s" for k, v in row.get("per_notebook_s", {}).items())
+            + (
+                f"; cache {row['cache_build_s']} s; peak GPU "
+                + (f"{row['peak_gpu_mib']:,} MiB" if row.get("peak_gpu_mib") else "n/a")
+                if "cache_build_s" in row
+                else ""
+            )
+        )
         mfu = f"{100 * row['mfu']:.1f} %" if row.get("mfu") is not None else ""
-        lines.append(f"| {row['part']} | {row['status']} | {figure} | {mfu} | {row.get('target', '')} | "
-                     f"{row.get('seconds', '')} |")
+        lines.append(
+            f"| {row['part']} | {row['status']} | {figure} | {mfu} | {row.get('target', '')} | "
+            f"{row.get('seconds', '')} |"
+        )
     (out / "gpu_session.md").write_text("\n".join(lines) + "\n")
 
 
 def session_parts(out: Path, smoke: bool) -> list:
     """(a part, its time limit) in the order they run: the telling rows first (eager throughput,
     notebooks, prediction), then compilation and the other precisions."""
-    parts = [(lambda limit: data_rows(out, smoke, limit), 240),
-             (lambda limit: throughput_rows(out, smoke, "bf16", False, limit), 150),
-             (lambda limit: notebook_rows(out, smoke, limit), 240),
-             (lambda limit: predict_rows(out, smoke, limit), 180),
-             (lambda limit: throughput_rows(out, smoke, "bf16", True, limit), 240)]
+    parts = [
+        (lambda limit: data_rows(out, smoke, limit), 240),
+        (lambda limit: throughput_rows(out, smoke, "bf16", False, limit), 150),
+        (lambda limit: notebook_rows(out, smoke, limit), 240),
+        (lambda limit: predict_rows(out, smoke, limit), 180),
+        (lambda limit: throughput_rows(out, smoke, "bf16", True, limit), 240),
+    ]
     parts += [(lambda limit, p=p: throughput_rows(out, smoke, p, False, limit), 90) for p in ("tf32", "fp32")]
     parts += [(lambda limit, p=p: throughput_rows(out, smoke, p, True, limit), 240) for p in ("tf32", "fp32")]
     return [(part, min(limit, PART_LIMIT)) for part, limit in parts]

@@ -15,6 +15,7 @@ sampled every 20 ms: the process's own memory, without file pages the OS can dro
 the cache, bytes on disk per row. The synthetic images are generated once for the largest
 count (not measured: a test fixture, not part of the pipeline); smaller counts take a subset.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,14 +39,33 @@ def profile(work: Path, rows: int, side: int, largest: int) -> dict:
     from helpers.config import load_config
 
     captions = largest // 6
-    return load_config(ROOT / "params" / "smoke.yaml", {
-        "profile": f"memory-{rows}", "work_dir": str(work), "test_split": "",
-        "synthetic_captions": {"train": captions, "validation": max(2, captions // 10),
-                               "unlabelled": max(2, captions // 4)},
-        "synthetic_image_size": side, "max_captions_per_split": rows // 6,
-        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                          "image_size": side, "patch_size": 32},
-        "batch_size": 64, "eval_batch_size": 256, "epochs": 1, "pseudo_threshold": 0.05}).to_dict()
+    return load_config(
+        ROOT / "params" / "smoke.yaml",
+        {
+            "profile": f"memory-{rows}",
+            "work_dir": str(work),
+            "test_split": "",
+            "synthetic_captions": {
+                "train": captions,
+                "validation": max(2, captions // 10),
+                "unlabelled": max(2, captions // 4),
+            },
+            "synthetic_image_size": side,
+            "max_captions_per_split": rows // 6,
+            "vision_config": {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": side,
+                "patch_size": 32,
+            },
+            "batch_size": 64,
+            "eval_batch_size": 256,
+            "epochs": 1,
+            "pseudo_threshold": 0.05,
+        },
+    ).to_dict()
 
 
 class Sampler(threading.Thread):
@@ -74,10 +94,10 @@ def status() -> dict[str, int]:
 def run_phase(phase: str, values: dict) -> dict:
     import numpy as np
 
-    from helpers.study import stages
     from helpers.config import load_config
     from helpers.data.splits import study_splits
     from helpers.modeling.building import build_model, preprocessing
+    from helpers.study import stages
 
     cfg = load_config(values)
     baseline = status()
@@ -99,7 +119,9 @@ def run_phase(phase: str, values: dict) -> dict:
         predictions = inference.predict(model, caches["unlabelled"], cfg.eval_batch_size, desc="predict pool")
         captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[caches["unlabelled"].rows]
         selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed)
-        train_plus, val_plus, stats = pseudo.augment(caches["train"], caches["validation"], caches["unlabelled"], selection)
+        train_plus, val_plus, stats = pseudo.augment(
+            caches["train"], caches["validation"], caches["unlabelled"], selection
+        )
         out["train_rows_after_pseudo"] = len(train_plus)
     if phase == "epoch":
         from helpers.training import trainer as training
@@ -115,8 +137,12 @@ def run_phase(phase: str, values: dict) -> dict:
 
 
 def phase_in_new_process(phase: str, values: dict) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--phase", phase, "--values", json.dumps(values)],
-                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, "--values", json.dumps(values)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     if done.returncode:
         raise RuntimeError(f"phase {phase} of {values['profile']} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -128,16 +154,20 @@ def measure(work: Path, rows: int, side: int, largest: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    mib = 1024 ** 2
-    lines = ["| training rows | phase | peak RSS (MiB) | peak anonymous (MiB) | cache on disk | per cached row |",
-             "|---|---|---|---|---|---|"]
+    mib = 1024**2
+    lines = [
+        "| training rows | phase | peak RSS (MiB) | peak anonymous (MiB) | cache on disk | per cached row |",
+        "|---|---|---|---|---|---|",
+    ]
     for result in results:
         for phase in PHASES:
             r = result[phase]
             disk = f"{r['cache_bytes'] / mib:,.0f} MiB" if "cache_bytes" in r and phase == "cache" else ""
             per_row = f"{r['cache_bytes'] / r['cached_rows'] / 1000:,.1f} KB" if disk else ""
-            lines.append(f"| {result['rows']:,} | {phase} | {r['peak_rss'] / mib:,.0f} | {r['peak_anon'] / mib:,.0f} | "
-                         f"{disk} | {per_row} |")
+            lines.append(
+                f"| {result['rows']:,} | {phase} | {r['peak_rss'] / mib:,.0f} | {r['peak_anon'] / mib:,.0f} | "
+                f"{disk} | {per_row} |"
+            )
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ PNG images, the sizes that make decoding, not the model, the cost on a CPU. It i
 on every core, and kept under --work (writing 800 + 200 files one by one took 57 s of a 2-core
 AMD EPYC: most of what a session's 90 s went on before scoring began).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,7 +72,7 @@ def bare_decode_rate(folder: Path, size: int, workers: int) -> float:
     from helpers.data.images import decode_many
 
     files = [str(p) for p in sorted(folder.iterdir())]
-    chunks = [files[i:i + 32] for i in range(0, len(files), 32)]
+    chunks = [files[i : i + 32] for i in range(0, len(files), 32)]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         decoded = sum(len(part) for part in pool.map(decode_many, chunks, [size] * len(chunks), [None] * len(chunks)))
@@ -97,7 +98,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     folder = write_folder(args.work / "images", args.photos, args.pngs)
-    results = {"images": args.photos + args.pngs, "cores": os.cpu_count(), "write_seconds": time.perf_counter() - started}
+    results = {
+        "images": args.photos + args.pngs,
+        "cores": os.cpu_count(),
+        "write_seconds": time.perf_counter() - started,
+    }
     model = results["model"] = model_dir(args.model, args.work)
     warm = args.work / "warm"
     warm.mkdir(exist_ok=True)
@@ -109,15 +114,19 @@ def main(argv=None) -> int:
     results["bare_decode"] = bare_decode_rate(folder, size, os.cpu_count() or 1)
     results["workers_default"] = rate(model, folder, args.work / "default.csv", os.cpu_count() or 1)
     results["share_of_decode_limit"] = results["workers_default"] / results["bare_decode"]
-    print(f"{results['images']} images ({args.photos} JPEG 640x480, {args.pngs} PNG 1024x1024), model {model}; "
-          f"files written in {results['write_seconds']:.1f} s")
+    print(
+        f"{results['images']} images ({args.photos} JPEG 640x480, {args.pngs} PNG 1024x1024), model {model}; "
+        f"files written in {results['write_seconds']:.1f} s"
+    )
     if not args.no_single:
         results["workers_1"] = rate(model, folder, args.work / "one.csv", 1)
         results["speedup"] = results["workers_default"] / results["workers_1"]
         print(f"1 decode worker:             {results['workers_1']:.1f} images/s")
     print(f"{results['cores']} decode workers (default): {results['workers_default']:.1f} images/s")
-    print(f"bare decode + resize, {results['cores']} processes, no model: {results['bare_decode']:.1f} images/s; "
-          f"scoring runs at {100 * results['share_of_decode_limit']:.0f}% of it")
+    print(
+        f"bare decode + resize, {results['cores']} processes, no model: {results['bare_decode']:.1f} images/s; "
+        f"scoring runs at {100 * results['share_of_decode_limit']:.0f}% of it"
+    )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
     return 0

@@ -5,6 +5,7 @@ docs/measurements.md were compared (epochs, learning rate, vision tower, ...).
     python benchmarks/seed_spread.py params/demo.yaml --seeds 0 1 2 3 4
     python benchmarks/seed_spread.py params/demo.yaml --seeds 0 1 2 3 4 --set epochs=8
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +50,16 @@ def main(argv=None) -> int:
         seconds.append(time.perf_counter() - started)
         scores, _ = evaluate(model, caches[scored], cfg, None)
         found.append((100 * scores["f1_a"], 100 * scores["f1_b_weighted"]))
-        print(f"seed {seed}: {scored} F1-A {found[-1][0]:.1f}, weighted F1-B {found[-1][1]:.1f} ({seconds[-1]:.1f} s)",
-              flush=True)
+        print(
+            f"seed {seed}: {scored} F1-A {found[-1][0]:.1f}, weighted F1-B {found[-1][1]:.1f} ({seconds[-1]:.1f} s)",
+            flush=True,
+        )
     values = np.array(found)
     spread = values.std(0, ddof=1) if len(values) > 1 else np.full(2, np.nan)
-    print(f"{base.profile} {args.set or ''}: F1-A {values[:, 0].mean():.2f} ± {spread[0]:.2f}, weighted F1-B "
-          f"{values[:, 1].mean():.2f} ± {spread[1]:.2f} over {len(values)} seeds; {np.mean(seconds):.1f} s a training")
+    print(
+        f"{base.profile} {args.set or ''}: F1-A {values[:, 0].mean():.2f} ± {spread[0]:.2f}, weighted F1-B "
+        f"{values[:, 1].mean():.2f} ± {spread[1]:.2f} over {len(values)} seeds; {np.mean(seconds):.1f} s a training"
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ on the same cores (no tokenising, digests or writing): how close building runs t
 Prints samples/s, the speed-up over (a), and MFU (model FLOPs per sample counted by
 torch.utils.flop_counter, over the device's dense bf16 peak) where the peak is known.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,10 +80,16 @@ class PaperStyle(torch.utils.data.Dataset):
         row = self.split[index]
         image = Image.open(io.BytesIO(row["Image"]["bytes"])).convert("RGB")
         pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
-        text = self.tokenizer(row["Caption"], padding="max_length", truncation=True, max_length=self.max_length,
-                              return_tensors="pt")
-        return {"input_ids": text["input_ids"][0], "attention_mask": text["attention_mask"][0], "pixel_values": pixels,
-                "label_a": torch.tensor(row["Label_A"]), "label_b": torch.tensor(row["Label_B"])}
+        text = self.tokenizer(
+            row["Caption"], padding="max_length", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {
+            "input_ids": text["input_ids"][0],
+            "attention_mask": text["attention_mask"][0],
+            "pixel_values": pixels,
+            "label_a": torch.tensor(row["Label_A"]),
+            "label_b": torch.tensor(row["Label_B"]),
+        }
 
 
 def bare_decode_rows_per_s(split, side: int) -> float:
@@ -106,8 +113,9 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_loop(model, batches, device, steps, warmup, bf16, fused, per_step: list | None = None,
-              timings: dict | None = None) -> float:
+def time_loop(
+    model, batches, device, steps, warmup, bf16, fused, per_step: list | None = None, timings: dict | None = None
+) -> float:
     """Seconds per step of fwd + bwd + optimiser step over `steps` batches after `warmup` ones
     (per_step, when given, receives each step's seconds, the device waited for at every step;
     timings, when given, the seconds of the warm-up steps as warmup_s)."""
@@ -142,8 +150,14 @@ def repeat(loader):
 
 
 def paper_style(model, dataset, cfg, device, args, workers: int) -> float:
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                                         drop_last=True, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+    )
     return cfg.batch_size / time_loop(model, repeat(loader), device, args.steps, args.warmup, bf16=False, fused=False)
 
 
@@ -182,8 +196,14 @@ def timed_trainer(cfg, model, cached, steps: int, warmup: int, out: str, steps_t
 
     per_step_sync = steps_timed_apart
     args = training.training_arguments(cfg, Path(out))
-    for key, value in dict(max_steps=warmup + steps, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-                           logging_strategy="no", disable_tqdm=True).items():
+    for key, value in dict(
+        max_steps=warmup + steps,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+        logging_strategy="no",
+        disable_tqdm=True,
+    ).items():
         setattr(args, key, value)
     clock = Clock()
     return training.make_trainer(cfg, model, cached, cached, args, [clock]), clock
@@ -219,11 +239,26 @@ def tiny_config(cfg, side: int):
     """The profile with towers 32 wide and one layer deep (a BERT and a CLIP vision tower at the
     cache's image side): the step costs almost nothing, so what remains is the training loop's."""
     return dataclasses.replace(
-        cfg, text_encoder="bert", text_init="random", tokenizer=cfg.tokenizer or cfg.text_encoder,
+        cfg,
+        text_encoder="bert",
+        text_init="random",
+        tokenizer=cfg.tokenizer or cfg.text_encoder,
         text_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        vision_encoder="clip_vision_model", vision_init="random", vision_input="pixels", freeze_text=False,
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": side, "patch_size": side // 4}, fusion_dim=32, image_size=side)
+        vision_encoder="clip_vision_model",
+        vision_init="random",
+        vision_input="pixels",
+        freeze_text=False,
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": side,
+            "patch_size": side // 4,
+        },
+        fusion_dim=32,
+        image_size=side,
+    )
 
 
 def trainer_overhead(cfg, cached, steps: int, warmup: int, device) -> dict:
@@ -237,11 +272,22 @@ def trainer_overhead(cfg, cached, steps: int, warmup: int, device) -> dict:
         trainer.train()
         model, _ = build_model(tiny)
         loop = []
-        time_loop(model, repeat(trainer.get_train_dataloader()), device, steps, warmup,
-                  bf16=training.precision.bf16_autocast(tiny), fused=True, per_step=loop)
+        time_loop(
+            model,
+            repeat(trainer.get_train_dataloader()),
+            device,
+            steps,
+            warmup,
+            bf16=training.precision.bf16_autocast(tiny),
+            fused=True,
+            per_step=loop,
+        )
     trainer_ms, loop_ms = 1000 * float(np.median(clock.per_step)), 1000 * float(np.median(loop))
-    return {"e_trainer_ms_per_step": trainer_ms, "e_plain_loop_ms_per_step": loop_ms,
-            "e_trainer_overhead_ms_per_step": trainer_ms - loop_ms}
+    return {
+        "e_trainer_ms_per_step": trainer_ms,
+        "e_plain_loop_ms_per_step": loop_ms,
+        "e_trainer_overhead_ms_per_step": trainer_ms - loop_ms,
+    }
 
 
 def main(argv=None) -> int:
@@ -257,16 +303,28 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--workers", type=int, default=8, help="data-loader processes for the second paper-style run")
     parser.add_argument("--out", help="also write the figures as JSON here")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a profile key, e.g. --set bf16=false --set torch_compile=true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a profile key, e.g. --set bf16=false --set torch_compile=true",
+    )
     args = parser.parse_args(argv)
     cfg = load_config(args.profile, parse_overrides(args.set))
     device = pick_device()
     torch.manual_seed(0)
     training.precision.apply_tf32(cfg)
-    results = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu", "profile": cfg.profile,
-               "batch_size": cfg.batch_size, "bf16": cfg.bf16, "tf32": cfg.tf32, "torch_compile": cfg.torch_compile,
-               "num_workers": cfg.num_workers, "device_cache": cfg.device_cache, "rows": args.rows}
+    results = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "profile": cfg.profile,
+        "batch_size": cfg.batch_size,
+        "bf16": cfg.bf16,
+        "tf32": cfg.tf32,
+        "torch_compile": cfg.torch_compile,
+        "num_workers": cfg.num_workers,
+        "device_cache": cfg.device_cache,
+        "rows": args.rows,
+    }
     split = training_split(args)
     model, tokenizer = build_model(cfg)
     side = model.config.image_size
@@ -274,8 +332,12 @@ def main(argv=None) -> int:
     if "a" in args.parts:
         from transformers import CLIPImageProcessor
 
-        processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
-                                       image_mean=model.config.image_mean, image_std=model.config.image_std)
+        processor = CLIPImageProcessor(
+            size={"shortest_edge": side},
+            crop_size={"height": side, "width": side},
+            image_mean=model.config.image_mean,
+            image_std=model.config.image_std,
+        )
         paper = PaperStyle(split, tokenizer, processor, cfg.max_caption_length)
         results["a_paper_style_workers0"] = paper_style(model, paper, cfg, device, args, workers=0)
     with tempfile.TemporaryDirectory() as scratch:
@@ -302,16 +364,19 @@ def main(argv=None) -> int:
         if cfg.torch_compile:  # as the study compiles (b)'s model (in place, so perhaps again here)
             compile_repeated_blocks(model)
         timings = {}
-        results["c_model_alone"] = cfg.batch_size / time_loop(model, iter(resident), device, args.steps, args.warmup,
-                                                              bf16=bf16, fused=True, timings=timings)
+        results["c_model_alone"] = cfg.batch_size / time_loop(
+            model, iter(resident), device, args.steps, args.warmup, bf16=bf16, fused=True, timings=timings
+        )
         results["c_warmup_s"] = timings["warmup_s"]
     if "a" in args.parts and args.workers:  # last: loader processes compete with the main process for the CPU
         results[f"a_paper_style_workers{args.workers}"] = paper_style(model, paper, cfg, device, args, args.workers)
     per_sample = flops_per_sample(model, on_device, device, bf16)
     results["model_gflop_per_sample"] = per_sample / 1e9
     peak = next((v for k, v in PEAK_BF16.items() if k in results["device"]), None)
-    print(f"device: {results['device']} · profile {cfg.profile} · batch {cfg.batch_size} · {args.rows} rows · "
-          f"{per_sample / 1e9:.3g} GFLOP per sample (fwd+bwd)")
+    print(
+        f"device: {results['device']} · profile {cfg.profile} · batch {cfg.batch_size} · {args.rows} rows · "
+        f"{per_sample / 1e9:.3g} GFLOP per sample (fwd+bwd)"
+    )
     baseline = results.get("a_paper_style_workers0")
     for key in sorted(k for k in results if k[:2] in ("a_", "b_", "c_", "d_") and not k.endswith("_mfu")):
         mfu = f"{100 * results[key] * per_sample / peak:.1f} % MFU" if peak else "MFU n/a (peak unknown)"
@@ -322,17 +387,25 @@ def main(argv=None) -> int:
         results["b_over_c"] = results["b_ours_from_cache"] / results["c_model_alone"]
         print(f"  (b) / (c): {results['b_over_c']:.2f}")
     warm = {k[0]: results[k] for k in ("b_warmup_s", "c_warmup_s") if k in results}
-    print("  warm-up (the first --warmup steps, compilation included): "
-          + ", ".join(f"({part}) {seconds:.1f} s" for part, seconds in warm.items()))
+    print(
+        "  warm-up (the first --warmup steps, compilation included): "
+        + ", ".join(f"({part}) {seconds:.1f} s" for part, seconds in warm.items())
+    )
     if "e_trainer_ms_per_step" in results:
-        print(f"  (e) tiny model: Trainer {results['e_trainer_ms_per_step']:.1f} ms/step, plain loop "
-              f"{results['e_plain_loop_ms_per_step']:.1f}: the Trainer's own cost "
-              f"{results['e_trainer_overhead_ms_per_step']:.1f} ms/step")
+        print(
+            f"  (e) tiny model: Trainer {results['e_trainer_ms_per_step']:.1f} ms/step, plain loop "
+            f"{results['e_plain_loop_ms_per_step']:.1f}: the Trainer's own cost "
+            f"{results['e_trainer_overhead_ms_per_step']:.1f} ms/step"
+        )
     if "cache_build_rows_per_s" in results:
-        results["cache_build_share_of_decode_limit"] = results["cache_build_rows_per_s"] / results["bare_decode_rows_per_s"]
-        print(f"  cache build: {results['cache_build_rows_per_s']:.0f} rows/s on {os.cpu_count()} cores; bare decode + "
-              f"resize {results['bare_decode_rows_per_s']:.0f} rows/s: "
-              f"{100 * results['cache_build_share_of_decode_limit']:.0f} % of the limit")
+        results["cache_build_share_of_decode_limit"] = (
+            results["cache_build_rows_per_s"] / results["bare_decode_rows_per_s"]
+        )
+        print(
+            f"  cache build: {results['cache_build_rows_per_s']:.0f} rows/s on {os.cpu_count()} cores; bare decode + "
+            f"resize {results['bare_decode_rows_per_s']:.0f} rows/s: "
+            f"{100 * results['cache_build_share_of_decode_limit']:.0f} % of the limit"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
     return 0

@@ -66,7 +66,7 @@ def pattern(label_b: int, side: int = 32, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     top, bottom = (210, 40) if label_b == 0 else (40, 210)
     pixels = np.empty((side, side, 3), np.float64)
-    pixels[: side // 2], pixels[side // 2:] = top, bottom
+    pixels[: side // 2], pixels[side // 2 :] = top, bottom
     pixels += np.array(TINTS[label_b]) + rng.normal(0, 6, pixels.shape)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
@@ -83,8 +83,9 @@ def learned_dir(tmp_path_factory):
     cfg = load_config(ROOT / "params" / "smoke.yaml")
     model, tokenizer = build_model(cfg)
     labels = np.tile(np.arange(6), 32)
-    pixels = torch.from_numpy(np.stack([square_uint8(pattern(int(b), seed=i), model.config.image_size)
-                                        for i, b in enumerate(labels)]))
+    pixels = torch.from_numpy(
+        np.stack([square_uint8(pattern(int(b), seed=i), model.config.image_size) for i, b in enumerate(labels)])
+    )
     ids, lengths = tokenize(tokenizer, [""] * len(labels), cfg.max_caption_length)
     ids = torch.from_numpy(ids[:, : max(int(lengths.max()), 1)]).long()
     mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()

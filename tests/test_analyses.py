@@ -4,9 +4,9 @@ import pytest
 from PIL import Image
 
 from helpers.analyses import common, conclusions
+from helpers.cache.dataset import CachedSplit
 from helpers.evaluation import calibration
 from helpers.evaluation import perturbations as perturb
-from helpers.cache.dataset import CachedSplit
 
 
 def _image(w=40, h=30, seed=0):
@@ -40,8 +40,14 @@ def test_ece_matches_a_hand_computation():
     label = np.array([0, 0, 1, 1, 1, 0, 1, 0])
     # bins: [0,.1): {0.05}->acc 0; [.1,.2): {0.15, 0.12}->acc .5; [.4,.5): {0.45}->0; [.5,.6): {0.55}->1;
     # [.8,.9): {0.85}->1; [.9,1]: {0.95, 0.91}->.5
-    expected = (1 * abs(0.05 - 0) + 2 * abs(0.135 - 0.5) + 1 * abs(0.45 - 0) + 1 * abs(0.55 - 1)
-                + 1 * abs(0.85 - 1) + 2 * abs(0.93 - 0.5)) / 8
+    expected = (
+        1 * abs(0.05 - 0)
+        + 2 * abs(0.135 - 0.5)
+        + 1 * abs(0.45 - 0)
+        + 1 * abs(0.55 - 1)
+        + 1 * abs(0.85 - 1)
+        + 2 * abs(0.93 - 0.5)
+    ) / 8
     assert np.isclose(calibration.ece(prob, label), expected)
     assert calibration.ece(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0
 
@@ -68,8 +74,14 @@ def test_best_threshold_beats_or_equals_one_half():
 def _cached(labels_b):
     n = len(labels_b)
     labels_b = np.asarray(labels_b)
-    return CachedSplit(np.zeros((n, 3, 2, 2), np.uint8), np.zeros((n, 3), np.int32), np.ones(n, np.int32),
-                       (labels_b != 0).astype(np.int64), labels_b.astype(np.int64), np.arange(n))
+    return CachedSplit(
+        np.zeros((n, 3, 2, 2), np.uint8),
+        np.zeros((n, 3), np.int32),
+        np.ones(n, np.int32),
+        (labels_b != 0).astype(np.int64),
+        labels_b.astype(np.int64),
+        np.arange(n),
+    )
 
 
 def test_leave_one_generator_out_split():
@@ -80,11 +92,19 @@ def test_leave_one_generator_out_split():
 
 
 def test_the_conclusions_decide_from_the_numbers():
-    table = pd.DataFrame({"f1_a": [0.909, 0.99, 0.995], "f1_b_weighted": [0.05, 0.9, 0.91]}, index=["text", "image", "both"])
+    table = pd.DataFrame(
+        {"f1_a": [0.909, 0.99, 0.995], "f1_b_weighted": [0.05, 0.9, 0.91]}, index=["text", "image", "both"]
+    )
     assert conclusions.text_at_chance(table)  # 'all AI' and a guessed generator: no leak
     assert not conclusions.text_at_chance(table.assign(f1_b_weighted=[0.7, 0.9, 0.91]))  # text above chance: a leak
-    curves = pd.DataFrame({"perturbation": ["jpeg_quality"] * 3 + ["blur_sigma"] * 2, "level": [100, 50, 30, 0.0, 2.0],
-                           "f1_a": [0.99, 0.9, 0.7, 0.99, 0.98], "f1_b_weighted": [0.9, 0.6, 0.4, 0.9, 0.88]})
+    curves = pd.DataFrame(
+        {
+            "perturbation": ["jpeg_quality"] * 3 + ["blur_sigma"] * 2,
+            "level": [100, 50, 30, 0.0, 2.0],
+            "f1_a": [0.99, 0.9, 0.7, 0.99, 0.98],
+            "f1_b_weighted": [0.9, 0.6, 0.4, 0.9, 0.88],
+        }
+    )
     assert conclusions.drops(curves) == pytest.approx({"jpeg_quality": 0.29, "blur_sigma": 0.01})
     assert "jpeg quality alone costs it 29.0 points of F1-A" in conclusions.robustness_conclusion(curves)
     assert "jpeg quality costs 50.0 points of weighted F1-B" in conclusions.robustness_conclusion(curves)
@@ -96,8 +116,10 @@ def test_the_conclusions_decide_from_the_numbers():
 
 
 def test_the_unseen_verdict_refuses_to_read_recall_when_real_photos_are_not_recognised():
-    table = pd.DataFrame({"recall_held_out": [1.0, 0.99], "recall_seen": [1.0, 1.0], "real_specificity": [0.02, 0.0]},
-                         index=["SD 2.1", "SDXL"])
+    table = pd.DataFrame(
+        {"recall_held_out": [1.0, 0.99], "recall_seen": [1.0, 1.0], "real_specificity": [0.02, 0.0]},
+        index=["SD 2.1", "SDXL"],
+    )
     assert conclusions.transfer_verdict(table) == "unreadable"
     table["real_specificity"] = 0.97
     assert conclusions.transfer_verdict(table) == "transfers"
@@ -109,24 +131,37 @@ def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
     import numpy as np
 
     def rows(variant, f1_b):
-        return [{"variant": variant, "seed": seed, "test F1-A": 0.9, "test F1-B (weighted)": b, "outside F1-A": np.nan}
-                for seed, b in zip((1, 2), f1_b)]
+        return [
+            {"variant": variant, "seed": seed, "test F1-A": 0.9, "test F1-B (weighted)": b, "outside F1-A": np.nan}
+            for seed, b in zip((1, 2), f1_b)
+        ]
 
     b = "test F1-B (weighted)"
     # The paper's row spreads by 2 points (std 1.41): +2 is noise, +5 is past twice the std.
-    table = pd.DataFrame(rows("paper", (0.70, 0.72)) + rows("small", (0.72, 0.74)) + rows("large", (0.75, 0.77))
-                         + rows("worse", (0.60, 0.62)))
-    assert conclusions.variant_verdicts(table) == {"small": ("paper", [], [], "own"), "large": ("paper", [b], [], "own"),
-                                                   "worse": ("paper", [], [b], "own")}
+    table = pd.DataFrame(
+        rows("paper", (0.70, 0.72))
+        + rows("small", (0.72, 0.74))
+        + rows("large", (0.75, 0.77))
+        + rows("worse", (0.60, 0.62))
+    )
+    assert conclusions.variant_verdicts(table) == {
+        "small": ("paper", [], [], "own"),
+        "large": ("paper", [b], [], "own"),
+        "worse": ("paper", [], [b], "own"),
+    }
     # One-seed pseudo-label rows: +5 points is within twice the paper row's seed std (here 7.07),
     # and past one point when no row has a second seed.
-    single = [{"variant": v, "seed": 1, "test F1-A": 0.9, b: f1, "outside F1-A": np.nan}
-              for v, f1 in (("pseudo-labels: rule", 0.75), ("pseudo-labels: quota", 0.80))]
+    single = [
+        {"variant": v, "seed": 1, "test F1-A": 0.9, b: f1, "outside F1-A": np.nan}
+        for v, f1 in (("pseudo-labels: rule", 0.75), ("pseudo-labels: quota", 0.80))
+    ]
     noisy = conclusions.variant_verdicts(pd.DataFrame(rows("paper", (0.60, 0.70)) + single))
     assert noisy["pseudo-labels: quota"] == ("pseudo-labels: rule", [], [], "borrowed")
     alone = conclusions.variant_verdicts(pd.DataFrame(rows("paper", (0.70, 0.70))[:1] + single))
     assert alone["pseudo-labels: quota"] == ("pseudo-labels: rule", [b], [], "none")
-    rules = pd.DataFrame({"kept": [53, 4, 52], "right (%)": [98.1, 100.0, 100.0]}, index=["paper", "quota", "group check"])
+    rules = pd.DataFrame(
+        {"kept": [53, 4, 52], "right (%)": [98.1, 100.0, 100.0]}, index=["paper", "quota", "group check"]
+    )
     assert conclusions.most_often_right(rules) == ["group check", "quota"]
 
 
@@ -155,8 +190,9 @@ def test_conclusions_say_no_change_where_every_seed_gives_the_same_scores():
 
     from helpers.analyses import seeds
 
-    rows = pd.DataFrame([{"seed": s, "model": m, "f1_a": 1.0, "f1_b_weighted": 1.0}
-                         for s in (42, 7, 1) for m in ("before", "after")])
+    rows = pd.DataFrame(
+        [{"seed": s, "model": m, "f1_a": 1.0, "f1_b_weighted": 1.0} for s in (42, 7, 1) for m in ("before", "after")]
+    )
     text = conclusions.seeds_conclusion(seeds.spread(rows), seeds.pseudo_label_effect(rows), [42, 7, 1])
     assert text.count("no change on any seed") == 2 and "within the seed noise" not in text
     assert "Every seed gives the same figures" in text and "about 0.0 points" not in text
@@ -168,15 +204,26 @@ def test_conclusions_say_no_change_where_every_seed_gives_the_same_scores():
         def summary(self):
             return "96 complete caption groups"
 
-    same = [{"variant": v, "seed": s, "test F1-A": 1.0, "test F1-B (weighted)": 1.0, "outside F1-A": np.nan}
-            for v in ("paper", "attention") for s in (42, 7, 1)]
-    assert "Attention: F1-A 100.0 and weighted F1-B 100.0 against 100.0 and 100.0 (paper); it gives the same scores." \
+    same = [
+        {"variant": v, "seed": s, "test F1-A": 1.0, "test F1-B (weighted)": 1.0, "outside F1-A": np.nan}
+        for v in ("paper", "attention")
+        for s in (42, 7, 1)
+    ]
+    assert (
+        "Attention: F1-A 100.0 and weighted F1-B 100.0 against 100.0 and 100.0 (paper); it gives the same scores."
         in conclusions.beyond_conclusion(pd.DataFrame(same), None, Report())
+    )
 
 
 def test_the_calibration_conclusion_reads_no_correction_into_an_error_of_zero():
-    result = {"ece_before": 0.0, "ece_after": 0.0, "temperature": 0.05, "threshold": 0.503, "f1_at_best": 1.0,
-              "f1_at_half": 1.0}
+    result = {
+        "ece_before": 0.0,
+        "ece_after": 0.0,
+        "temperature": 0.05,
+        "threshold": 0.503,
+        "f1_at_best": 1.0,
+        "f1_at_half": 1.0,
+    }
     text = conclusions.calibration_conclusion(result)
     assert "nothing for scaling to correct" in text and "under-confident" not in text
     text = conclusions.calibration_conclusion({**result, "ece_before": 0.08, "ece_after": 0.01, "temperature": 1.8})

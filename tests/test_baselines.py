@@ -1,5 +1,6 @@
 """The baselines of notebook 12 on tiny data: frozen features extracted once, each linear probe's
 fit and predict, and the table's scores against hand-computed values."""
+
 import numpy as np
 import pytest
 
@@ -23,7 +24,9 @@ def test_the_logistic_probe_and_the_few_pair_svm_separate_separable_features():
     assert probes.few_shot_svm(features, label, pairs=1000, seed=0)[1] == 30  # all of the smaller class
 
 
-def test_frozen_features_are_extracted_once_per_split_and_tower(tmp_path, smoke_cfg, smoke_splits, smoke_model, monkeypatch):
+def test_frozen_features_are_extracted_once_per_split_and_tower(
+    tmp_path, smoke_cfg, smoke_splits, smoke_model, monkeypatch
+):
     from helpers.study import stages
 
     model, tokenizer = smoke_model
@@ -34,8 +37,9 @@ def test_frozen_features_are_extracted_once_per_split_and_tower(tmp_path, smoke_
     assert np.array_equal(probes.cached_features(model, cached, tmp_path), first)
 
 
-def test_frozen_features_see_what_the_profiles_tower_sees_and_are_kept_apart_per_input(tmp_path, smoke_cfg, smoke_splits,
-                                                                                      smoke_model):
+def test_frozen_features_see_what_the_profiles_tower_sees_and_are_kept_apart_per_input(
+    tmp_path, smoke_cfg, smoke_splits, smoke_model
+):
     """Under vision_input: npr the probes read the residuals the detector's tower reads, and features
     of the same weights on raw pixels are never taken for them."""
     import torch
@@ -72,11 +76,28 @@ def test_the_reports_index_names_each_baselines_source_and_the_paper(tmp_path):
 
     from helpers.study.report import write_index
 
-    (tmp_path / "metrics.json").write_text(json.dumps({"analyses": {"baselines": {
-        "title": "Baselines", "conclusion": "c", "html": "12_baselines.html", "figures": [], "numbers": {}}}}))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "analyses": {
+                    "baselines": {
+                        "title": "Baselines",
+                        "conclusion": "c",
+                        "html": "12_baselines.html",
+                        "figures": [],
+                        "numbers": {},
+                    }
+                }
+            }
+        )
+    )
     page = write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()
-    for author, link in (("Moskowitz", "2404.08788"), ("Ojha", "2302.10174"), ("Cozzolino", "2312.00195"),
-                         ("Guo &amp; Zubiaga", "2602.23863")):
+    for author, link in (
+        ("Moskowitz", "2404.08788"),
+        ("Ojha", "2302.10174"),
+        ("Cozzolino", "2312.00195"),
+        ("Guo &amp; Zubiaga", "2602.23863"),
+    ):
         assert author in page and f"https://arxiv.org/abs/{link}" in page
     (tmp_path / "metrics.json").write_text("{}")
     assert "Moskowitz" not in write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()

@@ -3,15 +3,17 @@ import numpy as np
 import pytest
 
 from conftest import png_bytes
-from helpers.cache.store import BadImagesError, build_cache
 from helpers.cache.dataset import collate
+from helpers.cache.store import BadImagesError, build_cache
 from helpers.data.schema import FEATURES
 
 
 def _split(cells):
     n = len(cells)
-    return datasets.Dataset.from_dict({"Caption": [f"c{i}" for i in range(n)], "Image": cells, "Label_A": [1] * n,
-                                       "Label_B": [2] * n}, features=FEATURES)
+    return datasets.Dataset.from_dict(
+        {"Caption": [f"c{i}" for i in range(n)], "Image": cells, "Label_A": [1] * n, "Label_B": [2] * n},
+        features=FEATURES,
+    )
 
 
 def _folders(root):
@@ -33,8 +35,12 @@ def test_cache_is_built_once_and_keyed_by_settings(tmp_path, smoke_model):
 
 def test_bad_images_are_listed_not_zero_filled(tmp_path, smoke_model):
     _, tokenizer = smoke_model
-    cells = [{"bytes": png_bytes(), "path": None}, {"bytes": b"not an image", "path": None},
-             {"bytes": None, "path": str(tmp_path / "missing.png")}, {"bytes": png_bytes(), "path": None}]
+    cells = [
+        {"bytes": png_bytes(), "path": None},
+        {"bytes": b"not an image", "path": None},
+        {"bytes": None, "path": str(tmp_path / "missing.png")},
+        {"bytes": png_bytes(), "path": None},
+    ]
     cached = build_cache(_split(cells), "bad", tmp_path / "c", 8, tokenizer, 8)
     assert len(cached) + cached.n_failed == 4
     assert cached.rows.tolist() == [0, 3]

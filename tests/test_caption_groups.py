@@ -1,9 +1,10 @@
 """Caption-group decoding on hand-built groups: the joint assignment, and what falls back."""
+
 import numpy as np
 import pytest
 
-from helpers.inference.caption_groups import caption_groups, class_probabilities, group_decode
 from helpers.inference.cached import decode
+from helpers.inference.caption_groups import caption_groups, class_probabilities, group_decode
 
 
 def _heads(class_probs):
@@ -110,8 +111,9 @@ def test_a_split_without_captions_falls_back_everywhere_and_says_so():
     joint, report = group_decode(prob_ai, probs_b, [None] * 6 + [""] * 6)
     np.testing.assert_array_equal(joint.label_b, decode(prob_ai, probs_b).label_b)
     assert report.groups["complete"] == 0 and report.images["no caption"] == 12
-    assert report.summary() == ("0 complete caption groups (0 images) decoded jointly; "
-                                "per-image decoding for 1 no caption group (12 images)")
+    assert report.summary() == (
+        "0 complete caption groups (0 images) decoded jointly; per-image decoding for 1 no caption group (12 images)"
+    )
 
 
 def test_under_six_class_decoding_rows_outside_a_complete_group_keep_their_own_task_a():
@@ -131,8 +133,9 @@ def test_under_six_class_decoding_rows_outside_a_complete_group_keep_their_own_t
 def test_the_scorecards_by_group_table_reads_the_rows_as_the_model_decodes():
     """Notebook 04's 'by caption group' column: rows outside a complete group keep the answer the
     model's own decoding gives (here six_class, where head B may say 'real' for an AI answer)."""
-    import datasets
     from types import SimpleNamespace
+
+    import datasets
 
     from helpers.evaluation.scorecard import Evaluation, by_caption_group
 

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from helpers.config import ConfigError, field_names, load_config
 from conftest import ROOT
+from helpers.config import ConfigError, field_names, load_config
 
 PROFILES = sorted((ROOT / "params").glob("*.yaml"))
 
@@ -28,8 +28,17 @@ def test_an_unknown_key_is_rejected_by_name_with_the_closest_known_one():
         load_config({"profile": "x", "learning_rat": 1e-3})
 
 
-@pytest.mark.parametrize("key,value", [("epochs", "8"), ("epochs", 8.5), ("epochs", True), ("freeze_text", 1),
-                                       ("learning_rate", "fast"), ("vision_config", [1, 2])])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("epochs", "8"),
+        ("epochs", 8.5),
+        ("epochs", True),
+        ("freeze_text", 1),
+        ("learning_rate", "fast"),
+        ("vision_config", [1, 2]),
+    ],
+)
 def test_wrong_type_is_rejected_by_name(key, value):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         load_config({"profile": "x", key: value})
@@ -59,10 +68,24 @@ def test_yaml_error_names_the_file(tmp_path):
 def test_set_overrides_are_typed_like_the_yaml_and_validated_whole():
     from helpers.overrides import parse_overrides
 
-    values = parse_overrides(["epochs=2", "dataset=/data/defactify", "learning_rate=3e-5", "analyses=[]",
-                              "synthetic_captions={train: 4}", "caption_template=Caption: {}"])
-    assert values == {"epochs": 2, "dataset": "/data/defactify", "learning_rate": 3e-5, "analyses": [],
-                      "synthetic_captions": {"train": 4}, "caption_template": "Caption: {}"}
+    values = parse_overrides(
+        [
+            "epochs=2",
+            "dataset=/data/defactify",
+            "learning_rate=3e-5",
+            "analyses=[]",
+            "synthetic_captions={train: 4}",
+            "caption_template=Caption: {}",
+        ]
+    )
+    assert values == {
+        "epochs": 2,
+        "dataset": "/data/defactify",
+        "learning_rate": 3e-5,
+        "analyses": [],
+        "synthetic_captions": {"train": 4},
+        "caption_template": "Caption: {}",
+    }
     cfg = load_config(ROOT / "params" / "paper.yaml", values)
     assert cfg.epochs == 2 and cfg.dataset == "/data/defactify" and cfg.text_encoder == "bert-base-uncased"
     with pytest.raises(ConfigError, match="key=value"):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from conftest import png_bytes
-from helpers.data.schema import DataError, wide_to_long, WIDE_IMAGE_COLUMNS
+from helpers.data.schema import WIDE_IMAGE_COLUMNS, DataError, wide_to_long
 from helpers.data.sources import load_source
 from helpers.data.splits import split_by_caption
 from helpers.labels import UNLABELLED
@@ -14,7 +14,9 @@ def _wide(n=3):
     rows = {"caption": [f"caption {i}" for i in range(n)]}
     for k, column in enumerate(WIDE_IMAGE_COLUMNS):
         rows[column] = [{"bytes": png_bytes(color=(k * 40, i, 0)), "path": None} for i in range(n)]
-    features = datasets.Features({"caption": datasets.Value("string"), **{c: datasets.Image() for c in WIDE_IMAGE_COLUMNS}})
+    features = datasets.Features(
+        {"caption": datasets.Value("string"), **{c: datasets.Image() for c in WIDE_IMAGE_COLUMNS}}
+    )
     return datasets.Dataset.from_dict(rows, features=features)
 
 
@@ -26,7 +28,10 @@ def test_wide_release_becomes_six_long_rows_per_caption(tmp_path):
     assert long["Label_B"][:6] == [0, 1, 2, 3, 4, 5] and long["Label_A"][:6] == [0, 1, 1, 1, 1, 1]
     assert long["Caption"][:6] == ["caption 0"] * 6
     # The SDXL image of caption 1 is the wide row's sdxl_image, byte for byte.
-    assert long[6 + 2]["Image"]["bytes"] == wide.cast_column("sdxl_image", datasets.Image(decode=False))[1]["sdxl_image"]["bytes"]
+    assert (
+        long[6 + 2]["Image"]["bytes"]
+        == wide.cast_column("sdxl_image", datasets.Image(decode=False))[1]["sdxl_image"]["bytes"]
+    )
 
 
 def test_wide_to_long_batch_function():
@@ -75,8 +80,9 @@ def test_folder_with_csv(tmp_path):
     (tmp_path / "img").mkdir()
     for i in range(3):
         (tmp_path / "img" / f"{i}.png").write_bytes(png_bytes(color=(i, 0, 0)))
-    pd.DataFrame({"file": [f"img/{i}.png" for i in range(3)], "caption": ["x", "y", "z"], "label_b": [0, 3, 5]}
-                 ).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"file": [f"img/{i}.png" for i in range(3)], "caption": ["x", "y", "z"], "label_b": [0, 3, 5]}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
     ds = load_source(str(tmp_path))["train"]
     assert ds["Label_A"] == [0, 1, 1] and ds["Caption"] == ["x", "y", "z"]
     assert ds[1]["Image"]["path"].endswith("img/1.png")

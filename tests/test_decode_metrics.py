@@ -1,16 +1,20 @@
 import numpy as np
 import pytest
 
-from helpers.inference.cached import decode
 from helpers.evaluation.metrics import all_metrics, confusion, task_a_metrics, task_b_metrics, write_competition_json
+from helpers.inference.cached import decode
 
 
 def test_hierarchical_decoding():
     prob_ai = np.array([0.2, 0.9, 0.5, 0.49])
-    probs_b = np.array([[0.0, 0.1, 0.6, 0.1, 0.1, 0.1],   # A says real: B must be real despite head B
-                        [0.9, 0.02, 0.02, 0.02, 0.02, 0.02],  # A says AI: B is the best AI class, never 'real'
-                        [0.1, 0.1, 0.1, 0.1, 0.1, 0.5],
-                        [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
+    probs_b = np.array(
+        [
+            [0.0, 0.1, 0.6, 0.1, 0.1, 0.1],  # A says real: B must be real despite head B
+            [0.9, 0.02, 0.02, 0.02, 0.02, 0.02],  # A says AI: B is the best AI class, never 'real'
+            [0.1, 0.1, 0.1, 0.1, 0.1, 0.5],
+            [0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+        ]
+    )
     out = decode(prob_ai, probs_b)
     assert out.label_a.tolist() == [0, 1, 1, 0]
     assert out.label_b[[0, 3]].tolist() == [0, 0] and out.label_b[2] == 5 and out.label_b[1] in (1, 2, 3, 4, 5)
@@ -48,7 +52,10 @@ def test_competition_json(tmp_path):
     import json
 
     path = write_competition_json(tmp_path / "a.json", [1, 0], [3, 0], index=[7, 9])
-    assert json.loads(path.read_text()) == [{"index": 7, "Label_A": 1, "Label_B": 3}, {"index": 9, "Label_A": 0, "Label_B": 0}]
+    assert json.loads(path.read_text()) == [
+        {"index": 7, "Label_A": 1, "Label_B": 3},
+        {"index": 9, "Label_A": 0, "Label_B": 0},
+    ]
     assert set(all_metrics([1], [2], [1], [2])) >= {"f1_a", "f1_b_weighted"}
 
 
@@ -58,16 +65,21 @@ def test_the_competition_file_has_every_input_even_when_images_cannot_be_read(tm
     import datasets
 
     from conftest import png_bytes
-    from helpers.evaluation import scorecard as evaluate
     from helpers.cache.store import build_cache
     from helpers.data.schema import FEATURES
+    from helpers.evaluation import scorecard as evaluate
     from helpers.inference.cached import predict
     from helpers.study.stages import with_zero_inputs
 
     model, tokenizer = smoke_model
-    cells = [{"bytes": png_bytes(), "path": None}, {"bytes": b"broken", "path": None}, {"bytes": png_bytes(), "path": None}]
-    split = datasets.Dataset.from_dict({"Caption": ["a", "b", "c"], "Image": cells, "Label_A": [-1] * 3,
-                                        "Label_B": [-1] * 3}, features=FEATURES)
+    cells = [
+        {"bytes": png_bytes(), "path": None},
+        {"bytes": b"broken", "path": None},
+        {"bytes": png_bytes(), "path": None},
+    ]
+    split = datasets.Dataset.from_dict(
+        {"Caption": ["a", "b", "c"], "Image": cells, "Label_A": [-1] * 3, "Label_B": [-1] * 3}, features=FEATURES
+    )
     cached = build_cache(split, "pool", tmp_path / "c", 32, tokenizer, 8)
     assert len(cached) == 2  # bad_images: skip leaves it out of training and metrics ...
     complete = with_zero_inputs(smoke_cfg, split, "unlabelled", cached, tokenizer, 32)

@@ -1,4 +1,5 @@
 """The front page and the docs: every relative link resolves, and the README stays a front page."""
+
 import re
 
 from conftest import ROOT

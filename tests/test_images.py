@@ -1,4 +1,5 @@
 """Every kind of file people point the detector at: each row's status and reason."""
+
 import io
 import json
 
@@ -145,7 +146,11 @@ def test_predict_folder_accounts_for_every_input(tmp_path, trained_dir):
     assert set(errors["path"].str.split("zoo/").str[1]) == {n for n, s in expected.items() if s == "failed"}
     answer = json.loads((tmp_path / "out" / "answer.json").read_text())
     # One entry per input, unreadable ones included (scored on the all-zero input, as the authors' code).
-    assert [a["index"] for a in answer] == list(range(len(expected))) and set(answer[0]) == {"index", "Label_A", "Label_B"}
+    assert [a["index"] for a in answer] == list(range(len(expected))) and set(answer[0]) == {
+        "index",
+        "Label_A",
+        "Label_B",
+    }
     assert {(a["Label_A"], a["Label_B"]) for a in answer} <= {(0, 0)} | {(1, b) for b in range(1, 6)}
 
 
@@ -171,7 +176,8 @@ def test_predict_reads_a_csv_with_captions_and_counts_missing_ones(tmp_path, tra
     for i in range(3):
         _photo(seed=i).save(folder / f"{i}.png")
     pd.DataFrame({"image": [f"imgs/{i}.png" for i in range(3)], "caption": ["a dog", "", "two cats"]}).to_csv(
-        tmp_path / "list.csv", index=False)
+        tmp_path / "list.csv", index=False
+    )
     frame = run(str(trained_dir), str(tmp_path / "list.csv"), str(tmp_path / "p.csv"))
     assert frame["status"].tolist() == ["ok"] * 3 and frame["caption_missing"].tolist() == [False, True, False]
 
@@ -196,12 +202,34 @@ def test_predict_takes_the_profile_keys_that_apply_to_prediction(tmp_path, train
     for i in range(2):
         Image.fromarray(np.full((40, 30, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
     out = tmp_path / "p.csv"
-    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out),
-                 "--set", "task_b_decoding=six_class", "--set", "eval_batch_size=1"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(trained_dir),
+                "--images",
+                str(folder),
+                "--out",
+                str(out),
+                "--set",
+                "task_b_decoding=six_class",
+                "--set",
+                "eval_batch_size=1",
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_csv(out)) == 2
-    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out), "--set", "image_size=64"]) == 2
+    assert (
+        main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out), "--set", "image_size=64"]) == 2
+    )
     assert "image_size: does not apply to prediction" in capsys.readouterr().err
-    assert main(["--model", str(trained_dir), "--images", str(folder), "--out", str(out), "--set", "task_b_decoding=maybe"]) == 2
+    assert (
+        main(
+            ["--model", str(trained_dir), "--images", str(folder), "--out", str(out), "--set", "task_b_decoding=maybe"]
+        )
+        == 2
+    )
     assert "task_b_decoding" in capsys.readouterr().err
 
 
@@ -232,8 +260,21 @@ def test_both_decodings_name_the_generator_a_learned_model_sees(tmp_path, learne
     for label_b in range(6):
         pattern(label_b, seed=70 + label_b).save(folder / f"{label_b}.png")
     out = tmp_path / "p.csv"
-    assert main(["--model", str(learned_dir), "--images", str(folder), "--out", str(out),
-                 "--set", f"task_b_decoding={decoding}"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(learned_dir),
+                "--images",
+                str(folder),
+                "--out",
+                str(out),
+                "--set",
+                f"task_b_decoding={decoding}",
+            ]
+        )
+        == 0
+    )
     frame = pd.read_csv(out)
     truth = frame["path"].str.rsplit("/", n=1).str[-1].str[0].astype(int)
     assert (frame["Label_A"] == (truth != 0)).all() and (frame["Label_B"] == truth).all()

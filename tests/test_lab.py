@@ -1,5 +1,6 @@
 """`make lab`: JupyterLab on the project opens the study's notebooks with the project's own kernel.
 The facts are read from the files that decide them; no server needs to boot for that."""
+
 import json
 import os
 import sys
@@ -35,18 +36,29 @@ def test_make_lab_serves_this_checkouts_notebooks_and_opens_on_them(tmp_path):
     import time
     import urllib.request
 
-    command = subprocess.run(["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout
+    command = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     lab = shlex.split(next(line for line in command.splitlines() if "jupyter lab" in line))
     assert lab[0].endswith("/jupyter") and lab[1] == "lab"
     lab = [sys.executable, "-m", "jupyter", *lab[1:]]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([*lab, "--no-browser", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-                               "--ServerApp.token=", "--ServerApp.port_retries=0"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)})
+    server = subprocess.Popen(
+        [
+            *lab,
+            "--no-browser",
+            f"--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.token=",
+            "--ServerApp.port_retries=0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)},
+    )
     try:
         listing = None
         for _ in range(120):
@@ -59,8 +71,9 @@ def test_make_lab_serves_this_checkouts_notebooks_and_opens_on_them(tmp_path):
         assert listing is not None, "the server did not answer"
         served = sorted(item["name"] for item in listing["content"] if item["name"].endswith(".ipynb"))
         assert served == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-        opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
-                                                  {"redirect_request": lambda *a, **k: None}))
+        opener = urllib.request.build_opener(
+            type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})
+        )
         try:
             opener.open(f"http://127.0.0.1:{port}/", timeout=5)
             location = ""

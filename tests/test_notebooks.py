@@ -1,6 +1,7 @@
 """The notebooks are the study: a person steps through them in a kernel of their own, as JupyterLab
 runs them (from notebooks/), and finds the objects each one made; every step is a short cell; a
 notebook hands nothing to a module; the runner's warm kernel gives the numbers a fresh one gives."""
+
 import json
 
 import nbformat
@@ -14,15 +15,20 @@ CORE = [nb for nb in NOTEBOOKS if nb.stem[:2] <= "04"]
 
 
 def _code_cells(notebook):
-    return [c for c in nbformat.read(notebook, as_version=4).cells
-            if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+    return [
+        c
+        for c in nbformat.read(notebook, as_version=4).cells
+        if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+    ]
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_notebook_hands_its_namespace_to_a_module_and_every_cell_is_short(notebook):
     cells = _code_cells(notebook)
     assert not any("globals()" in c.source or "locals()" in c.source for c in cells)
-    assert all(len(c.source.splitlines()) <= 12 for c in cells), [c.source for c in cells if len(c.source.splitlines()) > 12]
+    assert all(len(c.source.splitlines()) <= 12 for c in cells), [
+        c.source for c in cells if len(c.source.splitlines()) > 12
+    ]
 
 
 @pytest.mark.parametrize("notebook", CORE, ids=lambda p: p.stem)
@@ -40,27 +46,42 @@ def _step_through(notebook, parameters: dict, probe: str) -> dict:
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
     nb.cells.append(nbformat.v4.new_code_cell(f"import json\nprint(json.dumps({probe}))"))
-    NotebookClient(nb, timeout=600, kernel_name="ct2-detector",
-                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="ct2-detector", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
     return json.loads(nb.cells[-1].outputs[0]["text"])
 
 
 @pytest.mark.slow
 def test_stepping_through_02_03_and_an_analysis_leaves_the_objects_they_made(tmp_path):
-    parameters = {"profile": "smoke", "overrides": {"work_dir": str(tmp_path / "runs"),
-                                                    "report_dir": str(tmp_path / "reports")}}
+    parameters = {
+        "profile": "smoke",
+        "overrides": {"work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")},
+    }
     notebooks = {nb.stem[:2]: nb for nb in NOTEBOOKS}
-    probe = ("{'profile': cfg.profile, 'module': isinstance(model, __import__('torch').nn.Module), "
-             "'splits': sorted(splits), 'trained_rows': len(caches['train'])}")
+    probe = (
+        "{'profile': cfg.profile, 'module': isinstance(model, __import__('torch').nn.Module), "
+        "'splits': sorted(splits), 'trained_rows': len(caches['train'])}"
+    )
     after_02 = _step_through(notebooks["02"], parameters, probe)
-    assert after_02 == {"profile": "smoke", "module": True, "splits": ["test", "train", "unlabelled", "validation"],
-                        "trained_rows": 96}
-    after_03 = _step_through(notebooks["03"], parameters, probe + " | {'to_train': int(selected.stats['to_train']), "
-                                                           "'train_plus': len(train_plus)}")
+    assert after_02 == {
+        "profile": "smoke",
+        "module": True,
+        "splits": ["test", "train", "unlabelled", "validation"],
+        "trained_rows": 96,
+    }
+    after_03 = _step_through(
+        notebooks["03"],
+        parameters,
+        probe + " | {'to_train': int(selected.stats['to_train']), 'train_plus': len(train_plus)}",
+    )
     assert after_03["profile"] == "smoke" and after_03["module"]
     assert after_03["train_plus"] == 96 + after_03["to_train"]
-    seeds = _step_through(notebooks["10"], parameters, "{'profile': cfg.profile, 'seeds': sorted(set(rows.seed)), "
-                                                       "'models': sorted(set(rows.model))}")
+    seeds = _step_through(
+        notebooks["10"],
+        parameters,
+        "{'profile': cfg.profile, 'seeds': sorted(set(rows.seed)), 'models': sorted(set(rows.model))}",
+    )
     assert seeds == {"profile": "smoke", "seeds": [0, 1], "models": ["after", "before"]}
 
 
@@ -68,8 +89,10 @@ def test_stepping_through_02_03_and_an_analysis_leaves_the_objects_they_made(tmp
 def test_a_notebook_that_needs_an_earlier_one_names_it(tmp_path):
     from nbclient.exceptions import CellExecutionError
 
-    parameters = {"profile": "smoke", "overrides": {"work_dir": str(tmp_path / "runs"),
-                                                    "report_dir": str(tmp_path / "reports")}}
+    parameters = {
+        "profile": "smoke",
+        "overrides": {"work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")},
+    }
     with pytest.raises(CellExecutionError, match="run notebook 02_train of this profile first"):
         _step_through(next(nb for nb in NOTEBOOKS if nb.stem.startswith("03")), parameters, "{}")
 
@@ -84,16 +107,22 @@ def test_the_warm_kernel_gives_the_numbers_a_kernel_per_notebook_gives(tmp_path)
     for name, per_notebook in (("warm", False), ("fresh", True)):
         cfg = load_config(ROOT / "params" / "smoke.yaml").to_dict()
         # No pool: the seed study reads the 'before' model as the final one.
-        cfg.update(work_dir=str(tmp_path / name / "runs"), report_dir=str(tmp_path / name / "reports"),
-                   unlabelled_split="")
+        cfg.update(
+            work_dir=str(tmp_path / name / "runs"), report_dir=str(tmp_path / name / "reports"), unlabelled_split=""
+        )
         profile = tmp_path / f"{name}.yaml"
         profile.write_text(yaml.safe_dump(cfg))
         record = run_study(profile, only=["01", "02", "10"], root=ROOT, kernel_per_notebook=per_notebook)
         assert [s["status"] for s in record["stages"]] == ["ok"] * 3
         meta = json.loads((tmp_path / name / "runs" / "smoke" / "model_before" / "training_meta.json").read_text())
         seeds = json.loads((tmp_path / name / "reports" / "smoke" / "metrics.json").read_text())["analyses"]["seeds"]
-        trained[name] = {"history": [{k: v for k, v in row.items() if "runtime" not in k and "per_second" not in k}
-                                     for row in meta["history"]], "seeds": seeds["numbers"]["per_seed"]}
+        trained[name] = {
+            "history": [
+                {k: v for k, v in row.items() if "runtime" not in k and "per_second" not in k}
+                for row in meta["history"]
+            ],
+            "seeds": seeds["numbers"]["per_seed"],
+        }
     assert trained["warm"] == trained["fresh"]
 
 

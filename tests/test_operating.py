@@ -1,5 +1,6 @@
 """What detector users ask for: operating thresholds stored with the model and chosen at prediction
 time, a warning when the model was trained on the synthetic set, and a model card."""
+
 import json
 import shutil
 from pathlib import Path
@@ -75,8 +76,23 @@ def test_predict_applies_the_named_threshold_says_which_and_marks_the_uncertain(
     assert 0 < expected < plain["Label_A"].sum()
     config["operating_thresholds"] = {"0.5": 0.5, "fpr1": cut, "fpr5": 0.5, "f1": 0.5}
     (model / "config.json").write_text(json.dumps(config))
-    assert main(["--model", str(model), "--images", str(folder), "--out", str(tmp_path / "b.csv"),
-                 "--threshold", "fpr1", "--uncertain-band", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(model),
+                "--images",
+                str(folder),
+                "--out",
+                str(tmp_path / "b.csv"),
+                "--threshold",
+                "fpr1",
+                "--uncertain-band",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     strict = pd.read_csv(tmp_path / "b.csv")
     assert (strict["threshold"] == f"fpr1 ({cut:.6g})").all() and strict["Label_A"].sum() == expected
     assert strict["uncertain"].tolist() == (np.abs(strict["p_ai"] - cut) < 0.2).tolist()
@@ -86,8 +102,21 @@ def test_predict_refuses_a_stored_threshold_the_model_does_not_have(tmp_path, le
     from helpers.predict import main
 
     folder = _patterns(tmp_path / "patterns")
-    assert main(["--model", str(learned_dir), "--images", str(folder), "--out", str(tmp_path / "p.csv"),
-                 "--threshold", "fpr5"]) == 2
+    assert (
+        main(
+            [
+                "--model",
+                str(learned_dir),
+                "--images",
+                str(folder),
+                "--out",
+                str(tmp_path / "p.csv"),
+                "--threshold",
+                "fpr5",
+            ]
+        )
+        == 2
+    )
     assert "stores no operating thresholds" in capsys.readouterr().err
 
 
@@ -127,8 +156,10 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     assert card.data.base_model is None  # random towers: no hub model to name
     assert card.text.index("Trained on the embedded synthetic demo set") < card.text.index("## Intended use")
     assert card.data.eval_results is None  # no report yet
-    metrics = {"validation": {"before": {"f1_a": 0.91234, "acc_a": 0.8, "f1_b_weighted": 0.5}},
-               "analyses": {"audit": {"title": "Shortcut audit", "conclusion": "Metadata alone goes most of the way."}}}
+    metrics = {
+        "validation": {"before": {"f1_a": 0.91234, "acc_a": 0.8, "f1_b_weighted": 0.5}},
+        "analyses": {"audit": {"title": "Shortcut audit", "conclusion": "Metadata alone goes most of the way."}},
+    }
     card = ModelCard.load(write_card(folder, metrics, "before"))
     results = {(r.dataset_split, r.metric_name): r.metric_value for r in card.data.eval_results}
     assert results[("validation", "f1_a")] == 91.23 and results[("validation", "acc_a")] == 80.0
@@ -164,18 +195,39 @@ def test_predict_decodes_complete_caption_groups_jointly_and_says_which_rows(tmp
         pattern(b, seed=100 + i).save(folder / f"{i:02d}.png")
     table = pd.DataFrame({"image": [f"images/{i:02d}.png" for i in range(len(rows))], "caption": [c for c, _ in rows]})
     table.to_csv(tmp_path / "inputs.csv", index=False)
-    assert main(["--model", str(learned_dir), "--images", str(tmp_path / "inputs.csv"), "--out", str(tmp_path / "a.csv")]) == 0
+    assert (
+        main(["--model", str(learned_dir), "--images", str(tmp_path / "inputs.csv"), "--out", str(tmp_path / "a.csv")])
+        == 0
+    )
     plain = pd.read_csv(tmp_path / "a.csv")
     assert plain["Label_B"][:6].tolist() == [0, 1, 2, 2, 4, 5]  # per image, the model reads each pattern
-    assert main(["--model", str(learned_dir), "--images", str(tmp_path / "inputs.csv"), "--out", str(tmp_path / "b.csv"),
-                 "--caption-groups"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(learned_dir),
+                "--images",
+                str(tmp_path / "inputs.csv"),
+                "--out",
+                str(tmp_path / "b.csv"),
+                "--caption-groups",
+            ]
+        )
+        == 0
+    )
     grouped = pd.read_csv(tmp_path / "b.csv")
     assert sorted(grouped["Label_B"][:6]) == [0, 1, 2, 3, 4, 5]
     assert grouped["Label_B"][6:].tolist() == plain["Label_B"][6:].tolist()
     assert grouped["decoding"].tolist() == ["caption group"] * 6 + ["per image"] * 3
     assert (grouped["Label_A"] == (grouped["Label_B"] != 0)).all()
-    assert "1 complete caption groups (6 images) decoded jointly; per-image decoding for 1 partial group (3 images)" \
+    assert (
+        "1 complete caption groups (6 images) decoded jointly; per-image decoding for 1 partial group (3 images)"
         in capsys.readouterr().out
-    assert main(["--model", str(learned_dir), "--images", str(folder), "--out", str(tmp_path / "c.csv"),
-                 "--caption-groups"]) == 2
+    )
+    assert (
+        main(
+            ["--model", str(learned_dir), "--images", str(folder), "--out", str(tmp_path / "c.csv"), "--caption-groups"]
+        )
+        == 2
+    )
     assert "--caption-groups needs captions" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Labelled sets from outside the training distribution, and the folders people really have."""
+
 import json
 import os
 import shutil
@@ -53,9 +54,17 @@ def test_a_labelled_csv_with_ct2_generators_gets_task_b_and_refuses_unknown_labe
     from helpers.predict import run
 
     rows = []
-    for i, (label, generator) in enumerate([("real", ""), ("0", ""), ("ai", "SD 3"), ("1", "dall-e-3"), ("AI", "SDXL")]):
-        rows.append({"image": str(_image(tmp_path / "imgs" / f"{i}.png", i).relative_to(tmp_path)), "label_a": label,
-                     "generator": generator, "caption": f"caption {i}"})
+    for i, (label, generator) in enumerate(
+        [("real", ""), ("0", ""), ("ai", "SD 3"), ("1", "dall-e-3"), ("AI", "SDXL")]
+    ):
+        rows.append(
+            {
+                "image": str(_image(tmp_path / "imgs" / f"{i}.png", i).relative_to(tmp_path)),
+                "label_a": label,
+                "generator": generator,
+                "caption": f"caption {i}",
+            }
+        )
     rows.append({"image": "imgs/0.png", "label_a": "maybe", "generator": "", "caption": ""})
     rows.append({"image": "imgs/missing.png", "label_a": "1", "generator": "SD 3", "caption": ""})
     pd.DataFrame(rows).to_csv(tmp_path / "set.csv", index=False)
@@ -90,7 +99,9 @@ def test_folders_as_people_have_them(tmp_path, trained_dir):
     assert names == sorted(["UPPER.JPG", "a.png", "copy_of_a.png", "caf\\xe9.png"])
     assert (frame["status"] == "ok").sum() == 4
     assert frame.attrs["hidden_skipped"] == 2
-    assert [sorted(n.rsplit("/", 1)[-1] for n in group) for group in frame.attrs["duplicates"]] == [["a.png", "copy_of_a.png"]]
+    assert [sorted(n.rsplit("/", 1)[-1] for n in group) for group in frame.attrs["duplicates"]] == [
+        ["a.png", "copy_of_a.png"]
+    ]
     assert pd.read_csv(tmp_path / "p.csv")["path"].str.contains("caf").sum() == 1
 
 
@@ -125,8 +136,23 @@ def test_predict_speed_benchmark_reports_rates(tmp_path, trained_dir):
     import predict_speed
 
     out = tmp_path / "speed.json"
-    assert predict_speed.main(["--model", str(trained_dir), "--photos", "6", "--pngs", "2", "--work", str(tmp_path / "w"),
-                               "--out", str(out)]) == 0
+    assert (
+        predict_speed.main(
+            [
+                "--model",
+                str(trained_dir),
+                "--photos",
+                "6",
+                "--pngs",
+                "2",
+                "--work",
+                str(tmp_path / "w"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads(out.read_text())
     assert results["images"] == 8 and results["workers_1"] > 0 and results["workers_default"] > 0
     assert results["bare_decode"] > 0
@@ -184,18 +210,34 @@ def test_the_try_it_export_reproduces_the_studys_predictions_with_captions(tmp_p
         else:
             cells.append({"bytes": raw, "path": None})
     labels_b = [i % 6 for i in range(12)]
-    split = datasets.Dataset.from_dict({"Caption": [f"a photo of thing number {i}" for i in range(12)], "Image": cells,
-                                        "Label_A": [int(b != 0) for b in labels_b], "Label_B": labels_b}, features=FEATURES)
+    split = datasets.Dataset.from_dict(
+        {
+            "Caption": [f"a photo of thing number {i}" for i in range(12)],
+            "Image": cells,
+            "Label_A": [int(b != 0) for b in labels_b],
+            "Label_B": labels_b,
+        },
+        features=FEATURES,
+    )
     listing = write_samples(split, tmp_path / "run" / "sample_images")
     table = pd.read_csv(listing)
     assert len(table) == 12 and table["caption"].tolist() == [split[int(r)]["Caption"] for r in table["row"]]
     answered = run(str(saved), str(listing), str(tmp_path / "preds.csv"), workers=0)
     assert (answered["status"] == "ok").all() and not answered["caption_missing"].any()
-    cached = build_cache(split.select(table["row"].tolist()), "s", tmp_path / "cache", model.config.image_size,
-                         tokenizer, model.config.max_caption_length)
+    cached = build_cache(
+        split.select(table["row"].tolist()),
+        "s",
+        tmp_path / "cache",
+        model.config.image_size,
+        tokenizer,
+        model.config.max_caption_length,
+    )
     study = predict(model, cached, desc=None)
     np.testing.assert_allclose(answered["p_ai"], study.prob_ai, rtol=1e-4, atol=1e-5)
     blind = run(str(saved), str(listing.parent / "sample_images"), str(tmp_path / "blind.csv"), workers=0)
     assert blind["caption_missing"].all()
     # An untrained model barely reads the caption, but it reads it.
-    assert np.abs(blind.sort_values("path")["p_ai"].to_numpy() - answered.sort_values("path")["p_ai"].to_numpy()).max() > 1e-7
+    assert (
+        np.abs(blind.sort_values("path")["p_ai"].to_numpy() - answered.sort_values("path")["p_ai"].to_numpy()).max()
+        > 1e-7
+    )

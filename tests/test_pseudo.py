@@ -2,25 +2,48 @@ import numpy as np
 
 from helpers.cache.dataset import CachedSplit
 from helpers.inference.cached import decode
-from helpers.training.pseudo_labels import augment, load_selection, save_selection, select, select_confident, selection_summary, split_selected
+from helpers.training.pseudo_labels import (
+    augment,
+    load_selection,
+    save_selection,
+    select,
+    select_confident,
+    selection_summary,
+    split_selected,
+)
 
 
 def _cached(n, label=-1, offset=0):
-    return CachedSplit(np.full((n, 3, 4, 4), offset, np.uint8), np.zeros((n, 5), np.int32), np.ones(n, np.int32),
-                       np.full(n, label, np.int64), np.full(n, label, np.int64), np.arange(n) + offset)
+    return CachedSplit(
+        np.full((n, 3, 4, 4), offset, np.uint8),
+        np.zeros((n, 5), np.int32),
+        np.ones(n, np.int32),
+        np.full(n, label, np.int64),
+        np.full(n, label, np.int64),
+        np.arange(n) + offset,
+    )
 
 
 def test_selection_at_the_threshold_edge():
     prob_ai = np.array([0.8, 0.7999, 0.2, 0.95, 0.95])
-    probs_b = np.array([[0, 0.8, 0.2, 0, 0, 0],      # A 0.8, B 0.8: kept (>=)
-                        [0, 1.0, 0, 0, 0, 0],        # A just under: dropped
-                        [1.0, 0, 0, 0, 0, 0],        # predicted real with A confidence 0.8: kept
-                        [0, 0.5, 0.5, 0, 0, 0],      # B unsure: dropped
-                        [0, 0, 0, 0, 0.9, 0.1]], dtype=float)
+    probs_b = np.array(
+        [
+            [0, 0.8, 0.2, 0, 0, 0],  # A 0.8, B 0.8: kept (>=)
+            [0, 1.0, 0, 0, 0, 0],  # A just under: dropped
+            [1.0, 0, 0, 0, 0, 0],  # predicted real with A confidence 0.8: kept
+            [0, 0.5, 0.5, 0, 0, 0],  # B unsure: dropped
+            [0, 0, 0, 0, 0.9, 0.1],
+        ],
+        dtype=float,
+    )
     preds = decode(prob_ai, probs_b)
     assert select_confident(preds, 0.8).tolist() == [0, 2, 4]
     summary = selection_summary(preds, select_confident(preds, 0.8)).set_index("class")
-    assert summary.loc["real", "kept"] == 1 and summary.loc["SD 2.1", "predicted"] == 3 and summary.loc["SD 2.1", "kept"] == 1
+    assert (
+        summary.loc["real", "kept"] == 1
+        and summary.loc["SD 2.1", "predicted"] == 3
+        and summary.loc["SD 2.1", "kept"] == 1
+    )
 
 
 def test_split_keeps_captions_whole_and_near_the_fraction():
@@ -51,7 +74,10 @@ def test_a_saved_selection_is_applied_only_to_its_own_pool(tmp_path):
     path = save_selection(tmp_path / "pseudo.npz", selection, made_by)
     loaded, why = load_selection(path, made_by)
     assert loaded.to_train.tolist() == selection.to_train.tolist() and loaded.stats == selection.stats and why == ""
-    assert load_selection(path, {**made_by, "pool": other.fingerprint()}) == (None, "pseudo.npz is stale: pool (other rows) changed")
+    assert load_selection(path, {**made_by, "pool": other.fingerprint()}) == (
+        None,
+        "pseudo.npz is stale: pool (other rows) changed",
+    )
 
 
 def _confident_rows(labels, sureness):
@@ -74,10 +100,11 @@ def test_class_quota_keeps_at_most_the_rarest_class_count_the_surest_first():
     kept = class_quota(preds, passing)
     counts = np.bincount(preds.label_b[kept], minlength=6)
     assert counts.tolist() == [0, 0, 2, 0, 2, 2]
-    assert sorted(kept[preds.label_b[kept] == 2].tolist()) == [0, 2]       # 0.99 and 0.95
-    assert sorted(kept[preds.label_b[kept] == 5].tolist()) == [7, 8]       # 0.90 and 0.92
-    stats = select(preds, np.array([f"c{i}" for i in range(11)], dtype=object), 0.8, 0.8, 0,
-                   balance="class_quota").stats
+    assert sorted(kept[preds.label_b[kept] == 2].tolist()) == [0, 2]  # 0.99 and 0.95
+    assert sorted(kept[preds.label_b[kept] == 5].tolist()) == [7, 8]  # 0.90 and 0.92
+    stats = select(
+        preds, np.array([f"c{i}" for i in range(11)], dtype=object), 0.8, 0.8, 0, balance="class_quota"
+    ).stats
     assert stats["selected"] == 6 and stats["confident"] == 10 and stats["balance"] == "class_quota"
 
 
@@ -94,8 +121,12 @@ def test_group_check_drops_rows_their_caption_group_reassigns():
     prob_ai = np.array([0.05, 0.99, 0.99, 0.99, 0.99, 0.99])
     preds = decode(prob_ai, probs_b)
     captions = np.array(["one caption"] * 6 + ["alone"], dtype=object)
-    both = Predictions(*(np.concatenate([getattr(preds, f), getattr(preds, f)[:1]]) for f in
-                         ("prob_ai", "probs_b", "label_a", "label_b", "confidence_a", "confidence_b")))
+    both = Predictions(
+        *(
+            np.concatenate([getattr(preds, f), getattr(preds, f)[:1]])
+            for f in ("prob_ai", "probs_b", "label_a", "label_b", "confidence_a", "confidence_b")
+        )
+    )
     plain = select(both, captions, 0.8, 1.0, 0)
     checked = select(both, captions, 0.8, 1.0, 0, group_check=True)
     assert 1 in plain.to_train and 1 not in checked.to_train
@@ -111,8 +142,9 @@ def test_under_six_class_confidence_the_group_check_keeps_rows_with_no_group_to_
     probs_b = np.array([[0.01, 0.01, 0.01, 0.95, 0.01, 0.01]])
     prob_ai = np.array([0.05])
     preds = decode(prob_ai, probs_b)
-    both = Predictions(preds.prob_ai, preds.probs_b, preds.label_a, preds.label_b, preds.confidence_a,
-                       preds.confidence_b)
+    both = Predictions(
+        preds.prob_ai, preds.probs_b, preds.label_a, preds.label_b, preds.confidence_a, preds.confidence_b
+    )
     captions = np.array(["alone"], dtype=object)
     plain = select(both, captions, 0.8, 1.0, 0, confidence="six_class")
     checked = select(both, captions, 0.8, 1.0, 0, confidence="six_class", group_check=True)

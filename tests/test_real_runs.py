@@ -2,6 +2,7 @@
 that must not read stale results, seeds, runner failures, per-stage resume, data revisions and the
 pseudo-label pool's overlap with scored splits. What only a GPU shows is reproduced by patching
 the condition (the GPU count, TF32 support)."""
+
 import json
 import os
 import re
@@ -31,6 +32,7 @@ def _cfg(base, **changes):
 
 # Several GPUs, one process ---------------------------------------------------------------------
 
+
 def test_one_process_on_a_machine_with_eight_gpus_trains_on_one_with_the_profile_batch(smoke_cfg, tmp_path, capsys):
     from accelerate.state import AcceleratorState
 
@@ -38,8 +40,11 @@ def test_one_process_on_a_machine_with_eight_gpus_trains_on_one_with_the_profile
 
     cfg = _cfg(smoke_cfg, batch_size=256, bf16=False)
     try:
-        with mock.patch("torch.cuda.is_available", return_value=True), \
-                mock.patch("torch.cuda.device_count", return_value=8), mock.patch("torch.cuda.set_device"):
+        with (
+            mock.patch("torch.cuda.is_available", return_value=True),
+            mock.patch("torch.cuda.device_count", return_value=8),
+            mock.patch("torch.cuda.set_device"),
+        ):
             args = training_arguments(cfg, tmp_path)
             # Without the guard the Trainer wraps the model in DataParallel over 8 GPUs: 2,048 rows a step.
             assert args.n_gpu == 1 and args.train_batch_size == 256 and args.per_device_train_batch_size == 256
@@ -50,9 +55,19 @@ def test_one_process_on_a_machine_with_eight_gpus_trains_on_one_with_the_profile
 
 # Waiting for the main process: the profile's timeout, no spinning --------------------------------
 
+
 def _wait_run(timeout: int, sleep: float):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "tests" / "wait_script.py"), str(timeout), str(sleep), str(SMOKE)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "tests" / "wait_script.py"),
+        str(timeout),
+        str(sleep),
+        str(SMOKE),
+    ]
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
@@ -60,7 +75,10 @@ def _wait_run(timeout: int, sleep: float):
 def test_a_process_waiting_past_ddp_timeout_stops_with_a_message_naming_the_key():
     result = _wait_run(timeout=2, sleep=8)
     assert result.returncode != 0
-    assert "[rank 1/2] error: WaitTimeout: waited more than ddp_timeout (2 s) for the main process's test work" in result.stderr
+    assert (
+        "[rank 1/2] error: WaitTimeout: waited more than ddp_timeout (2 s) for the main process's test work"
+        in result.stderr
+    )
 
 
 @pytest.mark.slow
@@ -73,6 +91,7 @@ def test_a_long_ddp_timeout_lets_the_others_wait_asleep_until_the_main_process_i
 
 # Two nodes ---------------------------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,11 +101,26 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir(tmp_path):
     port = _free_port()
-    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-            f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes", "-m", "helpers.train", str(SMOKE), "--pseudo",
-            "--set", f"work_dir={tmp_path}"]
-    procs = [subprocess.Popen(node, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-             for _ in range(2)]
+    node = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint=127.0.0.1:{port}",
+        "--rdzv_id=two-nodes",
+        "-m",
+        "helpers.train",
+        str(SMOKE),
+        "--pseudo",
+        "--set",
+        f"work_dir={tmp_path}",
+    ]
+    procs = [
+        subprocess.Popen(node, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=400)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outputs)
     combined = "".join(outputs)
@@ -98,6 +132,7 @@ def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir
 
 
 # Precision as written ------------------------------------------------------------------------------
+
 
 def test_the_profiles_precision_wins_over_the_environment(smoke_cfg, tmp_path, monkeypatch, capsys):
     from helpers.training.trainer import training_arguments
@@ -154,6 +189,7 @@ def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path
 
 # Seeds decide the starting weights ---------------------------------------------------------------
 
+
 def test_a_seed_gives_the_same_starting_weights_whatever_ran_before(smoke_cfg):
     from helpers.modeling.building import build_model
 
@@ -170,10 +206,19 @@ def test_two_smoke_trainings_in_fresh_processes_give_identical_metrics_and_weigh
     from safetensors.torch import load_file
 
     for name in ("one", "two"):
-        done = subprocess.run([sys.executable, "-m", "helpers.train", str(SMOKE), "--set", f"work_dir={tmp_path / name}"],
-                              env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, "-m", "helpers.train", str(SMOKE), "--set", f"work_dir={tmp_path / name}"],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
-    curves = [json.loads((tmp_path / n / "smoke" / "record.json").read_text())["train_before"]["curves"] for n in ("one", "two")]
+    curves = [
+        json.loads((tmp_path / n / "smoke" / "record.json").read_text())["train_before"]["curves"]
+        for n in ("one", "two")
+    ]
     assert curves[0] == curves[1]
     weights = [load_file(str(tmp_path / n / "smoke" / "model_before" / "model.safetensors")) for n in ("one", "two")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -181,28 +226,30 @@ def test_two_smoke_trainings_in_fresh_processes_give_identical_metrics_and_weigh
 
 # Nothing stale -----------------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def pool_world(smoke_cfg, smoke_splits, tmp_path):
     """A 'before' model saved in a fresh work dir, and the caches a pseudo-label round needs."""
-    from helpers.study import pseudo_round
-    from helpers.study import setup
-    from helpers.study import stages
     from helpers.modeling.building import build_model
     from helpers.modeling.checkpoints import save_detector
+    from helpers.study import pseudo_round, setup, stages
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path / "runs"))
     model, tokenizer = build_model(cfg)
     save_detector(model, tokenizer, setup.model_dir(cfg, "before"))
-    caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, pseudo_round.pseudo_cache_names(smoke_splits))
+    caches = stages.caches_for(
+        cfg, smoke_splits, tokenizer, model.config.image_size, pseudo_round.pseudo_cache_names(smoke_splits)
+    )
     return cfg, model, caches
 
 
-def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model_changed(pool_world, smoke_splits, capsys):
+def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model_changed(
+    pool_world, smoke_splits, capsys
+):
     from helpers.inference import cached as inference
-    from helpers.study import pseudo_round
-    from helpers.study import setup
     from helpers.modeling.building import build_model
     from helpers.modeling.checkpoints import save_detector
+    from helpers.study import pseudo_round, setup
 
     cfg, model, caches = pool_world
     pool, _ = pseudo_round.pseudo_pool(cfg, smoke_splits, caches)
@@ -211,8 +258,9 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
     everything, half = float(sureness.min()), float(np.median(sureness))
     assert (sureness >= half).sum() < len(pool)  # the two thresholds really select differently
 
-    first, _ = pseudo_round.new_selection(_cfg(cfg.to_dict(), pseudo_threshold=everything), smoke_splits, pool, {},
-                                          model)
+    first, _ = pseudo_round.new_selection(
+        _cfg(cfg.to_dict(), pseudo_threshold=everything), smoke_splits, pool, {}, model
+    )
     assert first.stats["selected"] == len(pool)
     _, _, stats = pseudo_round.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
     assert stats["selected"] == int((sureness >= half).sum())
@@ -229,19 +277,20 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
 def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path, trained_dir):
     import shutil
 
-
-    from helpers.study import setup
-
-    from helpers.study import stages
     from helpers.identity import training_identity
+    from helpers.study import setup, stages
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), unlabelled_split="")
     shutil.copytree(trained_dir, setup.model_dir(cfg, "before"))
     meta = setup.model_dir(cfg, "before") / "training_meta.json"
-    meta.write_text(json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), epochs=5), "before")}}))
+    meta.write_text(
+        json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), epochs=5), "before")}})
+    )
     with pytest.raises(stages.StaleModelError, match="epochs: 5 -> 2"):
         stages.final_model(cfg)
-    meta.write_text(json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), seeds=[4]), "before")}}))
+    meta.write_text(
+        json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), seeds=[4]), "before")}})
+    )
     assert stages.final_model(cfg)[2] == "before"  # the seed study's keys do not make a model stale
 
 
@@ -257,6 +306,7 @@ def test_the_index_shows_this_runs_figures_only(tmp_path):
 
 
 # The runner: failures keep what ran; --only keeps the other stages; resume per notebook ----------
+
 
 def _project(root: Path, cells: dict[str, str]) -> Path:
     """A project folder with the package's profiles and one notebook per entry (name: code)."""
@@ -277,8 +327,13 @@ def _project(root: Path, cells: dict[str, str]) -> Path:
 def test_a_notebook_past_its_timeout_still_leaves_provenance_and_an_index_naming_it(tmp_path):
     from helpers.run import run_study
 
-    root = _project(tmp_path, {"01_first": "print('first ok')",
-                               "02_slow": "import time\nprint('started the long part', flush=True)\ntime.sleep(120)"})
+    root = _project(
+        tmp_path,
+        {
+            "01_first": "print('first ok')",
+            "02_slow": "import time\nprint('started the long part', flush=True)\ntime.sleep(120)",
+        },
+    )
     record = run_study(root / "params" / "smoke.yaml", root=root, overrides={"notebook_timeout": 4})
     slow = record["stages"][-1]
     assert [s["status"] for s in record["stages"]] == ["ok", "failed"] and slow["notebook"] == "02_slow"
@@ -289,17 +344,25 @@ def test_a_notebook_past_its_timeout_still_leaves_provenance_and_an_index_naming
     assert "02_slow" in page and "CellTimeoutError" in page and "started the long part" in page
 
     again = run_study(root / "params" / "smoke.yaml", only=["01"], root=root, overrides={"notebook_timeout": 4})
-    assert [(s["notebook"], s.get("from_earlier_run", False)) for s in again["stages"]] == [("01_first", False),
-                                                                                           ("02_slow", True)]
+    assert [(s["notebook"], s.get("from_earlier_run", False)) for s in again["stages"]] == [
+        ("01_first", False),
+        ("02_slow", True),
+    ]
 
 
 def test_a_runner_resume_after_changing_the_seed_study_keeps_the_core_notebooks(smoke_cfg):
     from helpers.run import _earlier_run, notebook_hash
 
-    names = [Path(f"{n}.ipynb") for n in ("01_explore_data", "02_train", "03_pseudo_label", "04_evaluate", "10_seeds",
-                                          "11_external")]
-    previous = {"params": smoke_cfg.to_dict(),
-                "stages": [{"notebook": p.stem, "status": "ok", "params_hash": notebook_hash(smoke_cfg, p.stem)} for p in names]}
+    names = [
+        Path(f"{n}.ipynb")
+        for n in ("01_explore_data", "02_train", "03_pseudo_label", "04_evaluate", "10_seeds", "11_external")
+    ]
+    previous = {
+        "params": smoke_cfg.to_dict(),
+        "stages": [
+            {"notebook": p.stem, "status": "ok", "params_hash": notebook_hash(smoke_cfg, p.stem)} for p in names
+        ],
+    }
     same, kept = _earlier_run(previous, _cfg(smoke_cfg, seeds=[5]), names)
     assert same and [s["notebook"] for s in kept] == ["01_explore_data", "02_train", "03_pseudo_label", "04_evaluate"]
     same, kept = _earlier_run(previous, _cfg(smoke_cfg, learning_rate=0.5), names)
@@ -310,8 +373,18 @@ def test_the_notebooks_that_score_the_outside_sets_rerun_when_the_outside_sets_c
     from helpers.run import notebook_hash
 
     other = _cfg(smoke_cfg, external=[{"name": "another", "source": "synthetic", "captions": 7}])
-    changed = {stem for stem in ("04_evaluate", "05_shortcut_audit", "10_seeds", "11_external", "12_baselines",
-                                 "13_beyond_the_paper") if notebook_hash(smoke_cfg, stem) != notebook_hash(other, stem)}
+    changed = {
+        stem
+        for stem in (
+            "04_evaluate",
+            "05_shortcut_audit",
+            "10_seeds",
+            "11_external",
+            "12_baselines",
+            "13_beyond_the_paper",
+        )
+        if notebook_hash(smoke_cfg, stem) != notebook_hash(other, stem)
+    }
     assert changed == {"11_external", "12_baselines", "13_beyond_the_paper"}
 
 
@@ -331,19 +404,21 @@ def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smok
 
 # One decoding everywhere ---------------------------------------------------------------------------
 
+
 def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, smoke_splits):
     from helpers.analyses import common
-    from helpers.study import stages
     from helpers.inference.cached import decode
     from helpers.modeling.building import build_model
+    from helpers.study import stages
 
     cfg = _cfg(smoke_cfg, task_b_decoding="six_class")
     model, tokenizer = build_model(cfg)
     with torch.no_grad():  # head B's untrained 'real' column on top: six_class answers real where A says AI
         model.head_b.bias[0] += 5.0
     cached = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
-    _, preds = common.evaluate_view(model, smoke_splits["test"], cached, lambda image: image,
-                                      model.config.image_size, cfg, desc=None)
+    _, preds = common.evaluate_view(
+        model, smoke_splits["test"], cached, lambda image: image, model.config.image_size, cfg, desc=None
+    )
     six = decode(preds.prob_ai, preds.probs_b, mode="six_class")
     hierarchical = decode(preds.prob_ai, preds.probs_b, mode="hierarchical")
     assert not np.array_equal(six.label_b, hierarchical.label_b)  # the two decodings differ on these rows
@@ -355,6 +430,7 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
 
 
 # Data you can audit --------------------------------------------------------------------------------
+
 
 def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
     import datasets
@@ -369,8 +445,9 @@ def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg
         return datasets.DatasetDict({k: smoke_splits[k] for k in ("train", "validation", "test")})
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info",
-                        lambda self, name, revision=None: mock.Mock(sha=f"{'ab' * 20}"))
+    monkeypatch.setattr(
+        "huggingface_hub.HfApi.dataset_info", lambda self, name, revision=None: mock.Mock(sha=f"{'ab' * 20}")
+    )
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), dataset="owner/ct2", dataset_revision="v2", unlabelled_split="")
     study_splits(cfg)
     assert asked == [("owner/ct2", "v2")]
@@ -383,30 +460,43 @@ def _labelled(captions, shade):
     from helpers.data.schema import FEATURES
 
     return datasets.Dataset.from_dict(
-        {"Caption": captions, "Image": [{"bytes": png_bytes((20, 20), (shade + i, 9, 9)), "path": None} for i in range(len(captions))],
-         "Label_A": [1] * len(captions), "Label_B": [2] * len(captions)}, features=FEATURES)
+        {
+            "Caption": captions,
+            "Image": [{"bytes": png_bytes((20, 20), (shade + i, 9, 9)), "path": None} for i in range(len(captions))],
+            "Label_A": [1] * len(captions),
+            "Label_B": [2] * len(captions),
+        },
+        features=FEATURES,
+    )
 
 
 @pytest.mark.parametrize("policy,left_out", [("drop", 2), ("keep", 0)])
-def test_pool_rows_sharing_a_scored_splits_captions_are_found_though_their_bytes_differ(smoke_cfg, smoke_model, tmp_path,
-                                                                                       policy, left_out):
-    from helpers.study import pseudo_round
-    from helpers.study import stages
+def test_pool_rows_sharing_a_scored_splits_captions_are_found_though_their_bytes_differ(
+    smoke_cfg, smoke_model, tmp_path, policy, left_out
+):
+    from helpers.study import pseudo_round, stages
+
     _, tokenizer = smoke_model
-    splits = {"train": _labelled(["a dog", "a cat"], 10), "validation": _labelled(["a bird"], 40),
-              "test": _labelled(["A red  bus.", "a boat"], 70),
-              # The same captions, other images (a re-released file has other bytes), and new ones.
-              "unlabelled": _labelled(["a red bus", "A BOAT", "a tree", "a lake"], 120)}
+    splits = {
+        "train": _labelled(["a dog", "a cat"], 10),
+        "validation": _labelled(["a bird"], 40),
+        "test": _labelled(["A red  bus.", "a boat"], 70),
+        # The same captions, other images (a re-released file has other bytes), and new ones.
+        "unlabelled": _labelled(["a red bus", "A BOAT", "a tree", "a lake"], 120),
+    }
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), pool_overlap=policy)
     caches = stages.caches_for(cfg, splits, tokenizer, 8)
     pool, overlap = pseudo_round.pseudo_pool(cfg, splits, caches)
-    assert overlap["shared"]["test"] == {"captions": 2, "images": 0} and overlap["shared"]["validation"]["captions"] == 0
+    assert (
+        overlap["shared"]["test"] == {"captions": 2, "images": 0} and overlap["shared"]["validation"]["captions"] == 0
+    )
     assert overlap["left_out"] == left_out and len(pool) == 4 - left_out
 
 
 @pytest.mark.slow
-def test_the_smoke_study_runs_to_the_end_with_an_unreadable_test_image_under_bad_images_zero(smoke_cfg, smoke_splits,
-                                                                                             tmp_path):
+def test_the_smoke_study_runs_to_the_end_with_an_unreadable_test_image_under_bad_images_zero(
+    smoke_cfg, smoke_splits, tmp_path
+):
     """Every notebook applies the profile's bad-image rule: the unreadable image is the all-zero
     input everywhere, the perturbed and neutral views of notebooks 05, 06 and 11 included."""
     import datasets
@@ -417,12 +507,22 @@ def test_the_smoke_study_runs_to_the_end_with_an_unreadable_test_image_under_bad
     parts = {name: split for name, split in smoke_splits.items()}
     test = parts["test"].cast_column("Image", datasets.Image(decode=False)).to_dict()
     test["Image"][0] = {"bytes": b"this is not an image", "path": None}
-    parts["test"] = datasets.Dataset.from_dict(test, features=parts["test"].cast_column(
-        "Image", datasets.Image(decode=False)).features).cast_column("Image", datasets.Image())
+    parts["test"] = datasets.Dataset.from_dict(
+        test, features=parts["test"].cast_column("Image", datasets.Image(decode=False)).features
+    ).cast_column("Image", datasets.Image())
     datasets.DatasetDict(parts).save_to_disk(str(tmp_path / "data"))
     profile = tmp_path / "smoke.yaml"
-    profile.write_text(yaml.safe_dump({**smoke_cfg.to_dict(), "dataset": str(tmp_path / "data"), "bad_images": "zero",
-                                       "work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")}))
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                **smoke_cfg.to_dict(),
+                "dataset": str(tmp_path / "data"),
+                "bad_images": "zero",
+                "work_dir": str(tmp_path / "runs"),
+                "report_dir": str(tmp_path / "reports"),
+            }
+        )
+    )
     record = run_study(profile, root=ROOT)
     assert all(s["status"] == "ok" for s in record["stages"]), [s for s in record["stages"] if s["status"] != "ok"]
     metrics = json.loads((tmp_path / "reports" / "smoke" / "metrics.json").read_text())

@@ -29,11 +29,13 @@ def test_notebook_parameters_name_the_run_and_nothing_more(notebook):
 
 
 def test_setup_reads_the_profile_file_and_applies_overrides(tmp_path, monkeypatch):
-    from helpers.study import setup
     from helpers.config import ConfigError
+    from helpers.study import setup
 
     monkeypatch.chdir(tmp_path)
-    cfg = setup.load("smoke", {"epochs": 5, "work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")})
+    cfg = setup.load(
+        "smoke", {"epochs": 5, "work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")}
+    )
     assert cfg.profile == "smoke" and cfg.epochs == 5 and cfg.learning_rate == 1e-3
     with pytest.raises(ConfigError, match="epochs"):
         setup.load("smoke", {"epochs": "five"})
@@ -62,8 +64,16 @@ def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     metrics = json.loads((reports / "metrics.json").read_text())
     for split in ("validation", "test"):
         for stage in ("before", "after"):
-            assert {"acc_a", "precision_a", "recall_a", "f1_a", "acc_b", "precision_b_weighted", "recall_b_weighted",
-                    "f1_b_weighted"} <= set(metrics[split][stage])
+            assert {
+                "acc_a",
+                "precision_a",
+                "recall_a",
+                "f1_a",
+                "acc_b",
+                "precision_b_weighted",
+                "recall_b_weighted",
+                "f1_b_weighted",
+            } <= set(metrics[split][stage])
     assert metrics["pseudo"]["pool"] > 0
     provenance = json.loads((reports / "provenance.json").read_text())
     assert provenance["params"]["profile"] == "smoke" and provenance["git_sha"] and provenance["versions"]["torch"]
@@ -100,12 +110,18 @@ def test_a_failing_notebook_stops_the_run_and_names_the_error(tmp_path, capsys):
     _notebook(tmp_path / "notebooks" / "02_broken.ipynb", "x = 1", "raise ValueError('the data went missing')")
     _notebook(tmp_path / "notebooks" / "03_never.ipynb", "print('never')")
     profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"profile": "broken", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120}))
+    profile.write_text(
+        yaml.safe_dump({"profile": "broken", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120})
+    )
     record = run_study(profile, root=tmp_path)
     assert [s["status"] for s in record["stages"]] == ["ok", "failed"]
     assert "ValueError: the data went missing" in record["stages"][1]["error"]
     out = tmp_path / "reports" / "broken"
-    assert (out / "02_broken.ipynb").is_file() and (out / "02_broken.html").is_file() and not (out / "03_never.ipynb").exists()
+    assert (
+        (out / "02_broken.ipynb").is_file()
+        and (out / "02_broken.html").is_file()
+        and not (out / "03_never.ipynb").exists()
+    )
     assert "the data went missing" in (out / "index.html").read_text()
 
 
@@ -123,19 +139,34 @@ def test_resume_keeps_finished_notebooks_and_reruns_from_the_start_when_paramete
     count = f"open({str(log)!r}, 'a').write(__NAME__ + ' ' + repr(overrides.get('resume')) + '\\n')"
     params = "profile = 'x'\noverrides = {}"
     _notebook(tmp_path / "notebooks" / "01_a.ipynb", count.replace("__NAME__", "'01'"), params=params)
-    _notebook(tmp_path / "notebooks" / "02_b.ipynb", count.replace("__NAME__", "'02'"),
-              f"import os\nassert os.path.exists({str(gate)!r}), 'gate closed'", params=params)
+    _notebook(
+        tmp_path / "notebooks" / "02_b.ipynb",
+        count.replace("__NAME__", "'02'"),
+        f"import os\nassert os.path.exists({str(gate)!r}), 'gate closed'",
+        params=params,
+    )
     _notebook(tmp_path / "notebooks" / "03_c.ipynb", count.replace("__NAME__", "'03'"), params=params)
     profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"profile": "r", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120,
-                                       "unlabelled_split": "unlabelled"}))  # 03 runs: the profile has a pool
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "r",
+                "report_dir": str(tmp_path / "reports"),
+                "notebook_timeout": 120,
+                "unlabelled_split": "unlabelled",
+            }
+        )
+    )  # 03 runs: the profile has a pool
 
     first = run_study(profile, root=tmp_path)
     assert [s["status"] for s in first["stages"]] == ["ok", "failed"]
     gate.touch()
     resumed = run_study(profile, root=tmp_path, resume=True)
     assert [(s["notebook"], s["status"], s.get("kept_from_earlier_run", False)) for s in resumed["stages"]] == [
-        ("01_a", "ok", True), ("02_b", "ok", False), ("03_c", "ok", False)]
+        ("01_a", "ok", True),
+        ("02_b", "ok", False),
+        ("03_c", "ok", False),
+    ]
     # 01 ran once; the notebooks that ran on resume were told to resume their training stages.
     assert log.read_text().splitlines() == ["01 None", "02 None", "02 'auto'", "03 'auto'"]
 
@@ -151,11 +182,16 @@ def test_each_notebook_starts_from_an_empty_namespace_in_the_shared_kernel(tmp_p
     log = tmp_path / "pids.txt"
     write_pid = f"import os\nopen({str(log)!r}, 'a').write(str(os.getpid()) + '\\n')"
     _notebook(tmp_path / "notebooks" / "01_a.ipynb", write_pid, "left_behind = 1\nimport colorsys")
-    _notebook(tmp_path / "notebooks" / "02_b.ipynb", write_pid,
-              "import sys\nassert 'left_behind' not in globals() and 'colorsys' not in globals()\n"
-              "print('warm' if 'colorsys' in sys.modules else 'cold')")
+    _notebook(
+        tmp_path / "notebooks" / "02_b.ipynb",
+        write_pid,
+        "import sys\nassert 'left_behind' not in globals() and 'colorsys' not in globals()\n"
+        "print('warm' if 'colorsys' in sys.modules else 'cold')",
+    )
     profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"profile": "k", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120}))
+    profile.write_text(
+        yaml.safe_dump({"profile": "k", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120})
+    )
     record = run_study(profile, root=tmp_path, kernel_per_notebook=per_notebook)
     assert [s["status"] for s in record["stages"]] == ["ok", "ok"], record["stages"]
     first, second = log.read_text().split()
@@ -175,23 +211,34 @@ def test_notebooks_from_04_run_side_by_side_in_lanes_and_a_failure_starts_no_mor
     log = tmp_path / "ran.txt"
 
     def note(name):
-        return (f"import os, torch\nopen({str(log)!r}, 'a').write(f'{name} {{os.getpid()}} {{torch.get_num_threads()}}\\n')\n"
-                f"open({str(tmp_path / name)!r} + '.started', 'w').close()")
+        return (
+            f"import os, torch\nopen({str(log)!r}, 'a').write(f'{name} {{os.getpid()}} {{torch.get_num_threads()}}\\n')\n"
+            f"open({str(tmp_path / name)!r} + '.started', 'w').close()"
+        )
 
     def wait_for(name):  # passes only while the other notebook runs at the same time
-        return (f"import os, time\ndeadline = time.time() + 90\nwhile not os.path.exists({str(tmp_path / name)!r} + '.started'):\n"
-                f"    assert time.time() < deadline, '{name} did not start beside this notebook'\n    time.sleep(0.2)")
+        return (
+            f"import os, time\ndeadline = time.time() + 90\nwhile not os.path.exists({str(tmp_path / name)!r} + '.started'):\n"
+            f"    assert time.time() < deadline, '{name} did not start beside this notebook'\n    time.sleep(0.2)"
+        )
 
     _notebook(tmp_path / "notebooks" / "01_core.ipynb", note("01"))
     _notebook(tmp_path / "notebooks" / "04_a.ipynb", note("04"), wait_for("05"))
     _notebook(tmp_path / "notebooks" / "05_b.ipynb", note("05"), wait_for("04"))
     _notebook(tmp_path / "notebooks" / "06_c.ipynb", note("06"))
     profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"profile": "l", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120,
-                                       "notebook_lanes": 2}))
+    profile.write_text(
+        yaml.safe_dump(
+            {"profile": "l", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120, "notebook_lanes": 2}
+        )
+    )
     record = run_study(profile, root=tmp_path)
     assert [(s["notebook"], s["status"]) for s in record["stages"]] == [
-        ("01_core", "ok"), ("04_a", "ok"), ("05_b", "ok"), ("06_c", "ok")], record["stages"]
+        ("01_core", "ok"),
+        ("04_a", "ok"),
+        ("05_b", "ok"),
+        ("06_c", "ok"),
+    ], record["stages"]
     ran = {name: (pid, int(threads)) for name, pid, threads in (line.split() for line in log.read_text().splitlines())}
     assert ran["04"][0] != ran["05"][0] and ran["01"][0] in {ran["04"][0], ran["05"][0]}
     assert {ran[n][1] for n in ("04", "05", "06")} == {max(1, cores() // 2)}
@@ -204,11 +251,18 @@ def test_notebooks_from_04_run_side_by_side_in_lanes_and_a_failure_starts_no_mor
     _notebook(tmp_path / "notebooks" / "04_a.ipynb", note("04"), wait_for("05"), "raise ValueError('broken')")
     failed_page = tmp_path / "reports" / "l" / "04_a.html"
     failed_page.unlink()
-    _notebook(tmp_path / "notebooks" / "05_b.ipynb", note("05"), wait_for("04"),  # ends once 04 has failed
-              f"while not os.path.exists({str(failed_page)!r}):\n    time.sleep(0.2)\ntime.sleep(2)")
+    _notebook(
+        tmp_path / "notebooks" / "05_b.ipynb",
+        note("05"),
+        wait_for("04"),  # ends once 04 has failed
+        f"while not os.path.exists({str(failed_page)!r}):\n    time.sleep(0.2)\ntime.sleep(2)",
+    )
     record = run_study(profile, root=tmp_path)
     assert [(s["notebook"], s["status"]) for s in record["stages"]] == [
-        ("01_core", "ok"), ("04_a", "failed"), ("05_b", "ok")], record["stages"]
+        ("01_core", "ok"),
+        ("04_a", "failed"),
+        ("05_b", "ok"),
+    ], record["stages"]
     # The notebook's name is the line's first field: a process id may contain "06" too.
     assert sorted(line.split()[0] for line in log.read_text().splitlines()) == ["01", "04", "05"]
 
@@ -246,8 +300,13 @@ def test_side_by_side_notebooks_start_with_those_that_train_most():
     # retraining; 08: one model per generator held out; 10: a 'before' and an 'after' model per further
     # seed; 07: text-only, image-only, attention.
     assert order == ["13", "08", "10", "07", "04", "05", "06", "09", "11", "12"]
-    assert [nb.stem[:2] for nb in heaviest_first(load_config(ROOT / "params" / "demo.yaml", {"seeds": [1, 2, 3, 4]}),
-                                                 [nb for nb in NOTEBOOKS if nb.stem[:2] in ("08", "13")])] == ["13", "08"]
+    assert [
+        nb.stem[:2]
+        for nb in heaviest_first(
+            load_config(ROOT / "params" / "demo.yaml", {"seeds": [1, 2, 3, 4]}),
+            [nb for nb in NOTEBOOKS if nb.stem[:2] in ("08", "13")],
+        )
+    ] == ["13", "08"]
 
 
 @pytest.mark.slow
@@ -256,16 +315,29 @@ def test_a_notebook_whose_step_the_profile_switches_off_is_not_started_and_the_i
     log = tmp_path / "ran.txt"
     params = "profile = 'x'\noverrides = {}"
     for name in ("04_a", "05_shortcut_audit", "06_robustness"):
-        _notebook(tmp_path / "notebooks" / f"{name}.ipynb", f"open({str(log)!r}, 'a').write('{name}\\n')", params=params)
+        _notebook(
+            tmp_path / "notebooks" / f"{name}.ipynb", f"open({str(log)!r}, 'a').write('{name}\\n')", params=params
+        )
     profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"profile": "o", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120,
-                                       "analyses": ["robustness"]}))
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "o",
+                "report_dir": str(tmp_path / "reports"),
+                "notebook_timeout": 120,
+                "analyses": ["robustness"],
+            }
+        )
+    )
     record = run_study(profile, root=tmp_path)
-    assert {s["notebook"]: s["status"] for s in record["stages"]} == {"04_a": "ok", "05_shortcut_audit": "off",
-                                                                      "06_robustness": "ok"}
+    assert {s["notebook"]: s["status"] for s in record["stages"]} == {
+        "04_a": "ok",
+        "05_shortcut_audit": "off",
+        "06_robustness": "ok",
+    }
     assert sorted(log.read_text().split()) == ["04_a", "06_robustness"]
     index = (tmp_path / "reports" / "o" / "index.html").read_text()
-    assert "05_shortcut_audit <span class=\"muted\">not run: the &#39;audit&#39; analysis is off" in index
+    assert '05_shortcut_audit <span class="muted">not run: the &#39;audit&#39; analysis is off' in index
 
 
 def _links(index_html: str) -> list[str]:
@@ -287,13 +359,19 @@ def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_o
     (tmp_path / "notebooks").mkdir()
     started, go_slow = tmp_path / "started", tmp_path / "slow"
     params = "profile = 'x'\noverrides = {}"
-    figure = ("from helpers.study.records import update_metrics\nimport pathlib\n"
-              "folder = pathlib.Path('reports/i'); (folder / 'figures').mkdir(parents=True, exist_ok=True)\n"
-              "(folder / 'figures' / 'cm_test_after.png').write_bytes(b'png')\n"
-              "update_metrics(type('C', (), {'reports': folder})(), {'figures': ['cm_test_after']})")
+    figure = (
+        "from helpers.study.records import update_metrics\nimport pathlib\n"
+        "folder = pathlib.Path('reports/i'); (folder / 'figures').mkdir(parents=True, exist_ok=True)\n"
+        "(folder / 'figures' / 'cm_test_after.png').write_bytes(b'png')\n"
+        "update_metrics(type('C', (), {'reports': folder})(), {'figures': ['cm_test_after']})"
+    )
     _notebook(tmp_path / "notebooks" / "01_a.ipynb", figure, params=params)
-    _notebook(tmp_path / "notebooks" / "02_b.ipynb", f"open({str(started)!r}, 'w').close()",
-              f"import os, time\nwhile os.path.exists({str(go_slow)!r}): time.sleep(0.2)", params=params)
+    _notebook(
+        tmp_path / "notebooks" / "02_b.ipynb",
+        f"open({str(started)!r}, 'w').close()",
+        f"import os, time\nwhile os.path.exists({str(go_slow)!r}): time.sleep(0.2)",
+        params=params,
+    )
     profile = tmp_path / "p.yaml"
     profile.write_text(yaml.safe_dump({"profile": "i", "report_dir": "reports", "notebook_timeout": 120}))
     command = [sys.executable, "-m", "helpers.run", str(profile)]
@@ -301,8 +379,9 @@ def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_o
 
     go_slow.touch()
     started.unlink()
-    rerun = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    rerun = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.time() + 120
     while not started.exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -368,9 +447,22 @@ def test_a_partial_index_says_so_and_links_only_what_exists(tmp_path):
     out.mkdir(parents=True)
     last.mkdir()
     (last / "index.html").write_text("complete")
-    record = {"params": {"profile": "demo"}, "stages": [{"notebook": "01_x", "status": "failed", "html": "01_x.html",
-                                                          "ipynb": "01_x.ipynb", "seconds": 1, "cell": 3, "error": "boom"}],
-              "complete": False, "last_complete_report": str(last / "index.html")}
+    record = {
+        "params": {"profile": "demo"},
+        "stages": [
+            {
+                "notebook": "01_x",
+                "status": "failed",
+                "html": "01_x.html",
+                "ipynb": "01_x.ipynb",
+                "seconds": 1,
+                "cell": 3,
+                "error": "boom",
+            }
+        ],
+        "complete": False,
+        "last_complete_report": str(last / "index.html"),
+    }
     page = write_index(out, record).read_text()
     assert "A partial report: this run did not finish every notebook" in page
     assert "metrics.json" not in _links(page) and "../demo.last/index.html" in _links(page)

@@ -1,5 +1,6 @@
 """The scale path on CPU: several processes (torchrun, gloo: the code path of several GPUs), a
 killed training that resumes, and data that stays on disk."""
+
 import io
 import json
 import os
@@ -32,13 +33,27 @@ def _sets(work, **extra):
 
 
 def _train(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "helpers.train", SMOKE, *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.train", SMOKE, *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
-@pytest.mark.parametrize("batch,processes,limit,plan", [(256, 1, 0, (256, 1)), (256, 2, 0, (128, 1)),
-                                                        (256, 8, 0, (32, 1)), (256, 1, 64, (64, 4)),
-                                                        (256, 2, 48, (32, 4)), (12, 2, 5, (3, 2))])
+@pytest.mark.parametrize(
+    "batch,processes,limit,plan",
+    [
+        (256, 1, 0, (256, 1)),
+        (256, 2, 0, (128, 1)),
+        (256, 8, 0, (32, 1)),
+        (256, 1, 64, (64, 4)),
+        (256, 2, 48, (32, 4)),
+        (12, 2, 5, (3, 2)),
+    ],
+)
 def test_the_global_batch_is_split_over_processes_and_micro_batches(batch, processes, limit, plan):
     per_device, steps = batch_plan(batch, processes, limit)
     assert (per_device, steps) == plan and per_device * steps * processes == batch
@@ -54,9 +69,15 @@ def _cache(tmp_path, name, n, tokenizer, shade):
 
     from helpers.data.schema import FEATURES
 
-    split = datasets.Dataset.from_dict({"Caption": [f"{name}{i}" for i in range(n)],
-                                        "Image": [{"bytes": png_bytes((20, 20), (shade + i, 0, 0)), "path": None} for i in range(n)],
-                                        "Label_A": [1] * n, "Label_B": [2] * n}, features=FEATURES)
+    split = datasets.Dataset.from_dict(
+        {
+            "Caption": [f"{name}{i}" for i in range(n)],
+            "Image": [{"bytes": png_bytes((20, 20), (shade + i, 0, 0)), "path": None} for i in range(n)],
+            "Label_A": [1] * n,
+            "Label_B": [2] * n,
+        },
+        features=FEATURES,
+    )
     return build_cache(split, name, tmp_path, 8, tokenizer, 8)
 
 
@@ -69,7 +90,9 @@ def test_subset_and_concat_index_the_memory_maps_instead_of_copying(tmp_path, sm
     assert np.array_equal(joined.pixels[np.arange(4)], expected)
     assert np.array_equal(joined.__getitems__([1, 0])["pixel_values"], expected[[1, 0]])
     # A data-loader worker receives file names and row numbers, not pixels.
-    assert len(pickle.dumps(joined.pixels)) < 2000 and np.array_equal(pickle.loads(pickle.dumps(joined.pixels))[[0]], expected[:1])
+    assert len(pickle.dumps(joined.pixels)) < 2000 and np.array_equal(
+        pickle.loads(pickle.dumps(joined.pixels))[[0]], expected[:1]
+    )
     assert joined.fingerprint() != CachedSplit.concat([a, b.subset([0, 3])]).subset([7, 0, 6, 2]).fingerprint()
 
 
@@ -87,9 +110,11 @@ def test_a_half_written_cache_is_never_read_but_rebuilt(tmp_path, smoke_model):
     assert not (broken / f"{key}.tmp").exists() and (broken / key / "meta.json").is_file()
 
 
-LAUNCHERS = {"torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-             # accelerate's GPU launcher is torchrun underneath; on CPUs it runs the same gloo path.
-             "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"]}
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+    # accelerate's GPU launcher is torchrun underneath; on CPUs it runs the same gloo path.
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"],
+}
 
 
 @pytest.mark.slow
@@ -109,11 +134,11 @@ def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path,
     for stage in ("before", "after"):
         assert record[f"train_{stage}"]["processes"] == 2 and record[f"train_{stage}"]["per_device_batch"] == 8
     assert record["pseudo"]["pool"] > 0
+    from helpers.config import load_config
+    from helpers.data.splits import study_splits
+    from helpers.inference.cached import predict
     from helpers.modeling.checkpoints import load_detector
     from helpers.study import stages
-    from helpers.config import load_config
-    from helpers.inference.cached import predict
-    from helpers.data.splits import study_splits
 
     cfg = load_config(SMOKE, {"work_dir": str(tmp_path)})
     model, tokenizer = load_detector(run / "model_after")
@@ -124,8 +149,17 @@ def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path,
 
 @pytest.mark.slow
 def test_a_failing_process_reports_its_error_first_and_the_others_one_line(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "helpers.train",
-           SMOKE, *_sets(tmp_path, dataset="/nowhere/data")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "helpers.train",
+        SMOKE,
+        *_sets(tmp_path, dataset="/nowhere/data"),
+    ]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode != 0
     ours = [line for line in result.stderr.splitlines() if line.startswith("[rank ")]
@@ -133,8 +167,11 @@ def test_a_failing_process_reports_its_error_first_and_the_others_one_line(tmp_p
     assert sum(line.startswith("[rank 0/2] traceback:") for line in ours) == 1
     # The other process prints one line at most (torchrun may stop it before it notices), never a traceback:
     # its own error (every process reads the data) or that another one failed.
-    assert all(line.startswith(("[rank 1/2] stopped: another process failed", "[rank 1/2] error: DataError: data source"))
-               for line in ours if "rank 1/2" in line)
+    assert all(
+        line.startswith(("[rank 1/2] stopped: another process failed", "[rank 1/2] error: DataError: data source"))
+        for line in ours
+        if "rank 1/2" in line
+    )
     assert "[rank1]" not in result.stderr and "SignalException" not in result.stderr
     assert "Connection closed by peer" not in result.stderr
 
@@ -148,8 +185,13 @@ def test_a_killed_training_resumes_where_it_stopped_and_ends_as_an_uninterrupted
     # Enough rows and epochs that the kill lands mid-run: 288 rows, 18 steps an epoch, 4 epochs.
     longer = {"epochs": 4, "synthetic_captions": "{train: 48, validation: 8, test: 4, unlabelled: 4}"}
     killed, straight = tmp_path / "killed", tmp_path / "straight"
-    proc = subprocess.Popen([sys.executable, "-m", "helpers.train", SMOKE, *_sets(killed, **longer)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "helpers.train", SMOKE, *_sets(killed, **longer)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     checkpoints = killed / "smoke" / "checkpoints_before"
     deadline = time.time() + 240
     while proc.poll() is None and time.time() < deadline:
@@ -187,7 +229,9 @@ def test_a_resume_names_changed_data_and_process_counts():
     recorded = {"params": {"epochs": 4}, "data": {"train": "aaa", "validation": "bbb"}, "processes": 2}
     check_same_run(recorded, dict(recorded), "ck")
     with pytest.raises(ResumeError, match=r"data 'train' \(rows, images or labels\); processes: 2 -> 1"):
-        check_same_run(recorded, {"params": {"epochs": 4}, "data": {"train": "zzz", "validation": "bbb"}, "processes": 1}, "ck")
+        check_same_run(
+            recorded, {"params": {"epochs": 4}, "data": {"train": "zzz", "validation": "bbb"}, "processes": 1}, "ck"
+        )
     with pytest.raises(ResumeError, match="older version"):
         check_same_run(None, recorded, "ck")
 
@@ -208,8 +252,9 @@ def test_building_a_cache_leaves_no_pages_of_the_source_files_resident(tmp_path,
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         cells.append({"bytes": buffer.getvalue(), "path": None})
-    datasets.Dataset.from_dict({"Caption": ["c"] * 40, "Image": cells, "Label_A": [1] * 40, "Label_B": [2] * 40},
-                               features=FEATURES).save_to_disk(str(tmp_path / "saved"))
+    datasets.Dataset.from_dict(
+        {"Caption": ["c"] * 40, "Image": cells, "Label_A": [1] * 40, "Label_B": [2] * 40}, features=FEATURES
+    ).save_to_disk(str(tmp_path / "saved"))
     split = datasets.load_from_disk(str(tmp_path / "saved"))
     files = {f["filename"] for f in split.cache_files}
     build_cache(split, "mapped", tmp_path / "cache", 8, tokenizer, 8)
@@ -238,5 +283,6 @@ def test_the_launcher_names_the_first_error_a_process_recorded(tmp_path):
     assert files, "no process recorded its error"
     recorded = [json.loads(f.read_text())["message"]["message"] for f in files]
     assert all(m.startswith("DataError: data source '/nowhere/data'") for m in recorded)
-    assert re.search(r"training under torchrun failed \(exit 1\): rank [01]: DataError: data source '/nowhere/data'",
-                     result.stderr), result.stderr[-1500:]
+    assert re.search(
+        r"training under torchrun failed \(exit 1\): rank [01]: DataError: data source '/nowhere/data'", result.stderr
+    ), result.stderr[-1500:]

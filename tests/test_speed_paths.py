@@ -1,5 +1,6 @@
 """The CPU side of the fast path: the headless training entry point and the benchmark script run
 end to end and report numbers (the speed targets themselves are for a GPU and the benchmark)."""
+
 import json
 import os
 import sys
@@ -27,11 +28,39 @@ def test_benchmark_script_reports_every_pipeline(tmp_path):
     import throughput
 
     out = tmp_path / "bench.json"
-    assert throughput.main(["--profile", str(ROOT / "params" / "smoke.yaml"), "--rows", "96", "--image-side", "32",
-                            "--steps", "2", "--warmup", "1", "--workers", "0", "--out", str(out)]) == 0
+    assert (
+        throughput.main(
+            [
+                "--profile",
+                str(ROOT / "params" / "smoke.yaml"),
+                "--rows",
+                "96",
+                "--image-side",
+                "32",
+                "--steps",
+                "2",
+                "--warmup",
+                "1",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     results = json.loads(out.read_text())
-    assert set(results) >= {"a_paper_style_workers0", "b_ours_from_cache", "c_model_alone", "cache_build_rows_per_s",
-                            "model_gflop_per_sample"} and results["device"] == "cpu"
+    assert (
+        set(results)
+        >= {
+            "a_paper_style_workers0",
+            "b_ours_from_cache",
+            "c_model_alone",
+            "cache_build_rows_per_s",
+            "model_gflop_per_sample",
+        }
+        and results["device"] == "cpu"
+    )
 
 
 class _Probe(__import__("torch").nn.Module):
@@ -45,7 +74,6 @@ class _Probe(__import__("torch").nn.Module):
 
     def forward(self, pixel_values, label_a):
         import time
-
         from types import SimpleNamespace
 
         time.sleep(self.pause)
@@ -63,8 +91,9 @@ def test_the_benchmarks_flop_count_and_rate_agree_with_hand_counts():
 
     batch = {"pixel_values": torch.randn(8, 64), "label_a": torch.zeros(8)}
     assert throughput.flops_per_sample(_Probe(64), batch, torch.device("cpu"), False) == 4 * 64 * 64
-    rate = 8 / throughput.time_loop(_Probe(64, pause=0.05), iter([batch] * 6), torch.device("cpu"), steps=4, warmup=1,
-                                    bf16=False, fused=False)
+    rate = 8 / throughput.time_loop(
+        _Probe(64, pause=0.05), iter([batch] * 6), torch.device("cpu"), steps=4, warmup=1, bf16=False, fused=False
+    )
     assert 8 / 0.05 * 0.6 < rate <= 8 / 0.05
 
 
@@ -88,8 +117,13 @@ def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
     import subprocess
 
     out = tmp_path / "session"
-    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--smoke", str(out)],
-                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--smoke", str(out)],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads((out / "gpu_session.json").read_text())
     assert rows[0]["part"] == "environment" and rows[0]["device"] == "cpu" and rows[0]["torch"]
@@ -98,10 +132,20 @@ def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
     # The telling rows first: data made once, eager throughput, notebooks, prediction; then the rest.
     assert parts[1] == "synthetic data and prediction files, made once"
     first_compiled = next(i for i, part in enumerate(parts) if part.endswith("compiled"))
-    assert parts.index("notebooks 01-04 (smoke profile)") < parts.index("prediction from the decode cache") < first_compiled
+    assert (
+        parts.index("notebooks 01-04 (smoke profile)")
+        < parts.index("prediction from the decode cache")
+        < first_compiled
+    )
     training = [r for r in rows if r["part"].startswith("training (")]
     assert {r["part"].split(", ")[-2] + ", " + r["part"].split(", ")[-1] for r in training} >= {
-        "bf16, eager", "bf16, compiled", "tf32, eager", "fp32, eager", "tf32, compiled", "fp32, compiled"}
+        "bf16, eager",
+        "bf16, compiled",
+        "tf32, eager",
+        "fp32, eager",
+        "tf32, compiled",
+        "fp32, compiled",
+    }
     assert all(r["samples_per_s"] > 0 and "mfu" in r for r in training if "samples_per_s" in r and r["part"][10] != "d")
     assert all(r["warmup_s"] >= 0 for r in training if r["part"].endswith("compiled"))
     assert any(r["part"].startswith("training (d)") for r in rows) and any("ms_per_step" in r for r in rows)
@@ -124,7 +168,6 @@ def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, ca
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import seed_spread
-
     from helpers.analyses import common
     from helpers.config import load_config
     from helpers.data.splits import study_splits
@@ -139,5 +182,6 @@ def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, ca
     caches = stages.caches_for(cfg, splits, tokenizer, size, ["train", "validation", "test"])
     model = common.train_quick(dataclasses.replace(cfg, seed=0), caches["train"], caches["validation"])
     scores, _ = common.evaluate(model, caches["test"], cfg, None)
-    assert printed.startswith(f"seed 0: test F1-A {100 * scores['f1_a']:.1f}, weighted F1-B "
-                              f"{100 * scores['f1_b_weighted']:.1f} (")
+    assert printed.startswith(
+        f"seed 0: test F1-A {100 * scores['f1_a']:.1f}, weighted F1-B {100 * scores['f1_b_weighted']:.1f} ("
+    )

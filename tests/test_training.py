@@ -33,7 +33,9 @@ def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits
 
     model, tokenizer = build_model(smoke_cfg)
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-    model, history = training.train(smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", {"seed": 0})
+    model, history = training.train(
+        smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", {"seed": 0}
+    )
     _, evals = training.learning_curves(history)
     assert list(evals["epoch"]) == [1.0, 2.0]
     checkpoints = sorted((tmp_path / "ck").glob("checkpoint-*"))
@@ -74,9 +76,13 @@ def test_frozen_text_features_are_computed_on_the_training_device(smoke_cfg, smo
     cfg = dataclasses.replace(smoke_cfg, freeze_text=True)
     model, tokenizer = build_model(cfg)
     caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-    with mock.patch.object(TrainingArguments, "device", new_callable=mock.PropertyMock,
-                           return_value=torch.device("meta")), \
-            mock.patch("helpers.training.trainer.with_text_features", spy), pytest.raises(Seen) as seen:
+    with (
+        mock.patch.object(
+            TrainingArguments, "device", new_callable=mock.PropertyMock, return_value=torch.device("meta")
+        ),
+        mock.patch("helpers.training.trainer.with_text_features", spy),
+        pytest.raises(Seen) as seen,
+    ):
         training.train(cfg, model, caches["train"], caches["validation"], tmp_path / "ck")
     assert str(seen.value) == "meta"
 
@@ -94,14 +100,19 @@ def test_loader_worker_processes_train_the_same_model_as_the_main_process(smoke_
     for workers in (0, 2):
         # No dropout: worker processes draw their seeds from the main process's generator, which
         # shifts the dropout masks drawn after them; the claim here is about the batches.
-        cfg = dataclasses.replace(smoke_cfg, num_workers=workers,
-                                  text_config={**smoke_cfg.text_config, "hidden_dropout_prob": 0.0,
-                                               "attention_probs_dropout_prob": 0.0})
+        cfg = dataclasses.replace(
+            smoke_cfg,
+            num_workers=workers,
+            text_config={**smoke_cfg.text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+        )
         model, tokenizer = build_model(cfg)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
         model, history = training.train(cfg, model, caches["train"], caches["validation"], tmp_path / f"w{workers}")
-        curves.append(training.learning_curves(history)[1].drop(columns=["eval_runtime"], errors="ignore")
-                      .filter(regex="^(epoch|eval_(?!.*per_second))"))
+        curves.append(
+            training.learning_curves(history)[1]
+            .drop(columns=["eval_runtime"], errors="ignore")
+            .filter(regex="^(epoch|eval_(?!.*per_second))")
+        )
         weights.append(model.head_b.weight.detach().clone())
     pd.testing.assert_frame_equal(curves[0], curves[1])
     assert torch.equal(weights[0], weights[1])
@@ -124,6 +135,7 @@ def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp
             if inside[0]:
                 reads.append(name)
             return original(self, *args, **kwargs)
+
         return read
 
     class Window(TrainerCallback):
@@ -137,8 +149,14 @@ def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp
         monkeypatch.setattr(torch.Tensor, name, counting(name))
     model, tokenizer = build_model(smoke_cfg)
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-    trainer = training.make_trainer(smoke_cfg, model, caches["train"], caches["validation"],
-                                    training.training_arguments(smoke_cfg, tmp_path / "ck"), [Window()])
+    trainer = training.make_trainer(
+        smoke_cfg,
+        model,
+        caches["train"],
+        caches["validation"],
+        training.training_arguments(smoke_cfg, tmp_path / "ck"),
+        [Window()],
+    )
     trainer.args.save_strategy, trainer.args.eval_strategy = "no", "no"
     trainer.args.load_best_model_at_end = False
     trainer.train()
@@ -159,8 +177,13 @@ def test_pixels_held_on_the_device_train_the_same_model(smoke_cfg, smoke_splits,
         cfg = dataclasses.replace(smoke_cfg, num_workers=2)
         model, tokenizer = build_model(cfg)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-        trainer = training.make_trainer(cfg, model, caches["train"], caches["validation"],
-                                        training.training_arguments(cfg, tmp_path / f"r{resident}"))
+        trainer = training.make_trainer(
+            cfg,
+            model,
+            caches["train"],
+            caches["validation"],
+            training.training_arguments(cfg, tmp_path / f"r{resident}"),
+        )
         seen.append((type(trainer.train_dataset.pixels), trainer.args.dataloader_num_workers))
         trainer.train()
         weights.append(model.head_b.weight.detach().clone())
@@ -168,8 +191,7 @@ def test_pixels_held_on_the_device_train_the_same_model(smoke_cfg, smoke_splits,
     assert torch.equal(weights[0], weights[1])
 
 
-def test_an_epoch_under_torch_compile_traces_at_most_four_static_graphs(smoke_cfg, smoke_splits, tmp_path,
-                                                                        monkeypatch):
+def test_an_epoch_under_torch_compile_traces_at_most_four_static_graphs(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
     """Text is trimmed to each batch's longest caption, so every new length was a new shape. Under
     torch_compile the Trainer sees a few fixed widths and static graphs: a backend that records
     what dynamo hands it counts the graphs of an epoch of captions of many lengths, and finds no
@@ -185,8 +207,14 @@ def test_an_epoch_under_torch_compile_traces_at_most_four_static_graphs(smoke_cf
 
     def probe(graph, example_inputs):
         shapes = [node.meta.get("example_value") for node in graph.graph.nodes if node.op == "placeholder"]
-        graphs.append(any(isinstance(value, torch.SymInt) or isinstance(getattr(value, "shape", None), torch.Size)
-                          and any(isinstance(size, torch.SymInt) for size in value.shape) for value in shapes))
+        graphs.append(
+            any(
+                isinstance(value, torch.SymInt)
+                or isinstance(getattr(value, "shape", None), torch.Size)
+                and any(isinstance(size, torch.SymInt) for size in value.shape)
+                for value in shapes
+            )
+        )
         return graph.forward
 
     cfg = dataclasses.replace(smoke_cfg, torch_compile=True, epochs=1)

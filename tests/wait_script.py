@@ -1,11 +1,12 @@
 """Run under torchrun by test_real_runs: the main process works for `sleep` seconds inside the
 main-first block while the others wait, with the profile's ddp_timeout. Each process prints the
 CPU seconds it spent in the block (a waiting process must sleep, not spin)."""
+
 import sys
 import time
 
-from helpers.training import distributed
 from helpers.config import load_config
+from helpers.training import distributed
 
 timeout, sleep = int(sys.argv[1]), float(sys.argv[2])
 distributed.configure(load_config(sys.argv[3], {"ddp_timeout": timeout}))

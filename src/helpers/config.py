@@ -5,6 +5,7 @@ rejected before any work starts, naming the key. Overrides (`--set key=value`, a
 `overrides`) are held to the same rules. Notebooks receive only the profile and the overrides,
 so the YAML file stays the one source of values.
 """
+
 import dataclasses
 import difflib
 from dataclasses import field
@@ -20,9 +21,16 @@ Count = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
 # The notebook of each analysis (the runner starts it only when the profile's analyses name it).
-ANALYSIS_NOTEBOOKS = {"audit": "05_shortcut_audit", "robustness": "06_robustness", "ablation": "07_modality_ablation",
-                      "unseen": "08_unseen_generators", "calibration": "09_calibration", "seeds": "10_seeds",
-                      "baselines": "12_baselines", "beyond": "13_beyond_the_paper"}
+ANALYSIS_NOTEBOOKS = {
+    "audit": "05_shortcut_audit",
+    "robustness": "06_robustness",
+    "ablation": "07_modality_ablation",
+    "unseen": "08_unseen_generators",
+    "calibration": "09_calibration",
+    "seeds": "10_seeds",
+    "baselines": "12_baselines",
+    "beyond": "13_beyond_the_paper",
+}
 SPLITS = ("train", "validation", "test", "unlabelled")
 
 
@@ -62,7 +70,9 @@ class Config:
     # "zero" (listed, and replaced by the all-zero model input, as the authors' code does).
     # Prediction files and the competition JSON have a row for every input whatever the choice.
     bad_images: Literal["skip", "error", "zero"] = "skip"
-    synthetic_captions: dict = field(default_factory=lambda: {"train": 300, "validation": 60, "test": 100, "unlabelled": 100})
+    synthetic_captions: dict = field(
+        default_factory=lambda: {"train": 300, "validation": 60, "test": 100, "unlabelled": 100}
+    )
     synthetic_image_size: int = 96
 
     # Model.
@@ -193,20 +203,30 @@ class Config:
             if unknown := sorted(set(getattr(self, key)) - set(allowed)):
                 raise ConfigError(f"key '{key}' has unknown entries {unknown}; choose from {list(allowed)}")
         if self.caption_template.count("{}") != 1:
-            raise ConfigError(f"key 'caption_template' must contain '{{}}' exactly once (where the caption goes), "
-                              f"got {self.caption_template!r}")
+            raise ConfigError(
+                f"key 'caption_template' must contain '{{}}' exactly once (where the caption goes), "
+                f"got {self.caption_template!r}"
+            )
         for i, entry in enumerate(self.external):
-            if not isinstance(entry, dict) or not {"name", "source"} <= set(entry) or set(entry) - {"name", "source", "captions"}:
-                raise ConfigError(f"key 'external' entry {i} must be a mapping with name and source (and optionally "
-                                  f"captions), got {entry!r}")
+            if (
+                not isinstance(entry, dict)
+                or not {"name", "source"} <= set(entry)
+                or set(entry) - {"name", "source", "captions"}
+            ):
+                raise ConfigError(
+                    f"key 'external' entry {i} must be a mapping with name and source (and optionally "
+                    f"captions), got {entry!r}"
+                )
             if not all(isinstance(entry[k], str) and entry[k] for k in ("name", "source")):
                 raise ConfigError(f"key 'external' entry {i}: name and source must be non-empty text, got {entry!r}")
         if self.fusion == "attention" and self.modality != "both":
             raise ConfigError(f"fusion: attention needs both towers (modality: both), got modality: {self.modality}")
         for split, count in self.synthetic_captions.items():
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                raise ConfigError(f"key 'synthetic_captions': split '{split}' must have a whole number of captions, at "
-                                  f"least 1 (each gives six images), got {count!r}")
+                raise ConfigError(
+                    f"key 'synthetic_captions': split '{split}' must have a whole number of captions, at "
+                    f"least 1 (each gives six images), got {count!r}"
+                )
 
 
 def field_names() -> list[str]:
@@ -217,8 +237,10 @@ def from_dict(values: dict) -> Config:
     """The config, or a ConfigError naming each key that is unknown, missing or wrong."""
     known = set(field_names())
     if unknown := sorted(set(values) - known):
-        hints = [f"'{k}' (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(k, known, 1)) else f"'{k}'"
-                 for k in unknown]
+        hints = [
+            f"'{k}' (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(k, known, 1)) else f"'{k}'"
+            for k in unknown
+        ]
         raise ConfigError(f"unknown key(s) {', '.join(hints)}; valid keys are: {sorted(known)}")
     if "profile" not in values:
         raise ConfigError("the key 'profile' is required (the name of the run)")
@@ -226,9 +248,14 @@ def from_dict(values: dict) -> Config:
         return Config(**values)
     except pydantic.ValidationError as error:
         # A check of __post_init__ arrives wrapped as a value_error; its own message says it all.
-        raise ConfigError("; ".join(str(e["ctx"]["error"]) if e["type"] == "value_error" else
-                                    f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}, got {e['input']!r}"
-                                    for e in error.errors())) from None
+        raise ConfigError(
+            "; ".join(
+                str(e["ctx"]["error"])
+                if e["type"] == "value_error"
+                else f"key '{'.'.join(map(str, e['loc']))}': {e['msg']}, got {e['input']!r}"
+                for e in error.errors()
+            )
+        ) from None
 
 
 def load_config(source: str | Path | dict, overrides: dict | None = None) -> Config:
@@ -246,5 +273,3 @@ def load_config(source: str | Path | dict, overrides: dict | None = None) -> Con
         return from_dict({**values, **(overrides or {})})
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
-
-

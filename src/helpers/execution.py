@@ -1,6 +1,7 @@
 """Executing the study's notebooks (helpers.run's runner): one notebook in a kernel with papermill,
 its reading copy, and NotebookRunner, which runs 01-03 in order and from 04 on notebook_lanes side
 by side."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,18 +41,29 @@ def _failing_cell(output: Path) -> tuple[object, str]:
         return None, ""
     cells = [c for c in nbformat.read(output, as_version=4).cells if c.cell_type == "code"]
     started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
-    cell = next((c for c in started if c["metadata"]["papermill"].get("status") != "completed"),
-                started[-1] if started else None)
+    cell = next(
+        (c for c in started if c["metadata"]["papermill"].get("status") != "completed"),
+        started[-1] if started else None,
+    )
     if cell is None:
         return None, ""
-    texts = [o.get("text") or "\n".join(o.get("traceback") or []) or str(o.get("data", {}).get("text/plain", ""))
-             for o in cell.get("outputs", [])]
+    texts = [
+        o.get("text") or "\n".join(o.get("traceback") or []) or str(o.get("data", {}).get("text/plain", ""))
+        for o in cell.get("outputs", [])
+    ]
     text = "".join(t if isinstance(t, str) else "".join(t) for t in texts).strip()
     return cell.get("execution_count"), text[-600:]
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, kernel, threads: int | None = None,
-                 progress_bar: bool = True) -> dict:
+def run_notebook(
+    notebook: Path,
+    out_dir: Path,
+    parameters: dict,
+    timeout: int,
+    kernel,
+    threads: int | None = None,
+    progress_bar: bool = True,
+) -> dict:
     """Execute one notebook in `kernel` (a kernel.SharedKernel, its namespace cleared first and
     given `threads` torch threads) into out_dir (its reading copy is render_html's)."""
     import papermill
@@ -63,17 +75,30 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int, 
     try:
         kernel.fresh_namespace(threads)
         # No cwd: the kernel started in the project root, and papermill's chdir is not thread-safe.
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=ensure_kernel(),
-                                   execution_timeout=timeout, progress_bar=progress_bar, km=kernel.manager)
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=ensure_kernel(),
+            execution_timeout=timeout,
+            progress_bar=progress_bar,
+            km=kernel.manager,
+        )
         stage["status"] = "ok"
     except PapermillExecutionError as error:
         stage.update(status="failed", error=f"{error.ename}: {error.evalue}", cell=error.exec_count)
     except Exception as error:  # noqa: BLE001 (nbclient's CellTimeoutError, DeadKernelError, a kernel that never started)
         cell, last_output = _failing_cell(output)
-        what = {"CellTimeoutError": f"a cell ran past notebook_timeout ({timeout} s)",
-                "DeadKernelError": "the kernel died (out of memory?)"}.get(type(error).__name__, "the notebook stopped")
-        stage.update(status="failed", error=f"{type(error).__name__}: {what}: {str(error).strip()[:300]}", cell=cell,
-                     last_output=last_output)
+        what = {
+            "CellTimeoutError": f"a cell ran past notebook_timeout ({timeout} s)",
+            "DeadKernelError": "the kernel died (out of memory?)",
+        }.get(type(error).__name__, "the notebook stopped")
+        stage.update(
+            status="failed",
+            error=f"{type(error).__name__}: {what}: {str(error).strip()[:300]}",
+            cell=cell,
+            last_output=last_output,
+        )
     stage["seconds"] = round(time.perf_counter() - started, 1)
     return stage
 
@@ -87,8 +112,12 @@ SIDE_BY_SIDE_FROM = "04"
 # Models each analysis notebook trains from scratch under a profile (its shared ones counted in each
 # notebook that asks): the side-by-side notebooks start heaviest first, so the lanes end together
 # instead of one notebook with many trainings running alone at the end on cores // lanes threads.
-TRAININGS = {"07": lambda cfg: 3, "08": lambda cfg: 5, "10": lambda cfg: 2 * (len(cfg.seeds) - 1),
-             "13": lambda cfg: 2 * len(cfg.seeds) + 1}
+TRAININGS = {
+    "07": lambda cfg: 3,
+    "08": lambda cfg: 5,
+    "10": lambda cfg: 2 * (len(cfg.seeds) - 1),
+    "13": lambda cfg: 2 * len(cfg.seeds) + 1,
+}
 
 
 def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
@@ -98,8 +127,10 @@ def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
 
 
 # A notebook whose step the profile switches off is not started: its number -> why it is off, or None.
-SWITCHES = {"03": lambda cfg: None if cfg.unlabelled_split else "pseudo-labelling is off (unlabelled_split: '')",
-            "11": lambda cfg: None if cfg.external else "no outside sets (external: [])"}
+SWITCHES = {
+    "03": lambda cfg: None if cfg.unlabelled_split else "pseudo-labelling is off (unlabelled_split: '')",
+    "11": lambda cfg: None if cfg.external else "no outside sets (external: [])",
+}
 ANALYSIS_OF = {notebook[:2]: name for name, notebook in ANALYSIS_NOTEBOOKS.items()}
 FINISHED = ("ok", "off")
 
@@ -148,8 +179,9 @@ class NotebookRunner:
             queue = heaviest_first(self.cfg, queue)
         with contextlib.ExitStack() as stack:
             # None: each notebook starts a kernel of its own (_run_one).
-            kernels = [None if self.kernel_per_notebook else stack.enter_context(study_kernel(self.root))
-                       for _ in range(lanes)]
+            kernels = [
+                None if self.kernel_per_notebook else stack.enter_context(study_kernel(self.root)) for _ in range(lanes)
+            ]
             for kernel in kernels[1:]:
                 if kernel is not None and in_order:
                     kernel.warm_up()  # on the core the in-order notebooks leave partly idle
@@ -200,15 +232,19 @@ class NotebookRunner:
             print(f"[{cfg.profile}] {notebook.name}: not run, {why}", flush=True)
             self.stages.append({"notebook": notebook.stem, "status": "off", "error": why, "seconds": 0.0})
             return
-        print(f"[{cfg.profile}] running {notebook.name} ..." + (f" ({threads} torch thread(s), {lanes} side by side)"
-                                                               if lanes > 1 else ""), flush=True)
+        print(
+            f"[{cfg.profile}] running {notebook.name} ..."
+            + (f" ({threads} torch thread(s), {lanes} side by side)" if lanes > 1 else ""),
+            flush=True,
+        )
         with contextlib.ExitStack() as stack:
             if kernel is None:
                 kernel = stack.enter_context(study_kernel(self.root))
             self.active.add(kernel)
             stack.callback(self.active.discard, kernel)
-            stage = run_notebook(notebook, self.out_dir, self.parameters, cfg.notebook_timeout, kernel, threads,
-                                 progress_bar=lanes == 1)
+            stage = run_notebook(
+                notebook, self.out_dir, self.parameters, cfg.notebook_timeout, kernel, threads, progress_bar=lanes == 1
+            )
         if self.stopped.is_set() and stage["status"] not in FINISHED:
             return  # its kernel was shut down by stop(): not the notebook's own failure
         if (self.out_dir / notebook.name).is_file():

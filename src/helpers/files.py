@@ -1,5 +1,6 @@
 """Files and folders that several processes (or jobs) may build and others read: one writer at a
 time (exclusive), and nothing read half-written (written_whole)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,19 +1,42 @@
 """What decides a result: the run's identity (every key but where it executes), a training stage's
 identity, their hashes, and the changes between two identities, named."""
+
 from __future__ import annotations
 
 from helpers.config import Config
 
 # Keys that say how or where a run executes, not what it computes: a resume or a rerun with other
 # values of these is still the same run (see identity()).
-EXECUTION_KEYS = ("resume", "notebook_timeout", "num_workers", "device_cache", "report_dir", "work_dir", "processes",
-                  "per_device_max_batch", "ddp_timeout", "report_to", "notebook_lanes", "keep_analysis_models")
+EXECUTION_KEYS = (
+    "resume",
+    "notebook_timeout",
+    "num_workers",
+    "device_cache",
+    "report_dir",
+    "work_dir",
+    "processes",
+    "per_device_max_batch",
+    "ddp_timeout",
+    "report_to",
+    "notebook_lanes",
+    "keep_analysis_models",
+)
 # Keys that no training stage reads: a checkpoint or saved stage made under other values of these
 # is still the same training (changing the seed study must not retrain the main model).
 NOT_TRAINING_KEYS = ("analyses", "analysis_epochs", "seeds", "view_captions", "external", "test_split")
 # Keys that only the pseudo-label round and the 'after' stage read.
-PSEUDO_KEYS = ("unlabelled_dataset", "unlabelled_split", "unlabelled_revision", "pool_overlap", "pseudo_threshold",
-               "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pseudo_balance", "pseudo_group_check")
+PSEUDO_KEYS = (
+    "unlabelled_dataset",
+    "unlabelled_split",
+    "unlabelled_revision",
+    "pool_overlap",
+    "pseudo_threshold",
+    "pseudo_train_fraction",
+    "pseudo_confidence",
+    "pseudo_split",
+    "pseudo_balance",
+    "pseudo_group_check",
+)
 
 
 def identity(config: Config | dict) -> dict:

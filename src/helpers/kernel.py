@@ -8,6 +8,7 @@ cached GPU memory are cleared, so a notebook sees none of its predecessor's vari
 as when it is opened in JupyterLab; only imported modules stay loaded. `helpers.run --kernel-per-notebook` gives
 each notebook a kernel of its own instead. Notebooks that run side by side (the runner's lanes)
 each have a kernel of their own, told how many torch threads to use."""
+
 from __future__ import annotations
 
 import sys

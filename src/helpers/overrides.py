@@ -1,5 +1,6 @@
 """--set key=value (on the commands) as typed values: text keys take the text as written, numbers any
 float notation, lists and mappings YAML; validated with the profile like a value in the file."""
+
 from __future__ import annotations
 
 import typing

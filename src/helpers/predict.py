@@ -23,6 +23,7 @@ per class, as in CT2: inference/caption_groups.py); other groups keep the per-im
 column `decoding` says which each row got. It relies on the set's structure: do not use it on
 images in the wild.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.data.schema import read_image_table
-from helpers.inference.cached import pick_device
 from helpers.data.inputs import Inputs, read_inputs
-from helpers.labels import CLASS_NAMES
+from helpers.data.schema import read_image_table
 from helpers.evaluation.metrics import write_competition_json
+from helpers.inference.cached import pick_device
+from helpers.labels import CLASS_NAMES
 from helpers.modeling.checkpoints import load_detector
 
 
@@ -48,8 +49,10 @@ class LabelSetError(ValueError):
 
 def check_label_set(class_names: list[str]) -> None:
     if list(class_names) != list(CLASS_NAMES):
-        raise LabelSetError(f"the model's classes {list(class_names)} differ from CT2's {list(CLASS_NAMES)}; "
-                            "its Label_B numbers would be read wrongly, so this command refuses it")
+        raise LabelSetError(
+            f"the model's classes {list(class_names)} differ from CT2's {list(CLASS_NAMES)}; "
+            "its Label_B numbers would be read wrongly, so this command refuses it"
+        )
 
 
 def _captions_by_path(csv: Path) -> dict[str, str]:
@@ -72,17 +75,25 @@ def prediction_settings(items: list[str] | None) -> dict:
     overrides = parse_overrides(items)
     fixed = sorted(set(overrides) - PREDICTION_KEYS)
     if fixed:
-        raise ConfigError(f"--set {', '.join(fixed)}: does not apply to prediction (the trained model fixes it); "
-                          f"keys that do: {sorted(PREDICTION_KEYS)}")
+        raise ConfigError(
+            f"--set {', '.join(fixed)}: does not apply to prediction (the trained model fixes it); "
+            f"keys that do: {sorted(PREDICTION_KEYS)}"
+        )
     checked = load_config({"profile": "predict"}, overrides)
     return {key: getattr(checked, key) for key in overrides}
 
 
 def _frame(inputs: Inputs, scored) -> pd.DataFrame:
     preds = scored.predictions
-    frame = pd.DataFrame({"index": np.arange(len(inputs)), "path": inputs.names,
-                          "status": np.where(scored.ok, "ok", "failed"), "reason": scored.reason,
-                          "caption_missing": [not c for c in inputs.captions]})
+    frame = pd.DataFrame(
+        {
+            "index": np.arange(len(inputs)),
+            "path": inputs.names,
+            "status": np.where(scored.ok, "ok", "failed"),
+            "reason": scored.reason,
+            "caption_missing": [not c for c in inputs.captions],
+        }
+    )
     frame["p_ai"] = np.where(scored.ok, preds.prob_ai, np.nan)
     frame["Label_A"] = np.where(scored.ok, preds.label_a, -1)
     frame["Label_B"] = np.where(scored.ok, preds.label_b, -1)
@@ -101,15 +112,28 @@ def trained_on(model_dir: str) -> tuple[str, str]:
     dataset = json.loads(meta.read_text()).get("params", {}).get("dataset", "unknown") if meta.is_file() else "unknown"
     if dataset != "synthetic":
         return dataset, ""
-    return dataset, ("WARNING: this model was trained on the embedded synthetic demo set (helpers/data/synthetic.py), "
-                     "not on real photos or real generators: its answers on real-world images mean nothing. Train the "
-                     "paper profile (or your own data) before trusting it.")
+    return dataset, (
+        "WARNING: this model was trained on the embedded synthetic demo set (helpers/data/synthetic.py), "
+        "not on real photos or real generators: its answers on real-world images mean nothing. Train the "
+        "paper profile (or your own data) before trusting it."
+    )
 
 
-def run(model_dir: str, images: str, out: str, captions: str | None = None, json_out: str | None = None,
-        split: str | None = None, batch_size: int = 64, device: str = "auto", settings: dict | None = None,
-        workers: int | None = None, threshold: str = "0.5", uncertain_band: float = 0.0,
-        caption_groups: bool = False) -> pd.DataFrame:
+def run(
+    model_dir: str,
+    images: str,
+    out: str,
+    captions: str | None = None,
+    json_out: str | None = None,
+    split: str | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    settings: dict | None = None,
+    workers: int | None = None,
+    threshold: str = "0.5",
+    uncertain_band: float = 0.0,
+    caption_groups: bool = False,
+) -> pd.DataFrame:
     from helpers.evaluation import outside as external
     from helpers.evaluation.thresholds import resolve
     from helpers.inference import streaming as scoring
@@ -125,11 +149,20 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
     inputs = read_inputs(images, split)
     if captions:
         lookup = _captions_by_path(Path(captions))
-        inputs.captions = [c or lookup.get(str(Path(cell).resolve()) if isinstance(cell, str) else "", "")
-                           for c, cell in zip(inputs.captions, inputs.chunk(0, len(inputs)))]
+        inputs.captions = [
+            c or lookup.get(str(Path(cell).resolve()) if isinstance(cell, str) else "", "")
+            for c, cell in zip(inputs.captions, inputs.chunk(0, len(inputs)))
+        ]
     started = time.perf_counter()
-    scored = scoring.score(model, tokenizer, inputs, settings.get("eval_batch_size", batch_size), workers,
-                           bf16=settings.get("bf16"), threshold=threshold_value)
+    scored = scoring.score(
+        model,
+        tokenizer,
+        inputs,
+        settings.get("eval_batch_size", batch_size),
+        workers,
+        bf16=settings.get("bf16"),
+        threshold=threshold_value,
+    )
     seconds = time.perf_counter() - started
     report = None
     if caption_groups or model.config.task_b_decoding == "caption_groups":
@@ -146,20 +179,32 @@ def run(model_dir: str, images: str, out: str, captions: str | None = None, json
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_path, index=False)
-    errors = pd.concat([frame.loc[~scored.ok, ["index", "path", "reason"]],
-                        inputs.bad_rows.rename(columns={"input": "path"})], ignore_index=True)
+    errors = pd.concat(
+        [frame.loc[~scored.ok, ["index", "path", "reason"]], inputs.bad_rows.rename(columns={"input": "path"})],
+        ignore_index=True,
+    )
     errors.sort_values("index", kind="stable").to_csv(out_path.with_suffix(".errors.csv"), index=False)
     if json_out:
         write_competition_json(json_out, scored.predictions.label_a, scored.predictions.label_b)
     duplicates = scored.duplicates()
-    frame.attrs.update(warning=warning, threshold=(threshold_name, threshold_value), band=uncertain_band,
-                       seconds=seconds, images_per_second=len(inputs) / seconds if seconds else float("nan"),
-                       duplicates=[[inputs.names[r] for r in group] for group in duplicates],
-                       hidden_skipped=inputs.hidden_skipped, bad_rows=len(inputs.bad_rows),
-                       groups=report.summary() if report else "")
+    frame.attrs.update(
+        warning=warning,
+        threshold=(threshold_name, threshold_value),
+        band=uncertain_band,
+        seconds=seconds,
+        images_per_second=len(inputs) / seconds if seconds else float("nan"),
+        duplicates=[[inputs.names[r] for r in group] for group in duplicates],
+        hidden_skipped=inputs.hidden_skipped,
+        bad_rows=len(inputs.bad_rows),
+        groups=report.summary() if report else "",
+    )
     if inputs.labelled:
-        metrics = {**external.outside_metrics(inputs, scored), "threshold": threshold_name,
-                   "threshold_value": threshold_value, **({"warning": warning} if warning else {})}
+        metrics = {
+            **external.outside_metrics(inputs, scored),
+            "threshold": threshold_name,
+            "threshold_value": threshold_value,
+            **({"warning": warning} if warning else {}),
+        }
         metrics_path = out_path.with_suffix(".metrics.json")
         metrics_path.write_text(json.dumps(metrics, indent=2))
         frame.attrs.update(metrics=metrics, metrics_path=str(metrics_path))
@@ -172,37 +217,51 @@ def summary(frame: pd.DataFrame, out: str) -> str:
     lines = [frame.attrs["warning"]] if frame.attrs.get("warning") else []
     missing = int(frame["caption_missing"].sum())
     if missing:
-        lines.append(f"{missing} of {len(frame)} inputs have no caption: the dual encoder was trained on captioned "
-                     "images and reads these with an empty one, which it never saw; give their captions "
-                     "(--captions CSV, or a CSV of images with a caption column as --images)")
-    lines += [f"{len(frame)} inputs: {read} scored, {failed} failed; {missing} without caption",
-             f"Task A threshold: {name} (AI at P(AI) >= {value:.6g})"
-             + (f"; {int(frame['uncertain'].sum())} scores within {frame.attrs.get('band', 0):g} of it marked uncertain"
-                if "uncertain" in frame else ""),
-             f"{frame.attrs['images_per_second']:.1f} images/s (decode + model)", f"predictions: {out}"]
+        lines.append(
+            f"{missing} of {len(frame)} inputs have no caption: the dual encoder was trained on captioned "
+            "images and reads these with an empty one, which it never saw; give their captions "
+            "(--captions CSV, or a CSV of images with a caption column as --images)"
+        )
+    lines += [
+        f"{len(frame)} inputs: {read} scored, {failed} failed; {missing} without caption",
+        f"Task A threshold: {name} (AI at P(AI) >= {value:.6g})"
+        + (
+            f"; {int(frame['uncertain'].sum())} scores within {frame.attrs.get('band', 0):g} of it marked uncertain"
+            if "uncertain" in frame
+            else ""
+        ),
+        f"{frame.attrs['images_per_second']:.1f} images/s (decode + model)",
+        f"predictions: {out}",
+    ]
     if frame.attrs.get("groups"):
         lines.append(f"caption groups (uses the one-image-per-class structure): {frame.attrs['groups']}")
     if frame.attrs.get("hidden_skipped"):
         lines.append(f"skipped {frame.attrs['hidden_skipped']} hidden files or folders (names starting with '.')")
     if failed or frame.attrs.get("bad_rows"):
         lines.append(f"failures and unreadable labels (one reason each): {Path(out).with_suffix('.errors.csv')}")
-        lines += [f"  {p}: {r}" for p, r in frame.loc[frame['status'] == 'failed', ['path', 'reason']].head(5).values]
+        lines += [f"  {p}: {r}" for p, r in frame.loc[frame["status"] == "failed", ["path", "reason"]].head(5).values]
     duplicates = frame.attrs.get("duplicates") or []
     if duplicates:
-        lines.append(f"{sum(len(g) for g in duplicates)} files are copies of one another ({len(duplicates)} groups), e.g. "
-                     + " = ".join(duplicates[0][:3]))
+        lines.append(
+            f"{sum(len(g) for g in duplicates)} files are copies of one another ({len(duplicates)} groups), e.g. "
+            + " = ".join(duplicates[0][:3])
+        )
     scored = frame[frame["status"] == "ok"]
     if len(scored):
         lines.append("predicted: " + ", ".join(f"{k} {v}" for k, v in scored["generator"].value_counts().items()))
     metrics = frame.attrs.get("metrics")
     if metrics and "f1_a" in metrics:
-        lines.append(f"labelled set ({metrics['rows_scored']} scored: {metrics['real_images']} real, {metrics['ai_images']} AI): "
-                     f"accuracy {100 * metrics['acc_a']:.1f}, precision {100 * metrics['precision_a']:.1f}, "
-                     f"recall {100 * metrics['recall_a']:.1f}, F1 {100 * metrics['f1_a']:.1f}, "
-                     f"false positives on real {100 * metrics['false_positive_rate_real']:.1f}%")
+        lines.append(
+            f"labelled set ({metrics['rows_scored']} scored: {metrics['real_images']} real, {metrics['ai_images']} AI): "
+            f"accuracy {100 * metrics['acc_a']:.1f}, precision {100 * metrics['precision_a']:.1f}, "
+            f"recall {100 * metrics['recall_a']:.1f}, F1 {100 * metrics['f1_a']:.1f}, "
+            f"false positives on real {100 * metrics['false_positive_rate_real']:.1f}%"
+        )
         lines += [f"  recall {name}: {100 * v:.1f}%" for name, v in metrics["recall_per_generator"].items()]
         if "f1_b_weighted" in metrics:
-            lines.append(f"  Task B: accuracy {100 * metrics['acc_b']:.1f}, weighted F1 {100 * metrics['f1_b_weighted']:.1f}")
+            lines.append(
+                f"  Task B: accuracy {100 * metrics['acc_b']:.1f}, weighted F1 {100 * metrics['f1_b_weighted']:.1f}"
+            )
         lines.append(f"metrics: {frame.attrs['metrics_path']}")
     return "\n".join(lines)
 
@@ -216,22 +275,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the competition JSON (index, Label_A, Label_B)")
     parser.add_argument("--split", help="the split to score when --images is a data set")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, help="decode processes (default: one per core; 0 = decode in this process)")
+    parser.add_argument(
+        "--workers", type=int, help="decode processes (default: one per core; 0 = decode in this process)"
+    )
     parser.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--threshold", default="0.5",
-                        help="Task A's threshold: 0.5, fpr1 / fpr5 (1 %% / 5 %% of the validation's real images called "
-                             "AI), f1 (F1-maximising on validation), or a number")
-    parser.add_argument("--uncertain-band", type=float, default=0.0,
-                        help="mark rows whose P(AI) lies within this distance of the threshold as uncertain")
-    parser.add_argument("--caption-groups", action="store_true",
-                        help="decode the six images of a caption together, one per class (CT2's structure; needs captions)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help=f"a profile key that applies to prediction: {', '.join(sorted(PREDICTION_KEYS))}")
+    parser.add_argument(
+        "--threshold",
+        default="0.5",
+        help="Task A's threshold: 0.5, fpr1 / fpr5 (1 %% / 5 %% of the validation's real images called "
+        "AI), f1 (F1-maximising on validation), or a number",
+    )
+    parser.add_argument(
+        "--uncertain-band",
+        type=float,
+        default=0.0,
+        help="mark rows whose P(AI) lies within this distance of the threshold as uncertain",
+    )
+    parser.add_argument(
+        "--caption-groups",
+        action="store_true",
+        help="decode the six images of a caption together, one per class (CT2's structure; needs captions)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"a profile key that applies to prediction: {', '.join(sorted(PREDICTION_KEYS))}",
+    )
     args = parser.parse_args(argv)
     try:
         settings = prediction_settings(args.set)
-        frame = run(args.model, args.images, args.out, args.captions, args.json, args.split, args.batch_size, args.device,
-                    settings, args.workers, args.threshold, args.uncertain_band, args.caption_groups)
+        frame = run(
+            args.model,
+            args.images,
+            args.out,
+            args.captions,
+            args.json,
+            args.split,
+            args.batch_size,
+            args.device,
+            settings,
+            args.workers,
+            args.threshold,
+            args.uncertain_band,
+            args.caption_groups,
+        )
     except (LabelSetError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ A cell error, a cell past notebook_timeout and a dead kernel (out of memory) all
 the same way: provenance.json and index.html are written, naming the failing notebook and cell
 with its last output.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +29,13 @@ import time
 from pathlib import Path
 
 from helpers.config import ConfigError, load_config
-from helpers.overrides import parse_overrides
-from helpers.identity import changed_keys, identity, identity_hash, training_identity
 from helpers.execution import FINISHED, NotebookRunner
+from helpers.identity import changed_keys, identity, identity_hash, training_identity
+from helpers.overrides import parse_overrides
 from helpers.study.provenance import provenance, recorded_data
 from helpers.study.records import clear_report, metrics, write_json
 from helpers.study.report import write_index
+
 
 def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
     found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -53,13 +55,26 @@ READ_OUTSIDE_SETS = ("baselines", "beyond")
 
 def notebook_hash(cfg, stem: str) -> str:
     """The hash of the parameters this notebook reads."""
-    ignored = (ANALYSIS_KEYS if "external" in stem else () if any(n in stem for n in READ_OUTSIDE_SETS)
-               else ("external",) if stem[:2] > "04" else ANALYSIS_KEYS + ("external",))
+    ignored = (
+        ANALYSIS_KEYS
+        if "external" in stem
+        else ()
+        if any(n in stem for n in READ_OUTSIDE_SETS)
+        else ("external",)
+        if stem[:2] > "04"
+        else ANALYSIS_KEYS + ("external",)
+    )
     return identity_hash({k: v for k, v in identity(cfg).items() if k not in ignored})
 
 
-def run_study(profile_path: str | Path, only: list[str] | None = None, root: Path | None = None,
-              overrides: dict | None = None, resume: bool = False, kernel_per_notebook: bool = False) -> dict:
+def run_study(
+    profile_path: str | Path,
+    only: list[str] | None = None,
+    root: Path | None = None,
+    overrides: dict | None = None,
+    resume: bool = False,
+    kernel_per_notebook: bool = False,
+) -> dict:
     root = (root or Path.cwd()).resolve()
     overrides = dict(overrides or {})
     cfg = load_config(profile_path, overrides)
@@ -75,10 +90,18 @@ def run_study(profile_path: str | Path, only: list[str] | None = None, root: Pat
         set_aside_complete_report(out_dir)
         clear_report(out_dir)
     # --only re-runs some notebooks: the others keep their entries (with the hash they ran under).
-    others = [{**s, "from_earlier_run": True} for s in previous.get("stages", [])
-              if only and s["notebook"] not in {nb.stem for nb in to_run}]
-    record = {**provenance(cfg), "params_hash": identity_hash(cfg), "profile_file": str(profile_path),
-              "overrides": overrides, "stages": kept}
+    others = [
+        {**s, "from_earlier_run": True}
+        for s in previous.get("stages", [])
+        if only and s["notebook"] not in {nb.stem for nb in to_run}
+    ]
+    record = {
+        **provenance(cfg),
+        "params_hash": identity_hash(cfg),
+        "profile_file": str(profile_path),
+        "overrides": overrides,
+        "stages": kept,
+    }
     parameters = {"profile": str(Path(profile_path).resolve()), "overrides": overrides}
     started = time.perf_counter()
     done = {s["notebook"] for s in kept}
@@ -120,8 +143,11 @@ class Interrupted(KeyboardInterrupt):
 
 def complete(record: dict) -> bool:
     """Every notebook of the study finished (or was switched off by the profile), none interrupted."""
-    return bool(record.get("stages")) and not record.get("interrupted") and all(
-        s.get("status") in FINISHED for s in record["stages"])
+    return (
+        bool(record.get("stages"))
+        and not record.get("interrupted")
+        and all(s.get("status") in FINISHED for s in record["stages"])
+    )
 
 
 def last_report_dir(out_dir: Path) -> Path:
@@ -152,14 +178,21 @@ def _earlier_run(previous: dict, cfg, to_run: list[Path]) -> tuple[bool, list[di
     old = previous.get("params", {})
     changes = changed_keys(training_identity(old, "after"), training_identity(cfg, "after"))
     if changes:
-        print(f"[{cfg.profile}] --resume: training settings changed since the last run ({'; '.join(changes)}); "
-              "running the study from the start", flush=True)
+        print(
+            f"[{cfg.profile}] --resume: training settings changed since the last run ({'; '.join(changes)}); "
+            "running the study from the start",
+            flush=True,
+        )
         return False, []
     by_name = {s["notebook"]: s for s in previous.get("stages", [])}
     kept = []
     for notebook in to_run:
         stage = by_name.get(notebook.stem)
-        if not stage or stage.get("status") not in FINISHED or stage.get("params_hash") != notebook_hash(cfg, notebook.stem):
+        if (
+            not stage
+            or stage.get("status") not in FINISHED
+            or stage.get("params_hash") != notebook_hash(cfg, notebook.stem)
+        ):
             break
         kept.append({**stage, "kept_from_earlier_run": True})
     return True, kept
@@ -170,32 +203,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("profile", help="a profile YAML, e.g. params/demo.yaml")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose names start with these (e.g. 01 04)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key (repeatable)")
-    parser.add_argument("--resume", action="store_true",
-                        help="skip notebooks that finished with the same parameters; training continues from checkpoints")
-    parser.add_argument("--kernel-per-notebook", action="store_true",
-                        help="a fresh kernel for each notebook (slower: each re-imports torch and transformers)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip notebooks that finished with the same parameters; training continues from checkpoints",
+    )
+    parser.add_argument(
+        "--kernel-per-notebook",
+        action="store_true",
+        help="a fresh kernel for each notebook (slower: each re-imports torch and transformers)",
+    )
     args = parser.parse_args(argv)
     try:
-        record = run_study(args.profile, args.only, overrides=parse_overrides(args.set), resume=args.resume,
-                           kernel_per_notebook=args.kernel_per_notebook)
+        record = run_study(
+            args.profile,
+            args.only,
+            overrides=parse_overrides(args.set),
+            resume=args.resume,
+            kernel_per_notebook=args.kernel_per_notebook,
+        )
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Interrupted as stop:
         kept = stop.record.get("last_complete_report")
-        print(f"interrupted: this run's finished notebooks are in {Path(stop.record['index']).parent}"
-              + (f"; the last complete report is kept whole at {kept}" if kept else "")
-              + f"; continue with: python -m helpers.run {args.profile} --resume", file=sys.stderr)
+        print(
+            f"interrupted: this run's finished notebooks are in {Path(stop.record['index']).parent}"
+            + (f"; the last complete report is kept whole at {kept}" if kept else "")
+            + f"; continue with: python -m helpers.run {args.profile} --resume",
+            file=sys.stderr,
+        )
         return 130
     failed = [s for s in record["stages"] if s["status"] not in FINISHED and not s.get("from_earlier_run")]
     if failed:
         stage = failed[0]
         tail = f"\n  its last output:\n    {stage['last_output'][-300:]}" if stage.get("last_output") else ""
-        kept = (f"\n  the last complete report is kept whole at {record['last_complete_report']}"
-                if record.get("last_complete_report") else "")
-        print(f"error: {stage['notebook']} failed at cell [{stage['cell']}]: {stage['error']}\n"
-              f"  executed notebook with the traceback: {Path(record['index']).parent / stage['ipynb']}{tail}{kept}",
-              file=sys.stderr)
+        kept = (
+            f"\n  the last complete report is kept whole at {record['last_complete_report']}"
+            if record.get("last_complete_report")
+            else ""
+        )
+        print(
+            f"error: {stage['notebook']} failed at cell [{stage['cell']}]: {stage['error']}\n"
+            f"  executed notebook with the traceback: {Path(record['index']).parent / stage['ipynb']}{tail}{kept}",
+            file=sys.stderr,
+        )
         return 1
     print(f"report: {record['index']}  ({record['total_seconds']} s)")
     return 0

@@ -10,6 +10,7 @@ batch_size is the global batch on any number of processes (see distributed.batch
 main process prepares the data and builds the decode cache while the others wait; only it
 writes models, records and the pseudo-label selection.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,13 @@ import json
 import sys
 import time
 
-from helpers.training import distributed
-from helpers.training import launch
-from helpers.study import pseudo_round
-from helpers.study import stages as study_stages
 from helpers.config import ConfigError, load_config
-from helpers.overrides import parse_overrides
 from helpers.data.splits import study_splits
 from helpers.modeling.building import build_model, preprocessing
+from helpers.overrides import parse_overrides
+from helpers.study import pseudo_round
+from helpers.study import stages as study_stages
+from helpers.training import distributed, launch
 
 
 def parse(argv: list[str] | None):
@@ -32,7 +32,9 @@ def parse(argv: list[str] | None):
     parser.add_argument("profile")
     parser.add_argument("--pseudo", action="store_true", help="also run the pseudo-label round and retrain")
     parser.add_argument("--stage", choices=("before", "after"), help="run one stage only ('after' needs model_before)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint (resume: auto)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last complete checkpoint (resume: auto)"
+    )
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a profile key (repeatable)")
     return parser.parse_args(argv)
 
@@ -52,8 +54,9 @@ def run_stages(cfg, stages: list[str]) -> dict:
     if "after" in stages:
         mark = time.perf_counter()
         train_plus, val_plus, stats = pseudo_round.pseudo_data(cfg, splits, caches)
-        study_stages.train_stage(cfg, "after", *build_model(cfg), train_plus, val_plus, {"pseudo": stats},
-                                 reference=caches["validation"])
+        study_stages.train_stage(
+            cfg, "after", *build_model(cfg), train_plus, val_plus, {"pseudo": stats}, reference=caches["validation"]
+        )
         timings["pseudo_and_train_after_s"] = round(time.perf_counter() - mark, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     return timings
@@ -67,14 +70,19 @@ def main(argv: list[str] | None = None) -> int:
             overrides["resume"] = "auto"
         cfg = load_config(args.profile, overrides)
         distributed.configure(cfg)
-        distributed.batch_plan(cfg.batch_size, distributed.world_size() if distributed.launched() else cfg.processes,
-                               cfg.per_device_max_batch)
+        distributed.batch_plan(
+            cfg.batch_size,
+            distributed.world_size() if distributed.launched() else cfg.processes,
+            cfg.per_device_max_batch,
+        )
     except (ConfigError, distributed.BatchPlanError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     stages = [args.stage] if args.stage else ["before"] + (["after"] if args.pseudo else [])
     if "after" in stages and not cfg.unlabelled_split:
-        print("error: the 'after' stage needs an unlabelled pool; this profile has unlabelled_split: ''", file=sys.stderr)
+        print(
+            "error: the 'after' stage needs an unlabelled pool; this profile has unlabelled_split: ''", file=sys.stderr
+        )
         return 2
     if cfg.processes > 1 and not distributed.launched():
         try:

@@ -2,16 +2,20 @@
 splits, seed and outside sets, with the profile's vision tower: image-only fine-tuning with both
 heads (Moskowitz et al., 2024), frozen features + logistic regression (UnivFD, Ojha et al., 2023),
 frozen features + a linear SVM on a few real/AI pairs (Cozzolino et al., 2024)."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 
 from helpers.evaluation.metrics import called_ai_rates, task_a_metrics, task_b_metrics
 
 PAIRS = 1000
-METHODS = ("dual encoder (paper)", "image-only fine-tuning", "frozen features + logistic regression",
-           "frozen features + linear SVM, few pairs")
+METHODS = (
+    "dual encoder (paper)",
+    "image-only fine-tuning",
+    "frozen features + logistic regression",
+    "frozen features + linear SVM, few pairs",
+)
 
 
 def scores(label_a, label_b, pred_a, pred_b=None) -> dict:
@@ -42,7 +46,9 @@ def outside_f1(context, models: dict, probes: dict, tower) -> dict:
     tokenizer, _ = preprocessing(context.cfg)
     for name, inputs in outside.outside_sets(context.cfg).items():
         for method, model in models.items():
-            for view, values in outside.score_views(model, tokenizer, inputs, context.cfg.eval_batch_size, name).items():
+            for view, values in outside.score_views(
+                model, tokenizer, inputs, context.cfg.eval_batch_size, name
+            ).items():
                 found[method][f"{name}, {view}"] = values.get("f1_a", float("nan"))
         for view, transform in (("as the files are", None), ("neutral view", neutralise(context.size))):
             pixels, label_a = _outside_pixels(inputs, context.size, transform)

@@ -4,6 +4,7 @@ concat, trained per seed. (2) The caption's images decoded together (inference.c
 the same concat models. (3) Pseudo-labels without the threshold's class bias: the paper's rule
 against a class quota and a caption-group check, on the pool and on the test split used as a pool
 whose labels are known; the paper's rule and the quota also retrained (the profile's seed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,9 @@ def _ways(model, cached, captions, outside: dict, tokenizer, cfg, desc: str) -> 
     from helpers.inference.streaming import score
 
     _, preds = common.evaluate(model, cached, cfg, desc)
-    joint, report = group_decode(preds.prob_ai, preds.probs_b, captions, model.config.task_b_decoding,
-                                 label_b=cached.label_b)
+    joint, report = group_decode(
+        preds.prob_ai, preds.probs_b, captions, model.config.task_b_decoding, label_b=cached.label_b
+    )
     scores = {"per image": common.scores(cached, preds), "by caption group": common.scores(cached, joint)}
     f1 = {way: [] for way in scores}
     for inputs in outside.values():
@@ -47,20 +49,31 @@ def seed_rows(context, captions, sets: dict, tokenizer, seed: int) -> tuple[list
     cfg, train, val = context.cfg, context.caches["train"], context.caches["validation"]
     concat = common.train_quick(cfg, train, val, seed=seed, fusion="concat")
     attention = common.train_quick(cfg, train, val, seed=seed, fusion="attention")
-    concat_scores, concat_outside, report = _ways(concat, context.evaluated, captions, sets, tokenizer, cfg,
-                                                  f"concat, seed {seed}")
-    attention_scores, attention_outside, _ = _ways(attention, context.evaluated, captions, sets, tokenizer, cfg,
-                                                   f"attention, seed {seed}")
-    rows = [_row(variant, seed, scores, outside) for variant, scores, outside in (
-        (PAPER, concat_scores["per image"], concat_outside["per image"]),
-        (GROUPS, concat_scores["by caption group"], concat_outside["by caption group"]),
-        (ATTENTION, attention_scores["per image"], attention_outside["per image"]))]
+    concat_scores, concat_outside, report = _ways(
+        concat, context.evaluated, captions, sets, tokenizer, cfg, f"concat, seed {seed}"
+    )
+    attention_scores, attention_outside, _ = _ways(
+        attention, context.evaluated, captions, sets, tokenizer, cfg, f"attention, seed {seed}"
+    )
+    rows = [
+        _row(variant, seed, scores, outside)
+        for variant, scores, outside in (
+            (PAPER, concat_scores["per image"], concat_outside["per image"]),
+            (GROUPS, concat_scores["by caption group"], concat_outside["by caption group"]),
+            (ATTENTION, attention_scores["per image"], attention_outside["per image"]),
+        )
+    ]
     return rows, report
 
 
 def _row(variant: str, seed: int, scores: dict, outside: float) -> dict:
-    return {"variant": variant, "seed": seed, COLUMNS[0]: scores["f1_a"], COLUMNS[1]: scores["f1_b_weighted"],
-            COLUMNS[2]: outside}
+    return {
+        "variant": variant,
+        "seed": seed,
+        COLUMNS[0]: scores["f1_a"],
+        COLUMNS[1]: scores["f1_b_weighted"],
+        COLUMNS[2]: outside,
+    }
 
 
 def retrained_row(context, rule: str, pool, selection) -> dict:
@@ -71,8 +84,13 @@ def retrained_row(context, rule: str, pool, selection) -> dict:
     from helpers.training.pseudo_labels import augment
 
     cfg = context.cfg
-    own = (rule == RETRAINED[0] and stages.final_stage(cfg) == "after" and cfg.analysis_epochs in (0, cfg.epochs)
-           and cfg.pseudo_balance == "none" and not cfg.pseudo_group_check)
+    own = (
+        rule == RETRAINED[0]
+        and stages.final_stage(cfg) == "after"
+        and cfg.analysis_epochs in (0, cfg.epochs)
+        and cfg.pseudo_balance == "none"
+        and not cfg.pseudo_group_check
+    )
     if own:
         model = context.model
     else:

@@ -1,6 +1,7 @@
 """Shared steps of the analyses (notebooks 05-10): the context an analysis starts from (the final
 model, the caches it needs, the split it scores), short extra trainings with the analyses' budget,
 images under a transform, per-class scores, and the record of an analysis in metrics.json."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,15 +18,23 @@ from helpers.inference.cached import Predictions, predict
 from helpers.labels import CLASS_NAMES
 
 # The title the report's index gives each analysis.
-TITLES = {"audit": "Shortcut audit", "robustness": "Robustness to everyday edits", "ablation": "Modality ablation",
-          "unseen": "Unseen generators", "calibration": "Calibration of head A", "seeds": "Seeds",
-          "baselines": "Baselines", "beyond": "Beyond the paper"}
+TITLES = {
+    "audit": "Shortcut audit",
+    "robustness": "Robustness to everyday edits",
+    "ablation": "Modality ablation",
+    "unseen": "Unseen generators",
+    "calibration": "Calibration of head A",
+    "seeds": "Seeds",
+    "baselines": "Baselines",
+    "beyond": "Beyond the paper",
+}
 
 
 @dataclass
 class Context:
     """What an analysis starts from: the study's splits, the final model, the caches of the splits
     it needs and the evaluation split (all of it, and the rows scored under perturbations)."""
+
     cfg: object
     splits: object
     model: object
@@ -35,12 +44,14 @@ class Context:
     split_name: str
     caches: dict = field(default_factory=dict)
     evaluated: CachedSplit | None = None
-    viewed: CachedSplit | None = None       # the rows scored under perturbations (view_captions)
+    viewed: CachedSplit | None = None  # the rows scored under perturbations (view_captions)
 
     def __repr__(self) -> str:
-        return (f"Context(final model: {self.stage} pseudo-labels, {self.size} px; scored on the {self.split_name} "
-                f"split: {len(self.evaluated)} images, {len(self.viewed)} of them under perturbations; caches: "
-                f"{', '.join(f'{n} {len(c)}' for n, c in self.caches.items())})")
+        return (
+            f"Context(final model: {self.stage} pseudo-labels, {self.size} px; scored on the {self.split_name} "
+            f"split: {len(self.evaluated)} images, {len(self.viewed)} of them under perturbations; caches: "
+            f"{', '.join(f'{n} {len(c)}' for n, c in self.caches.items())})"
+        )
 
 
 def prepare(cfg, name: str, cache_names=()) -> Context:
@@ -58,8 +69,18 @@ def prepare(cfg, name: str, cache_names=()) -> Context:
     names = cache_names(splits) if callable(cache_names) else cache_names
     caches = stages.caches_for(cfg, splits, tokenizer, size, [*names, split_name])
     evaluated = caches[split_name]
-    return Context(cfg, splits, model, tokenizer, stage, size, split_name, caches, evaluated,
-                   viewed_rows(cfg, splits[split_name], evaluated))
+    return Context(
+        cfg,
+        splits,
+        model,
+        tokenizer,
+        stage,
+        size,
+        split_name,
+        caches,
+        evaluated,
+        viewed_rows(cfg, splits[split_name], evaluated),
+    )
 
 
 def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
@@ -153,9 +174,9 @@ def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, 
     """Scores and predictions on the cached rows with their source images passed through
     transform(image) and preprocessed as usual. The source is read, decoded and scored one chunk
     at a time: a paper-scale evaluation split is never held in memory, encoded or decoded."""
-    import datasets
     from concurrent.futures import ThreadPoolExecutor
 
+    import datasets
     from tqdm.auto import tqdm
 
     from helpers.inference.cached import decode
@@ -168,8 +189,17 @@ def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, 
             positions = np.arange(start, min(start + VIEW_CHUNK_ROWS, len(cached)))
             cells = images[cached.rows[positions].tolist()]["Image"]
             # An unreadable image (bad_images: zero) stays the all-zero input under every view.
-            pixels = np.stack(list(pool.map(lambda cell, empty: np.zeros((3, size, size), np.uint8) if empty
-                                            else _view(cell, transform, size), cells, blank[positions])))
+            pixels = np.stack(
+                list(
+                    pool.map(
+                        lambda cell, empty: (
+                            np.zeros((3, size, size), np.uint8) if empty else _view(cell, transform, size)
+                        ),
+                        cells,
+                        blank[positions],
+                    )
+                )
+            )
             part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, desc=None)
             prob_ai.append(part.prob_ai)
             probs_b.append(part.probs_b)
@@ -202,8 +232,10 @@ def model_read(cfg, reads: str | None = None) -> str:
     stage = final_stage(cfg)
     text = f"Model read: the study's final model ({stage} pseudo-labels)."
     if stage == "after" and cfg.pool_overlap == "keep":
-        text += (" Its pseudo-label pool may hold the scored images themselves (pool_overlap: keep, the authors' "
-                 "transductive setup): it has seen them in training, unlabelled.")
+        text += (
+            " Its pseudo-label pool may hold the scored images themselves (pool_overlap: keep, the authors' "
+            "transductive setup): it has seen them in training, unlabelled."
+        )
     return text
 
 
@@ -215,8 +247,17 @@ def record(cfg, name: str, conclusion: str, numbers: dict, figures=(), reads: st
     from helpers.study.records import update_metrics
 
     conclusion = f"{conclusion} {model_read(cfg, reads)}"
-    update_metrics(cfg, {name: {"title": TITLES[name], "conclusion": conclusion,
-                                "html": f"{ANALYSIS_NOTEBOOKS[name]}.html",
-                                "figures": [f"figures/{f}.png" for f in figures], "numbers": numbers}},
-                   section="analyses")
+    update_metrics(
+        cfg,
+        {
+            name: {
+                "title": TITLES[name],
+                "conclusion": conclusion,
+                "html": f"{ANALYSIS_NOTEBOOKS[name]}.html",
+                "figures": [f"figures/{f}.png" for f in figures],
+                "numbers": numbers,
+            }
+        },
+        section="analyses",
+    )
     return conclusion

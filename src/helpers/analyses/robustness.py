@@ -1,5 +1,6 @@
 """Notebook 06's step: the final model on the evaluation rows with every image perturbed at one
 level; F1 of both tasks and Task-A accuracy per true class."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -18,10 +19,22 @@ def at_level(context: common.Context, name: str, level, unchanged: tuple) -> tup
     from helpers.evaluation import perturbations
 
     cfg = context.cfg
-    values, preds = unchanged if perturbations.UNCHANGED.get(name) == level else common.evaluate_view(
-        context.model, context.splits[context.split_name], context.viewed,
-        partial(_at_level, perturbations.PERTURBATIONS[name], level), context.size, cfg, f"{name} {level}")
+    values, preds = (
+        unchanged
+        if perturbations.UNCHANGED.get(name) == level
+        else common.evaluate_view(
+            context.model,
+            context.splits[context.split_name],
+            context.viewed,
+            partial(_at_level, perturbations.PERTURBATIONS[name], level),
+            context.size,
+            cfg,
+            f"{name} {level}",
+        )
+    )
     row = {"perturbation": name, "level": level, "f1_a": values["f1_a"], "f1_b_weighted": values["f1_b_weighted"]}
-    per_class = [{"perturbation": name, "level": level, "class": c, "task_a_accuracy": v}
-                 for c, v in common.task_a_accuracy_per_class(context.viewed, preds).items()]
+    per_class = [
+        {"perturbation": name, "level": level, "class": c, "task_a_accuracy": v}
+        for c, v in common.task_a_accuracy_per_class(context.viewed, preds).items()
+    ]
     return row, per_class

@@ -1,6 +1,7 @@
 """Notebook 10's step: the study's recipe from one seed, as the stages run it (the 'before'
 model, its pseudo-label round, the 'after' model, each with the full training budget), scored on
 the evaluation split; and what the seeds' spread says about the pseudo-label round's effect."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,9 @@ def seed_rows(context: common.Context, seed: int, pool=None) -> list[dict]:
         selection, _ = pseudo_round.select_pool(cfg, context.splits, pool, before)
         train_plus, val_plus, _ = augment(train, val, pool, selection)
         after = common.train_quick(cfg, train_plus, val_plus, "after", **full)
-        rows.append({"seed": seed, "model": "after",
-                     **common.evaluate(after, context.evaluated, cfg, f"seed {seed}, after")[0]})
+        rows.append(
+            {"seed": seed, "model": "after", **common.evaluate(after, context.evaluated, cfg, f"seed {seed}, after")[0]}
+        )
     return rows
 
 
@@ -45,8 +47,13 @@ def spread(rows: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
             values = scale * group[metric].to_numpy(float)
             std = values.std(ddof=1) if len(values) > 1 else np.nan
             half = stats.t.ppf(0.975, len(values) - 1) * std / np.sqrt(len(values)) if len(values) > 1 else np.nan
-            found[(model, metric)] = {"mean": values.mean(), "std": std, "ci95_low": values.mean() - half,
-                                      "ci95_high": values.mean() + half, "seeds": len(values)}
+            found[(model, metric)] = {
+                "mean": values.mean(),
+                "std": std,
+                "ci95_low": values.mean() - half,
+                "ci95_high": values.mean() + half,
+                "seeds": len(values),
+            }
     return pd.DataFrame(found).T
 
 

@@ -1,5 +1,6 @@
 """A cached split as the torch Dataset that training and prediction read (CachedSplit), the
 collate function, and frozen-text features computed once per caption."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,13 @@ class CachedSplit(torch.utils.data.Dataset):
     def __getitems__(self, indices) -> dict[str, np.ndarray]:
         # One fancy-indexed read per array per batch instead of one per row.
         indices = np.asarray(indices)
-        batch = {"pixel_values": self.pixels[indices], "input_ids": self.input_ids[indices],
-                 "lengths": self.lengths[indices], "label_a": self.label_a[indices], "label_b": self.label_b[indices]}
+        batch = {
+            "pixel_values": self.pixels[indices],
+            "input_ids": self.input_ids[indices],
+            "lengths": self.lengths[indices],
+            "label_a": self.label_a[indices],
+            "label_b": self.label_b[indices],
+        }
         if self.text_features is not None:
             batch["text_features"] = self.text_features[indices]
         if self.blank is not None:
@@ -56,13 +62,21 @@ class CachedSplit(torch.utils.data.Dataset):
         indices = np.asarray(indices, dtype=np.int64)
         features = None if self.text_features is None else self.text_features[indices]
         blank = None if self.blank is None else self.blank[indices]
-        return CachedSplit(PixelView.of(self.pixels).take(indices), self.input_ids[indices], self.lengths[indices],
-                           self.label_a[indices], self.label_b[indices], self.rows[indices], text_features=features,
-                           blank=blank)
+        return CachedSplit(
+            PixelView.of(self.pixels).take(indices),
+            self.input_ids[indices],
+            self.lengths[indices],
+            self.label_a[indices],
+            self.label_b[indices],
+            self.rows[indices],
+            text_features=features,
+            blank=blank,
+        )
 
     def relabelled(self, label_a: np.ndarray, label_b: np.ndarray) -> "CachedSplit":
-        return dataclasses.replace(self, label_a=np.asarray(label_a, np.int64), label_b=np.asarray(label_b, np.int64),
-                                   failures=None)
+        return dataclasses.replace(
+            self, label_a=np.asarray(label_a, np.int64), label_b=np.asarray(label_b, np.int64), failures=None
+        )
 
     def with_pixels(self, pixels: np.ndarray) -> "CachedSplit":
         return dataclasses.replace(self, pixels=pixels, failures=None)
@@ -82,9 +96,13 @@ class CachedSplit(torch.utils.data.Dataset):
         blank = None
         if any(p.blank is not None for p in parts):
             blank = np.concatenate([np.zeros(len(p), bool) if p.blank is None else p.blank for p in parts])
-        return CachedSplit(PixelView.concat([p.pixels for p in parts]), np.concatenate(ids),
-                           *(np.concatenate([getattr(p, k) for p in parts]) for k in ("lengths", "label_a", "label_b", "rows")),
-                           text_features=features, blank=blank)
+        return CachedSplit(
+            PixelView.concat([p.pixels for p in parts]),
+            np.concatenate(ids),
+            *(np.concatenate([getattr(p, k) for p in parts]) for k in ("lengths", "label_a", "label_b", "rows")),
+            text_features=features,
+            blank=blank,
+        )
 
     @property
     def n_failed(self) -> int:
@@ -123,11 +141,15 @@ def collate(batch, widths: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
         ids = np.pad(ids, ((0, 0), (0, width - ids.shape[1])))
     input_ids = torch.from_numpy(ids).long()
     positions = torch.arange(width).unsqueeze(0)
-    tensors = {"input_ids": input_ids,
-               "attention_mask": (positions < torch.from_numpy(batch["lengths"]).long().unsqueeze(1)).long(),
-               "pixel_values": pixels if isinstance(pixels := batch["pixel_values"], torch.Tensor)
-               else torch.from_numpy(np.ascontiguousarray(pixels)),
-               "label_a": torch.from_numpy(batch["label_a"]), "label_b": torch.from_numpy(batch["label_b"])}
+    tensors = {
+        "input_ids": input_ids,
+        "attention_mask": (positions < torch.from_numpy(batch["lengths"]).long().unsqueeze(1)).long(),
+        "pixel_values": pixels
+        if isinstance(pixels := batch["pixel_values"], torch.Tensor)
+        else torch.from_numpy(np.ascontiguousarray(pixels)),
+        "label_a": torch.from_numpy(batch["label_a"]),
+        "label_b": torch.from_numpy(batch["label_b"]),
+    }
     if "text_features" in batch:
         tensors["text_features"] = torch.from_numpy(np.ascontiguousarray(batch["text_features"]))
     if "blank" in batch:
@@ -135,8 +157,9 @@ def collate(batch, widths: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def with_text_features(cached: CachedSplit, model, batch_size: int = 256,
-                       desc: str | None = "text features") -> CachedSplit:
+def with_text_features(
+    cached: CachedSplit, model, batch_size: int = 256, desc: str | None = "text features"
+) -> CachedSplit:
     """The split with its text tower's pooled output attached (cache.text.text_features: once per
     distinct caption) instead of computed once per row and epoch or batch. desc: the progress
     bar's label, None for none."""

@@ -1,6 +1,7 @@
 """Pixels on disk: a cache's file of uint8 rows read with positioned reads (MappedPixels), views that
 index several such files without copying (PixelView), and handing back the pages of memory-mapped
 source files once read."""
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,7 @@ class MappedPixels:
                 data = os.pread(self._fd, size, int(rows[run[0]]) * self.row_bytes)
                 if len(data) != size:
                     raise OSError(f"{self.path} is shorter than its {self.rows} rows: the cache is damaged; delete it")
-                out[run[0]:run[-1] + 1] = np.frombuffer(data, np.uint8).reshape(len(run), -1)
+                out[run[0] : run[-1] + 1] = np.frombuffer(data, np.uint8).reshape(len(run), -1)
         return out.reshape(len(rows), *self.row_shape)
 
 
@@ -108,14 +109,20 @@ class PixelView:
     def concat(views: list) -> "PixelView":
         views = [PixelView.of(v) for v in views]
         offsets = np.cumsum([0] + [len(v.sources) for v in views[:-1]])
-        return PixelView([s for v in views for s in v.sources],
-                         np.concatenate([v.source_of + o for v, o in zip(views, offsets)]),
-                         np.concatenate([v.row_of for v in views]))
+        return PixelView(
+            [s for v in views for s in v.sources],
+            np.concatenate([v.source_of + o for v, o in zip(views, offsets)]),
+            np.concatenate([v.row_of for v in views]),
+        )
 
     def describe(self) -> list:
         """What the view reads, for fingerprints: each source's cache folder (or content hash), and the rows."""
-        names = [Path(s.path).parent.name if isinstance(s, MappedPixels)
-                 else hashlib.sha256(np.ascontiguousarray(s).tobytes()).hexdigest()[:16] for s in self.sources]
+        names = [
+            Path(s.path).parent.name
+            if isinstance(s, MappedPixels)
+            else hashlib.sha256(np.ascontiguousarray(s).tobytes()).hexdigest()[:16]
+            for s in self.sources
+        ]
         rows = hashlib.sha256(self.source_of.tobytes() + self.row_of.tobytes()).hexdigest()[:16]
         return [names, rows]
 
@@ -138,7 +145,7 @@ class DevicePixels:
         tensor = torch.empty(tuple(pixels.shape), dtype=torch.uint8, device=device)
         for start in range(0, len(pixels), chunk_rows):
             rows = np.arange(start, min(start + chunk_rows, len(pixels)))
-            tensor[start:rows[-1] + 1].copy_(torch.from_numpy(np.ascontiguousarray(pixels[rows])))
+            tensor[start : rows[-1] + 1].copy_(torch.from_numpy(np.ascontiguousarray(pixels[rows])))
         return cls(tensor)
 
     def __len__(self) -> int:

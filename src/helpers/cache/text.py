@@ -1,6 +1,7 @@
 """Captions as token ids (the one tokenisation every cache and every prediction uses), and as the
 text tower's output once per distinct caption and set (text_features), which training, cached
 prediction and the streaming scorer all go through."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,9 @@ def tokenize(tokenizer, captions: list, max_length: int, caption_template: str =
 
 
 @torch.inference_mode()
-def encode_captions(model, ids: np.ndarray, lengths: np.ndarray, batch_size: int = 256,
-                    desc: str | None = None) -> np.ndarray:
+def encode_captions(
+    model, ids: np.ndarray, lengths: np.ndarray, batch_size: int = 256, desc: str | None = None
+) -> np.ndarray:
     """The text tower's pooled output [N, D] for each row of token ids, in eval mode (a fixed
     function of the caption, so callers compute it once per distinct caption), batch by batch
     trimmed to the longest caption in the batch."""
@@ -36,9 +38,9 @@ def encode_captions(model, ids: np.ndarray, lengths: np.ndarray, batch_size: int
     model.eval()
     parts = []
     for start in tqdm(range(0, len(ids), batch_size), desc=desc, unit="batch", disable=desc is None):
-        batch_lengths = torch.from_numpy(np.asarray(lengths[start:start + batch_size])).long()
+        batch_lengths = torch.from_numpy(np.asarray(lengths[start : start + batch_size])).long()
         width = max(int(batch_lengths.max()), 1)
-        batch_ids = torch.from_numpy(np.ascontiguousarray(ids[start:start + batch_size, :width])).long()
+        batch_ids = torch.from_numpy(np.ascontiguousarray(ids[start : start + batch_size, :width])).long()
         mask = (torch.arange(width).unsqueeze(0) < batch_lengths.unsqueeze(1)).long()
         parts.append(model.encode_text(batch_ids.to(device), mask.to(device)).float().cpu().numpy())
     model.train(was_training)
@@ -70,8 +72,9 @@ _COMPUTED: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _COMPUTED_BYTES = 512 * 2**20
 
 
-def text_features(model, ids: np.ndarray, lengths: np.ndarray, batch_size: int = 256,
-                  desc: str | None = None) -> np.ndarray:
+def text_features(
+    model, ids: np.ndarray, lengths: np.ndarray, batch_size: int = 256, desc: str | None = None
+) -> np.ndarray:
     """The text tower's pooled output [N, D] for each row, computed once per distinct caption (each
     caption of CT2 appears under six classes), the distinct ones in sorted order, and kept for the
     next request of the same set with the same tower weights (see _COMPUTED)."""
@@ -79,8 +82,11 @@ def text_features(model, ids: np.ndarray, lengths: np.ndarray, batch_size: int =
     if not len(ids):
         return np.zeros((0, model.text_encoder.config.hidden_size), np.float32)
     unique, first, inverse = np.unique(ids, axis=0, return_index=True, return_inverse=True)
-    key = (tower_digest(model.text_encoder), model.config.text_pooling,
-           hashlib.blake2b(np.ascontiguousarray(unique).tobytes() + lengths[first].tobytes(), digest_size=16).digest())
+    key = (
+        tower_digest(model.text_encoder),
+        model.config.text_pooling,
+        hashlib.blake2b(np.ascontiguousarray(unique).tobytes() + lengths[first].tobytes(), digest_size=16).digest(),
+    )
     if key not in _COMPUTED:
         _COMPUTED[key] = encode_captions(model, unique, lengths[first], batch_size, desc)
         while sum(v.nbytes for v in _COMPUTED.values()) > _COMPUTED_BYTES and len(_COMPUTED) > 1:

@@ -5,6 +5,7 @@ nothing is zero-filled. Transparent images are composited on white (the usual wa
 viewer shows them). The decompression-bomb guard stays on; raise its limit with the
 environment variable HELPERS_MAX_IMAGE_PIXELS (pixels, or 0 for no limit).
 """
+
 from __future__ import annotations
 
 import io

@@ -6,6 +6,7 @@ Every input becomes a row: the cell the image reader takes (a path, or a dataset
 display name, a caption, and, when the source carries them, labels. A row whose label cannot
 be read is kept and listed with its reason (bad_rows), never silently dropped.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,6 +27,7 @@ REAL_NAMES, AI_NAMES = ("real",), ("ai", "fake", "generated")
 class Inputs:
     """Row-aligned: cells (path strings or datasets cells), names, captions; label_a/label_b
     (-1 = unknown) and generator ('real', a generator's name, or '' unknown) when labelled."""
+
     cells: list
     names: list[str]
     captions: list[str]
@@ -114,11 +116,22 @@ def from_folder(folder: Path) -> Inputs:
         raise FileNotFoundError(f"no files under {folder}")
     subfolders = {p.name.lower() for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")}
     labelled = bool(subfolders & set(REAL_NAMES + AI_NAMES))
-    label_a, generators, bad = (_labels_from_folder(folder, files) if labelled
-                                else (np.full(len(files), UNLABELLED, np.int64), [""] * len(files), []))
-    return Inputs([str(f) for f in files], [display_name(f) for f in files], [""] * len(files), label_a,
-                  _label_b(label_a, generators), generators, labelled, pd.DataFrame(bad, columns=["index", "input", "reason"]),
-                  hidden)
+    label_a, generators, bad = (
+        _labels_from_folder(folder, files)
+        if labelled
+        else (np.full(len(files), UNLABELLED, np.int64), [""] * len(files), [])
+    )
+    return Inputs(
+        [str(f) for f in files],
+        [display_name(f) for f in files],
+        [""] * len(files),
+        label_a,
+        _label_b(label_a, generators),
+        generators,
+        labelled,
+        pd.DataFrame(bad, columns=["index", "input", "reason"]),
+        hidden,
+    )
 
 
 LABEL_WORDS = {"0": 0, "1": 1, "real": 0, "ai": 1, "fake": 1, "generated": 1, "0.0": 0, "1.0": 1}
@@ -136,14 +149,24 @@ def from_csv(csv: Path) -> Inputs:
         for i, raw in enumerate(frame[label_column]):
             value = LABEL_WORDS.get(str(raw).strip().lower())
             if value is None:
-                bad.append({"index": i, "input": paths[i] or f"row {i}",
-                            "reason": f"label_a {raw!r} is not 0/1 or real/ai"})
+                bad.append(
+                    {"index": i, "input": paths[i] or f"row {i}", "reason": f"label_a {raw!r} is not 0/1 or real/ai"}
+                )
                 continue
             label_a[i] = value
-            generators[i] = "real" if value == 0 else (frame[generator_column][i] if generator_column else "") or "unknown"
-    return Inputs(paths, [p or f"{csv.name} row {i}" for i, p in enumerate(paths)],
-                  list(frame[caption]) if caption else [""] * len(frame), label_a, _label_b(label_a, generators),
-                  generators, label_column is not None, pd.DataFrame(bad, columns=["index", "input", "reason"]))
+            generators[i] = (
+                "real" if value == 0 else (frame[generator_column][i] if generator_column else "") or "unknown"
+            )
+    return Inputs(
+        paths,
+        [p or f"{csv.name} row {i}" for i, p in enumerate(paths)],
+        list(frame[caption]) if caption else [""] * len(frame),
+        label_a,
+        _label_b(label_a, generators),
+        generators,
+        label_column is not None,
+        pd.DataFrame(bad, columns=["index", "input", "reason"]),
+    )
 
 
 def from_dataset(path: str, split: str | None) -> Inputs:
@@ -160,16 +183,23 @@ def from_dataset(path: str, split: str | None) -> Inputs:
     generators = ["" if b == UNLABELLED else CLASS_NAMES[b] for b in label_b]
     cells = chosen.select_columns(["Image"]).with_format("arrow")  # rows stay in Arrow until a chunk is read
     paths = cells[:].column("Image").combine_chunks().field("path").to_pylist()
-    return Inputs(cells,
-                  [p or f"{name}[{i}]" for i, p in enumerate(paths)], list(chosen["Caption"]), label_a, label_b,
-                  generators, bool(len(label_a)) and bool((label_a != UNLABELLED).all()))
+    return Inputs(
+        cells,
+        [p or f"{name}[{i}]" for i, p in enumerate(paths)],
+        list(chosen["Caption"]),
+        label_a,
+        label_b,
+        generators,
+        bool(len(label_a)) and bool((label_a != UNLABELLED).all()),
+    )
 
 
 def read_inputs(source: str | Path, split: str | None = None) -> Inputs:
     """The inputs of a folder, a CSV, or a data set (see the module docstring)."""
     path = Path(source)
-    saved = path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
-                               or any(path.rglob("*.parquet")))
+    saved = path.is_dir() and (
+        (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file() or any(path.rglob("*.parquet"))
+    )
     if path.is_dir() and not saved:
         return from_folder(path)
     if path.is_file() and path.suffix.lower() == ".csv":

@@ -6,6 +6,7 @@ Rajarshi-Roy-research/Defactify_Image_Dataset, or the wide competition release
 NasrinImp/Defactify4_Train), a saved DatasetDict or parquet folder, or a folder of
 images with CSV files (one split per CSV). Unlabelled rows carry Label_A = Label_B = -1.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,13 +16,8 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
-
+from helpers.data.schema import DataError, _normalise_split, find_column, read_image_table, validate_labels
 from helpers.files import exclusive
-from helpers.data.schema import DataError
-from helpers.data.schema import _normalise_split
-from helpers.data.schema import find_column
-from helpers.data.schema import validate_labels
-from helpers.data.schema import read_image_table
 
 # Bump when synthetic.py changes what it draws, so cached copies are rebuilt.
 SYNTHETIC_VERSION = 4
@@ -40,8 +36,10 @@ def _from_csv(csv_path: Path) -> datasets.Dataset:
             numbers = pd.to_numeric(frame[column], errors="coerce")
             if numbers.isna().any():
                 row = int(numbers.isna().to_numpy().argmax())
-                raise DataError(f"{csv_path} row {row}: {column} = {frame[column][row]!r} is not a number "
-                                f"(0/1 for Label_A, 0-5 for Label_B)")
+                raise DataError(
+                    f"{csv_path} row {row}: {column} = {frame[column][row]!r} is not a number "
+                    f"(0/1 for Label_A, 0-5 for Label_B)"
+                )
             frame[column] = numbers.astype("int64")
     frame = frame.rename(columns={image_column: "Image"})
     dataset = datasets.Dataset.from_pandas(frame, preserve_index=False)
@@ -68,8 +66,9 @@ def _read_local(path: Path) -> datasets.DatasetDict:
     raise DataError(f"{path} is neither a saved data set, a parquet folder, nor a folder with CSV files")
 
 
-def load_source(source: str, synthetic: dict | None = None, cache_root: str | Path = "runs/data",
-                revision: str = "") -> datasets.DatasetDict:
+def load_source(
+    source: str, synthetic: dict | None = None, cache_root: str | Path = "runs/data", revision: str = ""
+) -> datasets.DatasetDict:
     """Every split of a source, normalised to the schema and checked. revision: a hub data set's
     branch, tag or commit ("" = the latest)."""
     if source == "synthetic":
@@ -90,7 +89,9 @@ def ensure_synthetic(cache_root: str | Path, captions: dict[str, int], image_siz
     """The synthetic set for these settings, written once and reused."""
     from helpers.data.synthetic import write_synthetic
 
-    key = hashlib.sha256(json.dumps([captions, image_size, seed, SYNTHETIC_VERSION], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps([captions, image_size, seed, SYNTHETIC_VERSION], sort_keys=True).encode()
+    ).hexdigest()[:12]
     out = Path(cache_root) / f"synthetic-{key}"
     with exclusive(out):
         if not (out / "dataset_dict.json").is_file():
@@ -115,5 +116,3 @@ def loaded_revision(source: str, revision: str, loaded: datasets.DatasetDict) ->
         files = [f["filename"] for split in loaded.values() for f in split.cache_files]
         found = {m for f in files for m in re.findall(r"/([0-9a-f]{40})/", f)}
         return found.pop() if len(found) == 1 else f"unknown (requested: {revision or 'latest'})"
-
-

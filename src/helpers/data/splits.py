@@ -1,5 +1,6 @@
 """The study's splits: train, validation, test and the unlabelled pool from the profile's sources,
 every split drawn by caption (a caption comes with six images, so a row-level split leaks)."""
+
 from __future__ import annotations
 
 import datasets
@@ -29,7 +30,9 @@ def caption_mask(captions, count: int, seed: int) -> np.ndarray:
     if count >= n_unique:
         mask[:] = count > 0
     elif count > 0:
-        _, drawn = next(GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed).split(captions, groups=captions))
+        _, drawn = next(
+            GroupShuffleSplit(n_splits=1, test_size=count, random_state=seed).split(captions, groups=captions)
+        )
         mask[drawn] = True
     return mask
 
@@ -69,8 +72,13 @@ def study_splits(cfg) -> datasets.DatasetDict:
     synthetic = {"captions": dict(cfg.synthetic_captions), "image_size": cfg.synthetic_image_size, "seed": cfg.seed}
     cache_root = cfg.run_dir.parent / "data"
     source = load_source(cfg.dataset, synthetic, cache_root, cfg.dataset_revision)
-    revisions = {"dataset": {"source": cfg.dataset, "requested": cfg.dataset_revision or "latest",
-                             "loaded": loaded_revision(cfg.dataset, cfg.dataset_revision, source)}}
+    revisions = {
+        "dataset": {
+            "source": cfg.dataset,
+            "requested": cfg.dataset_revision or "latest",
+            "loaded": loaded_revision(cfg.dataset, cfg.dataset_revision, source),
+        }
+    }
     if cfg.train_split not in source:
         raise DataError(f"data set '{cfg.dataset}' has no split '{cfg.train_split}'; it has {list(source)}")
     out = {"train": source[cfg.train_split]}
@@ -82,19 +90,25 @@ def study_splits(cfg) -> datasets.DatasetDict:
         out["validation"] = source[val_name]
     if cfg.test_split:
         if cfg.test_split not in source:
-            raise DataError(f"test_split '{cfg.test_split}' is not in '{cfg.dataset}' (splits: {list(source)}); "
-                            "set test_split: '' when there is none")
+            raise DataError(
+                f"test_split '{cfg.test_split}' is not in '{cfg.dataset}' (splits: {list(source)}); "
+                "set test_split: '' when there is none"
+            )
         out["test"] = source[cfg.test_split]
     if cfg.unlabelled_split:
         pool = source
         if cfg.unlabelled_dataset:
             pool = load_source(cfg.unlabelled_dataset, synthetic, cache_root, cfg.unlabelled_revision)
             revisions["unlabelled_dataset"] = {
-                "source": cfg.unlabelled_dataset, "requested": cfg.unlabelled_revision or "latest",
-                "loaded": loaded_revision(cfg.unlabelled_dataset, cfg.unlabelled_revision, pool)}
+                "source": cfg.unlabelled_dataset,
+                "requested": cfg.unlabelled_revision or "latest",
+                "loaded": loaded_revision(cfg.unlabelled_dataset, cfg.unlabelled_revision, pool),
+            }
         if cfg.unlabelled_split not in pool:
-            raise DataError(f"unlabelled_split '{cfg.unlabelled_split}' is not in "
-                            f"'{cfg.unlabelled_dataset or cfg.dataset}' (splits: {list(pool)})")
+            raise DataError(
+                f"unlabelled_split '{cfg.unlabelled_split}' is not in "
+                f"'{cfg.unlabelled_dataset or cfg.dataset}' (splits: {list(pool)})"
+            )
         out["unlabelled"] = pool[cfg.unlabelled_split]
     for name in ("train", "validation"):
         if not is_labelled(out[name]):

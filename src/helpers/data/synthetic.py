@@ -15,6 +15,7 @@ sources); what tells the classes apart are the traces real detectors pick up:
 The traces are faint (a few grey levels) and the content varies per image, so a model must
 learn them; neither colour nor caption gives the class away.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,19 +26,66 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from tqdm.auto import tqdm
 
-from helpers.labels import NUM_CLASSES, UNLABELLED, label_a_of
 from helpers.files import exclusive, written_whole
+from helpers.labels import NUM_CLASSES, UNLABELLED, label_a_of
 
-SUBJECTS = ["a dog", "two cats", "a man", "a woman", "a child", "a horse", "a red bus", "an old truck",
-            "a plate of food", "a bowl of fruit", "a bicycle", "a train", "a giraffe", "an elephant",
-            "a surfer", "a skateboarder", "a pizza", "a laptop", "a clock tower", "a sailboat",
-            "a group of people", "a zebra", "a kite", "a teddy bear", "a vase of flowers"]
+SUBJECTS = [
+    "a dog",
+    "two cats",
+    "a man",
+    "a woman",
+    "a child",
+    "a horse",
+    "a red bus",
+    "an old truck",
+    "a plate of food",
+    "a bowl of fruit",
+    "a bicycle",
+    "a train",
+    "a giraffe",
+    "an elephant",
+    "a surfer",
+    "a skateboarder",
+    "a pizza",
+    "a laptop",
+    "a clock tower",
+    "a sailboat",
+    "a group of people",
+    "a zebra",
+    "a kite",
+    "a teddy bear",
+    "a vase of flowers",
+]
 ACTIONS = ["standing", "sitting", "resting", "waiting", "parked", "lying", "shown", "placed", "moving"]
-PLACES = ["on a beach", "in a kitchen", "next to a fence", "on a city street", "in a grassy field",
-          "near a river", "in a living room", "under a blue sky", "at a train station", "on a wooden table",
-          "in the snow", "beside a building", "in a park", "on a runway", "inside a market"]
-DETAILS = ["", " at sunset", " on a cloudy day", " with trees behind", " in black and white light",
-           " surrounded by people", " close up", " from far away", " in the rain", " at night"]
+PLACES = [
+    "on a beach",
+    "in a kitchen",
+    "next to a fence",
+    "on a city street",
+    "in a grassy field",
+    "near a river",
+    "in a living room",
+    "under a blue sky",
+    "at a train station",
+    "on a wooden table",
+    "in the snow",
+    "beside a building",
+    "in a park",
+    "on a runway",
+    "inside a market",
+]
+DETAILS = [
+    "",
+    " at sunset",
+    " on a cloudy day",
+    " with trees behind",
+    " in black and white light",
+    " surrounded by people",
+    " close up",
+    " from far away",
+    " in the rain",
+    " at night",
+]
 REAL_SIZES = [(4, 3), (3, 4), (3, 2), (2, 3), (16, 9), (5, 4)]
 
 
@@ -46,8 +94,10 @@ def make_captions(count: int, seed: int) -> list[str]:
     captions: list[str] = []
     seen: set[str] = set()
     while len(captions) < count:
-        text = (f"{SUBJECTS[rng.integers(len(SUBJECTS))]} {ACTIONS[rng.integers(len(ACTIONS))]} "
-                f"{PLACES[rng.integers(len(PLACES))]}{DETAILS[rng.integers(len(DETAILS))]}")
+        text = (
+            f"{SUBJECTS[rng.integers(len(SUBJECTS))]} {ACTIONS[rng.integers(len(ACTIONS))]} "
+            f"{PLACES[rng.integers(len(PLACES))]}{DETAILS[rng.integers(len(DETAILS))]}"
+        )
         if text not in seen:
             seen.add(text)
             captions.append(text)
@@ -64,16 +114,22 @@ def _scene(caption: str, width: int, height: int, rng: np.random.Generator) -> n
     """Smooth content shared by a caption's images, with per-image variation, float RGB 0..255."""
     shared = np.random.default_rng(_seed_of(caption))
     coarse = shared.uniform(30, 225, size=(4, 4, 3)) + rng.normal(0, 18, size=(4, 4, 3))
-    base = np.asarray(Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC),
-                      dtype=np.float64)
+    base = np.asarray(
+        Image.fromarray(np.clip(coarse, 0, 255).astype(np.uint8)).resize((width, height), Image.BICUBIC),
+        dtype=np.float64,
+    )
     yy, xx = np.mgrid[0:height, 0:width]
     for _ in range(int(rng.integers(2, 5))):  # objects: soft blobs of colour
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         radius = rng.uniform(0.1, 0.35) * min(width, height)
         mask = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * radius**2)))[..., None]
         base = base * (1 - mask) + rng.uniform(20, 235, size=3) * mask
-    texture = np.asarray(Image.fromarray(rng.integers(0, 256, (max(2, height // 6), max(2, width // 6)), dtype=np.uint8))
-                         .resize((width, height), Image.BICUBIC), dtype=np.float64)
+    texture = np.asarray(
+        Image.fromarray(rng.integers(0, 256, (max(2, height // 6), max(2, width // 6)), dtype=np.uint8)).resize(
+            (width, height), Image.BICUBIC
+        ),
+        dtype=np.float64,
+    )
     return base + (texture[..., None] - 128) * 0.12
 
 
@@ -92,7 +148,9 @@ def _encode(image: Image.Image, fmt: str, **options) -> bytes:
 def _real(caption, size, rng):
     aspect_w, aspect_h = REAL_SIZES[rng.integers(len(REAL_SIZES))]
     short = int(size * rng.uniform(1.0, 1.5))
-    width, height = (short * aspect_w // aspect_h, short) if aspect_w >= aspect_h else (short, short * aspect_h // aspect_w)
+    width, height = (
+        (short * aspect_w // aspect_h, short) if aspect_w >= aspect_h else (short, short * aspect_h // aspect_w)
+    )
     # Sensor noise strong enough to survive JPEG and the resize to the model's input. At sigma 6-10
     # it did not: the photos' fine-grain energy matched SD 2.1's and SD 3's, and the demo's recipe
     # learned Task A from 2 of 10 seeds (the others stayed at "all AI"); at 12-18, 7 of 7.
@@ -130,7 +188,9 @@ def _dalle3(caption, size, rng):
 def _midjourney6(caption, size, rng):
     small = (size * 2) // 3
     image = _uint8(_scene(caption, small, small, rng) + rng.normal(0, 2.0, (small, small, 3)))
-    image = image.resize((size, size), Image.BILINEAR).filter(ImageFilter.UnsharpMask(radius=1.5, percent=120, threshold=0))
+    image = image.resize((size, size), Image.BILINEAR).filter(
+        ImageFilter.UnsharpMask(radius=1.5, percent=120, threshold=0)
+    )
     return _encode(ImageEnhance.Color(image).enhance(1.3), "PNG")
 
 
@@ -150,18 +210,23 @@ def make_rows(captions: list[str], image_size: int, seed: int, labelled: bool = 
     return rows
 
 
-def make_splits_parallel(captions: dict[str, list[str]], image_size: int, seed: int,
-                         unlabelled_splits: tuple[str, ...]) -> dict[str, dict[str, list]]:
+def make_splits_parallel(
+    captions: dict[str, list[str]], image_size: int, seed: int, unlabelled_splits: tuple[str, ...]
+) -> dict[str, dict[str, list]]:
     """make_rows for every split, over chunks of captions in one pool of worker processes
     (rendering is CPU-bound numpy/PIL; one pool keeps every core busy, a small split included)."""
     import os
     from concurrent.futures import ProcessPoolExecutor
 
     chunk = 32
-    jobs = [(name, (texts[i:i + chunk], image_size, seed, name not in unlabelled_splits))
-            for name, texts in captions.items() for i in range(0, len(texts), chunk)]
-    splits: dict[str, dict[str, list]] = {name: {"Caption": [], "Image": [], "Label_A": [], "Label_B": []}
-                                          for name in captions}
+    jobs = [
+        (name, (texts[i : i + chunk], image_size, seed, name not in unlabelled_splits))
+        for name, texts in captions.items()
+        for i in range(0, len(texts), chunk)
+    ]
+    splits: dict[str, dict[str, list]] = {
+        name: {"Caption": [], "Image": [], "Label_A": [], "Label_B": []} for name in captions
+    }
     with ProcessPoolExecutor(max_workers=min(os.cpu_count() or 1, max(1, len(jobs)))) as pool:
         parts = pool.map(make_rows, *zip(*(job for _, job in jobs)))
         for (name, _), part in tqdm(zip(jobs, parts), total=len(jobs), desc="synthetic data", unit="chunk"):
@@ -170,8 +235,13 @@ def make_splits_parallel(captions: dict[str, list[str]], image_size: int, seed: 
     return splits
 
 
-def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], image_size: int, seed: int,
-                    unlabelled_splits: tuple[str, ...] = ("unlabelled",)) -> Path:
+def write_synthetic(
+    out_dir: str | Path,
+    captions_per_split: dict[str, int],
+    image_size: int,
+    seed: int,
+    unlabelled_splits: tuple[str, ...] = ("unlabelled",),
+) -> Path:
     """Write the mini-CT2 as a saved DatasetDict; captions never repeat across splits."""
     import datasets
 
@@ -181,7 +251,7 @@ def write_synthetic(out_dir: str | Path, captions_per_split: dict[str, int], ima
     all_captions = make_captions(sum(captions_per_split.values()), seed)
     captions, start = {}, 0
     for name, count in captions_per_split.items():
-        captions[name] = all_captions[start:start + count]
+        captions[name] = all_captions[start : start + count]
         start += count
     rows = make_splits_parallel(captions, image_size, seed, unlabelled_splits)
     splits = {name: datasets.Dataset.from_dict(rows[name], features=FEATURES) for name in captions}

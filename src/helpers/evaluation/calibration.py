@@ -1,5 +1,6 @@
 """Calibration of head A: reliability bins, expected calibration error, temperature scaling,
 and the decision threshold that maximises F1 on validation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,9 @@ def best_threshold(prob_ai: np.ndarray, label_a: np.ndarray) -> tuple[float, flo
     if not label_a.any():
         return 0.5, 0.0
     precision, recall, thresholds = precision_recall_curve(label_a, prob_ai)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
-                   where=precision + recall > 0)[:-1]
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=precision + recall > 0
+    )[:-1]
     best = int(np.argmax(f1))
     below = prob_ai[prob_ai < thresholds[best]]
     return float((thresholds[best] + below.max()) / 2 if below.size else thresholds[best]), float(f1[best])

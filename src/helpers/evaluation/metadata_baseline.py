@@ -1,4 +1,5 @@
 """Shortcut audit: how far file metadata alone goes, and the model on a view without it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,5 +41,3 @@ def neutralise(size: int):
     from functools import partial
 
     return partial(neutral_image, size=size)
-
-

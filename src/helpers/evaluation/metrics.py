@@ -1,4 +1,5 @@
 """Task A and Task B metrics, confusion matrices, and the prediction files."""
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,16 @@ def task_a_metrics(y_true, y_pred) -> dict[str, float]:
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     if not len(y_true):
         return dict.fromkeys(("acc_a", "precision_a", "recall_a", "f1_a", "f1_a_weighted"), 0.0)
-    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", pos_label=1,
-                                                               labels=[0, 1], zero_division=0)
-    return {"acc_a": float(accuracy_score(y_true, y_pred)), "precision_a": float(precision), "recall_a": float(recall),
-            "f1_a": float(f1),
-            "f1_a_weighted": float(f1_score(y_true, y_pred, labels=[0, 1], average="weighted", zero_division=0))}
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, average="binary", pos_label=1, labels=[0, 1], zero_division=0
+    )
+    return {
+        "acc_a": float(accuracy_score(y_true, y_pred)),
+        "precision_a": float(precision),
+        "recall_a": float(recall),
+        "f1_a": float(f1),
+        "f1_a_weighted": float(f1_score(y_true, y_pred, labels=[0, 1], average="weighted", zero_division=0)),
+    }
 
 
 def task_b_metrics(y_true, y_pred) -> dict[str, float]:
@@ -41,9 +47,13 @@ def task_b_metrics(y_true, y_pred) -> dict[str, float]:
     if not len(y_true):
         return dict.fromkeys(("acc_b", "precision_b_weighted", "recall_b_weighted", "f1_b_weighted", "f1_b_macro"), 0.0)
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="weighted", zero_division=0)
-    return {"acc_b": float(accuracy_score(y_true, y_pred)), "precision_b_weighted": float(precision),
-            "recall_b_weighted": float(recall), "f1_b_weighted": float(f1),
-            "f1_b_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+    return {
+        "acc_b": float(accuracy_score(y_true, y_pred)),
+        "precision_b_weighted": float(precision),
+        "recall_b_weighted": float(recall),
+        "f1_b_weighted": float(f1),
+        "f1_b_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
 
 
 def all_metrics(label_a, label_b, pred_a, pred_b) -> dict[str, float]:
@@ -62,7 +72,9 @@ def called_ai_rates(label_a, label_b, pred_a) -> dict[str, float]:
     images called AI (Task-A recall per generator)."""
     label_a, label_b, pred_a = np.asarray(label_a), np.asarray(label_b), np.asarray(pred_a)
     rates = {"real_called_ai": float(pred_a[label_a == 0].mean())}
-    rates.update({f"recall {CLASS_NAMES[g]}": float(pred_a[label_b == g].mean()) for g in sorted(set(label_b.tolist()) - {0})})
+    rates.update(
+        {f"recall {CLASS_NAMES[g]}": float(pred_a[label_b == g].mean()) for g in sorted(set(label_b.tolist()) - {0})}
+    )
     return rates
 
 
@@ -74,15 +86,29 @@ def per_generator_accuracy(label_b, pred_a, pred_b) -> pd.DataFrame:
     for cls, name in enumerate(CLASS_NAMES):
         mask = label_b == cls
         if mask.any():
-            rows.append({"class": name, "rows": int(mask.sum()),
-                         "task_b_accuracy": float((pred_b[mask] == cls).mean()),
-                         "task_a_accuracy": float((pred_a[mask] == int(cls != 0)).mean())})
+            rows.append(
+                {
+                    "class": name,
+                    "rows": int(mask.sum()),
+                    "task_b_accuracy": float((pred_b[mask] == cls).mean()),
+                    "task_a_accuracy": float((pred_a[mask] == int(cls != 0)).mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def predictions_frame(probs_a: np.ndarray, probs_b: np.ndarray, pred_a, pred_b, extra: dict | None = None) -> pd.DataFrame:
-    frame = pd.DataFrame({"index": np.arange(len(pred_a)), "p_ai": probs_a, "Label_A": pred_a, "Label_B": pred_b,
-                          "generator": [CLASS_NAMES[b] for b in pred_b]})
+def predictions_frame(
+    probs_a: np.ndarray, probs_b: np.ndarray, pred_a, pred_b, extra: dict | None = None
+) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "index": np.arange(len(pred_a)),
+            "p_ai": probs_a,
+            "Label_A": pred_a,
+            "Label_B": pred_b,
+            "generator": [CLASS_NAMES[b] for b in pred_b],
+        }
+    )
     for cls, name in enumerate(CLASS_NAMES):
         frame[f"p_{name}"] = probs_b[:, cls]
     for key, values in (extra or {}).items():

@@ -1,14 +1,15 @@
 """Scores on labelled image sets from outside the training distribution: Task A, the false-
 positive rate on real images, recall per generator, and Task B when every label names a CT2
 class. Computed over the rows that were read and carry a label; the others are counted."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from helpers.data.inputs import Inputs, read_inputs
-from helpers.labels import UNLABELLED
 from helpers.evaluation.metrics import task_a_metrics, task_b_metrics
 from helpers.inference.streaming import Scored
+from helpers.labels import UNLABELLED
 
 
 def outside_metrics(inputs: Inputs, scored: Scored) -> dict:
@@ -17,15 +18,21 @@ def outside_metrics(inputs: Inputs, scored: Scored) -> dict:
     truth_a, pred_a = inputs.label_a[usable], scored.predictions.label_a[usable]
     generators = np.asarray(inputs.generator, dtype=object)[usable]
     real = truth_a == 0
-    out = {"rows": len(inputs), "rows_scored": int(usable.sum()), "rows_unreadable": int((~scored.ok).sum()),
-           "rows_without_label": int((scored.ok & (inputs.label_a == UNLABELLED)).sum()),
-           "real_images": int(real.sum()), "ai_images": int((~real).sum())}
+    out = {
+        "rows": len(inputs),
+        "rows_scored": int(usable.sum()),
+        "rows_unreadable": int((~scored.ok).sum()),
+        "rows_without_label": int((scored.ok & (inputs.label_a == UNLABELLED)).sum()),
+        "real_images": int(real.sum()),
+        "ai_images": int((~real).sum()),
+    }
     if not usable.any():
         return out
     out.update(task_a_metrics(truth_a, pred_a))
     out["false_positive_rate_real"] = float(pred_a[real].mean()) if real.any() else float("nan")
-    out["recall_per_generator"] = {name: float(pred_a[generators == name].mean())
-                                   for name in sorted(set(generators[~real]))}
+    out["recall_per_generator"] = {
+        name: float(pred_a[generators == name].mean()) for name in sorted(set(generators[~real]))
+    }
     truth_b = inputs.label_b[usable]
     if (truth_b != UNLABELLED).all():
         out.update(task_b_metrics(truth_b, scored.predictions.label_b[usable]))
@@ -38,19 +45,25 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
         return f"{name}: no labelled image could be scored."
     recalls = as_is.get("recall_per_generator", {})
     worst = min(recalls, key=recalls.get) if recalls else None
-    text = (f"On {name} ({as_is['rows_scored']} labelled images: {as_is['real_images']} real, {as_is['ai_images']} AI), "
-            f"the final model reaches F1-A {100 * as_is['f1_a']:.1f}, and calls "
-            f"{100 * as_is['false_positive_rate_real']:.1f}% of real photos AI.")
+    text = (
+        f"On {name} ({as_is['rows_scored']} labelled images: {as_is['real_images']} real, {as_is['ai_images']} AI), "
+        f"the final model reaches F1-A {100 * as_is['f1_a']:.1f}, and calls "
+        f"{100 * as_is['false_positive_rate_real']:.1f}% of real photos AI."
+    )
     if worst is not None:
         text += f" Its weakest generator is {worst}, caught {100 * recalls[worst]:.1f}% of the time."
     drop = as_is["f1_a"] - neutral.get("f1_a", as_is["f1_a"])
     fpr_change = neutral.get("false_positive_rate_real", 0.0) - as_is["false_positive_rate_real"]
-    text += (f" With every image decoded, brought to one square size and re-encoded as JPEG, F1-A is "
-             f"{100 * neutral.get('f1_a', float('nan')):.1f} and the false-positive rate "
-             f"{100 * neutral.get('false_positive_rate_real', float('nan')):.1f}%. ")
+    text += (
+        f" With every image decoded, brought to one square size and re-encoded as JPEG, F1-A is "
+        f"{100 * neutral.get('f1_a', float('nan')):.1f} and the false-positive rate "
+        f"{100 * neutral.get('false_positive_rate_real', float('nan')):.1f}%. "
+    )
     if abs(drop) > 0.05 or abs(fpr_change) > 0.05:
-        text += ("That change says the model's answers depend on file format and size, not only on what the images "
-                 "show: do not trust its scores on files prepared differently from its training data.")
+        text += (
+            "That change says the model's answers depend on file format and size, not only on what the images "
+            "show: do not trust its scores on files prepared differently from its training data."
+        )
     else:
         text += "Its answers do not hinge on file format and size here."
     return text
@@ -71,8 +84,10 @@ def outside_sets(cfg) -> dict[str, Inputs]:
             source = write_outside(folder, count, size, cfg.seed)
         inputs = read_inputs(source)
         if not inputs.labelled:
-            raise ValueError(f"external set '{entry['name']}' ({source}) has no labels: give a folder with real/ and ai/ "
-                             "subfolders, a CSV with a label_a column, or a data set with Label_A")
+            raise ValueError(
+                f"external set '{entry['name']}' ({source}) has no labels: give a folder with real/ and ai/ "
+                "subfolders, a CSV with a label_a column, or a data set with Label_A"
+            )
         sets[entry["name"]] = inputs
     return sets
 
@@ -83,9 +98,12 @@ def score_views(model, tokenizer, inputs: Inputs, batch_size: int, name: str) ->
     from helpers.inference.streaming import score
 
     views = {"as the files are": None, "neutral view": neutralise(model.config.image_size)}
-    return {view: outside_metrics(inputs, score(model, tokenizer, inputs, batch_size, transform=transform,
-                                                desc=f"{name}: {view}"))
-            for view, transform in views.items()}
+    return {
+        view: outside_metrics(
+            inputs, score(model, tokenizer, inputs, batch_size, transform=transform, desc=f"{name}: {view}")
+        )
+        for view, transform in views.items()
+    }
 
 
 def record(cfg, name: str, views: dict[str, dict], figure: str) -> str:
@@ -93,6 +111,9 @@ def record(cfg, name: str, views: dict[str, dict], figure: str) -> str:
     from helpers.study.records import update_metrics
 
     text = conclusion(name, views["as the files are"], views["neutral view"])
-    update_metrics(cfg, {name: {"conclusion": text, "figure": f"figures/{figure}.png", "html": "11_external.html",
-                                "views": views}}, section="external")
+    update_metrics(
+        cfg,
+        {name: {"conclusion": text, "figure": f"figures/{figure}.png", "html": "11_external.html", "views": views}},
+        section="external",
+    )
     return text

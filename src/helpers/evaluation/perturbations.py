@@ -1,5 +1,6 @@
 """Image perturbations for the robustness curves. Each takes an RGB image and a level and
 returns an RGB image; the level that leaves the image as it is comes first in LEVELS."""
+
 from __future__ import annotations
 
 import io
@@ -38,7 +39,11 @@ def centre_crop(image: Image.Image, fraction: float) -> Image.Image:
 
 
 PERTURBATIONS = {"jpeg_quality": jpeg, "downscale": downscale, "blur_sigma": blur, "centre_crop": centre_crop}
-LEVELS = {"jpeg_quality": [100, 90, 70, 50, 30], "downscale": [1.0, 0.75, 0.5, 0.25],
-          "blur_sigma": [0.0, 0.5, 1.0, 2.0], "centre_crop": [1.0, 0.8, 0.6, 0.5]}
+LEVELS = {
+    "jpeg_quality": [100, 90, 70, 50, 30],
+    "downscale": [1.0, 0.75, 0.5, 0.25],
+    "blur_sigma": [0.0, 0.5, 1.0, 2.0],
+    "centre_crop": [1.0, 0.8, 0.6, 0.5],
+}
 # The levels at which a perturbation returns the image itself (JPEG at 100 still re-encodes).
 UNCHANGED = {"downscale": 1.0, "blur_sigma": 0.0, "centre_crop": 1.0}

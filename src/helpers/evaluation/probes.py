@@ -3,6 +3,7 @@ the paper profile, its random initialisation where the profile builds it from a 
 features extracted once per split and kept on disk, then a linear classifier for Task A:
 logistic regression on every training image (Ojha et al., CVPR 2023, "UnivFD") or a linear SVM on
 a few real/AI pairs (Cozzolino et al., CVPR 2024)."""
+
 from __future__ import annotations
 
 from pathlib import Path

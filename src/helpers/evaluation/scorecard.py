@@ -5,6 +5,7 @@ Every input gets a prediction in the files: an image that cannot be read is scor
 all-zero input (as the authors' code scores it) and flagged. Metrics leave such rows out under
 bad_images: skip and include them under bad_images: zero (where training did too).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,24 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.evaluation import metrics
-from helpers.study import setup
-from helpers.study import stages
 from helpers.data.splits import is_labelled
+from helpers.evaluation import metrics
 from helpers.inference.cached import Predictions, pick_device, predict
+from helpers.study import setup, stages
 
 
 @dataclass
 class Evaluation:
     stages: list[str]
-    scored: list[str]                                  # splits with labels, in order
-    scores: dict = field(default_factory=dict)         # split -> stage -> metrics
-    confusions: dict = field(default_factory=dict)     # (split, stage) -> 6x6 counts
-    per_class: list = field(default_factory=list)      # per-generator accuracy tables
+    scored: list[str]  # splits with labels, in order
+    scores: dict = field(default_factory=dict)  # split -> stage -> metrics
+    confusions: dict = field(default_factory=dict)  # (split, stage) -> 6x6 counts
+    per_class: list = field(default_factory=list)  # per-generator accuracy tables
     files: list = field(default_factory=list)
-    figures: list = field(default_factory=list)        # names of this evaluation's figures
-    grouped: dict = field(default_factory=dict)        # split -> stage -> per image / by caption group -> metrics
-    groups: dict = field(default_factory=dict)         # split -> caption_groups.GroupReport
+    figures: list = field(default_factory=list)  # names of this evaluation's figures
+    grouped: dict = field(default_factory=dict)  # split -> stage -> per image / by caption group -> metrics
+    groups: dict = field(default_factory=dict)  # split -> caption_groups.GroupReport
 
 
 def saved_stages(cfg) -> list[str]:
@@ -62,17 +62,28 @@ def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> E
         if name in result.scored:
             keep = np.arange(len(complete)) < len(cached)  # the rows training and metrics use
             result.grouped.setdefault(name, {})[stage] = {
-                way: metrics.all_metrics(complete.label_a[keep], complete.label_b[keep], p.label_a[keep], p.label_b[keep])
-                for way, p in (("per image", per_image), ("by caption group", joint))}
+                way: metrics.all_metrics(
+                    complete.label_a[keep], complete.label_b[keep], p.label_a[keep], p.label_b[keep]
+                )
+                for way, p in (("per image", per_image), ("by caption group", joint))
+            }
             result.scores.setdefault(name, {})[stage] = metrics.metrics_both_ways(
-                complete.label_a[keep], complete.label_b[keep], preds.label_a[keep], preds.label_b[keep],
-                preds.probs_b[keep])
+                complete.label_a[keep],
+                complete.label_b[keep],
+                preds.label_a[keep],
+                preds.label_b[keep],
+                preds.probs_b[keep],
+            )
             result.confusions[(name, stage)] = metrics.confusion(complete.label_b[keep], preds.label_b[keep])
-            result.per_class.append(metrics.per_generator_accuracy(complete.label_b[keep], preds.label_a[keep],
-                                                                        preds.label_b[keep])
-                                    .assign(model=stage, split=name))
+            result.per_class.append(
+                metrics.per_generator_accuracy(complete.label_b[keep], preds.label_a[keep], preds.label_b[keep]).assign(
+                    model=stage, split=name
+                )
+            )
         if stage == result.stages[-1] and name in ("unlabelled", "test"):
-            result.files.append(write_submission(out_dir / f"{name}_submission.json", complete, preds, len(splits[name])))
+            result.files.append(
+                write_submission(out_dir / f"{name}_submission.json", complete, preds, len(splits[name]))
+            )
     return result
 
 
@@ -91,8 +102,13 @@ def by_caption_group(result: Evaluation, split, name: str, complete, per_image: 
 def write_predictions(path: Path, cached, preds: Predictions) -> Path:
     """One row per input, in the split's order; unreadable images flagged (scored on the zero input)."""
     blank = cached.blank if cached.blank is not None else np.zeros(len(cached), bool)
-    frame = metrics.predictions_frame(preds.prob_ai, preds.probs_b, preds.label_a, preds.label_b,
-                                      {"source_row": cached.rows, "unreadable_image": blank})
+    frame = metrics.predictions_frame(
+        preds.prob_ai,
+        preds.probs_b,
+        preds.label_a,
+        preds.label_b,
+        {"source_row": cached.rows, "unreadable_image": blank},
+    )
     frame = frame.sort_values("source_row", kind="stable").drop(columns="index")
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
@@ -103,8 +119,10 @@ def write_submission(path: Path, cached, preds: Predictions, n_inputs: int) -> P
     """The competition JSON with exactly one entry per input index."""
     order = np.argsort(cached.rows, kind="stable")
     if not np.array_equal(cached.rows[order], np.arange(n_inputs)):
-        raise RuntimeError(f"{path.name}: predictions cover {len(set(cached.rows))} of {n_inputs} inputs; "
-                           "every input must have one entry")
+        raise RuntimeError(
+            f"{path.name}: predictions cover {len(set(cached.rows))} of {n_inputs} inputs; "
+            "every input must have one entry"
+        )
     return metrics.write_competition_json(path, preds.label_a[order], preds.label_b[order], cached.rows[order])
 
 
@@ -112,17 +130,23 @@ def conclusion(result: Evaluation) -> str:
     split = result.scored[-1]
     final = result.stages[-1]
     values = result.scores[split][final]
-    text = (f"On the {split} split the final model ({final} pseudo-labels) reaches F1-A {100 * values['f1_a']:.2f} and "
-            f"weighted F1-B {100 * values['f1_b_weighted']:.2f} (plain argmax over six classes: "
-            f"{100 * values['f1_b_weighted_argmax']:.2f}).")
+    text = (
+        f"On the {split} split the final model ({final} pseudo-labels) reaches F1-A {100 * values['f1_a']:.2f} and "
+        f"weighted F1-B {100 * values['f1_b_weighted']:.2f} (plain argmax over six classes: "
+        f"{100 * values['f1_b_weighted_argmax']:.2f})."
+    )
     if len(result.stages) == 2:
         before = result.scores[split]["before"]
-        text += (f" Pseudo-labels changed F1-A by {100 * (values['f1_a'] - before['f1_a']):+.2f} and weighted F1-B by "
-                 f"{100 * (values['f1_b_weighted'] - before['f1_b_weighted']):+.2f} points.")
+        text += (
+            f" Pseudo-labels changed F1-A by {100 * (values['f1_a'] - before['f1_a']):+.2f} and weighted F1-B by "
+            f"{100 * (values['f1_b_weighted'] - before['f1_b_weighted']):+.2f} points."
+        )
     if split in result.grouped:
         joint, values = result.grouped[split][final]["by caption group"], result.grouped[split][final]["per image"]
-        text += (f"\n\nDecoded by caption group ({result.groups[split].summary()}), which uses the set's "
-                 f"one-image-per-class structure and is not available to a detector in the wild: F1-A "
-                 f"{100 * joint['f1_a']:.2f} and weighted F1-B {100 * joint['f1_b_weighted']:.2f}, against "
-                 f"{100 * values['f1_a']:.2f} and {100 * values['f1_b_weighted']:.2f} per image.")
+        text += (
+            f"\n\nDecoded by caption group ({result.groups[split].summary()}), which uses the set's "
+            f"one-image-per-class structure and is not available to a detector in the wild: F1-A "
+            f"{100 * joint['f1_a']:.2f} and weighted F1-B {100 * joint['f1_b_weighted']:.2f}, against "
+            f"{100 * values['f1_a']:.2f} and {100 * values['f1_b_weighted']:.2f} per image."
+        )
     return text

@@ -1,6 +1,7 @@
 """Operating thresholds of head A: where to cut P(AI) so that a chosen share of real photos is
 called AI (the way detector users set a threshold on reference real images), or so that F1 is
 highest. A row is called AI when P(AI) >= threshold."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,22 +30,31 @@ def operating_thresholds(prob_ai: np.ndarray, label_a: np.ndarray) -> dict:
 
     prob_ai, label_a = np.asarray(prob_ai, np.float64), np.asarray(label_a, int)
     real = prob_ai[label_a == 0]
-    return {"0.5": 0.5, "fpr1": at_false_positive_rate(real, 0.01), "fpr5": at_false_positive_rate(real, 0.05),
-            "f1": best_threshold(prob_ai, label_a)[0], "set_on_real_images": int(len(real)),
-            "set_on_ai_images": int((label_a == 1).sum())}
+    return {
+        "0.5": 0.5,
+        "fpr1": at_false_positive_rate(real, 0.01),
+        "fpr5": at_false_positive_rate(real, 0.05),
+        "f1": best_threshold(prob_ai, label_a)[0],
+        "set_on_real_images": int(len(real)),
+        "set_on_ai_images": int((label_a == 1).sum()),
+    }
 
 
 def resolve(requested: str, stored: dict | None) -> tuple[str, float]:
     """(name, value) of --threshold: a stored name (0.5, fpr1, fpr5, f1) or a number in (0, 1)."""
     if requested in NAMED:
         if requested != "0.5" and not stored:
-            raise ValueError(f"--threshold {requested}: this model stores no operating thresholds (trained before "
-                             "they were kept); use a number, or train it again")
+            raise ValueError(
+                f"--threshold {requested}: this model stores no operating thresholds (trained before "
+                "they were kept); use a number, or train it again"
+            )
         return requested, 0.5 if requested == "0.5" else float(stored[requested])
     try:
         value = float(requested)
     except ValueError:
-        raise ValueError(f"--threshold {requested!r}: give one of {', '.join(NAMED)} or a number between 0 and 1") from None
+        raise ValueError(
+            f"--threshold {requested!r}: give one of {', '.join(NAMED)} or a number between 0 and 1"
+        ) from None
     if not 0.0 < value < 1.0:
         raise ValueError(f"--threshold {value}: a threshold lies strictly between 0 and 1")
     return f"{value:g}", value

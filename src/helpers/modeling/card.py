@@ -1,6 +1,7 @@
 """A model card in every saved model folder: README.md in the Hugging Face format (YAML metadata,
 then prose), generated from the run. It says first what the model is good for, then what it was
 trained on and how, its figures, its operating thresholds and the limitations the analyses found."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,11 @@ TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
 
 def _hub_ids(params: dict) -> list[str]:
     """The pretrained encoders that name a hub model (not a packaged or a random one)."""
-    return [params[f"{side}_encoder"] for side in ("text", "vision")
-            if params.get(f"{side}_init") == "pretrained" and not str(params[f"{side}_encoder"]).startswith("pkg:")]
+    return [
+        params[f"{side}_encoder"]
+        for side in ("text", "vision")
+        if params.get(f"{side}_init") == "pretrained" and not str(params[f"{side}_encoder"]).startswith("pkg:")
+    ]
 
 
 def _eval_results(name: str, params: dict, metrics: dict) -> list:
@@ -23,10 +27,18 @@ def _eval_results(name: str, params: dict, metrics: dict) -> list:
         values = by_stage.get(metrics.get("_stage", "")) or {}
         for key, metric in (("f1_a", "f1"), ("acc_a", "accuracy"), ("f1_b_weighted", "f1")):
             if key in values:
-                found.append(EvalResult(task_type="image-classification", task_name="CT2: Task A (real or AI), Task B (source)",
-                                        dataset_type=params["dataset"],
-                                        dataset_name=params["dataset"], dataset_split=split, metric_type=metric,
-                                        metric_name=key, metric_value=round(100 * values[key], 2)))
+                found.append(
+                    EvalResult(
+                        task_type="image-classification",
+                        task_name="CT2: Task A (real or AI), Task B (source)",
+                        dataset_type=params["dataset"],
+                        dataset_name=params["dataset"],
+                        dataset_split=split,
+                        metric_type=metric,
+                        metric_name=key,
+                        metric_value=round(100 * values[key], 2),
+                    )
+                )
     return found
 
 
@@ -41,21 +53,42 @@ def card_text(model_dir: Path, metrics: dict | None = None, stage: str = "", ana
     params, metrics = meta["params"], dict(metrics or {}, _stage=stage)
     name = f"ct2-detector-{params['profile']}-{stage or model_dir.name}"
     revisions = meta.get("data_revisions") or {}
-    data = ModelCardData(language="en", license="mit", library_name="transformers", model_name=name,
-                         base_model=_hub_ids(params) or None,
-                         datasets=[d for d in (params["dataset"], params.get("unlabelled_dataset")) if d],
-                         tags=["ai-generated-image-detection", "multimodal", "ct2", "defactify-4"],
-                         eval_results=_eval_results(name, params, metrics) or None,
-                         data_revisions={k: v.get("loaded") for k, v in revisions.items()} or None)
-    scores = {split: {"f1_b_weighted_argmax": float("nan"), **values} for split in ("validation", "test")
-              if (values := (metrics.get(split) or {}).get(stage))}
-    limitations = [item for key, item in (metrics.get("analyses") or {}).items()
-                   if analysed and key in ("audit", "robustness", "unseen", "calibration")]
-    card = ModelCard.from_template(data, template_path=TEMPLATE, title=name, params=params, meta=meta, config=config, stage=stage,
-                                   revisions=revisions, scores=scores,
-                                   outside=(metrics.get("external") or {}) if analysed else {},
-                                   limitations=limitations, analysed=analysed,
-                                   thresholds=config.get("operating_thresholds"))
+    data = ModelCardData(
+        language="en",
+        license="mit",
+        library_name="transformers",
+        model_name=name,
+        base_model=_hub_ids(params) or None,
+        datasets=[d for d in (params["dataset"], params.get("unlabelled_dataset")) if d],
+        tags=["ai-generated-image-detection", "multimodal", "ct2", "defactify-4"],
+        eval_results=_eval_results(name, params, metrics) or None,
+        data_revisions={k: v.get("loaded") for k, v in revisions.items()} or None,
+    )
+    scores = {
+        split: {"f1_b_weighted_argmax": float("nan"), **values}
+        for split in ("validation", "test")
+        if (values := (metrics.get(split) or {}).get(stage))
+    }
+    limitations = [
+        item
+        for key, item in (metrics.get("analyses") or {}).items()
+        if analysed and key in ("audit", "robustness", "unseen", "calibration")
+    ]
+    card = ModelCard.from_template(
+        data,
+        template_path=TEMPLATE,
+        title=name,
+        params=params,
+        meta=meta,
+        config=config,
+        stage=stage,
+        revisions=revisions,
+        scores=scores,
+        outside=(metrics.get("external") or {}) if analysed else {},
+        limitations=limitations,
+        analysed=analysed,
+        thresholds=config.get("operating_thresholds"),
+    )
     return f"{card}\n"
 
 

@@ -1,5 +1,6 @@
 """A trained detector on disk: one folder (config with both encoders' configs and the preprocessing,
 safetensors, tokenizer, training_meta.json) that loads with no network, and a digest of its weights."""
+
 from __future__ import annotations
 
 from pathlib import Path

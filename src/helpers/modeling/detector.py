@@ -6,14 +6,14 @@ inside the model, on the device. A trained model is one directory: config.json (
 encoders' configs and the preprocessing embedded), model.safetensors and the tokenizer;
 it loads with no network.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import (AutoConfig, AutoModel, PretrainedConfig,
-                          PreTrainedModel)
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from helpers.labels import CLASS_NAMES
@@ -29,13 +29,31 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class DetectorConfig(PretrainedConfig):
     model_type = "ct2_dual_encoder"
 
-    def __init__(self, text_config: dict | None = None, vision_config: dict | None = None, text_pooling: str = "pooler",
-                 fusion_dim: int = 512, dropout: float = 0.0, class_names: list[str] | None = None,
-                 image_size: int = 224, image_mean: list[float] | None = None, image_std: list[float] | None = None,
-                 loss_condition: str = "label", text_source: str = "", vision_source: str = "",
-                 max_caption_length: int = 128, modality: str = "both", freeze_text: bool = False,
-                 freeze_vision: bool = False, task_b_decoding: str = "hierarchical", inference_caption_template: str = "{}",
-                 fusion: str = "concat", vision_input: str = "pixels", bf16: bool = False, **kwargs):
+    def __init__(
+        self,
+        text_config: dict | None = None,
+        vision_config: dict | None = None,
+        text_pooling: str = "pooler",
+        fusion_dim: int = 512,
+        dropout: float = 0.0,
+        class_names: list[str] | None = None,
+        image_size: int = 224,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        loss_condition: str = "label",
+        text_source: str = "",
+        vision_source: str = "",
+        max_caption_length: int = 128,
+        modality: str = "both",
+        freeze_text: bool = False,
+        freeze_vision: bool = False,
+        task_b_decoding: str = "hierarchical",
+        inference_caption_template: str = "{}",
+        fusion: str = "concat",
+        vision_input: str = "pixels",
+        bf16: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.text_config = text_config or {}
         self.vision_config = vision_config or {}
@@ -210,8 +228,17 @@ class DualEncoderDetector(PreTrainedModel):
     # each task's mean is one mean over the whole batch under accumulation and several processes.
     accepts_loss_kwargs = True
 
-    def forward(self, input_ids, attention_mask, pixel_values, label_a=None, label_b=None,
-                text_features=None, blank_image=None, num_items_in_batch=None) -> DetectorOutput:
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        pixel_values,
+        label_a=None,
+        label_b=None,
+        text_features=None,
+        blank_image=None,
+        num_items_in_batch=None,
+    ) -> DetectorOutput:
         shared = self.features(input_ids, attention_mask, pixel_values, text_features, blank_image)
         logits_a, logits_b = self.head_a(shared).squeeze(-1), self.head_b(shared)
         loss = None

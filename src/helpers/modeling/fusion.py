@@ -7,6 +7,7 @@ where in the image to look; the attended vector joins the two pooled vectors bef
 Linear + ReLU. It needs the image's patch states, which every tower here returns
 (last_hidden_state: [B, tokens, D] for a ViT such as CLIP's, [B, C, H, W] for a CNN), and only the
 pooled text vector, so a frozen text tower's cached features serve it as they serve concat."""
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,10 @@ class CrossAttentionFusion(nn.Module):
     def __init__(self, text_dim: int, vision_dim: int, fusion_dim: int, dropout: float):
         super().__init__()
         if vision_dim % ATTENTION_HEADS:
-            raise ValueError(f"fusion: attention splits the image width ({vision_dim}) over {ATTENTION_HEADS} heads; "
-                             "use a vision tower whose width divides by it, or fusion: concat")
+            raise ValueError(
+                f"fusion: attention splits the image width ({vision_dim}) over {ATTENTION_HEADS} heads; "
+                "use a vision tower whose width divides by it, or fusion: concat"
+            )
         self.query = nn.Linear(text_dim, vision_dim)
         self.attend = nn.MultiheadAttention(vision_dim, ATTENTION_HEADS, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(vision_dim)

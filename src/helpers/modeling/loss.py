@@ -1,12 +1,19 @@
 """The multi-task loss: BCE on Task A plus cross-entropy on Task B over AI rows only."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def detector_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, label_a: torch.Tensor, label_b: torch.Tensor,
-                  condition: str = "label", counts: torch.Tensor | None = None) -> torch.Tensor:
+def detector_loss(
+    logits_a: torch.Tensor,
+    logits_b: torch.Tensor,
+    label_a: torch.Tensor,
+    label_b: torch.Tensor,
+    condition: str = "label",
+    counts: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Sum of the two task losses.
 
     condition="label" (the paper): Task B's cross-entropy averages over rows whose true

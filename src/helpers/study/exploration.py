@@ -1,4 +1,5 @@
 """What the data looks like: per-row image metadata, read from file headers without decoding."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,6 @@ import pandas as pd
 from PIL import Image
 
 
-
 def _header(cell) -> dict:
     raw = cell.get("bytes") if isinstance(cell, dict) else None
     try:
@@ -16,11 +16,21 @@ def _header(cell) -> dict:
         with Image.open(source) as image:
             quality = _jpeg_quality(image) if image.format == "JPEG" else np.nan
             size = len(raw) if raw else _file_size(source)
-            return {"width": image.width, "height": image.height, "format": image.format or "unknown",
-                    "file_bytes": size, "jpeg_quality": quality}
+            return {
+                "width": image.width,
+                "height": image.height,
+                "format": image.format or "unknown",
+                "file_bytes": size,
+                "jpeg_quality": quality,
+            }
     except Exception as error:  # a header that will not parse is reported as such, not dropped
-        return {"width": np.nan, "height": np.nan, "format": f"unreadable: {type(error).__name__}",
-                "file_bytes": len(raw) if raw else np.nan, "jpeg_quality": np.nan}
+        return {
+            "width": np.nan,
+            "height": np.nan,
+            "format": f"unreadable: {type(error).__name__}",
+            "file_bytes": len(raw) if raw else np.nan,
+            "jpeg_quality": np.nan,
+        }
 
 
 def _file_size(path) -> float:
@@ -67,10 +77,17 @@ def metadata_conclusion(summary: pd.DataFrame, formats: pd.DataFrame) -> str:
     ai = summary.drop(index="real")
     main_format = formats.idxmax(axis=1)
     real_format, ai_formats = main_format["real"], sorted(set(main_format.drop(index="real")))
-    text = (f"{100 * summary.loc['real', 'square_share']:.0f}% of real photos are square against "
-            f"{100 * ai['square_share'].min():.0f}–{100 * ai['square_share'].max():.0f}% of the generators' images; "
-            f"real photos are mostly {real_format}, the generators' mostly {', '.join(ai_formats)}. ")
-    differs = abs(summary.loc["real", "square_share"] - ai["square_share"].mean()) > 0.3 or real_format not in ai_formats
-    return text + ("Size and format alone separate real from AI here: a detector can score well without looking at "
-                   "the pixels, which notebook 05 measures." if differs else
-                   "Size and format do not separate real from AI here.")
+    text = (
+        f"{100 * summary.loc['real', 'square_share']:.0f}% of real photos are square against "
+        f"{100 * ai['square_share'].min():.0f}–{100 * ai['square_share'].max():.0f}% of the generators' images; "
+        f"real photos are mostly {real_format}, the generators' mostly {', '.join(ai_formats)}. "
+    )
+    differs = (
+        abs(summary.loc["real", "square_share"] - ai["square_share"].mean()) > 0.3 or real_format not in ai_formats
+    )
+    return text + (
+        "Size and format alone separate real from AI here: a detector can score well without looking at "
+        "the pixels, which notebook 05 measures."
+        if differs
+        else "Size and format do not separate real from AI here."
+    )

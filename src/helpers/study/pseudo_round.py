@@ -1,6 +1,7 @@
 """The pseudo-label round of the study: the pool as pseudo-labelling sees it (overlap with the
 other splits), predicting it, the saved selection and what made it, and the augmented data of the
 'after' stage."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,11 @@ def pseudo_cache_names(splits) -> list[str]:
     one), and a labelled test split (to keep its images out of the pool)."""
     from helpers.data.splits import is_labelled
 
-    return (["train", "validation"] + (["unlabelled"] if "unlabelled" in splits else [])
-            + (["test"] if "test" in splits and is_labelled(splits["test"]) else []))
+    return (
+        ["train", "validation"]
+        + (["unlabelled"] if "unlabelled" in splits else [])
+        + (["test"] if "test" in splits and is_labelled(splits["test"]) else [])
+    )
 
 
 SCORED = ("validation", "test")
@@ -53,19 +57,30 @@ def pseudo_pool(cfg: Config, splits, caches: dict):
             keep &= ~(same_image | same_caption)
     dropped = int((~keep).sum())
     if any(v["captions"] or v["images"] for v in overlap.values()):
-        shared = ", ".join(f"{n} ({v['captions']} by caption, {v['images']} by image)" for n, v in overlap.items()
-                           if v["captions"] or v["images"])
-        print(f"{'WARNING: ' if cfg.pool_overlap == 'keep' else ''}unlabelled pool rows shared with {shared}; "
-              f"pool_overlap: {cfg.pool_overlap}: {dropped} of {len(pool)} left out"
-              + (" (kept: the transductive setup pseudo-labels the images it is scored on)" if cfg.pool_overlap == "keep"
-                 else ""))
+        shared = ", ".join(
+            f"{n} ({v['captions']} by caption, {v['images']} by image)"
+            for n, v in overlap.items()
+            if v["captions"] or v["images"]
+        )
+        print(
+            f"{'WARNING: ' if cfg.pool_overlap == 'keep' else ''}unlabelled pool rows shared with {shared}; "
+            f"pool_overlap: {cfg.pool_overlap}: {dropped} of {len(pool)} left out"
+            + (
+                " (kept: the transductive setup pseudo-labels the images it is scored on)"
+                if cfg.pool_overlap == "keep"
+                else ""
+            )
+        )
     if dropped:
         pool = pool.subset(np.flatnonzero(keep))
     return pool, {"policy": cfg.pool_overlap, "shared": overlap, "left_out": dropped}
 
 
-RULES = {"confidence >= threshold (the paper)": {}, "class quota": {"balance": "class_quota"},
-         "caption-group check": {"group_check": True}}
+RULES = {
+    "confidence >= threshold (the paper)": {},
+    "class quota": {"balance": "class_quota"},
+    "caption-group check": {"group_check": True},
+}
 
 
 def pool_captions(splits, pool) -> np.ndarray:
@@ -78,14 +93,29 @@ def selections_by_rule(cfg: Config, predictions, captions) -> dict:
     with them."""
     from helpers.training import pseudo_labels as pseudo
 
-    return {rule: pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
-                                cfg.pseudo_confidence, cfg.pseudo_split, **options) for rule, options in RULES.items()}
+    return {
+        rule: pseudo.select(
+            predictions,
+            captions,
+            cfg.pseudo_threshold,
+            cfg.pseudo_train_fraction,
+            cfg.seed,
+            cfg.pseudo_confidence,
+            cfg.pseudo_split,
+            **options,
+        )
+        for rule, options in RULES.items()
+    }
 
 
 def kept_by_rule(selections: dict) -> pd.DataFrame:
     """Rows kept per predicted class, one column per rule."""
-    return pd.DataFrame({rule: pd.DataFrame(chosen.stats["per_class"]).set_index("class")["kept"]
-                         for rule, chosen in selections.items()})
+    return pd.DataFrame(
+        {
+            rule: pd.DataFrame(chosen.stats["per_class"]).set_index("class")["kept"]
+            for rule, chosen in selections.items()
+        }
+    )
 
 
 def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict | None = None):
@@ -116,8 +146,17 @@ def select_pool(cfg: Config, splits, pool, model):
 
         predictions, groups = group_decode(predictions.prob_ai, predictions.probs_b, captions)
         print(f"pool decoded by caption group: {groups.summary()}")
-    selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed,
-                              cfg.pseudo_confidence, cfg.pseudo_split, cfg.pseudo_balance, cfg.pseudo_group_check)
+    selection = pseudo.select(
+        predictions,
+        captions,
+        cfg.pseudo_threshold,
+        cfg.pseudo_train_fraction,
+        cfg.seed,
+        cfg.pseudo_confidence,
+        cfg.pseudo_split,
+        cfg.pseudo_balance,
+        cfg.pseudo_group_check,
+    )
     return selection, predictions
 
 
@@ -130,10 +169,22 @@ def selection_identity(cfg: Config, pool) -> dict:
     and the settings that turn predictions into pseudo-labels."""
     from helpers.modeling.checkpoints import weights_fingerprint
 
-    settings = ("pseudo_threshold", "pseudo_train_fraction", "pseudo_confidence", "pseudo_split", "pseudo_balance",
-                "pseudo_group_check", "pool_overlap", "task_b_decoding", "seed")
-    return {"pool": pool.fingerprint(), "model": weights_fingerprint(model_dir(cfg, "before")),
-            "settings": {k: getattr(cfg, k) for k in settings}}
+    settings = (
+        "pseudo_threshold",
+        "pseudo_train_fraction",
+        "pseudo_confidence",
+        "pseudo_split",
+        "pseudo_balance",
+        "pseudo_group_check",
+        "pool_overlap",
+        "task_b_decoding",
+        "seed",
+    )
+    return {
+        "pool": pool.fingerprint(),
+        "model": weights_fingerprint(model_dir(cfg, "before")),
+        "settings": {k: getattr(cfg, k) for k in settings},
+    }
 
 
 def pseudo_data(cfg: Config, splits, caches: dict):

@@ -3,6 +3,7 @@ between notebooks and processes) and reports/<profile>/metrics.json (what the in
 and the one way this package writes JSON (whole or not at all). Each merge holds the file's lock
 from read to replace: notebooks that run side by side (helpers.run's lanes) never lose each
 other's sections."""
+
 from __future__ import annotations
 
 import json

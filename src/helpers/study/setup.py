@@ -1,5 +1,6 @@
 """A notebook's start: the project root, the profile with its overrides, seeds, the process
 settings (timeout, TF32), and where the run's files go."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ class StepOff(RuntimeError):
 def require(enabled, what: str, key: str) -> None:
     """Stop the notebook with a message naming the profile key that switches its step on."""
     if not enabled:
-        raise StepOff(f"{what} is off in this profile ({key}); change it in the profile or with overrides to run "
-                      "this notebook")
+        raise StepOff(
+            f"{what} is off in this profile ({key}); change it in the profile or with overrides to run this notebook"
+        )
 
 
 def figures_dir(cfg: Config) -> Path:

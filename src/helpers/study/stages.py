@@ -1,5 +1,6 @@
 """The training stages of the study: decode caches of its splits, a stage trained (here or under
 torchrun) or loaded, saved models checked to be this run's, and sample files to try."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,8 @@ from helpers.cache.store import blank_rows, build_cache
 from helpers.config import Config
 from helpers.identity import changed_keys
 from helpers.inference.cached import pick_device
-from helpers.study.provenance import provenance
 from helpers.study import records
+from helpers.study.provenance import provenance
 from helpers.study.records import record
 from helpers.study.setup import caption_template, model_dir
 from helpers.training import distributed, launch
@@ -30,15 +31,27 @@ def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> d
     root = cfg.run_dir.parent / "cache"
     # Every process asks for each cache: the first builds it under its file lock, the others sleep
     # in the lock and then open it (no collective, so no process-group timeout applies).
-    caches = {name: build_cache(splits[name], name, root, image_size, tokenizer, cfg.max_caption_length,
-                                          cfg.bad_images, caption_template=caption_template(cfg, name))
-              for name in names}
+    caches = {
+        name: build_cache(
+            splits[name],
+            name,
+            root,
+            image_size,
+            tokenizer,
+            cfg.max_caption_length,
+            cfg.bad_images,
+            caption_template=caption_template(cfg, name),
+        )
+        for name in names
+    }
     if cfg.bad_images == "zero":
         for name, cached in caches.items():
             if cached.n_failed:
                 print(f"{name}: {cached.n_failed} unreadable image(s) get the all-zero input (bad_images: zero)")
-        caches = {name: with_zero_inputs(cfg, splits[name], name, cached, tokenizer, image_size)
-                  for name, cached in caches.items()}
+        caches = {
+            name: with_zero_inputs(cfg, splits[name], name, cached, tokenizer, image_size)
+            for name, cached in caches.items()
+        }
     return caches
 
 
@@ -48,15 +61,15 @@ def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_siz
     missing = np.setdiff1d(cached.failures["row"].to_numpy(), cached.rows) if cached.n_failed else []
     if not len(missing):
         return cached
-    blanks = blank_rows(split, missing, image_size, tokenizer, cfg.max_caption_length,
-                                  caption_template(cfg, name))
+    blanks = blank_rows(split, missing, image_size, tokenizer, cfg.max_caption_length, caption_template(cfg, name))
     # An unreadable row has no digest (b""), which the pool-overlap check never matches.
     digests = None if cached.digests is None else np.concatenate([cached.digests, np.full(len(blanks), b"", "S16")])
     return dataclasses.replace(CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
 
 
-def train_stage(cfg: Config, stage: str, model, tokenizer, train_data, val_data, extra: dict | None = None,
-                reference=None):
+def train_stage(
+    cfg: Config, stage: str, model, tokenizer, train_data, val_data, extra: dict | None = None, reference=None
+):
     """Train `model` (fresh from modeling.building.build_model) for one stage ('before' or 'after'
     pseudo-labels), save it with its tokenizer, record it. The model stores its operating
     thresholds (evaluation.thresholds), set on `reference`: the labelled validation split without
@@ -74,13 +87,16 @@ def train_stage(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
         print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
         return _saved_stage(cfg, stage, current)
     if cfg.processes > 1 and not distributed.launched():
-        distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)  # refuse here, not in N processes
+        distributed.batch_plan(
+            cfg.batch_size, cfg.processes, cfg.per_device_max_batch
+        )  # refuse here, not in N processes
         launch.train_stage(cfg, stage)
         if not saved.is_file():
             raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
         return _saved_stage(cfg, stage, current)
-    return _train_here(cfg, stage, model, tokenizer, train_data, val_data, extra,
-                       val_data if reference is None else reference)
+    return _train_here(
+        cfg, stage, model, tokenizer, train_data, val_data, extra, val_data if reference is None else reference
+    )
 
 
 def _saved_stage(cfg: Config, stage: str, current: dict):
@@ -98,8 +114,20 @@ def _saved_stage(cfg: Config, stage: str, current: dict):
     return model, train_loss, eval_metrics
 
 
-SUMMARY_KEYS = ("best_epoch", "best_metric", "seconds", "train_rows", "validation_rows", "curves", "epochs_run",
-                "resumed_from", "processes", "per_device_batch", "gradient_accumulation", "operating_thresholds")
+SUMMARY_KEYS = (
+    "best_epoch",
+    "best_metric",
+    "seconds",
+    "train_rows",
+    "validation_rows",
+    "curves",
+    "epochs_run",
+    "resumed_from",
+    "processes",
+    "per_device_batch",
+    "gradient_accumulation",
+    "operating_thresholds",
+)
 
 
 def operating_thresholds(cfg: Config, model, reference) -> dict:
@@ -118,22 +146,48 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
 
     started = time.perf_counter()
     run_provenance = {**provenance(cfg), **(extra or {})}
-    model, history = training.train(cfg, model, train_data, val_data, cfg.run_dir / f"checkpoints_{stage}",
-                                    run_provenance, resume=cfg.resume == "auto", stage=stage)
+    model, history = training.train(
+        cfg,
+        model,
+        train_data,
+        val_data,
+        cfg.run_dir / f"checkpoints_{stage}",
+        run_provenance,
+        resume=cfg.resume == "auto",
+        stage=stage,
+    )
     train_loss, eval_metrics = training.learning_curves(history)
     best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
     processes = distributed.world_size()
     per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
-    summary = {"best_epoch": float(best["epoch"]), "best_metric": float(best[f"eval_{cfg.metric_for_best}"]),
-               "seconds": round(time.perf_counter() - started, 1), "train_rows": len(train_data),
-               "validation_rows": len(val_data), "curves": eval_metrics.to_dict(orient="records"),
-               "epochs_run": history.attrs["epochs_run"], "resumed_from": history.attrs["resumed_from"],
-               "processes": processes, "per_device_batch": per_device, "gradient_accumulation": accumulation}
+    summary = {
+        "best_epoch": float(best["epoch"]),
+        "best_metric": float(best[f"eval_{cfg.metric_for_best}"]),
+        "seconds": round(time.perf_counter() - started, 1),
+        "train_rows": len(train_data),
+        "validation_rows": len(val_data),
+        "curves": eval_metrics.to_dict(orient="records"),
+        "epochs_run": history.attrs["epochs_run"],
+        "resumed_from": history.attrs["resumed_from"],
+        "processes": processes,
+        "per_device_batch": per_device,
+        "gradient_accumulation": accumulation,
+    }
     if distributed.is_main():
-        model.config.operating_thresholds = summary["operating_thresholds"] = operating_thresholds(cfg, model, reference)
-        save_detector(model, tokenizer, model_dir(cfg, stage),
-                      {**run_provenance, **summary, "run_identity": history.attrs["run_identity"],
-                       "history": history.to_dict(orient="records")})
+        model.config.operating_thresholds = summary["operating_thresholds"] = operating_thresholds(
+            cfg, model, reference
+        )
+        save_detector(
+            model,
+            tokenizer,
+            model_dir(cfg, stage),
+            {
+                **run_provenance,
+                **summary,
+                "run_identity": history.attrs["run_identity"],
+                "history": history.to_dict(orient="records"),
+            },
+        )
         write_card(model_dir(cfg, stage), stage=stage)
         record(cfg, f"train_{stage}", summary)
         # The saved model is the stage's result; its checkpoints (2.4 GB each at paper scale) only
@@ -146,9 +200,11 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
 def stage_conclusion(cfg: Config, stage: str, model) -> str:
     """The trained stage in a sentence: best epoch, time, rows, size, where it was saved."""
     best = records.recorded(cfg, f"train_{stage}")
-    return (f"Best epoch {best['best_epoch']:.0f} of {cfg.epochs} (`{cfg.metric_for_best}` = {best['best_metric']:.4f}), "
-            f"trained in {best['seconds']} s on {best['train_rows']:,} rows; {parameter_count(model)}. Saved to "
-            f"`{model_dir(cfg, stage)}` (config with both encoders' configs, weights, tokenizer, provenance).")
+    return (
+        f"Best epoch {best['best_epoch']:.0f} of {cfg.epochs} (`{cfg.metric_for_best}` = {best['best_metric']:.4f}), "
+        f"trained in {best['seconds']} s on {best['train_rows']:,} rows; {parameter_count(model)}. Saved to "
+        f"`{model_dir(cfg, stage)}` (config with both encoders' configs, weights, tokenizer, provenance)."
+    )
 
 
 def parameter_count(model) -> str:
@@ -161,16 +217,20 @@ def split_table(splits) -> pd.DataFrame:
     """Rows per class and split (unlabelled rows as such)."""
     from helpers.labels import CLASS_NAMES
 
-    counts = pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index()
-                           for name, split in splits.items()}).fillna(0).astype(int)
+    counts = (
+        pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index() for name, split in splits.items()})
+        .fillna(0)
+        .astype(int)
+    )
     counts.index = [CLASS_NAMES[i] if i >= 0 else "unlabelled" for i in counts.index]
     return counts
 
 
 def cache_table(splits, caches) -> pd.DataFrame:
     """Per cached split: its rows, the rows cached and the unreadable ones (listed by unreadable_rows)."""
-    return pd.DataFrame({n: {"rows": len(splits[n]), "cached": len(c), "unreadable": c.n_failed}
-                         for n, c in caches.items()}).T
+    return pd.DataFrame(
+        {n: {"rows": len(splits[n]), "cached": len(c), "unreadable": c.n_failed} for n, c in caches.items()}
+    ).T
 
 
 def unreadable_rows(caches, first: int = 10) -> pd.DataFrame:
@@ -189,8 +249,9 @@ def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
     for stage in ("before", "after"):
         folder = root / model_dir(cfg, stage)
         meta = folder / "training_meta.json"
-        if meta.is_file() and (json.loads(meta.read_text()).get("run_identity") or {}).get("params") == \
-                training_identity(cfg, stage):
+        if meta.is_file() and (json.loads(meta.read_text()).get("run_identity") or {}).get(
+            "params"
+        ) == training_identity(cfg, stage):
             written.append(write_card(folder, metrics, stage, analysed=stage == final_stage(cfg)))
     return written
 
@@ -210,13 +271,17 @@ def checked_model_dir(cfg: Config, stage: str) -> Path:
     folder = model_dir(cfg, stage)
     meta_path = folder / "training_meta.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{folder} holds no trained model: run notebook {TRAINED_BY[stage]} of this profile "
-                                "first (or python -m helpers.run)")
+        raise FileNotFoundError(
+            f"{folder} holds no trained model: run notebook {TRAINED_BY[stage]} of this profile "
+            "first (or python -m helpers.run)"
+        )
     recorded_params = (json.loads(meta_path.read_text()).get("run_identity") or {}).get("params")
     changes = changed_keys(recorded_params or {}, training_identity(cfg, stage))
     if recorded_params is None or changes:
-        raise StaleModelError(f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
-                              f"run notebook {TRAINED_BY[stage]} again for these settings (or python -m helpers.run)")
+        raise StaleModelError(
+            f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
+            f"run notebook {TRAINED_BY[stage]} again for these settings (or python -m helpers.run)"
+        )
     return folder
 
 

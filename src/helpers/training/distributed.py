@@ -11,6 +11,7 @@ collective; the one long wait in a collective, for the main process's pseudo-lab
 through a gloo group, where a waiting process sleeps in a socket read instead of spinning a core
 as an NCCL barrier does.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,11 @@ def _wait_group():
 
     if "wait_group" not in _settings:
         state()
-        _settings["wait_group"] = (dist.group.WORLD if dist.get_backend() == "gloo"
-                                   else dist.new_group(backend="gloo", timeout=_settings["timeout"]))
+        _settings["wait_group"] = (
+            dist.group.WORLD
+            if dist.get_backend() == "gloo"
+            else dist.new_group(backend="gloo", timeout=_settings["timeout"])
+        )
     return _settings["wait_group"]
 
 
@@ -81,8 +85,10 @@ def wait_for_everyone(what: str) -> None:
     except Exception as error:  # noqa: BLE001 (gloo raises RuntimeError or DistBackendError)
         if "timed out" in str(error).lower() or "timeout" in str(error).lower():
             seconds = int(_settings["timeout"].total_seconds())
-            raise WaitTimeout(f"waited more than ddp_timeout ({seconds} s) for {what}; raise ddp_timeout in the "
-                              "profile (or --set ddp_timeout=...) if that work takes longer") from error
+            raise WaitTimeout(
+                f"waited more than ddp_timeout ({seconds} s) for {what}; raise ddp_timeout in the "
+                "profile (or --set ddp_timeout=...) if that work takes longer"
+            ) from error
         raise
 
 
@@ -128,8 +134,10 @@ def batch_plan(global_batch: int, processes: int, per_device_max: int = 0) -> tu
     per_device_max (0 = no limit), it is taken in the fewest equal micro-batches that fit."""
     if global_batch % processes:
         lower, upper = global_batch - global_batch % processes, global_batch + processes - global_batch % processes
-        raise BatchPlanError(f"batch_size {global_batch} does not divide over {processes} processes; "
-                             f"use {lower or upper} or {upper} (the batch is global: every process takes an equal share)")
+        raise BatchPlanError(
+            f"batch_size {global_batch} does not divide over {processes} processes; "
+            f"use {lower or upper} or {upper} (the batch is global: every process takes an equal share)"
+        )
     share = global_batch // processes
     if not per_device_max or share <= per_device_max:
         return share, 1
@@ -137,8 +145,15 @@ def batch_plan(global_batch: int, processes: int, per_device_max: int = 0) -> tu
     return share // steps, steps
 
 
-PEER_FAILURE_MARKERS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
-                        "NCCL communicator was aborted", "ProcessGroupGloo", "Signal 15", "Signal 2")
+PEER_FAILURE_MARKERS = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+    "ProcessGroupGloo",
+    "Signal 15",
+    "Signal 2",
+)
 
 
 def _is_peer_failure(error: BaseException) -> bool:
@@ -172,8 +187,11 @@ def report_failure(error: BaseException) -> None:
     ErrorHandler().record_exception(error)
     if is_main():
         lines = traceback.format_exception(error)
-        print(f"{who} error: {type(error).__name__}: {error}\n{who} traceback:\n{''.join(lines)}", file=sys.stderr,
-              flush=True)
+        print(
+            f"{who} error: {type(error).__name__}: {error}\n{who} traceback:\n{''.join(lines)}",
+            file=sys.stderr,
+            flush=True,
+        )
     else:
         frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
         where = f" (raised at {frame.filename}:{frame.lineno})" if frame else ""

@@ -1,6 +1,7 @@
 """Training stages in several processes, started from one: `torchrun -m helpers.train` as a
 subprocess, so that a notebook (or a plain `python -m helpers.train` with processes > 1) keeps
 orchestrating while training scales over GPUs (nccl) or CPU processes (gloo)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,18 @@ def resolved_profile(cfg, name: str) -> Path:
 def command(profile: Path, processes: int, train_args: list[str], log_dir: Path) -> list[str]:
     # --standalone: a private rendezvous on a free local port, so two runs never collide. --log-dir:
     # where torchrun keeps each process's error file (TORCHELASTIC_ERROR_FILE).
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            f"--log-dir={log_dir}", "-m", "helpers.train", str(profile), *train_args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        f"--log-dir={log_dir}",
+        "-m",
+        "helpers.train",
+        str(profile),
+        *train_args,
+    ]
 
 
 def first_failure(log_dir: Path) -> str | None:
@@ -42,8 +53,9 @@ def first_failure(log_dir: Path) -> str | None:
     for path in Path(log_dir).glob("*/attempt_*/*/error.json"):
         message = json.loads(path.read_text()).get("message", {})
         if isinstance(message, dict):
-            recorded.append((int(message.get("extraInfo", {}).get("timestamp", 0)), path.parent.name,
-                             message.get("message", "")))
+            recorded.append(
+                (int(message.get("extraInfo", {}).get("timestamp", 0)), path.parent.name, message.get("message", ""))
+            )
     if not recorded:
         return None
     _, rank, text = min(recorded, key=lambda item: (item[0], int(item[1]) if item[1].isdigit() else 0))

@@ -2,6 +2,7 @@
 and cuDNN convolutions) follow the keys bf16 and tf32, whatever ACCELERATE_MIXED_PRECISION says
 or TrainingArguments does under torch_compile (it switches TF32 on); what this process really
 uses is recorded in provenance."""
+
 from __future__ import annotations
 
 import os
@@ -57,17 +58,25 @@ def build_arguments(cfg, make):
     args = make()
     wanted = "bf16" if bf16_autocast(cfg) else "no"
     if saved_env not in (None, wanted):
-        print(f"{ENV_PRECISION}={saved_env} in the environment is ignored: the profile says bf16: {cfg.bf16} "
-              f"(mixed precision '{wanted}' on this device)")
+        print(
+            f"{ENV_PRECISION}={saved_env} in the environment is ignored: the profile says bf16: {cfg.bf16} "
+            f"(mixed precision '{wanted}' on this device)"
+        )
     # TrainingArguments reads the variable when bf16 is off; the Trainer hands this to accelerate.
     args.mixed_precision = wanted
     if torch.backends.fp32_precision != saved_global:
-        print(f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}' "
-              f"(torch_compile: {cfg.torch_compile}); kept as the profile says: tf32: {cfg.tf32}")
+        print(
+            f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}' "
+            f"(torch_compile: {cfg.torch_compile}); kept as the profile says: tf32: {cfg.tf32}"
+        )
     apply_tf32(cfg)
     return args
 
 
 def summary(cfg) -> dict:
-    return {"bf16_autocast": bf16_autocast(cfg), "tf32": effective_tf32() if torch.cuda.is_available() else False,
-            "tf32_key": cfg.tf32, "torch_compile": cfg.torch_compile}
+    return {
+        "bf16_autocast": bf16_autocast(cfg),
+        "tf32": effective_tf32() if torch.cuda.is_available() else False,
+        "tf32_key": cfg.tf32,
+        "torch_compile": cfg.torch_compile,
+    }

@@ -1,6 +1,7 @@
 """Pseudo-labelling: keep the unlabelled rows both heads are sure of, split them 8:2 (by caption,
 or by row as the authors' code), and add them to train and validation. Past the paper, the kept
 rows can be balanced over the predicted classes and checked against their caption group."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.cache.dataset import CachedSplit
-from helpers.files import written_whole
 from helpers.data.splits import caption_mask
+from helpers.files import written_whole
 from helpers.inference.cached import Predictions
 from helpers.labels import CLASS_NAMES, NUM_CLASSES
 
@@ -32,8 +33,10 @@ def class_quota(predictions: Predictions, selected: np.ndarray) -> np.ndarray:
         return selected
     quota = counts[counts > 0].min()
     sureness = np.minimum(predictions.confidence_a, predictions.confidence_b)[selected]
-    kept = [selected[labels == cls][np.argsort(-sureness[labels == cls], kind="stable")[:quota]]
-            for cls in np.flatnonzero(counts)]
+    kept = [
+        selected[labels == cls][np.argsort(-sureness[labels == cls], kind="stable")[:quota]]
+        for cls in np.flatnonzero(counts)
+    ]
     return np.sort(np.concatenate(kept))
 
 
@@ -58,7 +61,9 @@ def selection_summary(predictions: Predictions, selected: np.ndarray) -> pd.Data
     return frame
 
 
-def split_selected(selected: np.ndarray, captions: np.ndarray, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_selected(
+    selected: np.ndarray, captions: np.ndarray, train_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices, about train_fraction of the captions in train; a caption's rows
     stay on one side, as in every other split of this study."""
     captions = np.asarray(captions, dtype=object)[selected]
@@ -71,6 +76,7 @@ def split_selected(selected: np.ndarray, captions: np.ndarray, train_fraction: f
 class Selection:
     """A pseudo-label round's outcome: labels for every pool entry, and which entries go to train
     and to validation."""
+
     label_a: np.ndarray
     label_b: np.ndarray
     to_train: np.ndarray
@@ -85,7 +91,9 @@ def split_rows(selected: np.ndarray, train_fraction: float, seed: int) -> tuple[
 
     if len(selected) < 2 or train_fraction >= 1.0:
         return selected, selected[:0]
-    parts = datasets.Dataset.from_dict({"i": selected}).train_test_split(test_size=round(1 - train_fraction, 10), seed=seed)
+    parts = datasets.Dataset.from_dict({"i": selected}).train_test_split(
+        test_size=round(1 - train_fraction, 10), seed=seed
+    )
     return np.asarray(parts["train"]["i"], np.int64), np.asarray(parts["test"]["i"], np.int64)
 
 
@@ -95,13 +103,27 @@ def six_class_view(predictions: Predictions) -> Predictions:
     from helpers.inference.cached import decode
 
     decoded = decode(predictions.prob_ai, predictions.probs_b, mode="six_class")
-    return Predictions(decoded.prob_ai, decoded.probs_b, decoded.label_a, decoded.probs_b.argmax(1),
-                       decoded.confidence_a, decoded.confidence_b)
+    return Predictions(
+        decoded.prob_ai,
+        decoded.probs_b,
+        decoded.label_a,
+        decoded.probs_b.argmax(1),
+        decoded.confidence_a,
+        decoded.confidence_b,
+    )
 
 
-def select(predictions: Predictions, captions: np.ndarray, threshold: float, train_fraction: float,
-           seed: int, confidence: str = "hierarchical", split: str = "captions", balance: str = "none",
-           group_check: bool = False) -> Selection:
+def select(
+    predictions: Predictions,
+    captions: np.ndarray,
+    threshold: float,
+    train_fraction: float,
+    seed: int,
+    confidence: str = "hierarchical",
+    split: str = "captions",
+    balance: str = "none",
+    group_check: bool = False,
+) -> Selection:
     """captions: the caption of each pool entry (aligned with the pool), used to keep captions
     whole when split is "captions". confidence: "hierarchical" (the decoded answers) or
     "six_class" (six_class_view). group_check, then balance (class_quota) narrow the confident rows."""
@@ -116,16 +138,26 @@ def select(predictions: Predictions, captions: np.ndarray, threshold: float, tra
         to_train, to_val = split_rows(selected, train_fraction, seed)
     else:
         to_train, to_val = split_selected(selected, captions, train_fraction, seed)
-    stats = {"pool": len(predictions.label_a), "selected": int(len(selected)), "to_train": int(len(to_train)),
-             "to_validation": int(len(to_val)), "threshold": threshold, "confidence": confidence, "split": split,
-             "balance": balance, "group_check": group_check, "confident": int(len(confident)),
-             "dropped_by_group_check": int(disagreeing),
-             "per_class": selection_summary(predictions, selected).to_dict(orient="records")}
+    stats = {
+        "pool": len(predictions.label_a),
+        "selected": int(len(selected)),
+        "to_train": int(len(to_train)),
+        "to_validation": int(len(to_val)),
+        "threshold": threshold,
+        "confidence": confidence,
+        "split": split,
+        "balance": balance,
+        "group_check": group_check,
+        "confident": int(len(confident)),
+        "dropped_by_group_check": int(disagreeing),
+        "per_class": selection_summary(predictions, selected).to_dict(orient="records"),
+    }
     return Selection(predictions.label_a, predictions.label_b, to_train, to_val, stats)
 
 
-def augment(train: CachedSplit, val: CachedSplit, pool: CachedSplit,
-            selection: Selection) -> tuple[CachedSplit, CachedSplit, dict]:
+def augment(
+    train: CachedSplit, val: CachedSplit, pool: CachedSplit, selection: Selection
+) -> tuple[CachedSplit, CachedSplit, dict]:
     """Train and validation extended with the selected pseudo-labelled rows of the pool (views
     over the caches: no pixels are copied)."""
     labelled = pool.relabelled(selection.label_a, selection.label_b)
@@ -138,9 +170,15 @@ def save_selection(path: Path, selection: Selection, made_by: dict) -> Path:
     """Written whole or not at all, with what made it (pool, model, settings), so that it is never
     applied to another pool or read after the model or the settings changed."""
     with written_whole(path) as partial:
-        np.savez(partial, label_a=selection.label_a, label_b=selection.label_b, to_train=selection.to_train,
-                 to_validation=selection.to_validation, made_by=np.array(json.dumps(made_by, sort_keys=True)),
-                 stats=np.array(json.dumps(selection.stats, default=int)))
+        np.savez(
+            partial,
+            label_a=selection.label_a,
+            label_b=selection.label_b,
+            to_train=selection.to_train,
+            to_validation=selection.to_validation,
+            made_by=np.array(json.dumps(made_by, sort_keys=True)),
+            stats=np.array(json.dumps(selection.stats, default=int)),
+        )
     return path
 
 
@@ -153,9 +191,17 @@ def load_selection(path: Path, made_by: dict) -> tuple[Selection | None, str]:
     with np.load(path) as saved:
         recorded = json.loads(str(saved["made_by"])) if "made_by" in saved else {}
         if recorded != made_by:
-            changes = [f"{k} ({what})" for k, what in (("pool", "other rows"), ("model", "other weights"))
-                       if recorded.get(k) != made_by[k]]
+            changes = [
+                f"{k} ({what})"
+                for k, what in (("pool", "other rows"), ("model", "other weights"))
+                if recorded.get(k) != made_by[k]
+            ]
             changes += changed_keys(recorded.get("settings", {}), made_by["settings"])
             return None, f"{path.name} is stale: {'; '.join(changes)} changed"
-        return Selection(saved["label_a"], saved["label_b"], saved["to_train"], saved["to_validation"],
-                         json.loads(str(saved["stats"]))), ""
+        return Selection(
+            saved["label_a"],
+            saved["label_b"],
+            saved["to_train"],
+            saved["to_validation"],
+            json.loads(str(saved["stats"])),
+        ), ""
