@@ -95,9 +95,10 @@ def run_phase(phase: str, values: dict) -> dict:
     import numpy as np
 
     from helpers.config import load_config
-    from helpers.data.splits import study_splits
+    from helpers.evaluation.metrics import compute_metrics_for
     from helpers.modeling.building import build_model, preprocessing
     from helpers.study import stages
+    from helpers.study.setup import study_splits
 
     cfg = load_config(values)
     baseline = status()
@@ -127,7 +128,9 @@ def run_phase(phase: str, values: dict) -> dict:
         from helpers.training import trainer as training
 
         started = time.perf_counter()
-        training.train(cfg, model, train_plus, val_plus, cfg.run_dir / "checkpoints")
+        training.train(
+            cfg, model, train_plus, val_plus, cfg.run_dir / "checkpoints", compute_metrics_for(cfg.task_b_decoding)
+        )
         out["epoch_s"] = round(time.perf_counter() - started, 1)
     sampler.running = False
     sampler.join()

@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from helpers.analyses.common import evaluate  # noqa: E402
 from helpers.config import load_config  # noqa: E402
-from helpers.data.splits import study_splits  # noqa: E402
+from helpers.evaluation.metrics import compute_metrics_for  # noqa: E402
 from helpers.modeling.building import build_model, preprocessing  # noqa: E402
 from helpers.overrides import parse_overrides  # noqa: E402
+from helpers.study.setup import study_splits  # noqa: E402
 from helpers.study.stages import caches_for, evaluation_split  # noqa: E402
 from helpers.training import trainer as training  # noqa: E402
 
@@ -46,7 +47,9 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         model, _ = build_model(cfg)
         with tempfile.TemporaryDirectory() as out:
-            model, _ = training.train(cfg, model, caches["train"], caches["validation"], out)
+            model, _ = training.train(
+                cfg, model, caches["train"], caches["validation"], out, compute_metrics_for(cfg.task_b_decoding)
+            )
         seconds.append(time.perf_counter() - started)
         scores, _ = evaluate(model, caches[scored], cfg, None)
         found.append((100 * scores["f1_a"], 100 * scores["f1_b_weighted"]))

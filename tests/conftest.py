@@ -27,7 +27,7 @@ def smoke_cfg(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_splits(smoke_cfg):
-    from helpers.data.splits import study_splits
+    from helpers.study.setup import study_splits
 
     return study_splits(smoke_cfg)
 

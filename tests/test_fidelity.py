@@ -80,7 +80,7 @@ def test_row_split_is_the_authors_train_test_split():
 
 
 def test_validation_reports_task_b_both_hierarchical_and_plain_argmax():
-    from helpers.training.trainer import metrics_from_logits
+    from helpers.evaluation.metrics import metrics_from_logits
 
     logits_a = np.array([3.0, 3.0, -3.0])
     logits_b = np.array([[5.0, 0, 1, 0, 0, 0], [0, 0, 4, 0, 0, 0], [0, 0, 0, 6, 0, 0]])

@@ -435,8 +435,8 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
 def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
     import datasets
 
-    from helpers.data.splits import study_splits
     from helpers.study.records import recorded
+    from helpers.study.setup import study_splits
 
     asked = []
 

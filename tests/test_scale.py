@@ -135,10 +135,10 @@ def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path,
         assert record[f"train_{stage}"]["processes"] == 2 and record[f"train_{stage}"]["per_device_batch"] == 8
     assert record["pseudo"]["pool"] > 0
     from helpers.config import load_config
-    from helpers.data.splits import study_splits
     from helpers.inference.cached import predict
     from helpers.modeling.checkpoints import load_detector
     from helpers.study import stages
+    from helpers.study.setup import study_splits
 
     cfg = load_config(SMOKE, {"work_dir": str(tmp_path)})
     model, tokenizer = load_detector(run / "model_after")

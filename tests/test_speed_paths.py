@@ -170,9 +170,9 @@ def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, ca
     import seed_spread
     from helpers.analyses import common
     from helpers.config import load_config
-    from helpers.data.splits import study_splits
     from helpers.modeling.building import preprocessing
     from helpers.study import stages
+    from helpers.study.setup import study_splits
 
     assert seed_spread.main([str(ROOT / "params" / "smoke.yaml"), "--seeds", "0", "--work", str(tmp_path)]) == 0
     printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("seed 0:"))

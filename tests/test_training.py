@@ -5,10 +5,12 @@ import torch
 from safetensors.torch import load_file
 
 from helpers.cache.dataset import collate
-from helpers.evaluation.metrics import all_metrics
+from helpers.evaluation.metrics import all_metrics, compute_metrics_for
 from helpers.inference.cached import predict
 from helpers.modeling.building import build_model
 from helpers.study import stages
+
+METRICS = compute_metrics_for("hierarchical")
 
 
 def test_a_few_steps_lower_the_loss(smoke_cfg, smoke_splits):
@@ -34,7 +36,7 @@ def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits
     model, tokenizer = build_model(smoke_cfg)
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
     model, history = training.train(
-        smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", {"seed": 0}
+        smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", METRICS, {"seed": 0}
     )
     _, evals = training.learning_curves(history)
     assert list(evals["epoch"]) == [1.0, 2.0]
@@ -83,7 +85,7 @@ def test_frozen_text_features_are_computed_on_the_training_device(smoke_cfg, smo
         mock.patch("helpers.training.trainer.with_text_features", spy),
         pytest.raises(Seen) as seen,
     ):
-        training.train(cfg, model, caches["train"], caches["validation"], tmp_path / "ck")
+        training.train(cfg, model, caches["train"], caches["validation"], tmp_path / "ck", METRICS)
     assert str(seen.value) == "meta"
 
 
@@ -107,7 +109,9 @@ def test_loader_worker_processes_train_the_same_model_as_the_main_process(smoke_
         )
         model, tokenizer = build_model(cfg)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-        model, history = training.train(cfg, model, caches["train"], caches["validation"], tmp_path / f"w{workers}")
+        model, history = training.train(
+            cfg, model, caches["train"], caches["validation"], tmp_path / f"w{workers}", METRICS
+        )
         curves.append(
             training.learning_curves(history)[1]
             .drop(columns=["eval_runtime"], errors="ignore")
@@ -183,6 +187,7 @@ def test_pixels_held_on_the_device_train_the_same_model(smoke_cfg, smoke_splits,
             caches["train"],
             caches["validation"],
             training.training_arguments(cfg, tmp_path / f"r{resident}"),
+            compute_metrics=METRICS,
         )
         seen.append((type(trainer.train_dataset.pixels), trainer.args.dataloader_num_workers))
         trainer.train()

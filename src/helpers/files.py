@@ -4,9 +4,11 @@ time (exclusive), and nothing read half-written (written_whole)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 from filelock import FileLock
 
 
@@ -46,3 +48,21 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data) -> Path:
+    """Write JSON whole or not at all (a reader never sees half a file)."""
+    with written_whole(path) as partial:
+        partial.write_text(json.dumps(data, indent=2, default=json_default))
+    return path
+
+
+def json_default(value):
+    """JSON for numpy scalars and arrays; anything else as text."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

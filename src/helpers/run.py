@@ -30,10 +30,11 @@ from pathlib import Path
 
 from helpers.config import ConfigError, load_config
 from helpers.execution import FINISHED, NotebookRunner
+from helpers.files import write_json
 from helpers.identity import changed_keys, identity, identity_hash, training_identity
 from helpers.overrides import parse_overrides
 from helpers.study.provenance import provenance, recorded_data
-from helpers.study.records import clear_report, metrics, write_json
+from helpers.study.records import clear_report, metrics
 from helpers.study.report import write_index
 
 

@@ -19,11 +19,11 @@ import sys
 import time
 
 from helpers.config import ConfigError, load_config
-from helpers.data.splits import study_splits
 from helpers.modeling.building import build_model, preprocessing
 from helpers.overrides import parse_overrides
 from helpers.study import pseudo_round
 from helpers.study import stages as study_stages
+from helpers.study.setup import study_splits
 from helpers.training import distributed, launch
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from helpers.cache.dataset import CachedSplit
 from helpers.data.images import read_image_or_reason, square_uint8
-from helpers.evaluation.metrics import all_metrics
+from helpers.evaluation.metrics import all_metrics, compute_metrics_for
 from helpers.inference.cached import Predictions, predict
 from helpers.labels import CLASS_NAMES
 
@@ -58,8 +58,8 @@ def prepare(cfg, name: str, cache_names=()) -> Context:
     """The final model (notebooks 02-03 must have saved it for this run's settings) and the caches
     of cache_names (names, or a function of the study's splits giving them) plus the evaluation
     split. Stops when `name` is not in the profile's analyses."""
-    from helpers.data.splits import study_splits
     from helpers.study import setup, stages
+    from helpers.study.setup import study_splits
 
     setup.require(name in cfg.analyses, f"the '{name}' analysis", f"analyses: {list(cfg.analyses)}")
     splits = study_splits(cfg)
@@ -138,7 +138,7 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, stage: str = "before", **
         started = time.perf_counter()
         model, tokenizer = build_model(run_cfg)
         with tempfile.TemporaryDirectory(prefix="analysis-") as out:
-            model, _ = training.train(run_cfg, model, train, val, out)
+            model, _ = training.train(run_cfg, model, train, val, out, compute_metrics_for(run_cfg.task_b_decoding))
         seconds = round(time.perf_counter() - started, 1)
         if cfg.keep_analysis_models:
             with written_whole(folder) as partial:

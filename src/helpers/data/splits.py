@@ -62,13 +62,10 @@ def is_labelled(split: datasets.Dataset) -> bool:
     return bool(len(split)) and UNLABELLED not in set(split.unique("Label_A"))
 
 
-def study_splits(cfg) -> datasets.DatasetDict:
-    """train, validation, and when configured test (labelled) and unlabelled. Every process
-    loads them itself: downloads, the datasets cache and the synthetic set are written under file
-    locks, so several processes never wait in a collective here. The revisions loaded go into
-    runs/<profile>/record.json (section data) for provenance."""
-    from helpers.study.records import record
-
+def load_splits(cfg) -> tuple[datasets.DatasetDict, dict]:
+    """(train, validation, and when configured test (labelled) and unlabelled; the revisions
+    loaded, for provenance). Every process loads them itself: downloads, the datasets cache and the
+    synthetic set are written under file locks, so several processes never wait in a collective here."""
     synthetic = {"captions": dict(cfg.synthetic_captions), "image_size": cfg.synthetic_image_size, "seed": cfg.seed}
     cache_root = cfg.run_dir.parent / "data"
     source = load_source(cfg.dataset, synthetic, cache_root, cfg.dataset_revision)
@@ -114,5 +111,4 @@ def study_splits(cfg) -> datasets.DatasetDict:
         if not is_labelled(out[name]):
             raise DataError(f"the {name} split needs Label_A and Label_B on every row")
     out = {name: limit_captions(split, cfg.max_captions_per_split, cfg.seed) for name, split in out.items()}
-    record(cfg, "data", revisions)
-    return datasets.DatasetDict(out)
+    return datasets.DatasetDict(out), revisions

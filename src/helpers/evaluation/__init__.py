@@ -1,2 +1,2 @@
-"""Stage 5, scores: metrics, the saved models on the labelled splits (scorecard), calibration,
-perturbations, the metadata audit and outside sets."""
+"""Stage 5, scores: metrics, calibration, perturbations, the metadata audit, probes, thresholds
+and outside sets; functions of predictions and labels that return values."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.inference.cached import decode
 from helpers.labels import CLASS_NAMES, NUM_CLASSES
 
 
@@ -124,3 +125,23 @@ def write_competition_json(path: str | Path, pred_a, pred_b, index=None) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=1))
     return path
+
+
+def metrics_from_logits(logits_a, logits_b, label_a, label_b, mode: str = "hierarchical") -> dict[str, float]:
+    """Both tasks with Task B decoded as the profile says, plus Task B as the plain argmax over
+    the six logits (suffix _argmax): what the authors' compute_metrics reports on validation."""
+    prob_ai = 1.0 / (1.0 + np.exp(-np.asarray(logits_a, np.float64)))
+    logits_b = np.asarray(logits_b, np.float64)
+    probs_b = np.exp(logits_b - logits_b.max(1, keepdims=True))
+    decoded = decode(prob_ai, probs_b / probs_b.sum(1, keepdims=True), mode=mode)
+    return metrics_both_ways(label_a, label_b, decoded.label_a, decoded.label_b, logits_b)
+
+
+def compute_metrics_for(mode: str):
+    """The Trainer's compute_metrics: its EvalPrediction's logits and labels, decoded with `mode`."""
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        (logits_a, logits_b), (label_a, label_b) = prediction.predictions, prediction.label_ids
+        return metrics_from_logits(logits_a, logits_b, label_a, label_b, mode)
+
+    return compute_metrics

@@ -24,6 +24,7 @@ def outside_metrics(inputs: Inputs, scored: Scored) -> dict:
         "rows_unreadable": int((~scored.ok).sum()),
         "rows_without_label": int((scored.ok & (inputs.label_a == UNLABELLED)).sum()),
         "real_images": int(real.sum()),
+        "rows_without_caption": int(sum(not caption for caption in inputs.captions)),
         "ai_images": int((~real).sum()),
     }
     if not usable.any():
@@ -52,6 +53,11 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
     )
     if worst is not None:
         text += f" Its weakest generator is {worst}, caught {100 * recalls[worst]:.1f}% of the time."
+    if as_is.get("rows_without_caption"):
+        text += (
+            f" {as_is['rows_without_caption']} of its {as_is['rows']} images come without a caption and are read "
+            "with an empty one, which the dual encoder never saw in training: give their captions for its real answer."
+        )
     drop = as_is["f1_a"] - neutral.get("f1_a", as_is["f1_a"])
     fpr_change = neutral.get("false_positive_rate_real", 0.0) - as_is["false_positive_rate_real"]
     text += (
@@ -104,16 +110,3 @@ def score_views(model, tokenizer, inputs: Inputs, batch_size: int, name: str) ->
         )
         for view, transform in views.items()
     }
-
-
-def record(cfg, name: str, views: dict[str, dict], figure: str) -> str:
-    """Add one set's numbers and conclusion to reports/<profile>/metrics.json; returns the conclusion."""
-    from helpers.study.records import update_metrics
-
-    text = conclusion(name, views["as the files are"], views["neutral view"])
-    update_metrics(
-        cfg,
-        {name: {"conclusion": text, "figure": f"figures/{figure}.png", "html": "11_external.html", "views": views}},
-        section="external",
-    )
-    return text

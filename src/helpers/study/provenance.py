@@ -53,7 +53,7 @@ def device_info() -> str:
 
 
 def recorded_data(cfg, root: Path | None = None) -> dict:
-    """The data revisions this run loaded (data.study_splits records them), or {} before any load."""
+    """The data revisions this run loaded (study.setup.study_splits records them), or {} before any load."""
     path = (root or Path.cwd()) / cfg.run_dir / "record.json"
     return json.loads(path.read_text()).get("data", {}) if path.is_file() else {}
 

@@ -1,6 +1,5 @@
 """The run's record files, each with one writer here: runs/<profile>/record.json (the hand-over
-between notebooks and processes) and reports/<profile>/metrics.json (what the index page shows);
-and the one way this package writes JSON (whole or not at all). Each merge holds the file's lock
+between notebooks and processes) and reports/<profile>/metrics.json (what the index page shows), written whole (files.write_json). Each merge holds the file's lock
 from read to replace: notebooks that run side by side (helpers.run's lanes) never lose each
 other's sections."""
 
@@ -9,9 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-from helpers.files import exclusive, written_whole
+from helpers.files import exclusive, json_default, write_json
 
 
 def record(cfg, section: str, values) -> Path:
@@ -62,21 +59,3 @@ def clear_report(report_dir: Path) -> None:
     (report_dir / "metrics.json").unlink(missing_ok=True)
     for folder in ("figures", "predictions"):
         shutil.rmtree(report_dir / folder, ignore_errors=True)
-
-
-def write_json(path: Path, data) -> Path:
-    """Write JSON whole or not at all (a reader never sees half a file)."""
-    with written_whole(path) as partial:
-        partial.write_text(json.dumps(data, indent=2, default=json_default))
-    return path
-
-
-def json_default(value):
-    """JSON for numpy scalars and arrays; anything else as text."""
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

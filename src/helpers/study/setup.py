@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from helpers.config import Config, load_config
+from helpers.data.splits import load_splits
+from helpers.study.records import record
 from helpers.training import distributed, precision
 
 
@@ -70,3 +72,11 @@ def model_dir(cfg: Config, stage: str) -> Path:
 
 def caption_template(cfg: Config, split_name: str) -> str:
     return cfg.caption_template if split_name in cfg.template_splits else "{}"
+
+
+def study_splits(cfg: Config):
+    """The study's splits (data.splits.load_splits), the revisions loaded written to
+    runs/<profile>/record.json (section data) for provenance."""
+    splits, revisions = load_splits(cfg)
+    record(cfg, "data", revisions)
+    return splits

@@ -15,6 +15,7 @@ import pandas as pd
 from helpers.cache.dataset import CachedSplit
 from helpers.cache.store import blank_rows, build_cache
 from helpers.config import Config
+from helpers.evaluation.metrics import compute_metrics_for
 from helpers.identity import changed_keys
 from helpers.inference.cached import pick_device
 from helpers.study import records
@@ -152,6 +153,7 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
         train_data,
         val_data,
         cfg.run_dir / f"checkpoints_{stage}",
+        compute_metrics_for(model.config.task_b_decoding),
         run_provenance,
         resume=cfg.resume == "auto",
         stage=stage,

@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from helpers.cache.dataset import CachedSplit, collate, length_buckets, with_text_features
-from helpers.evaluation.metrics import metrics_both_ways
+from helpers.files import write_json
 from helpers.identity import changed_keys, training_identity
-from helpers.inference.cached import decode
 from helpers.modeling.compiled import compile_repeated_blocks
 from helpers.modeling.loss import global_counts
-from helpers.study.records import write_json
 from helpers.training import distributed, precision
 
 MARKER = "provenance.json"
@@ -34,24 +32,6 @@ MARKER = "provenance.json"
 
 class ResumeError(RuntimeError):
     """A checkpoint that belongs to another run (other settings, data or process count)."""
-
-
-def metrics_from_logits(logits_a, logits_b, label_a, label_b, mode: str = "hierarchical") -> dict[str, float]:
-    """Both tasks with Task B decoded as the profile says, plus Task B as the plain argmax over
-    the six logits (suffix _argmax): what the authors' compute_metrics reports on validation."""
-    prob_ai = 1.0 / (1.0 + np.exp(-np.asarray(logits_a, np.float64)))
-    logits_b = np.asarray(logits_b, np.float64)
-    probs_b = np.exp(logits_b - logits_b.max(1, keepdims=True))
-    decoded = decode(prob_ai, probs_b / probs_b.sum(1, keepdims=True), mode=mode)
-    return metrics_both_ways(label_a, label_b, decoded.label_a, decoded.label_b, logits_b)
-
-
-def compute_metrics_for(mode: str):
-    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        (logits_a, logits_b), (label_a, label_b) = prediction.predictions, prediction.label_ids
-        return metrics_from_logits(logits_a, logits_b, label_a, label_b, mode)
-
-    return compute_metrics
 
 
 def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArguments:
@@ -208,13 +188,20 @@ class StudyTrainer(Trainer):
 
 
 def make_trainer(
-    cfg, model, train_data: CachedSplit, val_data: CachedSplit, args: TrainingArguments, callbacks=()
+    cfg,
+    model,
+    train_data: CachedSplit,
+    val_data: CachedSplit,
+    args: TrainingArguments,
+    callbacks=(),
+    compute_metrics=None,
 ) -> Trainer:
     """The study's Trainer over two cached splits: a frozen text tower's output computed once per
     caption; the pixels on the device when they fit (device_cache: the loader then gathers batches
     there, in this process, and nothing is copied per step); text padded to a few widths under
     torch_compile (a graph per width, not per caption length) and the towers' layers compiled
-    (modeling.compiled); metrics decoded as the model says."""
+    (modeling.compiled). compute_metrics: the evaluation's metrics from the Trainer's predictions
+    (the caller's: evaluation.metrics.compute_metrics_for), needed where the best epoch is kept."""
     if model.config.freeze_text and model.config.modality != "image":
         model.to(args.device)  # the frozen tower's features computed where it trains, not on the CPU first
         train_data, val_data = (
@@ -233,7 +220,7 @@ def make_trainer(
         train_dataset=train_data,
         eval_dataset=val_data,
         data_collator=functools.partial(collate, widths=widths),
-        compute_metrics=compute_metrics_for(model.config.task_b_decoding),
+        compute_metrics=compute_metrics,
         callbacks=list(callbacks),
     )
     return trainer
@@ -245,11 +232,14 @@ def train(
     train_data: CachedSplit,
     val_data: CachedSplit,
     out_dir: str | Path,
+    compute_metrics,
     provenance: dict | None = None,
     resume: bool = False,
     stage: str = "before",
 ) -> tuple[object, pd.DataFrame]:
     """Train in place; returns the model with the best epoch's weights and the log history.
+    compute_metrics: what each epoch's evaluation reports (evaluation.metrics.compute_metrics_for),
+    the best epoch chosen by the profile's metric_for_best among them.
     Checkpoints stay under out_dir (the latest, plus the best while it differs). resume=True
     continues from the newest complete checkpoint of the same run; otherwise stale checkpoints
     of an earlier run are removed first."""
@@ -265,7 +255,8 @@ def train(
         shutil.rmtree(out_dir, ignore_errors=True)
     distributed.barrier()
     marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
-    trainer = make_trainer(cfg, model, train_data, val_data, training_arguments(cfg, out_dir, processes), [marker])
+    args = training_arguments(cfg, out_dir, processes)
+    trainer = make_trainer(cfg, model, train_data, val_data, args, [marker], compute_metrics)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     history = pd.DataFrame(trainer.state.log_history)
     history.attrs.update(

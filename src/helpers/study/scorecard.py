@@ -1,8 +1,9 @@
-"""Notebook 04's scoring: each saved model on validation and the labelled test split, its prediction
-files and the competition JSON, its scores kept on an Evaluation for the notebook to show and record.
+"""The saved models' scores: each on validation and the labelled test split, its prediction files
+and the competition JSON, its scores kept on an Evaluation for notebook 04 to show and record; and
+the outside sets' record for notebook 11.
 
-Every input gets a prediction in the files: an image that cannot be read is scored on the
-all-zero input (as the authors' code scores it) and flagged. Metrics leave such rows out under
+Every input gets a prediction in the files: an image that cannot be read is scored as a black
+image (as the authors' code scores it) and flagged. Metrics leave such rows out under
 bad_images: skip and include them under bad_images: zero (where training did too).
 """
 
@@ -14,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data.splits import is_labelled
-from helpers.evaluation import metrics
+from helpers.evaluation import metrics, outside
 from helpers.inference.cached import Predictions, pick_device, predict
-from helpers.study import setup, stages
+from helpers.study import records, setup, stages
 
 
 @dataclass
@@ -149,4 +150,15 @@ def conclusion(result: Evaluation) -> str:
             f"{100 * joint['f1_a']:.2f} and weighted F1-B {100 * joint['f1_b_weighted']:.2f}, against "
             f"{100 * values['f1_a']:.2f} and {100 * values['f1_b_weighted']:.2f} per image."
         )
+    return text
+
+
+def record_outside(cfg, name: str, views: dict[str, dict], figure: str) -> str:
+    """Add one outside set's numbers and conclusion to reports/<profile>/metrics.json; returns the conclusion."""
+    text = outside.conclusion(name, views["as the files are"], views["neutral view"])
+    records.update_metrics(
+        cfg,
+        {name: {"conclusion": text, "figure": f"figures/{figure}.png", "html": "11_external.html", "views": views}},
+        section="external",
+    )
     return text
