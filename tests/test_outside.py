@@ -119,7 +119,7 @@ def test_worker_processes_give_the_same_answers_as_decoding_in_process(tmp_path,
 
 def test_the_synthetic_outside_set_is_labelled_and_holds_an_unseen_generator(tmp_path):
     from helpers.data.inputs import read_inputs
-    from helpers.data.synthetic import OUTSIDE_FOLDERS, UNSEEN_GENERATOR, write_outside
+    from helpers.data.synthetic_outside import OUTSIDE_FOLDERS, UNSEEN_GENERATOR, write_outside
 
     folder = write_outside(tmp_path / "outside", 3, 48, seed=0)
     inputs = read_inputs(folder)

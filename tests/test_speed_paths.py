@@ -92,9 +92,9 @@ def test_the_benchmarks_flop_count_and_rate_agree_with_hand_counts():
     batch = {"pixel_values": torch.randn(8, 64), "label_a": torch.zeros(8)}
     assert throughput.flops_per_sample(_Probe(64), batch, torch.device("cpu"), False) == 4 * 64 * 64
     rate = 8 / throughput.time_loop(
-        _Probe(64, pause=0.05), iter([batch] * 6), torch.device("cpu"), steps=4, warmup=1, bf16=False, fused=False
+        _Probe(64, pause=0.2), iter([batch] * 6), torch.device("cpu"), steps=4, warmup=1, bf16=False, fused=False
     )
-    assert 8 / 0.05 * 0.6 < rate <= 8 / 0.05
+    assert 8 / 0.2 * 0.6 < rate <= 8 / 0.2  # the pause dominates a step, even on a loaded machine
 
 
 def test_the_bundled_tokenizer_reads_captions_as_the_offline_bert_does():

@@ -20,7 +20,7 @@ from helpers.data.schema import DataError, _normalise_split, find_column, read_i
 from helpers.files import exclusive
 
 # Bump when synthetic.py changes what it draws, so cached copies are rebuilt.
-SYNTHETIC_VERSION = 4
+SYNTHETIC_VERSION = 5
 
 
 def _from_csv(csv_path: Path) -> datasets.Dataset:

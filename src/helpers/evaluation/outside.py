@@ -78,7 +78,7 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
 def outside_sets(cfg) -> dict[str, Inputs]:
     """The profile's external sets, read (the synthetic one written first, once)."""
     from helpers.data.sources import SYNTHETIC_VERSION
-    from helpers.data.synthetic import write_outside
+    from helpers.data.synthetic_outside import write_outside
 
     sets = {}
     for entry in cfg.external:
