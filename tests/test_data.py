@@ -155,3 +155,33 @@ def test_image_metadata_reads_headers_and_samples_rows(smoke_splits):
     sample = image_metadata(train, max_rows=10, seed=1)
     assert len(sample) == 10 and sample["row"].is_unique
     assert (sample["Label_B"].to_numpy() == np.asarray(train["Label_B"])[sample["row"]]).all()
+
+
+def test_the_demos_test_split_and_pool_are_shifted_so_file_format_no_longer_names_the_class(tmp_path):
+    """Train is drawn as before (each generator its own format: PNG, WebP for DALL-E 3, camera JPEG);
+    the test split and the pool pass through one class-blind re-encoding (JPEG or WebP, rescaled),
+    so every class shows both formats and no format belongs to one class."""
+    import io
+    from collections import defaultdict
+
+    import datasets
+    from PIL import Image
+
+    from helpers.data.synthetic import SHIFTED_SPLITS, write_synthetic
+
+    folder = write_synthetic(tmp_path / "mini", {"train": 12, "test": 12, "unlabelled": 12}, 32, seed=0)
+    data = datasets.load_from_disk(str(folder)).cast_column("Image", datasets.Image(decode=False))
+    assert set(SHIFTED_SPLITS) == {"test", "unlabelled"}
+
+    def formats(split, labels=None):
+        found = defaultdict(set)
+        for i, cell in enumerate(data[split]["Image"]):
+            found[(labels or data[split]["Label_B"])[i]].add(Image.open(io.BytesIO(cell["bytes"])).format)
+        return found
+
+    train = formats("train")
+    assert train[0] == {"JPEG"} and train[4] == {"WEBP"} and all(train[k] == {"PNG"} for k in (1, 2, 3, 5))
+    test = formats("test")
+    assert all(test[k] == {"JPEG", "WEBP"} for k in range(6))  # both formats in every class
+    pool = formats("unlabelled", [i % 6 for i in range(len(data["unlabelled"]))])  # rows come six per caption
+    assert set().union(*pool.values()) == {"JPEG", "WEBP"}
