@@ -36,8 +36,9 @@ paper: setup
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# Two test processes: the slow tests wait on kernels and subprocesses, so two share the 2-core machine well.
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -138,13 +138,11 @@ def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
         < first_compiled
     )
     training = [r for r in rows if r["part"].startswith("training (")]
-    assert {r["part"].split(", ")[-2] + ", " + r["part"].split(", ")[-1] for r in training} >= {
+    # One row per code path on a CPU (gpu_session.session_parts): bf16 eager and compiled, and fp32.
+    assert {r["part"].split(", ")[-2] + ", " + r["part"].split(", ")[-1] for r in training} == {
         "bf16, eager",
         "bf16, compiled",
-        "tf32, eager",
         "fp32, eager",
-        "tf32, compiled",
-        "fp32, compiled",
     }
     assert all(r["samples_per_s"] > 0 and "mfu" in r for r in training if "samples_per_s" in r and r["part"][10] != "d")
     assert all(r["warmup_s"] >= 0 for r in training if r["part"].endswith("compiled"))
