@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers.analyses import common, conclusions
+from helpers.analyses import common, conclusions, verdicts
 from helpers.cache.dataset import CachedSplit
 from helpers.evaluation import calibration
 from helpers.evaluation import perturbations as perturb
@@ -144,7 +144,7 @@ def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
         + rows("large", (0.75, 0.77))
         + rows("worse", (0.60, 0.62))
     )
-    assert conclusions.variant_verdicts(table) == {
+    assert verdicts.variant_verdicts(table) == {
         "small": ("paper", [], [], "own"),
         "large": ("paper", [b], [], "own"),
         "worse": ("paper", [], [b], "own"),
@@ -155,14 +155,14 @@ def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
         {"variant": v, "seed": 1, "test F1-A": 0.9, b: f1, "outside F1-A": np.nan}
         for v, f1 in (("pseudo-labels: rule", 0.75), ("pseudo-labels: quota", 0.80))
     ]
-    noisy = conclusions.variant_verdicts(pd.DataFrame(rows("paper", (0.60, 0.70)) + single))
+    noisy = verdicts.variant_verdicts(pd.DataFrame(rows("paper", (0.60, 0.70)) + single))
     assert noisy["pseudo-labels: quota"] == ("pseudo-labels: rule", [], [], "borrowed")
-    alone = conclusions.variant_verdicts(pd.DataFrame(rows("paper", (0.70, 0.70))[:1] + single))
+    alone = verdicts.variant_verdicts(pd.DataFrame(rows("paper", (0.70, 0.70))[:1] + single))
     assert alone["pseudo-labels: quota"] == ("pseudo-labels: rule", [b], [], "none")
     rules = pd.DataFrame(
         {"kept": [53, 4, 52], "right (%)": [98.1, 100.0, 100.0]}, index=["paper", "quota", "group check"]
     )
-    assert conclusions.most_often_right(rules) == ["group check", "quota"]
+    assert verdicts.most_often_right(rules) == ["group check", "quota"]
 
 
 def test_analysis_models_are_kept_for_reuse_only_when_the_profile_asks(smoke_cfg, smoke_splits, tmp_path, capsys):
@@ -211,7 +211,7 @@ def test_conclusions_say_no_change_where_every_seed_gives_the_same_scores():
     ]
     assert (
         "Attention: F1-A 100.0 and weighted F1-B 100.0 against 100.0 and 100.0 (paper); it gives the same scores."
-        in conclusions.beyond_conclusion(pd.DataFrame(same), None, Report())
+        in verdicts.beyond_conclusion(pd.DataFrame(same), None, Report())
     )
 
 
