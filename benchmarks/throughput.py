@@ -178,7 +178,8 @@ def timed_trainer(cfg, model, cached, steps: int, warmup: int, out: str, steps_t
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
-        marks, per_step = {}, []
+        def __init__(self):
+            self.marks, self.per_step = {}, []
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.marks["start"] = time.perf_counter()
