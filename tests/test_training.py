@@ -35,9 +35,10 @@ def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits
 
     model, tokenizer = build_model(smoke_cfg)
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-    model, history = training.train(
+    model, run = training.train(
         smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", METRICS, {"seed": 0}
     )
+    history = run.history
     _, evals = training.learning_curves(history)
     assert list(evals["epoch"]) == [1.0, 2.0]
     checkpoints = sorted((tmp_path / "ck").glob("checkpoint-*"))
@@ -46,7 +47,7 @@ def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits
     metric = f"eval_{smoke_cfg.metric_for_best}"
     logged = history[history[metric].notna()].reset_index(drop=True)
     best_step = int(logged.loc[logged[metric].idxmax(), "step"])  # the first epoch with the best metric
-    best_checkpoint = Path(history.attrs["best_checkpoint"])
+    best_checkpoint = Path(run.best_checkpoint)
     assert best_checkpoint.name == f"checkpoint-{best_step}"
     # The returned weights are the best checkpoint's, and scored afresh they give its logged metric.
     saved = load_file(str(best_checkpoint / "model.safetensors"))
@@ -109,11 +110,11 @@ def test_loader_worker_processes_train_the_same_model_as_the_main_process(smoke_
         )
         model, tokenizer = build_model(cfg)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-        model, history = training.train(
+        model, run = training.train(
             cfg, model, caches["train"], caches["validation"], tmp_path / f"w{workers}", METRICS
         )
         curves.append(
-            training.learning_curves(history)[1]
+            training.learning_curves(run.history)[1]
             .drop(columns=["eval_runtime"], errors="ignore")
             .filter(regex="^(epoch|eval_(?!.*per_second))")
         )

@@ -147,7 +147,7 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
 
     started = time.perf_counter()
     run_provenance = {**provenance(cfg), **(extra or {})}
-    model, history = training.train(
+    model, run = training.train(
         cfg,
         model,
         train_data,
@@ -158,7 +158,7 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
         resume=cfg.resume == "auto",
         stage=stage,
     )
-    train_loss, eval_metrics = training.learning_curves(history)
+    train_loss, eval_metrics = training.learning_curves(run.history)
     best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
     processes = distributed.world_size()
     per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
@@ -169,8 +169,8 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
         "train_rows": len(train_data),
         "validation_rows": len(val_data),
         "curves": eval_metrics.to_dict(orient="records"),
-        "epochs_run": history.attrs["epochs_run"],
-        "resumed_from": history.attrs["resumed_from"],
+        "epochs_run": run.epochs_run,
+        "resumed_from": run.resumed_from,
         "processes": processes,
         "per_device_batch": per_device,
         "gradient_accumulation": accumulation,
@@ -186,8 +186,8 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
             {
                 **run_provenance,
                 **summary,
-                "run_identity": history.attrs["run_identity"],
-                "history": history.to_dict(orient="records"),
+                "run_identity": run.run_identity,
+                "history": run.history.to_dict(orient="records"),
             },
         )
         write_card(model_dir(cfg, stage), stage=stage)

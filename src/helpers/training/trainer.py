@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,20 @@ from helpers.modeling.loss import global_counts
 from helpers.training import distributed, precision
 
 MARKER = "provenance.json"
+
+
+@dataclass
+class TrainingRun:
+    """What a training returns beside the model: the Trainer's log (a row per logging step and per
+    evaluation), the best checkpoint and its metric, the epochs this process ran, the checkpoint it
+    resumed from (None: from the start) and the run identity its checkpoints carry."""
+
+    history: pd.DataFrame
+    best_checkpoint: str | None
+    best_metric: float | None
+    epochs_run: float
+    resumed_from: str | None
+    run_identity: dict
 
 
 class ResumeError(RuntimeError):
@@ -236,8 +251,8 @@ def train(
     provenance: dict | None = None,
     resume: bool = False,
     stage: str = "before",
-) -> tuple[object, pd.DataFrame]:
-    """Train in place; returns the model with the best epoch's weights and the log history.
+) -> tuple[object, TrainingRun]:
+    """Train in place; returns the model with the best epoch's weights and the TrainingRun.
     compute_metrics: what each epoch's evaluation reports (evaluation.metrics.compute_metrics_for),
     the best epoch chosen by the profile's metric_for_best among them.
     Checkpoints stay under out_dir (the latest, plus the best while it differs). resume=True
@@ -258,15 +273,15 @@ def train(
     args = training_arguments(cfg, out_dir, processes)
     trainer = make_trainer(cfg, model, train_data, val_data, args, [marker], compute_metrics)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    history = pd.DataFrame(trainer.state.log_history)
-    history.attrs.update(
+    run = TrainingRun(
+        history=pd.DataFrame(trainer.state.log_history),
         best_checkpoint=trainer.state.best_model_checkpoint,
         best_metric=trainer.state.best_metric,
         epochs_run=marker.epochs_run,
         resumed_from=checkpoint.name if checkpoint else None,
         run_identity=current,
     )
-    return trainer.model, history
+    return trainer.model, run
 
 
 def learning_curves(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
