@@ -83,7 +83,7 @@ def rate(model: str, folder: Path, out: Path, workers: int) -> float:
     from helpers.predict import run
 
     started = time.perf_counter()
-    frame = run(model, str(folder), str(out), workers=workers)
+    frame = run(model, str(folder), str(out), workers=workers).frame
     return len(frame) / (time.perf_counter() - started)
 
 

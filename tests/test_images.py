@@ -132,7 +132,7 @@ def test_predict_folder_accounts_for_every_input(tmp_path, trained_dir):
 
     expected = make_zoo(tmp_path / "zoo")
     out = tmp_path / "out" / "preds.csv"
-    frame = run(str(trained_dir), str(tmp_path / "zoo"), str(out), json_out=str(tmp_path / "out" / "answer.json"))
+    frame = run(str(trained_dir), str(tmp_path / "zoo"), str(out), json_out=str(tmp_path / "out" / "answer.json")).frame
     assert len(frame) == len(expected)
     by_name = {str(p).split("zoo/")[1]: row for p, row in zip(frame["path"], frame.to_dict("records"))}
     for name, status in expected.items():
@@ -178,7 +178,7 @@ def test_predict_reads_a_csv_with_captions_and_counts_missing_ones(tmp_path, tra
     pd.DataFrame({"image": [f"imgs/{i}.png" for i in range(3)], "caption": ["a dog", "", "two cats"]}).to_csv(
         tmp_path / "list.csv", index=False
     )
-    frame = run(str(trained_dir), str(tmp_path / "list.csv"), str(tmp_path / "p.csv"))
+    frame = run(str(trained_dir), str(tmp_path / "list.csv"), str(tmp_path / "p.csv")).frame
     assert frame["status"].tolist() == ["ok"] * 3 and frame["caption_missing"].tolist() == [False, True, False]
 
 
@@ -190,7 +190,7 @@ def test_predict_folder_with_a_captions_file(tmp_path, trained_dir):
     for i in range(2):
         _photo(seed=i).save(folder / f"{i}.png")
     pd.DataFrame({"path": ["imgs/0.png"], "Prompt": ["a red bus"]}).to_csv(tmp_path / "captions.csv", index=False)
-    frame = run(str(trained_dir), str(folder), str(tmp_path / "p.csv"), captions=str(tmp_path / "captions.csv"))
+    frame = run(str(trained_dir), str(folder), str(tmp_path / "p.csv"), captions=str(tmp_path / "captions.csv")).frame
     assert frame.set_index(frame["path"].str[-5:])["caption_missing"].to_dict() == {"0.png": False, "1.png": True}
 
 
@@ -245,7 +245,7 @@ def test_exif_orientation_decides_the_answer_of_a_model_that_reads_orientation(t
     exif[0x0112] = 3
     upside_down.save(folder / "with_exif.jpg", exif=exif, quality=95)
     upside_down.save(folder / "without_exif.jpg", quality=95)
-    frame = run(str(learned_dir), str(folder), str(tmp_path / "p.csv"))
+    frame = run(str(learned_dir), str(folder), str(tmp_path / "p.csv")).frame
     by_name = dict(zip(frame["path"].str.rsplit("/", n=1).str[-1], frame["Label_A"]))
     assert by_name == {"with_exif.jpg": 0, "without_exif.jpg": 1}
 

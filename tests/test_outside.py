@@ -68,14 +68,14 @@ def test_a_labelled_csv_with_ct2_generators_gets_task_b_and_refuses_unknown_labe
     rows.append({"image": "imgs/0.png", "label_a": "maybe", "generator": "", "caption": ""})
     rows.append({"image": "imgs/missing.png", "label_a": "1", "generator": "SD 3", "caption": ""})
     pd.DataFrame(rows).to_csv(tmp_path / "set.csv", index=False)
-    frame = run(str(trained_dir), str(tmp_path / "set.csv"), str(tmp_path / "p.csv"), workers=0)
-    metrics = frame.attrs["metrics"]
+    prediction = run(str(trained_dir), str(tmp_path / "set.csv"), str(tmp_path / "p.csv"), workers=0)
+    metrics = prediction.metrics
     assert metrics["rows_scored"] == 5 and metrics["rows_without_label"] == 1 and metrics["rows_unreadable"] == 1
     assert "f1_b_weighted" in metrics and set(metrics["recall_per_generator"]) == {"SD 3", "dall-e-3", "SDXL"}
     errors = pd.read_csv(tmp_path / "p.errors.csv")
     assert "label_a 'maybe' is not 0/1 or real/ai" in errors["reason"].tolist()
     assert any("not found" in r for r in errors["reason"])
-    assert frame.attrs["duplicates"] and len(frame.attrs["duplicates"][0]) == 2  # imgs/0.png listed twice
+    assert prediction.duplicates and len(prediction.duplicates[0]) == 2  # imgs/0.png listed twice
 
 
 def test_folders_as_people_have_them(tmp_path, trained_dir):
@@ -94,12 +94,13 @@ def test_folders_as_people_have_them(tmp_path, trained_dir):
     odd = os.path.join(os.fsencode(folder), b"caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
     with open(odd, "wb") as handle:
         Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(handle, format="PNG")
-    frame = run(str(trained_dir), str(folder), str(tmp_path / "p.csv"), workers=2)
+    prediction = run(str(trained_dir), str(folder), str(tmp_path / "p.csv"), workers=2)
+    frame = prediction.frame
     names = sorted(p.rsplit("/", 1)[-1] for p in frame["path"])
     assert names == sorted(["UPPER.JPG", "a.png", "copy_of_a.png", "caf\\xe9.png"])
     assert (frame["status"] == "ok").sum() == 4
-    assert frame.attrs["hidden_skipped"] == 2
-    assert [sorted(n.rsplit("/", 1)[-1] for n in group) for group in frame.attrs["duplicates"]] == [
+    assert prediction.hidden_skipped == 2
+    assert [sorted(n.rsplit("/", 1)[-1] for n in group) for group in prediction.duplicates] == [
         ["a.png", "copy_of_a.png"]
     ]
     assert pd.read_csv(tmp_path / "p.csv")["path"].str.contains("caf").sum() == 1
@@ -111,8 +112,8 @@ def test_worker_processes_give_the_same_answers_as_decoding_in_process(tmp_path,
     folder = tmp_path / "many"
     for i in range(70):  # more than two decode chunks
         _image(folder / f"{i:03d}.png", i, size=(30 + i % 7, 41))
-    one = run(str(trained_dir), str(folder), str(tmp_path / "a.csv"), workers=0)
-    two = run(str(trained_dir), str(folder), str(tmp_path / "b.csv"), workers=2)
+    one = run(str(trained_dir), str(folder), str(tmp_path / "a.csv"), workers=0).frame
+    two = run(str(trained_dir), str(folder), str(tmp_path / "b.csv"), workers=2).frame
     assert one["path"].tolist() == two["path"].tolist()
     assert np.allclose(one["p_ai"], two["p_ai"], atol=1e-6) and one["Label_B"].tolist() == two["Label_B"].tolist()
 
@@ -172,8 +173,8 @@ def test_a_labelled_data_set_gets_task_b_metrics(tmp_path, trained_dir, smoke_cf
     from helpers.predict import run
 
     saved = ensure_synthetic(tmp_path / "data", {"test": 2}, 32, seed=5)
-    frame = run(str(trained_dir), str(saved), str(tmp_path / "p.csv"), split="test", workers=0)
-    metrics = frame.attrs["metrics"]
+    prediction = run(str(trained_dir), str(saved), str(tmp_path / "p.csv"), split="test", workers=0)
+    metrics = prediction.metrics
     assert metrics["rows_scored"] == 12 and (metrics["real_images"], metrics["ai_images"]) == (2, 10)
     assert "f1_b_weighted" in metrics and len(metrics["recall_per_generator"]) == 5
 
@@ -222,7 +223,7 @@ def test_the_try_it_export_reproduces_the_studys_predictions_with_captions(tmp_p
     listing = write_samples(split, tmp_path / "run" / "sample_images")
     table = pd.read_csv(listing)
     assert len(table) == 12 and table["caption"].tolist() == [split[int(r)]["Caption"] for r in table["row"]]
-    answered = run(str(saved), str(listing), str(tmp_path / "preds.csv"), workers=0)
+    answered = run(str(saved), str(listing), str(tmp_path / "preds.csv"), workers=0).frame
     assert (answered["status"] == "ok").all() and not answered["caption_missing"].any()
     cached = build_cache(
         split.select(table["row"].tolist()),
@@ -234,7 +235,7 @@ def test_the_try_it_export_reproduces_the_studys_predictions_with_captions(tmp_p
     )
     study = predict(model, cached, desc=None)
     np.testing.assert_allclose(answered["p_ai"], study.prob_ai, rtol=1e-4, atol=1e-5)
-    blind = run(str(saved), str(listing.parent / "sample_images"), str(tmp_path / "blind.csv"), workers=0)
+    blind = run(str(saved), str(listing.parent / "sample_images"), str(tmp_path / "blind.csv"), workers=0).frame
     assert blind["caption_missing"].all()
     # An untrained model barely reads the caption, but it reads it.
     assert (

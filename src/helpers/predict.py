@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,24 @@ from helpers.evaluation.metrics import write_competition_json
 from helpers.inference.cached import pick_device
 from helpers.labels import CLASS_NAMES
 from helpers.modeling.checkpoints import load_detector
+
+
+@dataclass
+class Prediction:
+    """What run returns: a row per input (the file it wrote) and what the summary says of them.
+    metrics (and the file they went to) when the inputs carry labels."""
+
+    frame: pd.DataFrame
+    threshold: tuple[str, float]
+    images_per_second: float
+    warning: str = ""
+    band: float = 0.0
+    duplicates: list = field(default_factory=list)
+    hidden_skipped: int = 0
+    bad_rows: int = 0
+    groups: str = ""
+    metrics: dict | None = None
+    metrics_path: str = ""
 
 
 class LabelSetError(ValueError):
@@ -133,7 +152,7 @@ def run(
     threshold: str = "0.5",
     uncertain_band: float = 0.0,
     caption_groups: bool = False,
-) -> pd.DataFrame:
+) -> Prediction:
     from helpers.evaluation import outside as external
     from helpers.evaluation.thresholds import resolve
     from helpers.inference import streaming as scoring
@@ -186,35 +205,35 @@ def run(
     errors.sort_values("index", kind="stable").to_csv(out_path.with_suffix(".errors.csv"), index=False)
     if json_out:
         write_competition_json(json_out, scored.predictions.label_a, scored.predictions.label_b)
-    duplicates = scored.duplicates()
-    frame.attrs.update(
-        warning=warning,
+    prediction = Prediction(
+        frame=frame,
         threshold=(threshold_name, threshold_value),
-        band=uncertain_band,
-        seconds=seconds,
         images_per_second=len(inputs) / seconds if seconds else float("nan"),
-        duplicates=[[inputs.names[r] for r in group] for group in duplicates],
+        warning=warning,
+        band=uncertain_band,
+        duplicates=[[inputs.names[r] for r in group] for group in scored.duplicates()],
         hidden_skipped=inputs.hidden_skipped,
         bad_rows=len(inputs.bad_rows),
         groups=report.summary() if report else "",
     )
     if inputs.labelled:
-        metrics = {
+        prediction.metrics = {
             **external.outside_metrics(inputs, scored),
             "threshold": threshold_name,
             "threshold_value": threshold_value,
             **({"warning": warning} if warning else {}),
         }
         metrics_path = out_path.with_suffix(".metrics.json")
-        metrics_path.write_text(json.dumps(metrics, indent=2))
-        frame.attrs.update(metrics=metrics, metrics_path=str(metrics_path))
-    return frame
+        metrics_path.write_text(json.dumps(prediction.metrics, indent=2))
+        prediction.metrics_path = str(metrics_path)
+    return prediction
 
 
-def summary(frame: pd.DataFrame, out: str) -> str:
+def summary(prediction: Prediction, out: str) -> str:
+    frame = prediction.frame
     read, failed = int((frame["status"] == "ok").sum()), int((frame["status"] == "failed").sum())
-    name, value = frame.attrs["threshold"]
-    lines = [frame.attrs["warning"]] if frame.attrs.get("warning") else []
+    name, value = prediction.threshold
+    lines = [prediction.warning] if prediction.warning else []
     missing = int(frame["caption_missing"].sum())
     if missing:
         lines.append(
@@ -226,21 +245,21 @@ def summary(frame: pd.DataFrame, out: str) -> str:
         f"{len(frame)} inputs: {read} scored, {failed} failed; {missing} without caption",
         f"Task A threshold: {name} (AI at P(AI) >= {value:.6g})"
         + (
-            f"; {int(frame['uncertain'].sum())} scores within {frame.attrs.get('band', 0):g} of it marked uncertain"
+            f"; {int(frame['uncertain'].sum())} scores within {prediction.band:g} of it marked uncertain"
             if "uncertain" in frame
             else ""
         ),
-        f"{frame.attrs['images_per_second']:.1f} images/s (decode + model)",
+        f"{prediction.images_per_second:.1f} images/s (decode + model)",
         f"predictions: {out}",
     ]
-    if frame.attrs.get("groups"):
-        lines.append(f"caption groups (uses the one-image-per-class structure): {frame.attrs['groups']}")
-    if frame.attrs.get("hidden_skipped"):
-        lines.append(f"skipped {frame.attrs['hidden_skipped']} hidden files or folders (names starting with '.')")
-    if failed or frame.attrs.get("bad_rows"):
+    if prediction.groups:
+        lines.append(f"caption groups (uses the one-image-per-class structure): {prediction.groups}")
+    if prediction.hidden_skipped:
+        lines.append(f"skipped {prediction.hidden_skipped} hidden files or folders (names starting with '.')")
+    if failed or prediction.bad_rows:
         lines.append(f"failures and unreadable labels (one reason each): {Path(out).with_suffix('.errors.csv')}")
         lines += [f"  {p}: {r}" for p, r in frame.loc[frame["status"] == "failed", ["path", "reason"]].head(5).values]
-    duplicates = frame.attrs.get("duplicates") or []
+    duplicates = prediction.duplicates
     if duplicates:
         lines.append(
             f"{sum(len(g) for g in duplicates)} files are copies of one another ({len(duplicates)} groups), e.g. "
@@ -249,7 +268,7 @@ def summary(frame: pd.DataFrame, out: str) -> str:
     scored = frame[frame["status"] == "ok"]
     if len(scored):
         lines.append("predicted: " + ", ".join(f"{k} {v}" for k, v in scored["generator"].value_counts().items()))
-    metrics = frame.attrs.get("metrics")
+    metrics = prediction.metrics
     if metrics and "f1_a" in metrics:
         lines.append(
             f"labelled set ({metrics['rows_scored']} scored: {metrics['real_images']} real, {metrics['ai_images']} AI): "
@@ -262,7 +281,7 @@ def summary(frame: pd.DataFrame, out: str) -> str:
             lines.append(
                 f"  Task B: accuracy {100 * metrics['acc_b']:.1f}, weighted F1 {100 * metrics['f1_b_weighted']:.1f}"
             )
-        lines.append(f"metrics: {frame.attrs['metrics_path']}")
+        lines.append(f"metrics: {prediction.metrics_path}")
     return "\n".join(lines)
 
 
@@ -305,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = prediction_settings(args.set)
-        frame = run(
+        prediction = run(
             args.model,
             args.images,
             args.out,
@@ -323,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LabelSetError, FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(summary(frame, args.out))
+    print(summary(prediction, args.out))
     return 0
 
 
