@@ -1,4 +1,5 @@
-"""What the data looks like: per-row image metadata, read from file headers without decoding."""
+"""What the data looks like: rows per class and split, the decode caches and their unreadable rows, and
+per-row image metadata, read from file headers without decoding."""
 
 from __future__ import annotations
 
@@ -91,3 +92,29 @@ def metadata_conclusion(summary: pd.DataFrame, formats: pd.DataFrame) -> str:
         if differs
         else "Size and format do not separate real from AI here."
     )
+
+
+def split_table(splits) -> pd.DataFrame:
+    """Rows per class and split (unlabelled rows as such)."""
+    from helpers.labels import CLASS_NAMES
+
+    counts = (
+        pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index() for name, split in splits.items()})
+        .fillna(0)
+        .astype(int)
+    )
+    counts.index = [CLASS_NAMES[i] if i >= 0 else "unlabelled" for i in counts.index]
+    return counts
+
+
+def cache_table(splits, caches) -> pd.DataFrame:
+    """Per cached split: its rows, the rows cached and the unreadable ones (listed by unreadable_rows)."""
+    return pd.DataFrame(
+        {n: {"rows": len(splits[n]), "cached": len(c), "unreadable": c.n_failed} for n, c in caches.items()}
+    ).T
+
+
+def unreadable_rows(caches, first: int = 10) -> pd.DataFrame:
+    """The first unreadable images of each split, with their reasons."""
+    found = [c.failures.head(first).assign(split=n) for n, c in caches.items() if c.n_failed]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["row", "image", "reason", "split"])

@@ -91,21 +91,30 @@ def selections_by_rule(cfg: Config, predictions, captions) -> dict:
     """The selection from the same predictions under the paper's rule and each bias-aware one
     (training.pseudo_labels), the profile's other pseudo-label settings kept; notebook 13 retrains
     with them."""
-    from helpers.training import pseudo_labels as pseudo
-
     return {
-        rule: pseudo.select(
-            predictions,
-            captions,
-            cfg.pseudo_threshold,
-            cfg.pseudo_train_fraction,
-            cfg.seed,
-            cfg.pseudo_confidence,
-            cfg.pseudo_split,
-            **options,
+        rule: profile_select(
+            cfg, predictions, captions, options.get("balance", "none"), options.get("group_check", False)
         )
         for rule, options in RULES.items()
     }
+
+
+def profile_select(cfg: Config, predictions, captions, balance: str, group_check: bool):
+    """training.pseudo_labels.select with the profile's threshold, split and confidence, and the
+    given balance and group check."""
+    from helpers.training import pseudo_labels as pseudo
+
+    return pseudo.select(
+        predictions,
+        captions,
+        cfg.pseudo_threshold,
+        cfg.pseudo_train_fraction,
+        cfg.seed,
+        cfg.pseudo_confidence,
+        cfg.pseudo_split,
+        balance,
+        group_check,
+    )
 
 
 def kept_by_rule(selections: dict) -> pd.DataFrame:
@@ -137,7 +146,6 @@ def select_pool(cfg: Config, splits, pool, model):
     """(the selection the profile's rule makes from `model`'s predictions on the pool, the
     predictions), nothing saved: the pseudo-label round of one model."""
     from helpers.inference import cached as inference
-    from helpers.training import pseudo_labels as pseudo
 
     predictions = inference.predict(model, pool, cfg.eval_batch_size, desc="predict unlabelled")
     captions = pool_captions(splits, pool)
@@ -146,18 +154,7 @@ def select_pool(cfg: Config, splits, pool, model):
 
         predictions, groups = group_decode(predictions.prob_ai, predictions.probs_b, captions)
         print(f"pool decoded by caption group: {groups.summary()}")
-    selection = pseudo.select(
-        predictions,
-        captions,
-        cfg.pseudo_threshold,
-        cfg.pseudo_train_fraction,
-        cfg.seed,
-        cfg.pseudo_confidence,
-        cfg.pseudo_split,
-        cfg.pseudo_balance,
-        cfg.pseudo_group_check,
-    )
-    return selection, predictions
+    return profile_select(cfg, predictions, captions, cfg.pseudo_balance, cfg.pseudo_group_check), predictions
 
 
 def pseudo_file(cfg: Config) -> Path:

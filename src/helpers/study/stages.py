@@ -215,32 +215,6 @@ def parameter_count(model) -> str:
     return f"{total:,} parameters, {trainable:,} trainable"
 
 
-def split_table(splits) -> pd.DataFrame:
-    """Rows per class and split (unlabelled rows as such)."""
-    from helpers.labels import CLASS_NAMES
-
-    counts = (
-        pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index() for name, split in splits.items()})
-        .fillna(0)
-        .astype(int)
-    )
-    counts.index = [CLASS_NAMES[i] if i >= 0 else "unlabelled" for i in counts.index]
-    return counts
-
-
-def cache_table(splits, caches) -> pd.DataFrame:
-    """Per cached split: its rows, the rows cached and the unreadable ones (listed by unreadable_rows)."""
-    return pd.DataFrame(
-        {n: {"rows": len(splits[n]), "cached": len(c), "unreadable": c.n_failed} for n, c in caches.items()}
-    ).T
-
-
-def unreadable_rows(caches, first: int = 10) -> pd.DataFrame:
-    """The first unreadable images of each split, with their reasons."""
-    found = [c.failures.head(first).assign(split=n) for n, c in caches.items() if c.n_failed]
-    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["row", "image", "reason", "split"])
-
-
 def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
     """Each saved model of this run gets its card rewritten with the report's figures and the
     analyses' limitations (at the end of a study; a model of another run is left alone)."""

@@ -1,7 +1,7 @@
 """Numerics as the profile writes them. bf16 autocast (CUDA only) and TF32 (CUDA matrix multiplies
 and cuDNN convolutions) follow the keys bf16 and tf32, whatever ACCELERATE_MIXED_PRECISION says
-or TrainingArguments does under torch_compile (it switches TF32 on); what this process really
-uses is recorded in provenance."""
+or TrainingArguments does (under its own torch_compile, which the study leaves off and replaces
+with modeling.compiled, it switches TF32 on); what this process really uses is recorded in provenance."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def effective_tf32() -> bool:
 
 def build_arguments(cfg, make):
     """make(): TrainingArguments, held to the profile afterwards: mixed precision is the profile's
-    bf16 (not the environment's), TF32 the profile's tf32 (torch's global default, which
-    TrainingArguments changes under torch_compile, is put back). A change is announced."""
+    bf16 (not the environment's), TF32 the profile's tf32 (torch's global default, put back if
+    TrainingArguments changed it). A change is announced."""
     saved_global, saved_env = torch.backends.fp32_precision, os.environ.get(ENV_PRECISION)
     args = make()
     wanted = "bf16" if bf16_autocast(cfg) else "no"
@@ -66,8 +66,8 @@ def build_arguments(cfg, make):
     args.mixed_precision = wanted
     if torch.backends.fp32_precision != saved_global:
         print(
-            f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}' "
-            f"(torch_compile: {cfg.torch_compile}); kept as the profile says: tf32: {cfg.tf32}"
+            f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}'; "
+            f"kept as the profile says: tf32: {cfg.tf32}"
         )
     apply_tf32(cfg)
     return args
