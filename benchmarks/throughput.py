@@ -48,7 +48,9 @@ from helpers.inference.cached import autocast_for, pick_device  # noqa: E402
 from helpers.modeling.building import build_model  # noqa: E402
 from helpers.modeling.compiled import compile_repeated_blocks  # noqa: E402
 from helpers.overrides import parse_overrides  # noqa: E402
+from helpers.training import precision  # noqa: E402
 from helpers.training import trainer as training  # noqa: E402
+from helpers.training.arguments import training_arguments
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
 PARTS = ("a", "b", "c", "d", "e")
@@ -196,7 +198,7 @@ def timed_trainer(cfg, model, cached, steps: int, warmup: int, out: str, steps_t
                 self.per_step.append(time.perf_counter() - self.began)
 
     per_step_sync = steps_timed_apart
-    args = training.training_arguments(cfg, Path(out))
+    args = training_arguments(cfg, Path(out))
     for key, value in dict(
         max_steps=warmup + steps,
         eval_strategy="no",
@@ -279,7 +281,7 @@ def trainer_overhead(cfg, cached, steps: int, warmup: int, device) -> dict:
             device,
             steps,
             warmup,
-            bf16=training.precision.bf16_autocast(tiny),
+            bf16=precision.bf16_autocast(tiny),
             fused=True,
             per_step=loop,
         )
@@ -314,7 +316,7 @@ def main(argv=None) -> int:
     cfg = load_config(args.profile, parse_overrides(args.set))
     device = pick_device()
     torch.manual_seed(0)
-    training.precision.apply_tf32(cfg)
+    precision.apply_tf32(cfg)
     results = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "profile": cfg.profile,
@@ -329,7 +331,7 @@ def main(argv=None) -> int:
     split = training_split(args)
     model, tokenizer = build_model(cfg)
     side = model.config.image_size
-    bf16 = training.precision.bf16_autocast(cfg)
+    bf16 = precision.bf16_autocast(cfg)
     if "a" in args.parts:
         from transformers import CLIPImageProcessor
 

@@ -11,9 +11,15 @@ import torch
 from PIL import Image
 
 from helpers.config import load_config
+from helpers.profiles import write_resolved
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(2)
+
+
+def write_profile(path: Path, values: dict) -> Path:
+    """A profile file (in sections, every key) holding these values on top of the defaults."""
+    return write_resolved(load_config(values), path)
 
 
 @pytest.fixture(scope="session")

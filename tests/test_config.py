@@ -3,15 +3,55 @@ import yaml
 
 from conftest import ROOT
 from helpers.config import ConfigError, field_names, load_config
+from helpers.profiles import SECTIONS, TOP_LEVEL, flatten, write_resolved
 
 PROFILES = sorted((ROOT / "params").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
-def test_every_profile_loads_and_lists_every_key(path):
+def test_every_profile_loads_and_states_only_what_differs_from_the_paper(path):
     cfg = load_config(path)
     assert cfg.profile == path.stem
-    assert set(yaml.safe_load(path.read_text())) == set(field_names())
+    paper = load_config(ROOT / "params" / "paper.yaml")
+    stated = flatten(yaml.safe_load(path.read_text()), str(path))
+    if path.stem == "paper":  # the base states every key, in its section
+        assert set(stated) == set(field_names())
+        assert list(yaml.safe_load(path.read_text())) == [*TOP_LEVEL, *SECTIONS]
+    else:
+        assert stated.pop("base") == "paper.yaml"
+        same = [k for k in stated if k != "profile" and stated[k] == getattr(paper, k)]
+        assert not same, f"{path.name} repeats the paper's values of {same}"
+
+
+def test_a_key_outside_its_section_is_refused_naming_the_section(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("profile: p\nmodel:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="key 'epochs' belongs in section 'training', not 'model'"):
+        load_config(profile)
+    profile.write_text("profile: p\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="key 'learning_rate' belongs in section 'training:'"):
+        load_config(profile)
+    profile.write_text("profile: p\ntraining:\n  learning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        load_config(profile)
+
+
+def test_a_profile_is_its_base_with_its_own_keys_on_top(tmp_path):
+    (tmp_path / "base.yaml").write_text("profile: base\ntraining:\n  epochs: 5\n  batch_size: 8\n")
+    (tmp_path / "mine.yaml").write_text("profile: mine\nbase: base.yaml\ntraining:\n  epochs: 1\n")
+    cfg = load_config(tmp_path / "mine.yaml")
+    assert (cfg.profile, cfg.epochs, cfg.batch_size) == ("mine", 1, 8)
+    (tmp_path / "base.yaml").write_text("profile: base\nbase: mine.yaml\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load_config(tmp_path / "mine.yaml")
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_the_resolved_profile_written_beside_a_report_loads_to_the_same_config(tmp_path, path):
+    cfg = load_config(path, {"epochs": 3})
+    written = write_resolved(cfg, tmp_path / "profile.yaml")
+    assert list(yaml.safe_load(written.read_text())) == [*TOP_LEVEL, *SECTIONS]
+    assert load_config(written) == cfg
 
 
 def test_paper_profile_is_the_paper():

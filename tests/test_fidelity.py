@@ -288,13 +288,15 @@ def test_every_setting_the_fidelity_table_names_is_the_profiles_own():
 
     import yaml
 
+    from helpers.profiles import read_profile
+
     rows = [
         [cell.strip() for cell in line.strip().strip("|").split("|")] for line in FIDELITY.read_text().splitlines()[2:]
     ]
     assert len(rows) >= 10 and all(len(row) == 5 for row in rows)
     quoted = 0
     for column, name in ((3, "paper"), (4, "demo")):
-        profile = yaml.safe_load((ROOT / "params" / f"{name}.yaml").read_text())
+        profile = read_profile(ROOT / "params" / f"{name}.yaml")
         for row in rows:
             for key, value in re.findall(r"`(\w+): ([^`]+)`", row[column]):
                 assert profile[key] == yaml.safe_load(value), (name, row[0], key)

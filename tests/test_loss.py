@@ -3,6 +3,7 @@ import math
 import torch
 
 from helpers.modeling.loss import detector_loss
+from helpers.training.arguments import training_arguments
 
 
 def _bce(logit, target):
@@ -89,7 +90,7 @@ def test_gradient_accumulation_trains_the_weights_one_whole_batch_trains(smoke_c
         )
         model, tokenizer = build_model(cfg)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-        args = training.training_arguments(cfg, tmp_path / f"m{most}")
+        args = training_arguments(cfg, tmp_path / f"m{most}")
         assert args.gradient_accumulation_steps == 16 // most
         args.eval_strategy, args.save_strategy, args.load_best_model_at_end = "no", "no", False
         training.make_trainer(cfg, model, caches["train"], caches["validation"], args).train()

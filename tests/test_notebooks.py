@@ -6,9 +6,8 @@ import json
 
 import nbformat
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_profile
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CORE = [nb for nb in NOTEBOOKS if nb.stem[:2] <= "04"]
@@ -110,8 +109,7 @@ def test_the_warm_kernel_gives_the_numbers_a_kernel_per_notebook_gives(tmp_path)
         cfg.update(
             work_dir=str(tmp_path / name / "runs"), report_dir=str(tmp_path / name / "reports"), unlabelled_split=""
         )
-        profile = tmp_path / f"{name}.yaml"
-        profile.write_text(yaml.safe_dump(cfg))
+        profile = write_profile(tmp_path / f"{name}.yaml", cfg)
         record = run_study(profile, only=["01", "02", "10"], root=ROOT, kernel_per_notebook=per_notebook)
         assert [s["status"] for s in record["stages"]] == ["ok"] * 3
         meta = json.loads((tmp_path / name / "runs" / "smoke" / "model_before" / "training_meta.json").read_text())

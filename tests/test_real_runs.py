@@ -16,8 +16,9 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from conftest import ROOT, png_bytes
+from conftest import ROOT, png_bytes, write_profile
 
 SMOKE = ROOT / "params" / "smoke.yaml"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -36,7 +37,7 @@ def _cfg(base, **changes):
 def test_one_process_on_a_machine_with_eight_gpus_trains_on_one_with_the_profile_batch(smoke_cfg, tmp_path, capsys):
     from accelerate.state import AcceleratorState
 
-    from helpers.training.trainer import training_arguments
+    from helpers.training.arguments import training_arguments
 
     cfg = _cfg(smoke_cfg, batch_size=256, bf16=False)
     try:
@@ -135,7 +136,7 @@ def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir
 
 
 def test_the_profiles_precision_wins_over_the_environment(smoke_cfg, tmp_path, monkeypatch, capsys):
-    from helpers.training.trainer import training_arguments
+    from helpers.training.arguments import training_arguments
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     args = training_arguments(_cfg(smoke_cfg, bf16=False), tmp_path)
@@ -145,7 +146,7 @@ def test_the_profiles_precision_wins_over_the_environment(smoke_cfg, tmp_path, m
 
 def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tmp_path):
     from helpers.training import precision
-    from helpers.training.trainer import training_arguments
+    from helpers.training.arguments import training_arguments
 
     saved = precision.tf32_switches()
     try:
@@ -169,7 +170,7 @@ def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path
     from helpers.modeling.compiled import compile_repeated_blocks
     from helpers.study import stages
     from helpers.training import precision
-    from helpers.training.trainer import training_arguments
+    from helpers.training.arguments import training_arguments
 
     saved = precision.tf32_switches()
     try:
@@ -309,11 +310,15 @@ def test_the_index_shows_this_runs_figures_only(tmp_path):
 
 
 def _project(root: Path, cells: dict[str, str]) -> Path:
-    """A project folder with the package's profiles and one notebook per entry (name: code)."""
+    """A project folder with the package's profiles (smoke and its base) and one notebook per entry
+    (name: code), each in the stage table."""
     (root / "notebooks").mkdir(parents=True)
     (root / "params").mkdir()
-    (root / "params" / "smoke.yaml").write_text(SMOKE.read_text())
+    for profile in ("smoke", "paper"):
+        (root / "params" / f"{profile}.yaml").write_text((ROOT / "params" / f"{profile}.yaml").read_text())
     (root / "pyproject.toml").write_text("")
+    table = {name: {"title": name, "reads": ["data"]} for name in cells}
+    (root / "notebooks" / "stages.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
     for name, code in cells.items():
         parameters = nbformat.v4.new_code_cell("profile = 'smoke'\noverrides = {}")
         parameters.metadata["tags"] = ["parameters"]
@@ -352,7 +357,9 @@ def test_a_notebook_past_its_timeout_still_leaves_provenance_and_an_index_naming
 
 def test_a_runner_resume_after_changing_the_seed_study_keeps_the_core_notebooks(smoke_cfg):
     from helpers.run import _earlier_run, notebook_hash
+    from helpers.stage_table import load_table
 
+    table = load_table()
     names = [
         Path(f"{n}.ipynb")
         for n in ("01_explore_data", "02_train", "03_pseudo_label", "04_evaluate", "10_seeds", "11_external")
@@ -360,18 +367,20 @@ def test_a_runner_resume_after_changing_the_seed_study_keeps_the_core_notebooks(
     previous = {
         "params": smoke_cfg.to_dict(),
         "stages": [
-            {"notebook": p.stem, "status": "ok", "params_hash": notebook_hash(smoke_cfg, p.stem)} for p in names
+            {"notebook": p.stem, "status": "ok", "params_hash": notebook_hash(table, smoke_cfg, p.stem)} for p in names
         ],
     }
-    same, kept = _earlier_run(previous, _cfg(smoke_cfg, seeds=[5]), names)
+    same, kept = _earlier_run(previous, _cfg(smoke_cfg, seeds=[5]), table, names)
     assert same and [s["notebook"] for s in kept] == ["01_explore_data", "02_train", "03_pseudo_label", "04_evaluate"]
-    same, kept = _earlier_run(previous, _cfg(smoke_cfg, learning_rate=0.5), names)
+    same, kept = _earlier_run(previous, _cfg(smoke_cfg, learning_rate=0.5), table, names)
     assert not same and kept == []
 
 
 def test_the_notebooks_that_score_the_outside_sets_rerun_when_the_outside_sets_change(smoke_cfg):
     from helpers.run import notebook_hash
+    from helpers.stage_table import load_table
 
+    table = load_table()
     other = _cfg(smoke_cfg, external=[{"name": "another", "source": "synthetic", "captions": 7}])
     changed = {
         stem
@@ -383,7 +392,7 @@ def test_the_notebooks_that_score_the_outside_sets_rerun_when_the_outside_sets_c
             "12_baselines",
             "13_beyond_the_paper",
         )
-        if notebook_hash(smoke_cfg, stem) != notebook_hash(other, stem)
+        if notebook_hash(table, smoke_cfg, stem) != notebook_hash(table, other, stem)
     }
     assert changed == {"11_external", "12_baselines", "13_beyond_the_paper"}
 
@@ -500,7 +509,6 @@ def test_the_smoke_study_runs_to_the_end_with_an_unreadable_test_image_under_bad
     """Every notebook applies the profile's bad-image rule: the unreadable image is the all-zero
     input everywhere, the perturbed and neutral views of notebooks 05, 06 and 11 included."""
     import datasets
-    import yaml
 
     from helpers.run import run_study
 
@@ -511,17 +519,15 @@ def test_the_smoke_study_runs_to_the_end_with_an_unreadable_test_image_under_bad
         test, features=parts["test"].cast_column("Image", datasets.Image(decode=False)).features
     ).cast_column("Image", datasets.Image())
     datasets.DatasetDict(parts).save_to_disk(str(tmp_path / "data"))
-    profile = tmp_path / "smoke.yaml"
-    profile.write_text(
-        yaml.safe_dump(
-            {
-                **smoke_cfg.to_dict(),
-                "dataset": str(tmp_path / "data"),
-                "bad_images": "zero",
-                "work_dir": str(tmp_path / "runs"),
-                "report_dir": str(tmp_path / "reports"),
-            }
-        )
+    profile = write_profile(
+        tmp_path / "smoke.yaml",
+        {
+            **smoke_cfg.to_dict(),
+            "dataset": str(tmp_path / "data"),
+            "bad_images": "zero",
+            "work_dir": str(tmp_path / "runs"),
+            "report_dir": str(tmp_path / "reports"),
+        },
     )
     record = run_study(profile, root=ROOT)
     assert all(s["status"] == "ok" for s in record["stages"]), [s for s in record["stages"] if s["status"] != "ok"]

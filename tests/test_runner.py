@@ -6,7 +6,7 @@ import nbformat
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_profile
 from helpers.config import ANALYSES
 from helpers.run import main, run_study
 
@@ -51,8 +51,7 @@ def test_notebooks_are_committed_without_outputs(notebook):
 def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     """The whole study; its two training stages run under torchrun in two processes (processes: 2),
     the notebooks loading what those saved (CI's `make smoke` covers the in-process path)."""
-    profile = tmp_path / "smoke.yaml"
-    profile.write_text(yaml.safe_dump(smoke_cfg.to_dict()))
+    profile = _profile(tmp_path / "smoke.yaml", **smoke_cfg.to_dict())
     record = run_study(profile, root=ROOT, overrides={"processes": 2})
     assert [s["status"] for s in record["stages"]] == ["ok"] * len(NOTEBOOKS)
     assert record["overrides"] == {"processes": 2} and record["params"]["processes"] == 2
@@ -94,6 +93,17 @@ def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     assert "unseen_vq" in outside["views"]["neutral view"]["recall_per_generator"]
 
 
+def _profile(path, **values):
+    return write_profile(path, values)
+
+
+def _table(folder, entries):
+    """notebooks/stages.yaml for a test's notebooks: {notebook: its entry}; an entry may be empty."""
+    folder.mkdir(exist_ok=True)
+    table = {name: {"title": name, "reads": ["data"], **entry} for name, entry in entries.items()}
+    (folder / "stages.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
+
+
 def _notebook(path, *sources, params="profile = 'x'"):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -109,9 +119,9 @@ def test_a_failing_notebook_stops_the_run_and_names_the_error(tmp_path, capsys):
     _notebook(tmp_path / "notebooks" / "01_fine.ipynb", "print('fine')")
     _notebook(tmp_path / "notebooks" / "02_broken.ipynb", "x = 1", "raise ValueError('the data went missing')")
     _notebook(tmp_path / "notebooks" / "03_never.ipynb", "print('never')")
-    profile = tmp_path / "p.yaml"
-    profile.write_text(
-        yaml.safe_dump({"profile": "broken", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120})
+    _table(tmp_path / "notebooks", {"01_fine": {}, "02_broken": {}, "03_never": {}})
+    profile = _profile(
+        tmp_path / "p.yaml", profile="broken", report_dir=str(tmp_path / "reports"), notebook_timeout=120
     )
     record = run_study(profile, root=tmp_path)
     assert [s["status"] for s in record["stages"]] == ["ok", "failed"]
@@ -127,9 +137,12 @@ def test_a_failing_notebook_stops_the_run_and_names_the_error(tmp_path, capsys):
 
 def test_config_errors_stop_the_runner_before_any_work(tmp_path, capsys):
     profile = tmp_path / "bad.yaml"
-    profile.write_text("profile: bad\nepochs: many\n")
+    profile.write_text("profile: bad\ntraining:\n  epochs: many\n")
     assert main([str(profile)]) == 2
     assert "'epochs'" in capsys.readouterr().err
+    profile.write_text("profile: bad\nepochs: 2\n")
+    assert main([str(profile)]) == 2
+    assert "key 'epochs' belongs in section 'training:'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -146,17 +159,22 @@ def test_resume_keeps_finished_notebooks_and_reruns_from_the_start_when_paramete
         params=params,
     )
     _notebook(tmp_path / "notebooks" / "03_c.ipynb", count.replace("__NAME__", "'03'"), params=params)
-    profile = tmp_path / "p.yaml"
-    profile.write_text(
-        yaml.safe_dump(
-            {
-                "profile": "r",
-                "report_dir": str(tmp_path / "reports"),
-                "notebook_timeout": 120,
-                "unlabelled_split": "unlabelled",
-            }
-        )
-    )  # 03 runs: the profile has a pool
+    _table(
+        tmp_path / "notebooks",
+        {
+            "01_a": {},
+            "02_b": {"reads": ["data", "training"], "trains": "before", "after": ["01_a"]},
+            "03_c": {"reads": ["data", "training", "pseudo_labels"], "trains": "after", "on_when": "unlabelled_split"},
+        },
+    )
+    # 03 runs: the profile has a pool
+    profile = _profile(
+        tmp_path / "p.yaml",
+        profile="r",
+        report_dir=str(tmp_path / "reports"),
+        notebook_timeout=120,
+        unlabelled_split="unlabelled",
+    )
 
     first = run_study(profile, root=tmp_path)
     assert [s["status"] for s in first["stages"]] == ["ok", "failed"]
@@ -188,10 +206,8 @@ def test_each_notebook_starts_from_an_empty_namespace_in_the_shared_kernel(tmp_p
         "import sys\nassert 'left_behind' not in globals() and 'colorsys' not in globals()\n"
         "print('warm' if 'colorsys' in sys.modules else 'cold')",
     )
-    profile = tmp_path / "p.yaml"
-    profile.write_text(
-        yaml.safe_dump({"profile": "k", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120})
-    )
+    _table(tmp_path / "notebooks", {"01_a": {}, "02_b": {}})
+    profile = _profile(tmp_path / "p.yaml", profile="k", report_dir=str(tmp_path / "reports"), notebook_timeout=120)
     record = run_study(profile, root=tmp_path, kernel_per_notebook=per_notebook)
     assert [s["status"] for s in record["stages"]] == ["ok", "ok"], record["stages"]
     first, second = log.read_text().split()
@@ -226,11 +242,11 @@ def test_notebooks_from_04_run_side_by_side_in_lanes_and_a_failure_starts_no_mor
     _notebook(tmp_path / "notebooks" / "04_a.ipynb", note("04"), wait_for("05"))
     _notebook(tmp_path / "notebooks" / "05_b.ipynb", note("05"), wait_for("04"))
     _notebook(tmp_path / "notebooks" / "06_c.ipynb", note("06"))
-    profile = tmp_path / "p.yaml"
-    profile.write_text(
-        yaml.safe_dump(
-            {"profile": "l", "report_dir": str(tmp_path / "reports"), "notebook_timeout": 120, "notebook_lanes": 2}
-        )
+    # 01 runs first, in order (the others run after it); the other three side by side.
+    after_01 = {"after": ["01_core"]}
+    _table(tmp_path / "notebooks", {"01_core": {}, "04_a": after_01, "05_b": after_01, "06_c": after_01})
+    profile = _profile(
+        tmp_path / "p.yaml", profile="l", report_dir=str(tmp_path / "reports"), notebook_timeout=120, notebook_lanes=2
     )
     record = run_study(profile, root=tmp_path)
     assert [(s["notebook"], s["status"]) for s in record["stages"]] == [
@@ -293,20 +309,24 @@ def test_notebooks_side_by_side_never_lose_each_others_metrics(tmp_path):
 def test_side_by_side_notebooks_start_with_those_that_train_most():
     from helpers.config import load_config
     from helpers.execution import heaviest_first
+    from helpers.stage_table import load_table
 
+    table = load_table()
+    side_by_side = [s for s in table.stages if not table.runs_in_order(s)]
     cfg = load_config(ROOT / "params" / "demo.yaml")
-    order = [nb.stem[:2] for nb in heaviest_first(cfg, [nb for nb in NOTEBOOKS if nb.stem[:2] >= "04"])]
-    # 13 (five seeds): an attention model per seed, a concat model per seed but the first, the quota
-    # retraining; 10: a 'before' and an 'after' model per further seed (8); 08: one model per generator
-    # held out (5); 07: text-only, image-only, attention.
-    assert order == ["13", "10", "08", "07", "04", "05", "06", "09", "11", "12"]
+    order = [s.notebook for s in heaviest_first(cfg, side_by_side)]
+    # 13: an attention and a concat model per seed, the quota retraining; 10: a 'before' and an
+    # 'after' model per seed; 08: one model per generator held out (5); 07: text-only, image-only,
+    # attention; then the table's order.
+    assert order[:4] == ["13_beyond_the_paper", "10_seeds", "08_unseen_generators", "07_modality_ablation"]
+    assert order[4:] == [s.notebook for s in side_by_side if not s.trainings_under(cfg)]
+    one_seed = load_config(ROOT / "params" / "demo.yaml", {"seeds": [1]})
     assert [
-        nb.stem[:2]
-        for nb in heaviest_first(
-            load_config(ROOT / "params" / "demo.yaml", {"seeds": [1, 2, 3, 4]}),
-            [nb for nb in NOTEBOOKS if nb.stem[:2] in ("08", "13")],
-        )
-    ] == ["13", "08"]
+        s.notebook for s in heaviest_first(one_seed, [table["13_beyond_the_paper"], table["08_unseen_generators"]])
+    ] == [
+        "08_unseen_generators",
+        "13_beyond_the_paper",
+    ]
 
 
 @pytest.mark.slow
@@ -318,16 +338,16 @@ def test_a_notebook_whose_step_the_profile_switches_off_is_not_started_and_the_i
         _notebook(
             tmp_path / "notebooks" / f"{name}.ipynb", f"open({str(log)!r}, 'a').write('{name}\\n')", params=params
         )
-    profile = tmp_path / "p.yaml"
-    profile.write_text(
-        yaml.safe_dump(
-            {
-                "profile": "o",
-                "report_dir": str(tmp_path / "reports"),
-                "notebook_timeout": 120,
-                "analyses": ["robustness"],
-            }
-        )
+    _table(
+        tmp_path / "notebooks",
+        {"04_a": {}, "05_shortcut_audit": {"analysis": "audit"}, "06_robustness": {"analysis": "robustness"}},
+    )
+    profile = _profile(
+        tmp_path / "p.yaml",
+        profile="o",
+        report_dir=str(tmp_path / "reports"),
+        notebook_timeout=120,
+        analyses=["robustness"],
     )
     record = run_study(profile, root=tmp_path)
     assert {s["notebook"]: s["status"] for s in record["stages"]} == {
@@ -337,7 +357,10 @@ def test_a_notebook_whose_step_the_profile_switches_off_is_not_started_and_the_i
     }
     assert sorted(log.read_text().split()) == ["04_a", "06_robustness"]
     index = (tmp_path / "reports" / "o" / "index.html").read_text()
-    assert '05_shortcut_audit <span class="muted">not run: the &#39;audit&#39; analysis is off' in index
+    assert (
+        '05_shortcut_audit · 05_shortcut_audit <span class="muted">not run: the &#39;audit&#39; analysis is off'
+        in index
+    )
 
 
 def _links(index_html: str) -> list[str]:
@@ -372,8 +395,8 @@ def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_o
         f"import os, time\nwhile os.path.exists({str(go_slow)!r}): time.sleep(0.2)",
         params=params,
     )
-    profile = tmp_path / "p.yaml"
-    profile.write_text(yaml.safe_dump({"profile": "i", "report_dir": "reports", "notebook_timeout": 120}))
+    _table(tmp_path / "notebooks", {"01_a": {}, "02_b": {}})
+    profile = _profile(tmp_path / "p.yaml", profile="i", report_dir="reports", notebook_timeout=120)
     command = [sys.executable, "-m", "helpers.run", str(profile)]
     assert subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
 
@@ -429,7 +452,7 @@ def test_after_ctrl_c_a_kernel_shut_down_on_purpose_prints_no_traceback(caplog, 
         orphan_a_failed_task()
         assert "never retrieved" in caplog.text  # what a user saw after Ctrl-C
         caplog.clear()
-        NotebookRunner(load_config({"profile": "x"}), tmp_path, {}, tmp_path, False).stop()
+        NotebookRunner(load_config({"profile": "x"}), None, tmp_path, {}, tmp_path, False).stop()
         orphan_a_failed_task()
         logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
         assert caplog.text == ""

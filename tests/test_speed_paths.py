@@ -6,16 +6,14 @@ import os
 import sys
 
 import pytest
-import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_profile
 
 
 def test_headless_training_entry_point(tmp_path, smoke_cfg, capsys):
     from helpers import train
 
-    profile = tmp_path / "smoke.yaml"
-    profile.write_text(yaml.safe_dump({**smoke_cfg.to_dict(), "work_dir": str(tmp_path / "runs")}))
+    profile = write_profile(tmp_path / "smoke.yaml", {**smoke_cfg.to_dict(), "work_dir": str(tmp_path / "runs")})
     assert train.main([str(profile), "--pseudo"]) == 0
     timings = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"train_before_s", "pseudo_and_train_after_s", "total_s"} <= set(timings)

@@ -9,6 +9,7 @@ from helpers.evaluation.metrics import all_metrics, compute_metrics_for
 from helpers.inference.cached import predict
 from helpers.modeling.building import build_model
 from helpers.study import stages
+from helpers.training.arguments import training_arguments
 
 METRICS = compute_metrics_for("hierarchical")
 
@@ -159,7 +160,7 @@ def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp
         model,
         caches["train"],
         caches["validation"],
-        training.training_arguments(smoke_cfg, tmp_path / "ck"),
+        training_arguments(smoke_cfg, tmp_path / "ck"),
         [Window()],
     )
     trainer.args.save_strategy, trainer.args.eval_strategy = "no", "no"
@@ -187,7 +188,7 @@ def test_pixels_held_on_the_device_train_the_same_model(smoke_cfg, smoke_splits,
             model,
             caches["train"],
             caches["validation"],
-            training.training_arguments(cfg, tmp_path / f"r{resident}"),
+            training_arguments(cfg, tmp_path / f"r{resident}"),
             compute_metrics=METRICS,
         )
         seen.append((type(trainer.train_dataset.pixels), trainer.args.dataloader_num_workers))
@@ -232,7 +233,7 @@ def test_an_epoch_under_torch_compile_traces_at_most_four_static_graphs(smoke_cf
     lengths = np.minimum(1 + rng.geometric(0.2, len(train)), cfg.max_caption_length).astype(train.lengths.dtype)
     train = dataclasses.replace(train, lengths=lengths)
     assert len(set(lengths.tolist())) > 8
-    args = training.training_arguments(cfg, tmp_path / "ck")
+    args = training_arguments(cfg, tmp_path / "ck")
     registry.lookup_backend("eager")  # registers the built-in backends first
     monkeypatch.setitem(registry._COMPILER_FNS, "eager", probe)
     monkeypatch.setattr("helpers.modeling.compiled.BACKEND", "eager")

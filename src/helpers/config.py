@@ -1,7 +1,9 @@
 """One typed configuration per profile, read from a YAML file in params/.
 
 Every key of a profile is a field here; an unknown key or a value of the wrong type is
-rejected before any work starts, naming the key. Overrides (`--set key=value`, a notebook's
+rejected before any work starts, naming the key. A profile file holds its keys in sections and
+states only what differs from its base (helpers.profiles); a Config is flat (cfg.learning_rate),
+as every stage reads keys across sections. Overrides (`--set key=value`, a notebook's
 `overrides`) are held to the same rules. Notebooks receive only the profile and the overrides,
 so the YAML file stays the one source of values.
 """
@@ -13,29 +15,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-import yaml
 from pydantic import Field
+
+from helpers.profiles import SECTION_OF, TOP_LEVEL, ConfigError, read_profile
+from helpers.stage_table import load_table
 
 # Whole numbers of at least one, fractions in (0, 1]: checked with the key's name like its type.
 Count = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
-ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
-# The notebook of each analysis (the runner starts it only when the profile's analyses name it).
-ANALYSIS_NOTEBOOKS = {
-    "audit": "05_shortcut_audit",
-    "robustness": "06_robustness",
-    "ablation": "07_modality_ablation",
-    "unseen": "08_unseen_generators",
-    "calibration": "09_calibration",
-    "seeds": "10_seeds",
-    "baselines": "12_baselines",
-    "beyond": "13_beyond_the_paper",
-}
+# The analyses a profile may name: those of the stage table (notebooks/stages.yaml).
+ANALYSES = load_table().analyses
 SPLITS = ("train", "validation", "test", "unlabelled")
-
-
-class ConfigError(ValueError):
-    """A profile that cannot be run as written."""
 
 
 # pydantic checks every key's type (strictly: no "8" for 8, no 1 for true) and choice on creation,
@@ -233,6 +223,12 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(Config)]
 
 
+if sorted([*TOP_LEVEL, *SECTION_OF]) != sorted(field_names()):
+    raise ConfigError(
+        f"helpers/profiles.py must place every Config key in one section: {sorted(set(field_names()) ^ set([*TOP_LEVEL, *SECTION_OF]))}"
+    )
+
+
 def from_dict(values: dict) -> Config:
     """The config, or a ConfigError naming each key that is unknown, missing or wrong."""
     known = set(field_names())
@@ -259,16 +255,13 @@ def from_dict(values: dict) -> Config:
 
 
 def load_config(source: str | Path | dict, overrides: dict | None = None) -> Config:
-    """A config from a YAML path or an already-parsed mapping, with overrides applied on top;
-    the result is validated as a whole, so an override is held to the same rules as the file."""
+    """A config from a profile YAML (in sections, on top of its base) or an already-parsed flat
+    mapping, with overrides applied on top; the result is validated as a whole, so an override is
+    held to the same rules as the file."""
     if isinstance(source, dict):
         return from_dict({**source, **(overrides or {})})
     path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"profile file {path} does not exist; profiles live in params/*.yaml")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys to values")
+    values = read_profile(path)
     try:
         return from_dict({**values, **(overrides or {})})
     except ConfigError as error:

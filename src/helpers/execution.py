@@ -1,6 +1,6 @@
 """Executing the study's notebooks (helpers.run's runner): one notebook in a kernel with papermill,
-its reading copy, and NotebookRunner, which runs 01-03 in order and from 04 on notebook_lanes side
-by side."""
+its reading copy, and NotebookRunner, which runs the stages others run after in order and the rest
+notebook_lanes side by side (notebooks/stages.yaml says which)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from helpers.config import ANALYSIS_NOTEBOOKS
 from helpers.kernel import ensure_kernel, study_kernel
 
 
@@ -103,44 +102,12 @@ def run_notebook(
     return stage
 
 
-# Notebooks 01-03 make the data and train the stages every later notebook reads; from 04 on each
-# notebook reads them and writes only its own part of the report (record files are merged under a
-# lock, shared trainings and sets are built once under theirs), so these may run side by side.
-SIDE_BY_SIDE_FROM = "04"
-
-
-# Models each analysis notebook trains from scratch under a profile (its shared ones counted in each
-# notebook that asks): the side-by-side notebooks start heaviest first, so the lanes end together
-# instead of one notebook with many trainings running alone at the end on cores // lanes threads.
-TRAININGS = {
-    "07": lambda cfg: 3,
-    "08": lambda cfg: 5,
-    "10": lambda cfg: 2 * (len(cfg.seeds) - 1),
-    "13": lambda cfg: 2 * len(cfg.seeds) + 1,
-}
-
-
-def heaviest_first(cfg, notebooks: list[Path]) -> list[Path]:
-    """By trainings, most first; ties (the notebooks that train nothing) in number order."""
-    count = {nb: TRAININGS.get(nb.stem[:2], lambda cfg: 0)(cfg) for nb in notebooks}
-    return sorted(notebooks, key=lambda nb: -count[nb])
-
-
-# A notebook whose step the profile switches off is not started: its number -> why it is off, or None.
-SWITCHES = {
-    "03": lambda cfg: None if cfg.unlabelled_split else "pseudo-labelling is off (unlabelled_split: '')",
-    "11": lambda cfg: None if cfg.external else "no outside sets (external: [])",
-}
-ANALYSIS_OF = {notebook[:2]: name for name, notebook in ANALYSIS_NOTEBOOKS.items()}
 FINISHED = ("ok", "off")
 
 
-def switched_off(cfg, notebook: Path) -> str | None:
-    """Why the profile switches this notebook's step off, or None."""
-    number = notebook.stem[:2]
-    if number in ANALYSIS_OF and ANALYSIS_OF[number] not in cfg.analyses:
-        return f"the '{ANALYSIS_OF[number]}' analysis is off (analyses: {list(cfg.analyses)})"
-    return SWITCHES[number](cfg) if number in SWITCHES else None
+def heaviest_first(cfg, stages: list) -> list:
+    """By the models each trains from scratch, most first; ties in table order."""
+    return sorted(stages, key=lambda stage: -stage.trainings_under(cfg))
 
 
 def cores() -> int:
@@ -148,13 +115,13 @@ def cores() -> int:
 
 
 class NotebookRunner:
-    """Runs the study's notebooks: in order up to SIDE_BY_SIDE_FROM, then `lanes` at a time, each
+    """Runs the study's notebooks: in order those that other stages run after, then the rest `lanes` at a time, each
     lane with a kernel of its own (or one per notebook) and cores // lanes torch threads, whatever
     the timing, so a notebook's numbers do not depend on which lane ran it. After a failure no
     notebook starts; those running finish."""
 
-    def __init__(self, cfg, out_dir: Path, parameters: dict, root: Path, kernel_per_notebook: bool):
-        self.cfg, self.out_dir, self.parameters, self.root = cfg, out_dir, parameters, root
+    def __init__(self, cfg, table, out_dir: Path, parameters: dict, root: Path, kernel_per_notebook: bool):
+        self.cfg, self.table, self.out_dir, self.parameters, self.root = cfg, table, out_dir, parameters, root
         self.kernel_per_notebook = kernel_per_notebook
         self.stages: list[dict] = []
         self.rendered: list = []
@@ -172,8 +139,9 @@ class NotebookRunner:
         return self.stages
 
     def _run_all(self, to_run: list[Path]) -> None:
-        in_order = [nb for nb in to_run if nb.stem[:2] < SIDE_BY_SIDE_FROM]
-        queue = [nb for nb in to_run if nb.stem[:2] >= SIDE_BY_SIDE_FROM]
+        stages = [self.table[nb.stem] for nb in to_run]
+        in_order = [s for s in stages if self.table.runs_in_order(s)]
+        queue = [s for s in stages if not self.table.runs_in_order(s)]
         lanes = max(1, min(self.cfg.notebook_lanes, len(queue)))
         if lanes > 1:
             queue = heaviest_first(self.cfg, queue)
@@ -191,7 +159,7 @@ class NotebookRunner:
                 self.stop()
                 raise
 
-    def _lanes(self, in_order: list[Path], queue: list[Path], kernels: list) -> None:
+    def _lanes(self, in_order: list, queue: list, kernels: list) -> None:
         self._lane(in_order, kernels[0], None, 1)
         if len(kernels) == 1 or self.failed.is_set():
             self._lane(queue, kernels[0], None, 1)
@@ -217,20 +185,23 @@ class NotebookRunner:
         for kernel in list(self.active):
             kernel.close()
 
-    def _lane(self, queue: list[Path], kernel, threads: int | None, lanes: int) -> None:
+    def _lane(self, queue: list, kernel, threads: int | None, lanes: int) -> None:
         while queue and not self.failed.is_set():
             try:
-                notebook = queue.pop(0)  # atomic: each notebook goes to one lane
+                stage = queue.pop(0)  # atomic: each notebook goes to one lane
             except IndexError:  # the other lane took the last one
                 return
-            self._run_one(notebook, kernel, threads, lanes)
+            self._run_one(stage, kernel, threads, lanes)
 
-    def _run_one(self, notebook: Path, kernel, threads: int | None, lanes: int) -> None:
+    def _run_one(self, stage, kernel, threads: int | None, lanes: int) -> None:
         cfg = self.cfg
-        why = switched_off(cfg, notebook)
+        notebook = self.root / "notebooks" / f"{stage.notebook}.ipynb"
+        why = stage.switched_off(cfg)
         if why:
             print(f"[{cfg.profile}] {notebook.name}: not run, {why}", flush=True)
-            self.stages.append({"notebook": notebook.stem, "status": "off", "error": why, "seconds": 0.0})
+            self.stages.append(
+                {"notebook": stage.notebook, "title": stage.title, "status": "off", "error": why, "seconds": 0.0}
+            )
             return
         print(
             f"[{cfg.profile}] running {notebook.name} ..."
@@ -242,14 +213,14 @@ class NotebookRunner:
                 kernel = stack.enter_context(study_kernel(self.root))
             self.active.add(kernel)
             stack.callback(self.active.discard, kernel)
-            stage = run_notebook(
+            ran = run_notebook(
                 notebook, self.out_dir, self.parameters, cfg.notebook_timeout, kernel, threads, progress_bar=lanes == 1
             )
-        if self.stopped.is_set() and stage["status"] not in FINISHED:
+        if self.stopped.is_set() and ran["status"] not in FINISHED:
             return  # its kernel was shut down by stop(): not the notebook's own failure
         if (self.out_dir / notebook.name).is_file():
             self.rendered.append(self.renders.submit(render_html, self.out_dir / notebook.name))
-        self.stages.append(stage)
-        print(f"[{cfg.profile}] {notebook.name}: {stage['status']} in {stage['seconds']} s", flush=True)
-        if stage["status"] not in FINISHED:
+        self.stages.append({**ran, "title": stage.title})
+        print(f"[{cfg.profile}] {notebook.name}: {ran['status']} in {ran['seconds']} s", flush=True)
+        if ran["status"] not in FINISHED:
             self.failed.set()

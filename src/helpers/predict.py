@@ -35,12 +35,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.config import ConfigError, load_config
 from helpers.data.inputs import Inputs, read_inputs
 from helpers.data.schema import read_image_table
+from helpers.evaluation import outside as external
 from helpers.evaluation.metrics import write_competition_json
+from helpers.evaluation.thresholds import resolve
+from helpers.inference import streaming as scoring
 from helpers.inference.cached import pick_device
+from helpers.inference.caption_groups import decode_scored
 from helpers.labels import CLASS_NAMES
 from helpers.modeling.checkpoints import load_detector
+from helpers.overrides import parse_overrides
 from helpers.prediction import Prediction, summary
 
 
@@ -70,9 +76,6 @@ PREDICTION_KEYS = {"eval_batch_size", "bf16", "task_b_decoding", "caption_templa
 def prediction_settings(items: list[str] | None) -> dict:
     """--set values for prediction, typed and checked like a profile's; keys that training fixed
     (the encoders, the image size, ...) are refused by name."""
-    from helpers.config import ConfigError, load_config
-    from helpers.overrides import parse_overrides
-
     overrides = parse_overrides(items)
     fixed = sorted(set(overrides) - PREDICTION_KEYS)
     if fixed:
@@ -135,10 +138,6 @@ def run(
     uncertain_band: float = 0.0,
     caption_groups: bool = False,
 ) -> Prediction:
-    from helpers.evaluation import outside as external
-    from helpers.evaluation.thresholds import resolve
-    from helpers.inference import streaming as scoring
-    from helpers.inference.caption_groups import decode_scored
 
     settings = settings or {}
     model, tokenizer = load_detector(model_dir, pick_device(device))

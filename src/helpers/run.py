@@ -1,17 +1,19 @@
 """Run the notebook study for one profile: python -m helpers.run params/<profile>.yaml
 
-Executes notebooks/NN_*.ipynb with papermill: 01-03 in order, then from 04 on notebook_lanes at a
-time (helpers.execution.NotebookRunner), each lane in one kernel with a fresh namespace for each notebook
-(helpers.kernel: the project's kernel, ct2-detector, registered for this Python when missing;
+Executes the notebooks of notebooks/stages.yaml with papermill: those that later ones run after in
+order, then the rest notebook_lanes at a time (helpers.execution.NotebookRunner), each lane in one
+kernel with a fresh namespace for each notebook (helpers.kernel: the project's kernel,
+ct2-detector, registered for this Python when missing;
 --kernel-per-notebook starts one per notebook); an execution timeout; the parameters are the
 profile file and the overrides given with --set), into reports/<profile>/: each executed notebook,
-its HTML reading copy (code hidden), provenance.json, and index.html. A failing notebook stops the
+its HTML reading copy (code hidden), profile.yaml (the resolved profile), provenance.json, and
+index.html. A failing notebook stops the
 run with the failing cell's error (no notebook starts after it); what ran is kept and indexed.
 
 --resume restarts at the first notebook that did not finish, keeping the ones before it that
-finished with the same parameters (each notebook's hash covers the keys it reads, so changing
-the seed study keeps notebooks 01-04), and lets the training stages continue from their
-checkpoints (resume: auto). If a parameter that decides a training changed, the study runs
+finished with the same parameters (each notebook's hash covers the profile sections its entry in
+the stage table reads, so changing the seed study keeps the stages before the analyses), and lets
+the training stages continue from their checkpoints (resume: auto). If a parameter that decides a training changed, the study runs
 again from the start, fresh, and says which.
 
 A cell error, a cell past notebook_timeout and a dead kernel (out of memory) all stop the run
@@ -31,41 +33,18 @@ from pathlib import Path
 from helpers.config import ConfigError, load_config
 from helpers.execution import FINISHED, NotebookRunner
 from helpers.files import write_json
-from helpers.identity import changed_keys, identity, identity_hash, training_identity
+from helpers.identity import changed_keys, identity_hash
 from helpers.overrides import parse_overrides
+from helpers.profiles import write_resolved
+from helpers.stage_table import StageTable, StageTableError, load_table
 from helpers.study.provenance import provenance, recorded_data
 from helpers.study.records import clear_report, metrics
 from helpers.study.report import write_index
 
 
-def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
-    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        found = [nb for nb in found if any(nb.stem.startswith(o) for o in only)]
-    if not found:
-        raise FileNotFoundError(f"no notebooks to run in {folder}" + (f" matching {only}" if only else ""))
-    return found
-
-
-# Which keys a notebook reads beyond the study's core: the core (01-04) reads none of the analyses'
-# keys, an analysis none of the outside sets' (but the baselines and notebook 13, which score them
-# too), the outside sets' notebook none of the analyses'.
-ANALYSIS_KEYS = ("analyses", "analysis_epochs", "seeds", "view_captions")
-READ_OUTSIDE_SETS = ("baselines", "beyond")
-
-
-def notebook_hash(cfg, stem: str) -> str:
-    """The hash of the parameters this notebook reads."""
-    ignored = (
-        ANALYSIS_KEYS
-        if "external" in stem
-        else ()
-        if any(n in stem for n in READ_OUTSIDE_SETS)
-        else ("external",)
-        if stem[:2] > "04"
-        else ANALYSIS_KEYS + ("external",)
-    )
-    return identity_hash({k: v for k, v in identity(cfg).items() if k not in ignored})
+def notebook_hash(table: StageTable, cfg, stem: str) -> str:
+    """The digest of the sections this notebook reads (its entry in the stage table)."""
+    return table[stem].digest(cfg)
 
 
 def run_study(
@@ -81,9 +60,10 @@ def run_study(
     cfg = load_config(profile_path, overrides)
     out_dir = root / cfg.reports
     out_dir.mkdir(parents=True, exist_ok=True)
-    to_run = notebooks(root / "notebooks", only)
+    table = load_table(root / "notebooks" / "stages.yaml")
+    to_run = table.notebooks(root / "notebooks", only)
     previous = _previous(out_dir / "provenance.json")
-    same_training, kept = _earlier_run(previous, cfg, to_run) if resume else (False, [])
+    same_training, kept = _earlier_run(previous, cfg, table, to_run) if resume else (False, [])
     if same_training:
         overrides["resume"] = "auto"
         cfg = load_config(profile_path, overrides)
@@ -104,16 +84,19 @@ def run_study(
         "stages": kept,
     }
     parameters = {"profile": str(Path(profile_path).resolve()), "overrides": overrides}
+    write_resolved(cfg, out_dir / "profile.yaml")
     started = time.perf_counter()
     done = {s["notebook"] for s in kept}
     for stem in sorted(done):
         print(f"[{cfg.profile}] {stem}: finished in an earlier run with these parameters, kept", flush=True)
-    runner = NotebookRunner(cfg, out_dir, parameters, root, kernel_per_notebook)
+    runner = NotebookRunner(cfg, table, out_dir, parameters, root, kernel_per_notebook)
     try:
         runner.run([nb for nb in to_run if nb.stem not in done])
     except KeyboardInterrupt:
         record["interrupted"] = True
-    record["stages"] += [{**stage, "params_hash": notebook_hash(cfg, stage["notebook"])} for stage in runner.stages]
+    record["stages"] += [
+        {**stage, "params_hash": notebook_hash(table, cfg, stage["notebook"])} for stage in runner.stages
+    ]
     record["stages"] = sorted(record["stages"] + others, key=lambda s: s["notebook"])
     record["total_seconds"] = round(time.perf_counter() - started, 1)
     record["data_revisions"] = recorded_data(cfg, root)
@@ -170,14 +153,16 @@ def _previous(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _earlier_run(previous: dict, cfg, to_run: list[Path]) -> tuple[bool, list[dict]]:
+def _earlier_run(previous: dict, cfg, table: StageTable, to_run: list[Path]) -> tuple[bool, list[dict]]:
     """(whether the earlier run trained under the same settings, the notebooks to keep: in order,
     up to the first that did not finish or read other parameters). A changed training setting:
     (False, []), the study starts afresh."""
     if not previous:
         return False, []
     old = previous.get("params", {})
-    changes = changed_keys(training_identity(old, "after"), training_identity(cfg, "after"))
+    changes = sorted(
+        {change for s in table.stages if s.trains for change in changed_keys(s.identity(old), s.identity(cfg))}
+    )
     if changes:
         print(
             f"[{cfg.profile}] --resume: training settings changed since the last run ({'; '.join(changes)}); "
@@ -192,7 +177,7 @@ def _earlier_run(previous: dict, cfg, to_run: list[Path]) -> tuple[bool, list[di
         if (
             not stage
             or stage.get("status") not in FINISHED
-            or stage.get("params_hash") != notebook_hash(cfg, notebook.stem)
+            or stage.get("params_hash") != notebook_hash(table, cfg, notebook.stem)
         ):
             break
         kept.append({**stage, "kept_from_earlier_run": True})
@@ -223,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume,
             kernel_per_notebook=args.kernel_per_notebook,
         )
-    except ConfigError as error:
+    except (ConfigError, StageTableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Interrupted as stop:

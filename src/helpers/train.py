@@ -24,7 +24,7 @@ from helpers.overrides import parse_overrides
 from helpers.study import pseudo_round
 from helpers.study import stages as study_stages
 from helpers.study.setup import study_splits
-from helpers.training import distributed, launch
+from helpers.training import distributed, launch, precision
 
 
 def parse(argv: list[str] | None):
@@ -92,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     from transformers import set_seed
-
-    from helpers.training import precision
 
     precision.apply_tf32(cfg)
     set_seed(cfg.seed)

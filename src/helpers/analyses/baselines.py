@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers.data.images import decode_many
+from helpers.evaluation import outside
+from helpers.evaluation.metadata_baseline import neutralise
 from helpers.evaluation.metrics import called_ai_rates, task_a_metrics, task_b_metrics
+from helpers.evaluation.probes import vision_features
+from helpers.modeling.building import preprocessing
 
 PAIRS = 1000
 METHODS = (
@@ -28,8 +33,6 @@ def scores(label_a, label_b, pred_a, pred_b=None) -> dict:
 
 def _outside_pixels(inputs, size: int, transform) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 pixels of the labelled, readable rows of an outside set, their Task-A labels)."""
-    from helpers.data.images import decode_many
-
     decoded = decode_many(inputs.chunk(0, len(inputs)), size, transform)
     keep = [i for i, (array, _, _) in enumerate(decoded) if array is not None and inputs.label_a[i] >= 0]
     return np.stack([decoded[i][0] for i in keep]), inputs.label_a[keep]
@@ -37,11 +40,6 @@ def _outside_pixels(inputs, size: int, transform) -> tuple[np.ndarray, np.ndarra
 
 def outside_f1(context, models: dict, probes: dict, tower) -> dict:
     """F1-A of each method on each outside set, as the files are and on the neutral view."""
-    from helpers.evaluation import outside
-    from helpers.evaluation.metadata_baseline import neutralise
-    from helpers.evaluation.probes import vision_features
-    from helpers.modeling.building import preprocessing
-
     found = {method: {} for method in METHODS}
     tokenizer, _ = preprocessing(context.cfg)
     for name, inputs in outside.outside_sets(context.cfg).items():

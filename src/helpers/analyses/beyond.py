@@ -10,9 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from helpers.analyses import common
+from helpers.evaluation.outside import outside_metrics
 from helpers.inference.caption_groups import LABEL as GROUPS
-from helpers.inference.caption_groups import group_decode
+from helpers.inference.caption_groups import decode_scored, group_decode
+from helpers.inference.streaming import score
+from helpers.study import stages
 from helpers.study.pseudo_round import RULES
+from helpers.training.pseudo_labels import augment
 
 PAPER = "paper: concat fusion, per-image decoding"
 ATTENTION = "attention fusion"
@@ -25,10 +29,6 @@ COLUMNS = ("test F1-A", "test F1-B (weighted)", "outside F1-A")
 def _ways(model, cached, captions, outside: dict, tokenizer, cfg, desc: str) -> tuple[dict, dict, object]:
     """({per image, by caption group} -> the evaluation split's scores, {way} -> mean outside F1-A,
     the split's group report); each set is predicted once and decoded both ways."""
-    from helpers.evaluation.outside import outside_metrics
-    from helpers.inference.caption_groups import decode_scored
-    from helpers.inference.streaming import score
-
     _, preds = common.evaluate(model, cached, cfg, desc)
     joint, report = group_decode(
         preds.prob_ai, preds.probs_b, captions, model.config.task_b_decoding, label_b=cached.label_b
@@ -80,9 +80,6 @@ def retrained_row(context, rule: str, pool, selection) -> dict:
     """Test scores of a model retrained on train plus the rule's selection (the profile's seed).
     The study's own 'after' model is that model when the profile uses the paper's rule and the
     analyses train as long as the stages do: it is scored, not trained again."""
-    from helpers.study import stages
-    from helpers.training.pseudo_labels import augment
-
     cfg = context.cfg
     own = (
         rule == RETRAINED[0]

@@ -13,23 +13,23 @@ import numpy as np
 
 from helpers.cache.dataset import CachedSplit
 from helpers.data.images import read_image_or_reason, square_uint8
+from helpers.data.splits import caption_mask
 from helpers.evaluation.metrics import all_metrics, compute_metrics_for
-from helpers.inference.cached import Predictions, predict
+from helpers.files import exclusive, written_whole
+from helpers.identity import identity_hash
+from helpers.inference.cached import Predictions, decode, pick_device, predict
 from helpers.labels import CLASS_NAMES
+from helpers.modeling.building import build_model
+from helpers.modeling.checkpoints import load_detector, save_detector
+from helpers.stage_table import load_table
+from helpers.study import setup, stages
+from helpers.study.records import update_metrics
+from helpers.study.setup import model_dir, study_splits
+from helpers.study.stages import final_stage
+from helpers.training import trainer as training
+
 
 # The title the report's index gives each analysis.
-TITLES = {
-    "audit": "Shortcut audit",
-    "robustness": "Robustness to everyday edits",
-    "ablation": "Modality ablation",
-    "unseen": "Unseen generators",
-    "calibration": "Calibration of head A",
-    "seeds": "Seeds",
-    "baselines": "Baselines",
-    "beyond": "Beyond the paper",
-}
-
-
 @dataclass
 class Context:
     """What an analysis starts from: the study's splits, the final model, the caches of the splits
@@ -58,9 +58,6 @@ def prepare(cfg, name: str, cache_names=()) -> Context:
     """The final model (notebooks 02-03 must have saved it for this run's settings) and the caches
     of cache_names (names, or a function of the study's splits giving them) plus the evaluation
     split. Stops when `name` is not in the profile's analyses."""
-    from helpers.study import setup, stages
-    from helpers.study.setup import study_splits
-
     setup.require(name in cfg.analyses, f"the '{name}' analysis", f"analyses: {list(cfg.analyses)}")
     splits = study_splits(cfg)
     model, tokenizer, stage = stages.final_model(cfg)
@@ -85,8 +82,6 @@ def prepare(cfg, name: str, cache_names=()) -> Context:
 
 def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
     """The cached rows of view_captions captions drawn by caption (all rows when 0)."""
-    from helpers.data.splits import caption_mask
-
     if not cfg.view_captions:
         return cached
     captions = np.asarray(split["Caption"], dtype=object)[cached.rows]
@@ -113,14 +108,6 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, stage: str = "before", **
     the same training, on the same data, is asked for again (keep_analysis_models: false keeps
     none: at paper scale each is about 0.8 GB)."""
     import time
-
-    from helpers.files import exclusive, written_whole
-    from helpers.identity import identity_hash
-    from helpers.inference.cached import pick_device
-    from helpers.modeling.building import build_model
-    from helpers.modeling.checkpoints import load_detector, save_detector
-    from helpers.study.setup import model_dir
-    from helpers.training import trainer as training
 
     run_cfg = quick_config(cfg, **changes)
     identity = training.run_identity(run_cfg, train, val, 1, stage)
@@ -179,8 +166,6 @@ def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, 
     import datasets
     from tqdm.auto import tqdm
 
-    from helpers.inference.cached import decode
-
     images = split.select_columns(["Image"]).cast_column("Image", datasets.Image(decode=False))
     blank = cached.blank if cached.blank is not None else np.zeros(len(cached), bool)
     prob_ai, probs_b = [], []
@@ -225,8 +210,6 @@ def without_generator(cached: CachedSplit, generator: int) -> CachedSplit:
 def model_read(cfg, reads: str | None = None) -> str:
     """The sentence that says which model an analysis reads: `reads`, or the study's final model;
     a model trained on pseudo-labels from a pool that may hold the scored images says so."""
-    from helpers.study.stages import final_stage
-
     if reads is not None:
         return f"Model read: {reads}."
     stage = final_stage(cfg)
@@ -243,17 +226,15 @@ def record(cfg, name: str, conclusion: str, numbers: dict, figures=(), reads: st
     """The analysis's title, conclusion (ending with which model it reads, model_read), figures and
     numbers in reports/<profile>/metrics.json, where the index page finds them; returns the
     conclusion for the notebook to show."""
-    from helpers.config import ANALYSIS_NOTEBOOKS
-    from helpers.study.records import update_metrics
-
+    stage = load_table().recorded_by(name)
     conclusion = f"{conclusion} {model_read(cfg, reads)}"
     update_metrics(
         cfg,
         {
             name: {
-                "title": TITLES[name],
+                "title": stage.title,
                 "conclusion": conclusion,
-                "html": f"{ANALYSIS_NOTEBOOKS[name]}.html",
+                "html": stage.html,
                 "figures": [f"figures/{f}.png" for f in figures],
                 "numbers": numbers,
             }

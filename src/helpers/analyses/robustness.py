@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from helpers.analyses import common
+from helpers.evaluation import perturbations
 
 
 def _at_level(transform, level, image):
@@ -16,8 +17,6 @@ def at_level(context: common.Context, name: str, level, unchanged: tuple) -> tup
     """(F1-A and weighted F1-B, Task-A accuracy per class) under perturbation `name` at `level`.
     `unchanged` is common.evaluate's answer on the cached rows, which an unchanged level reuses:
     nothing is decoded again for it."""
-    from helpers.evaluation import perturbations
-
     cfg = context.cfg
     values, preds = (
         unchanged

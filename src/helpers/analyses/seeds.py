@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.analyses import common
+from helpers.study import pseudo_round
+from helpers.training.pseudo_labels import augment
 
 HEADLINE = ("f1_a", "f1_b_weighted")
 
@@ -18,9 +20,6 @@ def seed_rows(context: common.Context, seed: int, pool=None) -> list[dict]:
     """The test scores of the recipe run from `seed`: the 'before' model and, when there is a pool
     (pseudo_round.pseudo_pool's, the same for every seed), the 'after' one. The profile's own seed
     is the study's stages, loaded, not retrained."""
-    from helpers.study import pseudo_round
-    from helpers.training.pseudo_labels import augment
-
     cfg = dataclasses.replace(context.cfg, seed=seed)
     full = {"epochs": cfg.epochs}
     train, val = context.caches["train"], context.caches["validation"]

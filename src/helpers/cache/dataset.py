@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from helpers.cache.pixels import DevicePixels, PixelView
+from helpers.cache.text import text_features
 
 
 @dataclass
@@ -163,7 +164,5 @@ def with_text_features(
     """The split with its text tower's pooled output attached (cache.text.text_features: once per
     distinct caption) instead of computed once per row and epoch or batch. desc: the progress
     bar's label, None for none."""
-    from helpers.cache.text import text_features
-
     features = text_features(model, cached.input_ids, cached.lengths, batch_size, desc=desc)
     return dataclasses.replace(cached, text_features=features)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.data.schema import find_column, read_image_table
+from helpers.data.sources import load_source
 from helpers.labels import CLASS_NAMES, UNLABELLED
 
 REAL_NAMES, AI_NAMES = ("real",), ("ai", "fake", "generated")
@@ -138,8 +140,6 @@ LABEL_WORDS = {"0": 0, "1": 1, "real": 0, "ai": 1, "fake": 1, "generated": 1, "0
 
 
 def from_csv(csv: Path) -> Inputs:
-    from helpers.data.schema import find_column, read_image_table
-
     frame, image, caption = read_image_table(csv)
     label_column = find_column(frame.columns, "Label_A")
     generator_column = next((c for c in frame.columns if c.lower() in ("generator", "source", "model")), None)
@@ -171,8 +171,6 @@ def from_csv(csv: Path) -> Inputs:
 
 def from_dataset(path: str, split: str | None) -> Inputs:
     import datasets
-
-    from helpers.data.sources import load_source
 
     source = load_source(path)
     name = split or ("test" if "test" in source else next(iter(source)))

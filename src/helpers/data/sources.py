@@ -17,6 +17,7 @@ import datasets
 import pandas as pd
 
 from helpers.data.schema import DataError, _normalise_split, find_column, read_image_table, validate_labels
+from helpers.data.synthetic import write_synthetic
 from helpers.files import exclusive
 
 # Bump when synthetic.py changes what it draws, so cached copies are rebuilt.
@@ -87,8 +88,6 @@ def load_source(
 
 def ensure_synthetic(cache_root: str | Path, captions: dict[str, int], image_size: int, seed: int) -> Path:
     """The synthetic set for these settings, written once and reused."""
-    from helpers.data.synthetic import write_synthetic
-
     key = hashlib.sha256(
         json.dumps([captions, image_size, seed, SYNTHETIC_VERSION], sort_keys=True).encode()
     ).hexdigest()[:12]

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from tqdm.auto import tqdm
 
+from helpers.data.schema import FEATURES
 from helpers.files import written_whole
 from helpers.labels import NUM_CLASSES, UNLABELLED, label_a_of
 
@@ -277,8 +278,6 @@ def write_synthetic(
     """Write the mini-CT2 as a saved DatasetDict; captions never repeat across splits; the
     shifted splits (the test split and the pool) drawn as shifted() says."""
     import datasets
-
-    from helpers.data.schema import FEATURES
 
     out_dir = Path(out_dir)
     all_captions = make_captions(sum(captions_per_split.values()), seed)

@@ -7,8 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from helpers.data.inputs import Inputs, read_inputs
+from helpers.data.sources import SYNTHETIC_VERSION
+from helpers.data.synthetic_outside import write_outside
+from helpers.evaluation.metadata_baseline import neutralise
 from helpers.evaluation.metrics import task_a_metrics, task_b_metrics
-from helpers.inference.streaming import Scored
+from helpers.inference.streaming import Scored, score
 from helpers.labels import UNLABELLED
 
 
@@ -77,9 +80,6 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
 
 def outside_sets(cfg) -> dict[str, Inputs]:
     """The profile's external sets, read (the synthetic one written first, once)."""
-    from helpers.data.sources import SYNTHETIC_VERSION
-    from helpers.data.synthetic_outside import write_outside
-
     sets = {}
     for entry in cfg.external:
         source = entry["source"]
@@ -100,9 +100,6 @@ def outside_sets(cfg) -> dict[str, Inputs]:
 
 def score_views(model, tokenizer, inputs: Inputs, batch_size: int, name: str) -> dict[str, dict]:
     """The set's metrics as the files are, and on the neutral view (one size, one format)."""
-    from helpers.evaluation.metadata_baseline import neutralise
-    from helpers.inference.streaming import score
-
     views = {"as the files are": None, "neutral view": neutralise(model.config.image_size)}
     return {
         view: outside_metrics(

@@ -13,6 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.cache.dataset import CachedSplit
+from helpers.cache.text import tower_digest
+from helpers.files import exclusive, written_whole
 
 
 @torch.inference_mode()
@@ -32,9 +34,6 @@ def vision_features(model, pixels, batch_size: int = 256, desc: str | None = Non
 def cached_features(model, cached: CachedSplit, folder, batch_size: int = 256) -> np.ndarray:
     """vision_features of a cached split, computed once per (split, tower weights, tower input) and
     kept under folder."""
-    from helpers.cache.text import tower_digest
-    from helpers.files import exclusive, written_whole
-
     path = Path(folder) / f"{model.config.vision_input}-{tower_digest(model.vision_encoder)}-{cached.fingerprint()}.npy"
     with exclusive(path):
         if path.is_file():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers.evaluation.calibration import best_threshold
+
 NAMED = ("0.5", "fpr1", "fpr5", "f1")
 
 
@@ -26,8 +28,6 @@ def at_false_positive_rate(prob_real: np.ndarray, rate: float) -> float:
 def operating_thresholds(prob_ai: np.ndarray, label_a: np.ndarray) -> dict:
     """The named thresholds on a labelled split (validation): 0.5, 1 % and 5 % of its real images
     called AI, and the F1-maximising one; with the real-image count they were set on."""
-    from helpers.evaluation.calibration import best_threshold
-
     prob_ai, label_a = np.asarray(prob_ai, np.float64), np.asarray(label_a, int)
     real = prob_ai[label_a == 0]
     return {

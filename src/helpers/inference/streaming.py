@@ -24,7 +24,7 @@ from helpers.cache.dataset import CachedSplit
 from helpers.cache.text import tokenize
 from helpers.data.images import decode_many
 from helpers.data.inputs import Inputs
-from helpers.inference.cached import Predictions, predict
+from helpers.inference.cached import Predictions, decode, predict
 
 DECODE_CHUNK = 32
 
@@ -134,7 +134,6 @@ def score(
             bar.update(len(decoded))
     if batch:
         flush()
-    from helpers.inference.cached import decode
 
     mode = getattr(model.config, "task_b_decoding", "hierarchical")
     return Scored(ok, reason, digest, decode(prob_ai, probs_b, threshold, mode=mode))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers.files import written_whole
+
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
 
 
@@ -93,8 +95,6 @@ def card_text(model_dir: Path, metrics: dict | None = None, stage: str = "", ana
 
 
 def write_card(model_dir: str | Path, metrics: dict | None = None, stage: str = "", analysed: bool = True) -> Path:
-    from helpers.files import written_whole
-
     model_dir = Path(model_dir)
     with written_whole(model_dir / "README.md") as partial:
         partial.write_text(card_text(model_dir, metrics, stage, analysed), encoding="utf-8")

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from helpers.labels import CLASS_NAMES
+
 
 def _header(cell) -> dict:
     raw = cell.get("bytes") if isinstance(cell, dict) else None
@@ -96,8 +98,6 @@ def metadata_conclusion(summary: pd.DataFrame, formats: pd.DataFrame) -> str:
 
 def split_table(splits) -> pd.DataFrame:
     """Rows per class and split (unlabelled rows as such)."""
-    from helpers.labels import CLASS_NAMES
-
     counts = (
         pd.DataFrame({name: pd.Series(split["Label_B"]).value_counts().sort_index() for name, split in splits.items()})
         .fillna(0)

@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from helpers.labels import CLASS_NAMES
+from helpers.study.setup import figures_dir
 
 
 def save(fig, folder: str | Path, name: str) -> Path:
@@ -26,8 +27,6 @@ def save(fig, folder: str | Path, name: str) -> Path:
 def keep(fig, cfg, name: str):
     """The figure saved as the report's figures/<name>.png and closed in pyplot, returned: a cell
     that ends with it shows it once (the inline backend would show an open one a second time)."""
-    from helpers.study.setup import figures_dir
-
     save(fig, figures_dir(cfg), name)
     plt.close(fig)
     return fig

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from helpers.training import precision
+
 PACKAGES = (
     "torch",
     "transformers",
@@ -59,8 +61,6 @@ def recorded_data(cfg, root: Path | None = None) -> dict:
 
 
 def provenance(cfg) -> dict:
-    from helpers.training import precision
-
     return {
         "params": cfg.to_dict(),
         "seed": cfg.seed,

@@ -10,17 +10,21 @@ import numpy as np
 import pandas as pd
 
 from helpers.config import Config
+from helpers.data.splits import is_labelled, normalised_captions
+from helpers.inference import cached as inference
 from helpers.inference.cached import pick_device
+from helpers.inference.caption_groups import group_decode
+from helpers.modeling.checkpoints import load_detector, weights_fingerprint
+from helpers.stage_table import Stage
 from helpers.study.records import record
 from helpers.study.setup import model_dir
 from helpers.training import distributed
+from helpers.training import pseudo_labels as pseudo
 
 
 def pseudo_cache_names(splits) -> list[str]:
     """The caches a pseudo-label round needs: train, validation, the pool (when the profile has
     one), and a labelled test split (to keep its images out of the pool)."""
-    from helpers.data.splits import is_labelled
-
     return (
         ["train", "validation"]
         + (["unlabelled"] if "unlabelled" in splits else [])
@@ -37,8 +41,6 @@ def pseudo_pool(cfg: Config, splits, caches: dict):
     a scored split (validation, test) is left out under pool_overlap: drop, and kept under keep
     (the authors' transductive setup). The same image in two releases has other bytes, and every
     caption comes with six images, so the caption is the key that finds a shared test set."""
-    from helpers.data.splits import normalised_captions
-
     pool = caches["unlabelled"]
     captions = normalised_captions(np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows])
     keep, overlap = np.ones(len(pool), bool), {}
@@ -102,8 +104,6 @@ def selections_by_rule(cfg: Config, predictions, captions) -> dict:
 def profile_select(cfg: Config, predictions, captions, balance: str, group_check: bool):
     """training.pseudo_labels.select with the profile's threshold, split and confidence, and the
     given balance and group check."""
-    from helpers.training import pseudo_labels as pseudo
-
     return pseudo.select(
         predictions,
         captions,
@@ -132,8 +132,6 @@ def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict
     saves it with what made it (selection_identity: pool, weights, settings), from which the
     'after' stage is rebuilt by another process or a resumed run without predicting again, and
     records its statistics."""
-    from helpers.training import pseudo_labels as pseudo
-
     selection, predictions = select_pool(cfg, splits, pool, model)
     selection.stats["overlap"] = overlap
     if distributed.is_main():
@@ -145,13 +143,9 @@ def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict
 def select_pool(cfg: Config, splits, pool, model):
     """(the selection the profile's rule makes from `model`'s predictions on the pool, the
     predictions), nothing saved: the pseudo-label round of one model."""
-    from helpers.inference import cached as inference
-
     predictions = inference.predict(model, pool, cfg.eval_batch_size, desc="predict unlabelled")
     captions = pool_captions(splits, pool)
     if cfg.task_b_decoding == "caption_groups":
-        from helpers.inference.caption_groups import group_decode
-
         predictions, groups = group_decode(predictions.prob_ai, predictions.probs_b, captions)
         print(f"pool decoded by caption group: {groups.summary()}")
     return profile_select(cfg, predictions, captions, cfg.pseudo_balance, cfg.pseudo_group_check), predictions
@@ -161,26 +155,17 @@ def pseudo_file(cfg: Config) -> Path:
     return cfg.run_dir / "pseudo_labels.npz"
 
 
+# The sections that turn the 'before' model's predictions into pseudo-labels (with the seed).
+SELECTION_SETTINGS = Stage(notebook="", title="the pseudo-label selection", reads=("training", "pseudo_labels"))
+
+
 def selection_identity(cfg: Config, pool) -> dict:
     """What a saved selection must match to be reused: the pool, the weights that predicted it,
     and the settings that turn predictions into pseudo-labels."""
-    from helpers.modeling.checkpoints import weights_fingerprint
-
-    settings = (
-        "pseudo_threshold",
-        "pseudo_train_fraction",
-        "pseudo_confidence",
-        "pseudo_split",
-        "pseudo_balance",
-        "pseudo_group_check",
-        "pool_overlap",
-        "task_b_decoding",
-        "seed",
-    )
     return {
         "pool": pool.fingerprint(),
         "model": weights_fingerprint(model_dir(cfg, "before")),
-        "settings": {k: getattr(cfg, k) for k in settings},
+        "settings": SELECTION_SETTINGS.identity(cfg),
     }
 
 
@@ -189,9 +174,6 @@ def pseudo_data(cfg: Config, splits, caches: dict):
     made by this pool, model and settings, else by a new pseudo-label round with the saved 'before'
     model. The main process decides (the others wait, at most ddp_timeout) and hands its selection
     to every process, so all train on the same rows whatever disk each one has."""
-    from helpers.modeling.checkpoints import load_detector
-    from helpers.training import pseudo_labels as pseudo
-
     pool, overlap = pseudo_pool(cfg, splits, caches)
     selection = None
     with distributed.main_first("the main process's pseudo-label round"):

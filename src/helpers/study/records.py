@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 
 from helpers.files import exclusive, json_default, write_json
+from helpers.training import distributed
 
 
 def record(cfg, section: str, values) -> Path:
     """Merge values under `section` into run_dir/record.json. Only the main process writes, and it
     replaces the file whole (never a half-written file)."""
-    from helpers.training import distributed
-
     path = cfg.run_dir / "record.json"
     if not distributed.is_main():
         return path

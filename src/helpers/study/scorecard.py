@@ -17,6 +17,9 @@ import numpy as np
 from helpers.data.splits import is_labelled
 from helpers.evaluation import metrics, outside
 from helpers.inference.cached import Predictions, pick_device, predict
+from helpers.inference.caption_groups import group_decode
+from helpers.modeling.checkpoints import load_detector
+from helpers.stage_table import load_table
 from helpers.study import records, setup, stages
 
 
@@ -48,8 +51,6 @@ def scored_splits(splits) -> list[str]:
 def score_stage(cfg, splits, stage: str, result: Evaluation, out_dir: Path) -> Evaluation:
     """Score one saved stage on every split it predicts, write its prediction files (and, for the
     last stage, the competition JSON) into out_dir, and add its scores to `result`."""
-    from helpers.modeling.checkpoints import load_detector
-
     names = [n for n in ("validation", "test", "unlabelled") if n in splits]
     model, tokenizer = load_detector(setup.model_dir(cfg, stage), pick_device())
     caches = stages.caches_for(cfg, splits, tokenizer, model.config.image_size, names)
@@ -92,8 +93,6 @@ def by_caption_group(result: Evaluation, split, name: str, complete, per_image: 
     """The same predictions decoded by caption group (inference.caption_groups), the groups' class
     probabilities and the other rows read as the model decodes (`mode`); the split's group
     report is kept on the result."""
-    from helpers.inference.caption_groups import group_decode
-
     captions = np.asarray(split["Caption"], dtype=object)[complete.rows]
     labels = complete.label_b if is_labelled(split) else None
     joint, result.groups[name] = group_decode(per_image.prob_ai, per_image.probs_b, captions, mode, label_b=labels)
@@ -158,7 +157,14 @@ def record_outside(cfg, name: str, views: dict[str, dict], figure: str) -> str:
     text = outside.conclusion(name, views["as the files are"], views["neutral view"])
     records.update_metrics(
         cfg,
-        {name: {"conclusion": text, "figure": f"figures/{figure}.png", "html": "11_external.html", "views": views}},
+        {
+            name: {
+                "conclusion": text,
+                "figure": f"figures/{figure}.png",
+                "html": load_table().recorded_by("external").html,
+                "views": views,
+            }
+        },
         section="external",
     )
     return text

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,21 @@ import pandas as pd
 from helpers.cache.dataset import CachedSplit
 from helpers.cache.store import blank_rows, build_cache
 from helpers.config import Config
+from helpers.data.splits import is_labelled
 from helpers.evaluation.metrics import compute_metrics_for
-from helpers.identity import changed_keys
-from helpers.inference.cached import pick_device
+from helpers.evaluation.thresholds import operating_thresholds
+from helpers.identity import changed_keys, training_identity
+from helpers.inference.cached import pick_device, predict
+from helpers.modeling.card import write_card
+from helpers.modeling.checkpoints import load_detector, save_detector
+from helpers.stage_table import load_table
 from helpers.study import records
 from helpers.study.provenance import provenance
 from helpers.study.records import record
 from helpers.study.setup import caption_template, model_dir
 from helpers.training import distributed, launch
+from helpers.training import trainer as training
+from helpers.training.arguments import training_arguments
 
 
 def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> dict[str, CachedSplit]:
@@ -68,51 +74,92 @@ def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_siz
     return dataclasses.replace(CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
 
 
+def training_args(cfg: Config, stage: str):
+    """The TrainingArguments of a stage ('before' or 'after' pseudo-labels): checkpoints under
+    runs/<profile>/checkpoints_<stage>, the global batch split over the profile's processes."""
+    processes = distributed.world_size() if distributed.launched() else cfg.processes
+    return training_arguments(cfg, cfg.run_dir / f"checkpoints_{stage}", processes)
+
+
+class SavedStage:
+    """A stage this process does not train, with a Trainer's train() and model: under torchrun
+    (processes > 1; train() starts it and waits), or already finished by this run (resume: auto;
+    train() only loads). The saved model is checked to be this run's."""
+
+    def __init__(self, cfg: Config, stage: str, current: dict, launch_torchrun: bool):
+        self.cfg, self.stage, self.current, self.launch_torchrun = cfg, stage, current, launch_torchrun
+        self.model, self.meta = None, None
+
+    def train(self):
+        cfg, stage, folder = self.cfg, self.stage, model_dir(self.cfg, self.stage)
+        if self.launch_torchrun:
+            launch.train_stage(cfg, stage)
+            if not (folder / "training_meta.json").is_file():
+                raise FileNotFoundError(f"the training subprocess ended without saving {folder}")
+        else:
+            print(f"stage '{stage}' already finished for this run: loading {folder} (resume: auto)")
+        self.meta = json.loads((folder / "training_meta.json").read_text())
+        saved_identity = dict(self.meta.get("run_identity") or {}, processes=self.current["processes"])
+        training.check_same_run(saved_identity, self.current, str(folder))
+        self.model, _ = load_detector(folder, pick_device())
+
+    def __repr__(self) -> str:
+        how = (
+            f"trained under torchrun in {self.cfg.processes} processes, then loaded"
+            if self.launch_torchrun
+            else "finished earlier by this run (resume: auto): loaded, not trained again"
+        )
+        return f"stage '{self.stage}': {how} from {model_dir(self.cfg, self.stage)}"
+
+
+def stage_trainer(cfg: Config, stage: str, model, train_data, val_data, args, extra: dict | None = None):
+    """What trains the stage: the study's Trainer over the two cached splits (training.trainer's
+    stage_trainer; with resume: auto it continues from this run's last complete checkpoint), or a
+    SavedStage where this process does not train it (processes > 1, or the stage is finished)."""
+    current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
+    if cfg.resume == "auto" and (model_dir(cfg, stage) / "training_meta.json").is_file():
+        return SavedStage(cfg, stage, current, launch_torchrun=False)
+    if cfg.processes > 1 and not distributed.launched():
+        # A batch the processes cannot split is refused here, not in N processes.
+        distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)
+        return SavedStage(cfg, stage, current, launch_torchrun=True)
+    return training.stage_trainer(
+        cfg,
+        model,
+        train_data,
+        val_data,
+        args,
+        compute_metrics_for(model.config.task_b_decoding),
+        {**provenance(cfg), **(extra or {})},
+        resume=cfg.resume == "auto",
+        stage=stage,
+    )
+
+
+def finish_stage(cfg: Config, stage: str, trainer, tokenizer, reference):
+    """After trainer.train(): the trained model with its operating thresholds (set on `reference`,
+    the labelled validation split without pseudo-labels), saved with its tokenizer and card,
+    recorded; its checkpoints removed. Returns the model, the training loss per logging step and
+    the per-epoch validation metrics."""
+    if isinstance(trainer, SavedStage):
+        train_loss, eval_metrics = training.learning_curves(pd.DataFrame(trainer.meta["history"]))
+        record(cfg, f"train_{stage}", {k: trainer.meta[k] for k in SUMMARY_KEYS if k in trainer.meta})
+        return trainer.model, train_loss, eval_metrics
+    return _save_trained(cfg, stage, trainer, tokenizer, reference)
+
+
 def train_stage(
     cfg: Config, stage: str, model, tokenizer, train_data, val_data, extra: dict | None = None, reference=None
 ):
     """Train `model` (fresh from modeling.building.build_model) for one stage ('before' or 'after'
-    pseudo-labels), save it with its tokenizer, record it. The model stores its operating
-    thresholds (evaluation.thresholds), set on `reference`: the labelled validation split without
-    pseudo-labels (default: val_data).
-    Returns the trained model, the training loss per logging step and the per-epoch validation
-    metrics. With resume: auto, a stage already finished by the same run is loaded, not trained
-    again, and a stage cut short continues from its last complete checkpoint. With processes > 1
-    (and not already under torchrun), training runs in a torchrun subprocess, which builds its own
-    model, and the saved one is loaded."""
-    from helpers.training import trainer as training
-
-    current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
-    saved = model_dir(cfg, stage) / "training_meta.json"
-    if cfg.resume == "auto" and saved.is_file():
-        print(f"stage '{stage}' already finished for this run: loading {model_dir(cfg, stage)} (resume: auto)")
-        return _saved_stage(cfg, stage, current)
-    if cfg.processes > 1 and not distributed.launched():
-        distributed.batch_plan(
-            cfg.batch_size, cfg.processes, cfg.per_device_max_batch
-        )  # refuse here, not in N processes
-        launch.train_stage(cfg, stage)
-        if not saved.is_file():
-            raise FileNotFoundError(f"the training subprocess ended without saving {model_dir(cfg, stage)}")
-        return _saved_stage(cfg, stage, current)
-    return _train_here(
-        cfg, stage, model, tokenizer, train_data, val_data, extra, val_data if reference is None else reference
-    )
-
-
-def _saved_stage(cfg: Config, stage: str, current: dict):
-    """A stage's saved model, checked to belong to this run (whatever its process count), as
-    train_stage returns it."""
-    from helpers.modeling.checkpoints import load_detector
-    from helpers.training import trainer as training
-
-    meta = json.loads((model_dir(cfg, stage) / "training_meta.json").read_text())
-    saved_identity = dict(meta.get("run_identity") or {}, processes=current["processes"])
-    training.check_same_run(saved_identity, current, str(model_dir(cfg, stage)))
-    model, _ = load_detector(model_dir(cfg, stage), pick_device())
-    train_loss, eval_metrics = training.learning_curves(pd.DataFrame(meta["history"]))
-    record(cfg, f"train_{stage}", {k: meta[k] for k in SUMMARY_KEYS if k in meta})
-    return model, train_loss, eval_metrics
+    pseudo-labels) as notebook 02 does step by step: its arguments, its trainer, train(), and
+    finish_stage (reference: default val_data). With resume: auto, a stage already finished by the
+    same run is loaded, not trained again, and a stage cut short continues from its last complete
+    checkpoint. With processes > 1 (and not already under torchrun), training runs in a torchrun
+    subprocess, which builds its own model, and the saved one is loaded."""
+    trainer = stage_trainer(cfg, stage, model, train_data, val_data, training_args(cfg, stage), extra)
+    trainer.train()
+    return finish_stage(cfg, stage, trainer, tokenizer, val_data if reference is None else reference)
 
 
 SUMMARY_KEYS = (
@@ -131,33 +178,8 @@ SUMMARY_KEYS = (
 )
 
 
-def operating_thresholds(cfg: Config, model, reference) -> dict:
-    """The thresholds of head A on the labelled reference split, as the model will store them."""
-    from helpers.evaluation.thresholds import operating_thresholds as thresholds_on
-    from helpers.inference.cached import predict
-
-    preds = predict(model, reference, cfg.eval_batch_size, desc="operating thresholds")
-    return thresholds_on(preds.prob_ai, reference.label_a)
-
-
-def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data, extra: dict | None, reference):
-    from helpers.modeling.card import write_card
-    from helpers.modeling.checkpoints import save_detector
-    from helpers.training import trainer as training
-
-    started = time.perf_counter()
-    run_provenance = {**provenance(cfg), **(extra or {})}
-    model, run = training.train(
-        cfg,
-        model,
-        train_data,
-        val_data,
-        cfg.run_dir / f"checkpoints_{stage}",
-        compute_metrics_for(model.config.task_b_decoding),
-        run_provenance,
-        resume=cfg.resume == "auto",
-        stage=stage,
-    )
+def _save_trained(cfg: Config, stage: str, trainer, tokenizer, reference):
+    run, model = training.training_run(trainer), trainer.model
     train_loss, eval_metrics = training.learning_curves(run.history)
     best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
     processes = distributed.world_size()
@@ -165,9 +187,9 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
     summary = {
         "best_epoch": float(best["epoch"]),
         "best_metric": float(best[f"eval_{cfg.metric_for_best}"]),
-        "seconds": round(time.perf_counter() - started, 1),
-        "train_rows": len(train_data),
-        "validation_rows": len(val_data),
+        "seconds": round(float(run.history["train_runtime"].dropna().iloc[-1]), 1),
+        "train_rows": len(trainer.train_dataset),
+        "validation_rows": len(trainer.eval_dataset),
         "curves": eval_metrics.to_dict(orient="records"),
         "epochs_run": run.epochs_run,
         "resumed_from": run.resumed_from,
@@ -176,15 +198,17 @@ def _train_here(cfg: Config, stage: str, model, tokenizer, train_data, val_data,
         "gradient_accumulation": accumulation,
     }
     if distributed.is_main():
+        # Head A's thresholds on the labelled reference split, stored in the model.
+        prob_ai = predict(model, reference, cfg.eval_batch_size, desc="operating thresholds").prob_ai
         model.config.operating_thresholds = summary["operating_thresholds"] = operating_thresholds(
-            cfg, model, reference
+            prob_ai, reference.label_a
         )
         save_detector(
             model,
             tokenizer,
             model_dir(cfg, stage),
             {
-                **run_provenance,
+                **trainer.marker.provenance,
                 **summary,
                 "run_identity": run.run_identity,
                 "history": run.history.to_dict(orient="records"),
@@ -218,9 +242,6 @@ def parameter_count(model) -> str:
 def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
     """Each saved model of this run gets its card rewritten with the report's figures and the
     analyses' limitations (at the end of a study; a model of another run is left alone)."""
-    from helpers.identity import training_identity
-    from helpers.modeling.card import write_card
-
     written = []
     for stage in ("before", "after"):
         folder = root / model_dir(cfg, stage)
@@ -232,9 +253,6 @@ def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
     return written
 
 
-TRAINED_BY = {"before": "02_train", "after": "03_pseudo_label"}
-
-
 class StaleModelError(RuntimeError):
     """A saved model that another run's settings made."""
 
@@ -242,13 +260,11 @@ class StaleModelError(RuntimeError):
 def checked_model_dir(cfg: Config, stage: str) -> Path:
     """The stage's saved model folder, refused when it was trained under other settings than
     this run's (config.training_identity): nothing stale is read as current."""
-    from helpers.identity import training_identity
-
     folder = model_dir(cfg, stage)
     meta_path = folder / "training_meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(
-            f"{folder} holds no trained model: run notebook {TRAINED_BY[stage]} of this profile "
+            f"{folder} holds no trained model: run notebook {load_table().trained_by(stage).notebook} of this profile "
             "first (or python -m helpers.run)"
         )
     recorded_params = (json.loads(meta_path.read_text()).get("run_identity") or {}).get("params")
@@ -256,7 +272,7 @@ def checked_model_dir(cfg: Config, stage: str) -> Path:
     if recorded_params is None or changes:
         raise StaleModelError(
             f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
-            f"run notebook {TRAINED_BY[stage]} again for these settings (or python -m helpers.run)"
+            f"run notebook {load_table().trained_by(stage).notebook} again for these settings (or python -m helpers.run)"
         )
     return folder
 
@@ -269,8 +285,6 @@ def final_stage(cfg: Config) -> str:
 def final_model(cfg: Config):
     """The study's final model (after pseudo-labels when the profile has that stage), checked to be
     this run's, its tokenizer and stage name."""
-    from helpers.modeling.checkpoints import load_detector
-
     stage = final_stage(cfg)
     model, tokenizer = load_detector(checked_model_dir(cfg, stage), pick_device())
     return model, tokenizer, stage
@@ -278,6 +292,4 @@ def final_model(cfg: Config):
 
 def evaluation_split(splits) -> str:
     """Where the analyses score: the labelled test split, else validation."""
-    from helpers.data.splits import is_labelled
-
     return "test" if "test" in splits and is_labelled(splits["test"]) else "validation"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from helpers.profiles import write_resolved
 
 
 class LaunchError(RuntimeError):
@@ -18,14 +18,8 @@ class LaunchError(RuntimeError):
 
 
 def resolved_profile(cfg, name: str) -> Path:
-    """The resolved config (file values, overrides, notebook parameters) as a YAML the
-    subprocess loads: one source of values for every process."""
-    from helpers.files import written_whole
-
-    path = cfg.run_dir / f"{name}.yaml"
-    with written_whole(path) as partial:
-        partial.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    return path
+    """The resolved config as a profile the subprocess loads: one source of values for every process."""
+    return write_resolved(cfg, cfg.run_dir / f"{name}.yaml")
 
 
 def command(profile: Path, processes: int, train_args: list[str], log_dir: Path) -> list[str]:

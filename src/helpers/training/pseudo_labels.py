@@ -14,7 +14,9 @@ import pandas as pd
 from helpers.cache.dataset import CachedSplit
 from helpers.data.splits import caption_mask
 from helpers.files import written_whole
-from helpers.inference.cached import Predictions
+from helpers.identity import changed_keys
+from helpers.inference.cached import Predictions, decode
+from helpers.inference.caption_groups import group_decode
 from helpers.labels import CLASS_NAMES, NUM_CLASSES
 
 
@@ -45,8 +47,6 @@ def agrees_with_group(predictions: Predictions, captions: np.ndarray, selected: 
     decoded jointly (rows of incomplete groups pass: there is no group to disagree). Both classes
     are read the same way: under six_class, the group's assignment and the row's own argmax are
     both over the six classes, unmasked by Task A."""
-    from helpers.inference.caption_groups import group_decode
-
     joint, report = group_decode(predictions.prob_ai, predictions.probs_b, captions, mode)
     agrees = ~report.jointly | (joint.label_b == predictions.label_b)
     return selected[agrees[selected]]
@@ -100,8 +100,6 @@ def split_rows(selected: np.ndarray, train_fraction: float, seed: int) -> tuple[
 def six_class_view(predictions: Predictions) -> Predictions:
     """The authors' pseudo-labels: A = P(AI) > 0.5; B = the argmax over all six classes, with the
     top softmax probability as its confidence, not masked by A (a row can be A real, B SD 3)."""
-    from helpers.inference.cached import decode
-
     decoded = decode(predictions.prob_ai, predictions.probs_b, mode="six_class")
     return Predictions(
         decoded.prob_ai,
@@ -184,8 +182,6 @@ def save_selection(path: Path, selection: Selection, made_by: dict) -> Path:
 
 def load_selection(path: Path, made_by: dict) -> tuple[Selection | None, str]:
     """(the saved selection, "") when it was made by made_by; else (None, why not)."""
-    from helpers.identity import changed_keys
-
     if not path.is_file():
         return None, f"no saved selection at {path}"
     with np.load(path) as saved:

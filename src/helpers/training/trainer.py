@@ -26,7 +26,8 @@ from helpers.files import write_json
 from helpers.identity import changed_keys, training_identity
 from helpers.modeling.compiled import compile_repeated_blocks
 from helpers.modeling.loss import global_counts
-from helpers.training import distributed, precision
+from helpers.training import distributed
+from helpers.training.arguments import training_arguments
 
 MARKER = "provenance.json"
 
@@ -47,78 +48,6 @@ class TrainingRun:
 
 class ResumeError(RuntimeError):
     """A checkpoint that belongs to another run (other settings, data or process count)."""
-
-
-def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArguments:
-    """batch_size is global: split over the processes, with gradient accumulation past
-    per_device_max_batch. Warmup and logging are given as shares of the total optimizer steps,
-    which the Trainer counts in global steps, so they do not change with the process count.
-    Precision follows the profile (precision.build_arguments); one process uses one device."""
-    cuda = torch.cuda.is_available()
-    per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
-    args = precision.build_arguments(
-        cfg,
-        lambda: TrainingArguments(
-            output_dir=str(out_dir),
-            learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay,
-            per_device_train_batch_size=per_device,
-            gradient_accumulation_steps=accumulation,
-            per_device_eval_batch_size=max(1, cfg.eval_batch_size // processes),
-            num_train_epochs=cfg.epochs,
-            # A float below 1 is a share of the steps (transformers >= 5, the floor in pyproject.toml).
-            warmup_steps=min(cfg.warmup_ratio, 0.999),
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=1,
-            load_best_model_at_end=True,
-            metric_for_best_model=cfg.metric_for_best,
-            greater_is_better=True,
-            logging_strategy="steps",
-            logging_steps=1 / (4 * cfg.epochs),
-            # The filter reads every step's loss on the host (bool(isnan(loss))), a sync that stops the
-            # host from queueing the next step while the GPU runs this one; a NaN loss is logged as NaN.
-            logging_nan_inf_filter=False,
-            # The loss is divided by the whole batch's counts (StudyTrainer), so each process's part is
-            # scaled by the process count before DDP averages the gradients.
-            average_tokens_across_devices=True,
-            label_names=["label_a", "label_b"],
-            remove_unused_columns=False,
-            bf16=precision.bf16_autocast(cfg),
-            # The fused kernel on CPU too (torch >= 2.4): the per-tensor loop took 5 ms of the demo's
-            # 100 ms step, the fused one well under 1.
-            optim="adamw_torch_fused",
-            dataloader_num_workers=cfg.num_workers,
-            dataloader_persistent_workers=cfg.num_workers > 0,
-            dataloader_pin_memory=cuda,
-            # Pinned batches are copied to the device without blocking the host.
-            accelerator_config={"non_blocking": cuda},
-            # DDP must look for parameters without gradients only when some exist: a tower switched
-            # off by the modality ablation, or BERT's pooler when another pooling is used.
-            ddp_find_unused_parameters=cfg.modality != "both" or cfg.text_pooling != "pooler",
-            ddp_timeout=cfg.ddp_timeout,
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            report_to=cfg.report_to,
-            use_cpu=not cuda,
-        ),
-    )
-    return one_device_per_process(args)
-
-
-def one_device_per_process(args: TrainingArguments) -> TrainingArguments:
-    """One process never trains on several GPUs: the Trainer would wrap the model in DataParallel
-    and multiply the batch by the GPU count. Several GPUs are used through several processes."""
-    if args.n_gpu > 1 and not distributed.launched():
-        print(
-            f"{args.n_gpu} GPUs are visible to one process: training on {args.device} only, with the profile's "
-            f"batch. To use all {args.n_gpu}, set processes: {args.n_gpu} (the notebooks and helpers.train start "
-            f"torchrun) or launch with torchrun --nproc_per_node {args.n_gpu}.",
-            flush=True,
-        )
-        # The attribute the Trainer itself sets to 1 to keep DataParallel out (model parallelism).
-        args._n_gpu = 1
-    return args
 
 
 class ProvenanceCallback(TrainerCallback):
@@ -192,7 +121,24 @@ def device_cache(cfg, splits, device) -> bool:
 class StudyTrainer(Trainer):
     """The Trainer, handing the loss the counts of the whole batch of an optimiser step, summed over
     the processes (modeling.loss.global_counts): Task B's masked mean is then one mean over the
-    global batch, not a mean of each micro-batch's or process's own."""
+    global batch, not a mean of each micro-batch's or process's own. A stage's trainer
+    (stage_trainer) also knows the checkpoint train() resumes from and the run it belongs to."""
+
+    resume_point: Path | None = None
+    run_identity: dict | None = None
+    marker: ProvenanceCallback | None = None
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        resume_from_checkpoint = resume_from_checkpoint or (str(self.resume_point) if self.resume_point else None)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def __repr__(self) -> str:
+        steps = self.args.num_train_epochs * -(-len(self.train_dataset) // self.args.train_batch_size)
+        start = f"resumes from {self.resume_point.name}" if self.resume_point else "starts afresh"
+        return (
+            f"{type(self).__name__}: {len(self.train_dataset):,} training and {len(self.eval_dataset):,} "
+            f"validation rows, about {steps:.0f} steps of {self.args.train_batch_size} on {self.args.device}; {start}"
+        )
 
     def _get_num_items_in_batch(self, batch_samples: list, device) -> torch.Tensor | None:
         counts = global_counts(batch_samples, self.model.config.loss_condition)
@@ -241,6 +187,49 @@ def make_trainer(
     return trainer
 
 
+def stage_trainer(
+    cfg,
+    model,
+    train_data: CachedSplit,
+    val_data: CachedSplit,
+    args: TrainingArguments,
+    compute_metrics,
+    provenance: dict | None = None,
+    resume: bool = False,
+    stage: str = "before",
+) -> StudyTrainer:
+    """The Trainer of one stage, ready to train() (make_trainer's, with args.output_dir for its
+    checkpoints). resume=True: train() continues from the newest complete checkpoint of the same
+    run (one of another run is refused); otherwise stale checkpoints of an earlier run are removed
+    first. Every checkpoint carries `provenance` and the run identity."""
+    out_dir = Path(args.output_dir)
+    current = run_identity(cfg, train_data, val_data, distributed.world_size(), stage)
+    checkpoint = None
+    if resume and complete_checkpoints(out_dir):
+        checkpoint = complete_checkpoints(out_dir)[-1]
+        check_same_run(json.loads((checkpoint / MARKER).read_text()).get("run_identity"), current, str(checkpoint))
+        print(f"resuming from {checkpoint}")
+    elif distributed.is_main():
+        shutil.rmtree(out_dir, ignore_errors=True)
+    distributed.barrier()
+    marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
+    trainer = make_trainer(cfg, model, train_data, val_data, args, [marker], compute_metrics)
+    trainer.resume_point, trainer.run_identity, trainer.marker = checkpoint, current, marker
+    return trainer
+
+
+def training_run(trainer: StudyTrainer) -> TrainingRun:
+    """What a stage's trainer did, once train() returned."""
+    return TrainingRun(
+        history=pd.DataFrame(trainer.state.log_history),
+        best_checkpoint=trainer.state.best_model_checkpoint,
+        best_metric=trainer.state.best_metric,
+        epochs_run=trainer.marker.epochs_run,
+        resumed_from=trainer.resume_point.name if trainer.resume_point else None,
+        run_identity=trainer.run_identity,
+    )
+
+
 def train(
     cfg,
     model,
@@ -252,36 +241,15 @@ def train(
     resume: bool = False,
     stage: str = "before",
 ) -> tuple[object, TrainingRun]:
-    """Train in place; returns the model with the best epoch's weights and the TrainingRun.
-    compute_metrics: what each epoch's evaluation reports (evaluation.metrics.compute_metrics_for),
-    the best epoch chosen by the profile's metric_for_best among them.
-    Checkpoints stay under out_dir (the latest, plus the best while it differs). resume=True
-    continues from the newest complete checkpoint of the same run; otherwise stale checkpoints
-    of an earlier run are removed first."""
-    out_dir = Path(out_dir)
-    processes = distributed.world_size()
-    current = run_identity(cfg, train_data, val_data, processes, stage)
-    checkpoint = None
-    if resume and complete_checkpoints(out_dir):
-        checkpoint = complete_checkpoints(out_dir)[-1]
-        check_same_run(json.loads((checkpoint / MARKER).read_text()).get("run_identity"), current, str(checkpoint))
-        print(f"resuming from {checkpoint}")
-    elif distributed.is_main():
-        shutil.rmtree(out_dir, ignore_errors=True)
-    distributed.barrier()
-    marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
-    args = training_arguments(cfg, out_dir, processes)
-    trainer = make_trainer(cfg, model, train_data, val_data, args, [marker], compute_metrics)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    run = TrainingRun(
-        history=pd.DataFrame(trainer.state.log_history),
-        best_checkpoint=trainer.state.best_model_checkpoint,
-        best_metric=trainer.state.best_metric,
-        epochs_run=marker.epochs_run,
-        resumed_from=checkpoint.name if checkpoint else None,
-        run_identity=current,
-    )
-    return trainer.model, run
+    """Train in place (stage_trainer's trainer, arguments from the profile); returns the model with
+    the best epoch's weights and the TrainingRun. compute_metrics: what each epoch's evaluation
+    reports (evaluation.metrics.compute_metrics_for), the best epoch chosen by the profile's
+    metric_for_best among them. Checkpoints stay under out_dir (the latest, plus the best while it
+    differs)."""
+    args = training_arguments(cfg, Path(out_dir), distributed.world_size())
+    trainer = stage_trainer(cfg, model, train_data, val_data, args, compute_metrics, provenance, resume, stage)
+    trainer.train()
+    return trainer.model, training_run(trainer)
 
 
 def learning_curves(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
