@@ -41,7 +41,9 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     """A saved detector and its tokenizer, from local files only."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a saved detector (no config.json); train one with 02_train first")
+        raise FileNotFoundError(
+            f"{path} is not a saved detector (no config.json); train one first (python -m helpers.run params/<profile>.yaml)"
+        )
     model = DualEncoderDetector.from_pretrained(path, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return model.to(device).eval(), tokenizer
