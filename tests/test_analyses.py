@@ -199,6 +199,10 @@ def test_conclusions_say_no_change_where_every_seed_gives_the_same_scores():
     varied = rows.assign(f1_b_weighted=[1.0, 0.9, 0.96, 0.98, 0.93, 0.9])
     text = conclusions.seeds_conclusion(seeds.spread(varied), seeds.pseudo_label_effect(varied), [42, 7, 1])
     assert "within the seed noise" in text and "twice the largest standard deviation" in text
+    assert "less than a point either way" not in text  # weighted F1-B's interval is wider than +-1 here
+    close = rows.assign(f1_b_weighted=[0.99, 0.995, 0.98, 0.986, 0.97, 0.977])
+    text = conclusions.seeds_conclusion(seeds.spread(close), seeds.pseudo_label_effect(close), [42, 7, 1])
+    assert "weighted F1-B by +0.6 points seed for seed" in text and "less than a point either way" in text
 
     class Report:
         def summary(self):

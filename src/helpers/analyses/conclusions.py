@@ -179,6 +179,10 @@ def seeds_conclusion(summary: pd.DataFrame, effect: pd.DataFrame, seeds: list) -
                 if row["ci95_low"] > 0 or row["ci95_high"] < 0
                 else "within the seed noise"
             )
+            # A point is the smallest change the demo's goal counts (issue 39): an interval inside
+            # +-1 shows the round's effect to be smaller than that, whichever side of zero it lies.
+            if verdict != "no change on any seed" and -1 <= row["ci95_low"] and row["ci95_high"] <= 1:
+                verdict += ", and less than a point either way (the interval lies within ±1)"
             text += (
                 f" Pseudo-labels change {name} by {row['mean']:+.1f} points seed for seed (95 % interval "
                 f"{row['ci95_low']:+.1f} to {row['ci95_high']:+.1f}): {verdict}."
