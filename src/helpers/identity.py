@@ -5,18 +5,18 @@ their hashes, and the changes between two identities, named."""
 from __future__ import annotations
 
 from helpers.config import Config
-from helpers.profiles import SECTIONS
-from helpers.stage_table import Stage, digest, load_table
+from helpers.profiles import SECTIONS, section_values
+from helpers.stage_table import digest, load_table
 
 # Every section but the one that says how or where a run executes: a resume or a rerun with other
 # values of `run` is still the same run.
-EVERYTHING = Stage(notebook="", title="the whole study", reads=tuple(s for s in SECTIONS if s != "run"))
+COMPUTING = tuple(s for s in SECTIONS if s != "run")
 
 
 def identity(config: Config | dict) -> dict:
     """The values that decide what a run computes; config may be a Config or its to_dict() as
     recorded in provenance."""
-    return EVERYTHING.identity(config)
+    return section_values(config, COMPUTING)
 
 
 def training_identity(config: Config | dict, model: str) -> dict:

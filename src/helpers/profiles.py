@@ -99,6 +99,14 @@ SECTIONS = {
 SECTION_OF = {key: name for name, keys in SECTIONS.items() for key in keys}
 
 
+def section_values(cfg, sections) -> dict:
+    """The seed and the keys of `sections`, from a Config or its to_dict() (as provenance records it):
+    what an identity is the digest of."""
+    values = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    keys = ["seed", *(k for section in sections for k in SECTIONS[section])]
+    return {k: values[k] for k in keys if k in values}
+
+
 def sectioned(cfg) -> dict:
     """The config as a profile file holds it: profile and seed, then each section's keys."""
     values = cfg.to_dict()

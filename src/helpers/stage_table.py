@@ -12,7 +12,7 @@ from pathlib import Path
 import pydantic
 import yaml
 
-from helpers.profiles import SECTION_OF, SECTIONS
+from helpers.profiles import SECTION_OF, SECTIONS, section_values
 
 # The repository's table; a run started in another project root reads that root's (helpers.run).
 DEFAULT = Path(__file__).resolve().parents[2] / "notebooks" / "stages.yaml"
@@ -38,9 +38,7 @@ class Stage:
 
     def identity(self, cfg) -> dict:
         """The seed and the keys of the sections this stage reads (cfg: a Config or its to_dict())."""
-        values = cfg if isinstance(cfg, dict) else cfg.to_dict()
-        keys = ["seed", *(k for section in self.reads for k in SECTIONS[section])]
-        return {k: values[k] for k in keys if k in values}
+        return section_values(cfg, self.reads)
 
     def digest(self, cfg) -> str:
         return digest(self.identity(cfg))

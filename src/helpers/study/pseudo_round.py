@@ -15,7 +15,7 @@ from helpers.inference import cached as inference
 from helpers.inference.cached import pick_device
 from helpers.inference.caption_groups import group_decode
 from helpers.modeling.checkpoints import load_detector, weights_fingerprint
-from helpers.stage_table import Stage
+from helpers.profiles import section_values
 from helpers.study.records import record
 from helpers.study.setup import model_dir
 from helpers.training import distributed
@@ -156,7 +156,7 @@ def pseudo_file(cfg: Config) -> Path:
 
 
 # The sections that turn the 'before' model's predictions into pseudo-labels (with the seed).
-SELECTION_SETTINGS = Stage(notebook="", title="the pseudo-label selection", reads=("training", "pseudo_labels"))
+SELECTION_SETTINGS = ("training", "pseudo_labels")
 
 
 def selection_identity(cfg: Config, pool) -> dict:
@@ -165,7 +165,7 @@ def selection_identity(cfg: Config, pool) -> dict:
     return {
         "pool": pool.fingerprint(),
         "model": weights_fingerprint(model_dir(cfg, "before")),
-        "settings": SELECTION_SETTINGS.identity(cfg),
+        "settings": section_values(cfg, SELECTION_SETTINGS),
     }
 
 
