@@ -48,16 +48,15 @@ def test_notebooks_are_committed_without_outputs(notebook):
 
 
 @pytest.mark.slow
-def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
+def test_smoke_profile_through_the_runner(smoke_study):
     """The whole study; its two training stages run under torchrun in two processes (processes: 2),
     the notebooks loading what those saved (CI's `make smoke` covers the in-process path)."""
-    profile = _profile(tmp_path / "smoke.yaml", **smoke_cfg.to_dict())
-    record = run_study(profile, root=ROOT, overrides={"processes": 2})
+    record, cfg = smoke_study.record, smoke_study.cfg
     assert [s["status"] for s in record["stages"]] == ["ok"] * len(NOTEBOOKS)
     assert record["overrides"] == {"processes": 2} and record["params"]["processes"] == 2
-    trained = json.loads((smoke_cfg.run_dir / "model_after" / "training_meta.json").read_text())
+    trained = json.loads((smoke_study.runs / "model_after" / "training_meta.json").read_text())
     assert trained["processes"] == 2
-    reports = ROOT / smoke_cfg.reports
+    reports = smoke_study.reports
     for notebook in NOTEBOOKS:
         assert (reports / notebook.name).is_file() and (reports / f"{notebook.stem}.html").is_file()
     metrics = json.loads((reports / "metrics.json").read_text())
@@ -86,7 +85,7 @@ def test_smoke_profile_through_the_runner(tmp_path, smoke_cfg):
     beyond = metrics["analyses"]["beyond"]["numbers"]
     assert "Beyond the paper" in index and "attention fusion" in index and "class quota" in index
     assert {r["variant"] for r in beyond["rows"]} >= {"attention fusion", "pseudo-labels: class quota"}
-    assert metrics["caption_groups"]["groups"]["test"]["groups"]["complete"] == smoke_cfg.synthetic_captions["test"]
+    assert metrics["caption_groups"]["groups"]["test"]["groups"]["complete"] == cfg.synthetic_captions["test"]
     outside = metrics["external"]["outside"]
     assert "Outside the training distribution" in index and outside["conclusion"] in index
     assert set(outside["views"]) == {"as the files are", "neutral view"} and (reports / outside["figure"]).is_file()

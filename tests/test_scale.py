@@ -110,17 +110,12 @@ def test_a_half_written_cache_is_never_read_but_rebuilt(tmp_path, smoke_model):
     assert not (broken / f"{key}.tmp").exists() and (broken / key / "meta.json").is_file()
 
 
-LAUNCHERS = {
-    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-    # accelerate's GPU launcher is torchrun underneath; on CPUs it runs the same gloo path.
-    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"],
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", list(LAUNCHERS))
-def test_two_processes_train_both_stages_with_one_cache_and_one_writer(tmp_path, launcher):
-    cmd = [*LAUNCHERS[launcher], "-m", "helpers.train", SMOKE, "--pseudo", *_sets(tmp_path)]
+def test_two_processes_under_accelerate_train_both_stages_with_one_cache_and_one_writer(tmp_path):
+    """accelerate's launcher (torchrun underneath; on CPUs the same gloo path). torchrun itself is the
+    shared smoke study's (processes: 2) and the two-node test's."""
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"]
+    cmd = [*launcher, "-m", "helpers.train", SMOKE, "--pseudo", *_sets(tmp_path)]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400, cwd=ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -182,6 +177,9 @@ def _weights(run, stage):
 
 @pytest.mark.slow
 def test_a_killed_training_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(tmp_path):
+    """Also the guard that training is deterministic from one process to the next: the killed run's
+    first epoch and the uninterrupted run's, each in a fresh process, must give the same curves, and
+    the resumed run the same weights."""
     # Enough rows and epochs that the kill lands mid-run: 288 rows, 18 steps an epoch, 4 epochs.
     longer = {"epochs": 4, "synthetic_captions": "{train: 48, validation: 8, test: 4, unlabelled: 4}"}
     killed, straight = tmp_path / "killed", tmp_path / "straight"
