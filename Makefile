@@ -37,9 +37,9 @@ lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Two test processes: the slow tests wait on kernels and subprocesses, so two share the 2-core machine well.
-# loadgroup: the tests that read the one shared smoke study run on one of them (tests/conftest.py).
+# loadfile: a test module goes whole to one of them, so the shared smoke study (tests/test_smoke_study.py) runs once.
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -1,6 +1,5 @@
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,56 +43,6 @@ def smoke_model(smoke_cfg):
     from helpers.modeling.building import build_model
 
     return build_model(smoke_cfg)
-
-
-@dataclass
-class SmokeStudy:
-    """The shared smoke study: its profile, config, the runner's record and where it wrote."""
-
-    profile: Path
-    cfg: object
-    record: dict
-    runs: Path
-    reports: Path
-
-
-def pytest_collection_modifyitems(items):
-    # The tests that read the shared smoke study go to one worker (make test's --dist loadgroup),
-    # so that it runs once per session rather than once per worker.
-    for item in items:
-        if "smoke_study" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("smoke_study"))
-
-
-@pytest.fixture(scope="session")
-def smoke_study(smoke_cfg, smoke_splits, tmp_path_factory) -> SmokeStudy:
-    """The whole smoke study through the runner, once, under the conditions the slow tests each
-    guard: its two training stages under torchrun in two processes (processes: 2, an override), and
-    a test image that does not decode under bad_images: zero (every notebook must apply the rule).
-    The notebooks from 04 run two at a time in warm kernels (the smoke profile's lanes)."""
-    import datasets
-
-    from helpers.run import run_study
-
-    base = tmp_path_factory.mktemp("smoke_study")
-    parts = dict(smoke_splits)
-    stored = datasets.Image(decode=False)
-    test = parts["test"].cast_column("Image", stored)
-    rows = test.to_dict()
-    rows["Image"][0] = {"bytes": b"this is not an image", "path": None}
-    parts["test"] = datasets.Dataset.from_dict(rows, features=test.features).cast_column("Image", datasets.Image())
-    datasets.DatasetDict(parts).save_to_disk(str(base / "data"))
-    values = {
-        **smoke_cfg.to_dict(),
-        "dataset": str(base / "data"),
-        "bad_images": "zero",
-        "work_dir": str(base / "runs"),
-        "report_dir": str(base / "reports"),
-    }
-    profile = write_profile(base / "smoke.yaml", values)
-    record = run_study(profile, root=ROOT, overrides={"processes": 2})
-    cfg = load_config({**values, "processes": 2})
-    return SmokeStudy(profile, cfg, record, cfg.run_dir, cfg.reports)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from conftest import ROOT, write_profile
+from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CORE = [nb for nb in NOTEBOOKS if nb.stem[:2] <= "04"]
@@ -76,12 +76,16 @@ def test_stepping_through_02_03_and_an_analysis_leaves_the_objects_they_made(tmp
     )
     assert after_03["profile"] == "smoke" and after_03["module"]
     assert after_03["train_plus"] == 96 + after_03["to_train"]
-    seeds = _step_through(
-        notebooks["10"],
+    calibration = _step_through(
+        notebooks["09"],
         parameters,
-        "{'profile': cfg.profile, 'seeds': sorted(set(rows.seed)), 'models': sorted(set(rows.model))}",
+        "{'profile': cfg.profile, 'split': context.split_name, 'scored': len(eval_preds.prob_ai), "
+        "'numbers': sorted(numbers), 'figures': figures}",
     )
-    assert seeds == {"profile": "smoke", "seeds": [0, 1], "models": ["after", "before"]}
+    assert (
+        calibration["profile"] == "smoke" and calibration["scored"] > 0 and calibration["figures"][0] == "reliability"
+    )
+    assert {"temperature", "ece_before", "ece_after", "threshold"} <= set(calibration["numbers"])
 
 
 @pytest.mark.slow
@@ -94,37 +98,6 @@ def test_a_notebook_that_needs_an_earlier_one_names_it(tmp_path):
     }
     with pytest.raises(CellExecutionError, match="run notebook 02_train of this profile first"):
         _step_through(next(nb for nb in NOTEBOOKS if nb.stem.startswith("03")), parameters, "{}")
-
-
-@pytest.mark.slow
-def test_the_warm_kernel_gives_the_numbers_a_kernel_per_notebook_gives(smoke_study, tmp_path):
-    """What a notebook trains does not depend on what ran before it in the same kernel: notebook 10
-    trained its seed-1 models in a lane's warm kernel after other notebooks; run again on a copy of
-    that study, in kernels of their own (09 beside it, so with the same torch threads), it trains
-    models that score the same."""
-    import shutil
-
-    from helpers.run import run_study
-
-    copy = tmp_path / "copy"
-    shutil.copytree(smoke_study.runs, copy / "runs" / "smoke", ignore=shutil.ignore_patterns("analysis_models"))
-    shutil.copytree(smoke_study.reports, copy / "reports" / "smoke")
-    values = {**smoke_study.cfg.to_dict(), "work_dir": str(copy / "runs"), "report_dir": str(copy / "reports")}
-    profile = write_profile(tmp_path / "smoke.yaml", values)
-    record = run_study(profile, only=["09", "10"], root=ROOT, kernel_per_notebook=True)
-    assert [(s["notebook"], s["status"]) for s in record["stages"] if s["notebook"][:2] in {"09", "10"}] == [
-        ("09_calibration", "ok"),
-        ("10_seeds", "ok"),
-    ]
-    executed = nbformat.read(copy / "reports" / "smoke" / "10_seeds.ipynb", as_version=4)
-    loaded = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
-    # Seed 0 is the study's own two models, loaded; seed 1's two were trained here.
-    assert loaded.count("the same training was done before") == 2, loaded
-    per_seed = [
-        json.loads((folder / "smoke" / "metrics.json").read_text())["seeds"]["per_seed"]
-        for folder in (smoke_study.reports.parent, copy / "reports")
-    ]
-    assert per_seed[0] == per_seed[1] and set(per_seed[0]) == {"0", "1"}
 
 
 def test_the_spectra_of_notebook_01_are_drawn_at_the_towers_input_size():

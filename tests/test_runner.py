@@ -1,5 +1,4 @@
 import ast
-import html
 import json
 
 import nbformat
@@ -7,7 +6,6 @@ import pytest
 import yaml
 
 from conftest import ROOT, write_profile
-from helpers.config import ANALYSES
 from helpers.run import main, run_study
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -45,51 +43,6 @@ def test_setup_reads_the_profile_file_and_applies_overrides(tmp_path, monkeypatc
 def test_notebooks_are_committed_without_outputs(notebook):
     nb = nbformat.read(notebook, as_version=4)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
-
-
-@pytest.mark.slow
-def test_smoke_profile_through_the_runner(smoke_study):
-    """The whole study; its two training stages run under torchrun in two processes (processes: 2),
-    the notebooks loading what those saved (CI's `make smoke` covers the in-process path)."""
-    record, cfg = smoke_study.record, smoke_study.cfg
-    assert [s["status"] for s in record["stages"]] == ["ok"] * len(NOTEBOOKS)
-    assert record["overrides"] == {"processes": 2} and record["params"]["processes"] == 2
-    trained = json.loads((smoke_study.runs / "model_after" / "training_meta.json").read_text())
-    assert trained["processes"] == 2
-    reports = smoke_study.reports
-    for notebook in NOTEBOOKS:
-        assert (reports / notebook.name).is_file() and (reports / f"{notebook.stem}.html").is_file()
-    metrics = json.loads((reports / "metrics.json").read_text())
-    for split in ("validation", "test"):
-        for stage in ("before", "after"):
-            assert {
-                "acc_a",
-                "precision_a",
-                "recall_a",
-                "f1_a",
-                "acc_b",
-                "precision_b_weighted",
-                "recall_b_weighted",
-                "f1_b_weighted",
-            } <= set(metrics[split][stage])
-    assert metrics["pseudo"]["pool"] > 0
-    provenance = json.loads((reports / "provenance.json").read_text())
-    assert provenance["params"]["profile"] == "smoke" and provenance["git_sha"] and provenance["versions"]["torch"]
-    assert all(s["seconds"] > 0 for s in provenance["stages"])
-    index = html.unescape((reports / "index.html").read_text())
-    assert "cm_test_after.png" in index and "F1 A" in index
-    assert set(metrics["analyses"]) == set(ANALYSES)
-    for name, item in metrics["analyses"].items():
-        assert item["conclusion"] in index and f'href="{item["html"]}"' in index, name
-    assert "<h3>" in index and (reports / "figures" / "cm_test_after.png").is_file()
-    beyond = metrics["analyses"]["beyond"]["numbers"]
-    assert "Beyond the paper" in index and "attention fusion" in index and "class quota" in index
-    assert {r["variant"] for r in beyond["rows"]} >= {"attention fusion", "pseudo-labels: class quota"}
-    assert metrics["caption_groups"]["groups"]["test"]["groups"]["complete"] == cfg.synthetic_captions["test"]
-    outside = metrics["external"]["outside"]
-    assert "Outside the training distribution" in index and outside["conclusion"] in index
-    assert set(outside["views"]) == {"as the files are", "neutral view"} and (reports / outside["figure"]).is_file()
-    assert "unseen_vq" in outside["views"]["neutral view"]["recall_per_generator"]
 
 
 def _profile(path, **values):
@@ -434,6 +387,7 @@ def test_after_ctrl_c_a_kernel_shut_down_on_purpose_prints_no_traceback(caplog, 
 
     from helpers.config import load_config
     from helpers.execution import NotebookRunner
+    from helpers.stage_table import load_table
 
     async def read_from_a_dead_kernel():
         raise RuntimeError("Kernel died")
@@ -451,7 +405,7 @@ def test_after_ctrl_c_a_kernel_shut_down_on_purpose_prints_no_traceback(caplog, 
         orphan_a_failed_task()
         assert "never retrieved" in caplog.text  # what a user saw after Ctrl-C
         caplog.clear()
-        NotebookRunner(load_config({"profile": "x"}), None, tmp_path, {}, tmp_path, False).stop()
+        NotebookRunner(load_config({"profile": "x"}), load_table(), tmp_path, {}, tmp_path, False).stop()
         orphan_a_failed_task()
         logging.getLogger("papermill").error("Kernel died while waiting for execute reply.")
         assert caplog.text == ""

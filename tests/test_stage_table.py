@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from helpers.stage_table import StageTableError, load_table
+from helpers.stage_table import StageTableError, load_table, read_table
 
 
 def _copy_of_the_study(tmp_path):
@@ -18,13 +18,13 @@ def _copy_of_the_study(tmp_path):
 
 def _write(notebooks, table):
     (notebooks / "stages.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
-    load_table.cache_clear()
+    read_table.cache_clear()
     return load_table(notebooks / "stages.yaml")
 
 
 def test_the_table_lists_every_notebook_of_the_study_in_its_order():
     table = load_table()
-    assert [p.stem for p in table.notebooks(ROOT / "notebooks")] == sorted(
+    assert [s.notebook for s in table.to_run(ROOT / "notebooks")] == sorted(
         p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
     )
     assert (table.trained_by("before").notebook, table.trained_by("after").notebook) == ("02_train", "03_pseudo_label")
@@ -34,11 +34,11 @@ def test_a_notebook_without_an_entry_or_an_entry_without_its_notebook_is_named(t
     notebooks, entries = _copy_of_the_study(tmp_path)
     (notebooks / "14_new.ipynb").write_text((notebooks / "01_explore_data.ipynb").read_text())
     with pytest.raises(StageTableError, match=r"\['14_new'\].*no entry in .*stages.yaml: add one"):
-        _write(notebooks, entries).notebooks(notebooks)
+        _write(notebooks, entries).to_run(notebooks)
     (notebooks / "14_new.ipynb").unlink()
     (notebooks / "09_calibration.ipynb").unlink()
     with pytest.raises(StageTableError, match=r"lists \['09_calibration'\], which .* does not hold"):
-        _write(notebooks, entries).notebooks(notebooks)
+        _write(notebooks, entries).to_run(notebooks)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,13 @@ def test_a_notebook_added_to_a_copy_of_the_table_is_run_indexed_and_kept_current
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     parameters = nbformat.v4.new_code_cell("profile = 'demo'\noverrides = {}")
     parameters.metadata["tags"] = ["parameters"]
-    nb.cells = [parameters, nbformat.v4.new_code_cell(f"open({str(log)!r}, 'a').write('ran\\n')")]
+    # It reads its own entry: the kernel's table is the run's, not the repository's.
+    reads_its_entry = "from helpers.stage_table import load_table\ntitle = load_table()['14_colour_check'].title"
+    nb.cells = [
+        parameters,
+        nbformat.v4.new_code_cell(reads_its_entry),
+        nbformat.v4.new_code_cell(f"open({str(log)!r}, 'a').write(title + '\\n')"),
+    ]
     nbformat.write(nb, notebooks / "14_colour_check.ipynb")
     _write(
         notebooks,
@@ -93,8 +99,8 @@ def test_a_notebook_added_to_a_copy_of_the_table_is_run_indexed_and_kept_current
         ]
         assert "14_colour_check · Colour check" in (tmp_path / "reports" / "smoke" / "index.html").read_text()
         assert run(external=[])["stages"][0].get("kept_from_earlier_run")  # a section it does not read
-        assert log.read_text().split() == ["ran"]
+        assert log.read_text().splitlines() == ["Colour check"]
         run(seeds=[5])  # its analyses section changed: run again
-        assert log.read_text().split() == ["ran", "ran"]
+        assert log.read_text().splitlines() == ["Colour check"] * 2
     finally:
-        load_table.cache_clear()
+        read_table.cache_clear()

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from helpers.kernel import ensure_kernel, study_kernel
+from helpers.stage_table import TABLE_VARIABLE, Stage
 
 
 def render_html(notebook: Path) -> Path:
@@ -123,13 +124,14 @@ class NotebookRunner:
     def __init__(self, cfg, table, out_dir: Path, parameters: dict, root: Path, kernel_per_notebook: bool):
         self.cfg, self.table, self.out_dir, self.parameters, self.root = cfg, table, out_dir, parameters, root
         self.kernel_per_notebook = kernel_per_notebook
+        self.kernel_env = {TABLE_VARIABLE: str(table.path)}  # the notebooks read this run's table
         self.stages: list[dict] = []
         self.rendered: list = []
         self.failed = threading.Event()
         self.stopped = threading.Event()  # Ctrl-C
         self.active: set = set()  # the kernels running a notebook now
 
-    def run(self, to_run: list[Path]) -> list[dict]:
+    def run(self, to_run: list[Stage]) -> list[dict]:
         # The reading copies are rendered beside the next notebook, not before it starts (the first
         # one, with nbconvert's import, takes seconds); all are written when run() returns.
         with ThreadPoolExecutor(1) as self.renders:
@@ -138,17 +140,17 @@ class NotebookRunner:
             rendered.result()
         return self.stages
 
-    def _run_all(self, to_run: list[Path]) -> None:
-        stages = [self.table[nb.stem] for nb in to_run]
-        in_order = [s for s in stages if self.table.runs_in_order(s)]
-        queue = [s for s in stages if not self.table.runs_in_order(s)]
+    def _run_all(self, to_run: list[Stage]) -> None:
+        in_order = [s for s in to_run if self.table.runs_in_order(s)]
+        queue = [s for s in to_run if not self.table.runs_in_order(s)]
         lanes = max(1, min(self.cfg.notebook_lanes, len(queue)))
         if lanes > 1:
             queue = heaviest_first(self.cfg, queue)
         with contextlib.ExitStack() as stack:
             # None: each notebook starts a kernel of its own (_run_one).
             kernels = [
-                None if self.kernel_per_notebook else stack.enter_context(study_kernel(self.root)) for _ in range(lanes)
+                None if self.kernel_per_notebook else stack.enter_context(study_kernel(self.root, self.kernel_env))
+                for _ in range(lanes)
             ]
             for kernel in kernels[1:]:
                 if kernel is not None and in_order:
@@ -210,7 +212,7 @@ class NotebookRunner:
         )
         with contextlib.ExitStack() as stack:
             if kernel is None:
-                kernel = stack.enter_context(study_kernel(self.root))
+                kernel = stack.enter_context(study_kernel(self.root, self.kernel_env))
             self.active.add(kernel)
             stack.callback(self.active.discard, kernel)
             ran = run_notebook(

@@ -11,6 +11,7 @@ each have a kernel of their own, told how many torch threads to use."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import uuid
@@ -84,13 +85,13 @@ class SharedKernel:
     """A started kernel; papermill runs a notebook in it when given `manager` (nbclient leaves a
     kernel it did not start running)."""
 
-    def __init__(self, cwd: Path, startup_timeout: int = 120):
+    def __init__(self, cwd: Path, env: dict | None = None, startup_timeout: int = 120):
         from jupyter_core.utils import run_sync
 
         self._run_sync = run_sync
         self.startup_timeout = startup_timeout
         self.manager = ipc_kernel_manager()(kernel_name=ensure_kernel())
-        run_sync(self.manager.start_kernel)(cwd=str(cwd))
+        run_sync(self.manager.start_kernel)(cwd=str(cwd), env={**os.environ, **(env or {})})
 
     def _execute(self, code: str) -> dict:
         client = self.manager.blocking_client()
@@ -124,9 +125,9 @@ class SharedKernel:
 
 
 @contextmanager
-def study_kernel(cwd: Path):
-    """A SharedKernel started in cwd, shut down at the end."""
-    kernel = SharedKernel(cwd)
+def study_kernel(cwd: Path, env: dict | None = None):
+    """A SharedKernel started in cwd, with these environment variables added, shut down at the end."""
+    kernel = SharedKernel(cwd, env)
     try:
         yield kernel
     finally:

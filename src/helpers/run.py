@@ -36,15 +36,10 @@ from helpers.files import write_json
 from helpers.identity import changed_keys, identity_hash
 from helpers.overrides import parse_overrides
 from helpers.profiles import write_resolved
-from helpers.stage_table import StageTable, StageTableError, load_table
+from helpers.stage_table import Stage, StageTable, StageTableError, load_table
 from helpers.study.provenance import provenance, recorded_data
 from helpers.study.records import clear_report, metrics
 from helpers.study.report import write_index
-
-
-def notebook_hash(table: StageTable, cfg, stem: str) -> str:
-    """The digest of the sections this notebook reads (its entry in the stage table)."""
-    return table[stem].digest(cfg)
 
 
 def run_study(
@@ -61,7 +56,7 @@ def run_study(
     out_dir = root / cfg.reports
     out_dir.mkdir(parents=True, exist_ok=True)
     table = load_table(root / "notebooks" / "stages.yaml")
-    to_run = table.notebooks(root / "notebooks", only)
+    to_run = table.to_run(root / "notebooks", only)
     previous = _previous(out_dir / "provenance.json")
     same_training, kept = _earlier_run(previous, cfg, table, to_run) if resume else (False, [])
     if same_training:
@@ -74,7 +69,7 @@ def run_study(
     others = [
         {**s, "from_earlier_run": True}
         for s in previous.get("stages", [])
-        if only and s["notebook"] not in {nb.stem for nb in to_run}
+        if only and s["notebook"] not in {stage.notebook for stage in to_run}
     ]
     record = {
         **provenance(cfg),
@@ -91,12 +86,10 @@ def run_study(
         print(f"[{cfg.profile}] {stem}: finished in an earlier run with these parameters, kept", flush=True)
     runner = NotebookRunner(cfg, table, out_dir, parameters, root, kernel_per_notebook)
     try:
-        runner.run([nb for nb in to_run if nb.stem not in done])
+        runner.run([stage for stage in to_run if stage.notebook not in done])
     except KeyboardInterrupt:
         record["interrupted"] = True
-    record["stages"] += [
-        {**stage, "params_hash": notebook_hash(table, cfg, stage["notebook"])} for stage in runner.stages
-    ]
+    record["stages"] += [{**stage, "params_hash": table[stage["notebook"]].digest(cfg)} for stage in runner.stages]
     record["stages"] = sorted(record["stages"] + others, key=lambda s: s["notebook"])
     record["total_seconds"] = round(time.perf_counter() - started, 1)
     record["data_revisions"] = recorded_data(cfg, root)
@@ -153,7 +146,7 @@ def _previous(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _earlier_run(previous: dict, cfg, table: StageTable, to_run: list[Path]) -> tuple[bool, list[dict]]:
+def _earlier_run(previous: dict, cfg, table: StageTable, to_run: list[Stage]) -> tuple[bool, list[dict]]:
     """(whether the earlier run trained under the same settings, the notebooks to keep: in order,
     up to the first that did not finish or read other parameters). A changed training setting:
     (False, []), the study starts afresh."""
@@ -172,15 +165,11 @@ def _earlier_run(previous: dict, cfg, table: StageTable, to_run: list[Path]) -> 
         return False, []
     by_name = {s["notebook"]: s for s in previous.get("stages", [])}
     kept = []
-    for notebook in to_run:
-        stage = by_name.get(notebook.stem)
-        if (
-            not stage
-            or stage.get("status") not in FINISHED
-            or stage.get("params_hash") != notebook_hash(table, cfg, notebook.stem)
-        ):
+    for stage in to_run:
+        ran = by_name.get(stage.notebook)
+        if not ran or ran.get("status") not in FINISHED or ran.get("params_hash") != stage.digest(cfg):
             break
-        kept.append({**stage, "kept_from_earlier_run": True})
+        kept.append({**ran, "kept_from_earlier_run": True})
     return True, kept
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import cache
 from pathlib import Path
 
@@ -14,8 +15,11 @@ import yaml
 
 from helpers.profiles import SECTION_OF, SECTIONS, section_values
 
-# The repository's table; a run started in another project root reads that root's (helpers.run).
+# The repository's table. A run started in another project root reads that root's (helpers.run),
+# and names it to the kernels it starts in this variable, so that what a notebook reads of the table
+# (a model's training identity, a record's title) is the run's table too.
 DEFAULT = Path(__file__).resolve().parents[2] / "notebooks" / "stages.yaml"
+TABLE_VARIABLE = "CT2_STAGE_TABLE"
 
 
 class StageTableError(ValueError):
@@ -93,15 +97,16 @@ class StageTable:
         """A stage that another one runs after runs in order; the others side by side."""
         return any(stage.notebook in s.after for s in self.stages)
 
-    def notebooks(self, folder: Path, only: list[str] | None = None) -> list[Path]:
-        """The notebooks of the table in its order (those whose names start with `only`'s entries);
-        a notebook in the folder without an entry, or an entry without its notebook, is an error."""
+    def to_run(self, folder: Path, only: list[str] | None = None) -> list[Stage]:
+        """The stages in table order (those whose notebooks' names start with `only`'s entries), once
+        the folder's notebooks are checked against it: a notebook without an entry, or an entry
+        without its notebook, is an error."""
         found = {p.stem: p for p in folder.glob("[0-9][0-9]_*.ipynb")}
         if missing := sorted(set(found) - set(self.by_notebook)):
             raise StageTableError(f"notebook(s) {missing} in {folder} have no entry in {self.path}: add one each")
         if absent := [s.notebook for s in self.stages if s.notebook not in found]:
             raise StageTableError(f"{self.path} lists {absent}, which {folder} does not hold")
-        chosen = [found[s.notebook] for s in self.stages if not only or any(s.notebook.startswith(o) for o in only)]
+        chosen = [s for s in self.stages if not only or any(s.notebook.startswith(o) for o in only)]
         if not chosen:
             raise FileNotFoundError(f"no notebooks to run in {folder}" + (f" matching {only}" if only else ""))
         return chosen
@@ -126,8 +131,14 @@ def _checked(stages: list[Stage], path: Path) -> None:
             raise StageTableError(f"{path}: two stages train the '{model}' model; one may")
 
 
+def load_table(path: Path | None = None) -> StageTable:
+    """The table at `path`; by default the one the runner named to this process (TABLE_VARIABLE),
+    else the repository's."""
+    return read_table(Path(path or os.environ.get(TABLE_VARIABLE) or DEFAULT))
+
+
 @cache
-def load_table(path: Path = DEFAULT) -> StageTable:
+def read_table(path: Path) -> StageTable:
     """The table at `path`, every entry checked (unknown fields, sections, order) before any work starts."""
     entries = yaml.safe_load(Path(path).read_text()) or {}
     stages = []
