@@ -362,7 +362,13 @@ def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_o
         time.sleep(0.2)
     time.sleep(1)
     os.killpg(rerun.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
-    _, err = rerun.communicate(timeout=120)
+    try:
+        _, err = rerun.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(rerun.pid, signal.SIGKILL)
+        out, err = rerun.communicate()
+        lines = [line for line in (out + err).replace("\r", "\n").splitlines() if not line.startswith("Executing")]
+        pytest.fail("the run went on after Ctrl-C:\n" + "\n".join(lines)[-4000:])
     assert rerun.returncode == 130, err
     lines = [line for line in err.splitlines() if line.startswith("interrupted")]
     assert len(lines) == 1 and "Traceback" not in err, err
