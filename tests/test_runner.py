@@ -355,7 +355,15 @@ def test_ctrl_c_in_a_rerun_keeps_the_last_complete_report_whole_and_says_so_in_o
     go_slow.touch()
     started.unlink()
     rerun = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # As in a terminal. A test run started in the background of a non-interactive shell (`make
+        # test &`) ignores SIGINT, and its children would inherit that and never see the Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not started.exists() and time.time() < deadline:
