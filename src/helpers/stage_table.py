@@ -87,7 +87,10 @@ class StageTable:
 
     def recorded_by(self, name: str) -> Stage:
         """The stage whose record in metrics.json is `name` (an analysis or its `records`)."""
-        return next(s for s in self.stages if name in (s.analysis, s.records))
+        found = [s for s in self.stages if name in (s.analysis, s.records)]
+        if not found:
+            raise StageTableError(f"no stage of {self.path} records '{name}': give its entry `records: {name}`")
+        return found[0]
 
     @property
     def analyses(self) -> tuple[str, ...]:

@@ -29,7 +29,6 @@ from helpers.study.stages import final_stage
 from helpers.training import trainer as training
 
 
-# The title the report's index gives each analysis.
 @dataclass
 class Context:
     """What an analysis starts from: the study's splits, the final model, the caches of the splits

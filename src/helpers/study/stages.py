@@ -116,13 +116,13 @@ def stage_trainer(cfg: Config, stage: str, model, train_data, val_data, args, ex
     """What trains the stage: the study's Trainer over the two cached splits (training.trainer's
     stage_trainer; with resume: auto it continues from this run's last complete checkpoint), or a
     SavedStage where this process does not train it (processes > 1, or the stage is finished)."""
-    current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
-    if cfg.resume == "auto" and (model_dir(cfg, stage) / "training_meta.json").is_file():
-        return SavedStage(cfg, stage, current, launch_torchrun=False)
-    if cfg.processes > 1 and not distributed.launched():
-        # A batch the processes cannot split is refused here, not in N processes.
-        distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)
-        return SavedStage(cfg, stage, current, launch_torchrun=True)
+    finished = cfg.resume == "auto" and (model_dir(cfg, stage) / "training_meta.json").is_file()
+    if finished or (cfg.processes > 1 and not distributed.launched()):
+        if not finished:  # a batch the processes cannot split is refused here, not in N processes
+            distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)
+        # The identity the saved model is checked against (training.stage_trainer makes its own).
+        current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
+        return SavedStage(cfg, stage, current, launch_torchrun=not finished)
     return training.stage_trainer(
         cfg,
         model,
