@@ -138,7 +138,6 @@ def run(
     uncertain_band: float = 0.0,
     caption_groups: bool = False,
 ) -> Prediction:
-
     settings = settings or {}
     model, tokenizer = load_detector(model_dir, pick_device(device))
     check_label_set(model.config.class_names)
