@@ -263,3 +263,73 @@ def test_the_baselines_notebook_compares_the_dual_encoder_trained_as_the_baselin
     assert "context.model" not in code
     assert 'dual_model, dual_seconds = common.trained(cfg, train, context.caches["validation"])' in code
     assert 'image_model, seconds = common.trained(cfg, train, context.caches["validation"], modality="image")' in code
+
+
+def test_resampled_scores_under_unit_weights_are_scikit_learns():
+    import numpy as np
+
+    from helpers.evaluation.metrics import all_metrics, resampled_headline
+
+    rng = np.random.default_rng(3)
+    truth_b = rng.integers(0, 6, 300)
+    pred_b = np.where(rng.random(300) < 0.6, truth_b, rng.integers(0, 5, 300))
+    truth_a, pred_a = (truth_b != 0).astype(int), (pred_b != 0).astype(int)
+    counts = rng.integers(0, 3, 300)
+    resampled = resampled_headline(np.stack([np.ones(300), counts]), truth_a, truth_b, pred_a, pred_b)
+    plain = all_metrics(truth_a, truth_b, pred_a, pred_b)
+    repeated = all_metrics(*(np.repeat(v, counts) for v in (truth_a, truth_b, pred_a, pred_b)))
+    for metric in ("f1_a", "f1_b_weighted"):
+        assert np.allclose(resampled[metric], [plain[metric], repeated[metric]]), metric
+
+
+def test_the_bootstrap_interval_covers_the_test_splits_sampling_error_the_seed_interval_leaves_out():
+    """Every seed gives the same answers, so the interval over the seeds has no width; the round
+    still changes a few test images, and redrawing the test captions shows how unsure that is."""
+    import numpy as np
+
+    from helpers.analyses import seeds
+    from helpers.inference.cached import decode
+
+    truth = np.tile(np.arange(6), 40)
+    captions = np.repeat([f"c{i}" for i in range(40)], 6)
+    evaluated = _cached(truth)
+    before_b = np.where(np.arange(len(truth)) % 7 == 0, 4, truth)
+    after_b = np.where(np.arange(len(truth)) % 11 == 0, 4, truth)
+
+    def answers(label_b):
+        probs = np.eye(6)[label_b] * 0.9 + 0.02
+        return decode((label_b != 0).astype(float), probs)
+
+    pairs = {seed: {"before": answers(before_b), "after": answers(after_b)} for seed in (1, 2, 3)}
+    rows = pd.DataFrame(
+        [
+            {"seed": seed, "model": model, **common.scores(evaluated, pair[model])}
+            for seed, pair in pairs.items()
+            for model in ("before", "after")
+        ]
+    )
+    over_seeds = seeds.pseudo_label_effect(rows).loc[("after - before", "f1_b_weighted")]
+    resampled = seeds.bootstrap_effect(evaluated, captions, pairs, draws=500).loc[("after - before", "f1_b_weighted")]
+    assert over_seeds["ci95_high"] - over_seeds["ci95_low"] < 1e-9 and over_seeds["mean"] > 0
+    assert resampled["ci95_low"] < over_seeds["mean"] < resampled["ci95_high"]
+    assert resampled["ci95_high"] - resampled["ci95_low"] > 1.0
+    text = conclusions.seeds_conclusion(
+        seeds.spread(rows),
+        seeds.pseudo_label_effect(rows),
+        [1, 2, 3],
+        resampled=seeds.bootstrap_effect(evaluated, captions, pairs, draws=500),
+    )
+    assert "training noise alone on this data draw and test split" in text and "500 paired bootstrap draws" in text
+
+
+def test_a_seed_listed_twice_is_refused_by_name():
+    from helpers.analyses import seeds
+    from helpers.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"key 'seeds' lists \[7\] more than once"):
+        load_config({"profile": "x", "seeds": [42, 7, 7]})
+    rows = pd.DataFrame(
+        [{"seed": s, "model": m, "f1_a": 1.0, "f1_b_weighted": 1.0} for s in (42, 7, 7) for m in ("before", "after")]
+    )
+    with pytest.raises(ValueError, match=r"seeds \[7\] have more than one row per model"):
+        seeds.pseudo_label_effect(rows)

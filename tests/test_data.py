@@ -185,3 +185,64 @@ def test_the_demos_test_split_and_pool_are_shifted_so_file_format_no_longer_name
     assert all(test[k] == {"JPEG", "WEBP"} for k in range(6))  # both formats in every class
     pool = formats("unlabelled", [i % 6 for i in range(len(data["unlabelled"]))])  # rows come six per caption
     assert set().union(*pool.values()) == {"JPEG", "WEBP"}
+
+
+def _shifted_shapes(captions: int = 60, size: int = 64):
+    """(width, height, aspect) of the shifted images of `captions` captions, and their labels."""
+    import io
+
+    from PIL import Image
+
+    from helpers.data.synthetic import make_captions, make_rows
+
+    rows = make_rows(make_captions(captions, 3), size, 3, shift=True)
+    shapes = np.array([Image.open(io.BytesIO(cell["bytes"])).size for cell in rows["Image"]], float)
+    return np.c_[shapes, shapes[:, 0] / shapes[:, 1]], np.array(rows["Label_A"]), np.array(rows["Label_B"])
+
+
+def test_the_shifted_splits_give_no_class_away_by_size_or_aspect():
+    """The review's probe: a depth-4 tree on width, height and aspect alone, cross-validated on the
+    shifted images, stays near chance (under 0.65 balanced accuracy for Task A, 0.35 for Task B;
+    chance 0.5 and 0.17), and preprocessing upsamples about as many real photos as generated images."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.tree import DecisionTreeClassifier
+
+    shapes, label_a, label_b = _shifted_shapes()
+    for labels, limit in ((label_a, 0.65), (label_b, 0.35)):
+        tree = DecisionTreeClassifier(max_depth=4, random_state=0)
+        guessed = cross_val_predict(tree, shapes, labels, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+        assert balanced_accuracy_score(labels, guessed) < limit
+    upsampled = shapes[:, :2].min(1) < 64
+    assert abs(upsampled[label_a == 0].mean() - upsampled[label_a == 1].mean()) < 0.2
+    assert (np.isclose(shapes[:, 2], 1.0)[label_a == 0]).any()  # real photos can be square too
+
+
+def test_the_cue_audit_names_a_cue_that_answers_the_split_by_itself():
+    """A split where AI images are square and real ones not, and formats carry nothing: the audit
+    finds the aspect (and size) alone tells Task A, the format does not; the conclusion says so."""
+    from helpers.analyses.conclusions import cue_sentence
+    from helpers.evaluation.metadata_baseline import cue_audit
+
+    rng = np.random.default_rng(0)
+    label_b = np.tile(np.arange(6), 40)
+    width = rng.integers(400, 700, len(label_b))
+    height = np.where(label_b == 0, (width * 3) // 4, width)
+    meta = pd.DataFrame(
+        {
+            "width": width,
+            "height": height,
+            "aspect": width / height,
+            "format": rng.choice(["JPEG", "WEBP"], len(label_b)),
+            "file_bytes": rng.integers(10_000, 90_000, len(label_b)),
+            "jpeg_quality": rng.integers(70, 96, len(label_b)).astype(float),
+            "Label_A": (label_b != 0).astype(int),
+            "Label_B": label_b,
+        }
+    )
+    cues = cue_audit(meta)
+    assert cues.loc["aspect", "Task A"] == 1.0 and cues.loc["format", "Task A"] < 0.65
+    assert cues.loc["chance", "Task B"] == pytest.approx(1 / 6) and cues.loc["aspect", "Task B"] < 0.4
+    text = cue_sentence(cues, "test")
+    assert "aspect" in text and "give Task A's answer away on this split" in text
+    assert "Task B's answer away" not in text

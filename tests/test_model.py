@@ -273,8 +273,6 @@ def test_every_scorer_uses_the_precision_the_model_carries(smoke_cfg, tmp_path, 
     """A model trained in fp32 (paper: bf16 false) is scored in fp32 by the notebooks' scorer, the
     streaming scorer and the command line alike, and a bf16 one under bf16 autocast: the precision
     travels in the saved model's config."""
-    import dataclasses
-
     from PIL import Image
 
     import helpers.inference.cached as cached
@@ -286,7 +284,8 @@ def test_every_scorer_uses_the_precision_the_model_carries(smoke_cfg, tmp_path, 
     folder.mkdir()
     Image.new("RGB", (20, 20), (90, 10, 10)).save(folder / "a.png")
     for bf16 in (False, True):
-        model, tokenizer = build_model(dataclasses.replace(smoke_cfg, bf16=bf16))
+        model, tokenizer = build_model(smoke_cfg)
+        model.config.bf16 = bf16  # as the Trainer that trained it recorded it (make_trainer)
         saved = save_detector(model, tokenizer, tmp_path / f"model-{bf16}")
         asked.clear()
         run(str(saved), str(folder), str(tmp_path / f"out-{bf16}.csv"))
@@ -304,3 +303,78 @@ def test_the_fusion_layer_and_heads_keep_nn_linears_initialisation(smoke_cfg):
         bound = 1 / math.sqrt(layer.in_features)
         assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
         assert layer.weight.std() > bound / 3  # spread over the bound, not a narrow draw
+
+
+def _captioned_split(tokenizer, n: int = 4):
+    import numpy as np
+
+    from helpers.cache.dataset import CachedSplit
+
+    enc = tokenizer(
+        ["a dog", "two cats on a bed", "a red bus", "a dog"][:n],
+        padding="max_length",
+        max_length=12,
+        return_tensors="np",
+    )
+    return CachedSplit(
+        np.random.default_rng(0).integers(0, 255, (n, 3, 32, 32), dtype=np.uint8),
+        enc["input_ids"].astype(np.int32),
+        enc["attention_mask"].sum(1).astype(np.int32),
+        np.ones(n, np.int64),
+        np.full(n, 2, np.int64),
+        np.arange(n),
+    )
+
+
+def test_a_model_records_the_precision_its_training_ran_in_not_the_profiles(smoke_cfg, tmp_path):
+    """The smoke profile says bf16: true, but bf16 autocast is CUDA's: a model trained on this CPU
+    ran in fp32 and says so, so no GPU later scores it under bf16."""
+    from helpers.training.arguments import training_arguments
+    from helpers.training.trainer import make_trainer
+
+    assert smoke_cfg.bf16 and not torch.cuda.is_available()
+    model, tokenizer = build_model(smoke_cfg)
+    model.config.bf16 = True  # whatever it said before training
+    split = _captioned_split(tokenizer)
+    make_trainer(smoke_cfg, model, split, split, training_arguments(smoke_cfg, tmp_path, 1))
+    assert model.config.bf16 is False
+
+
+def test_a_trained_text_tower_is_scored_under_the_autocast_its_evaluation_ran_in(smoke_cfg, monkeypatch):
+    """predict computes the text features of a tower that trained (not frozen) under the same
+    autocast as the rest of the model, as the Trainer's evaluation runs the whole model under it;
+    shown here with CPU bf16 autocast standing in for CUDA's."""
+    import contextlib
+
+    import numpy as np
+
+    import helpers.inference.cached as cached
+
+    monkeypatch.setattr(
+        cached,
+        "autocast_for",
+        lambda device, bf16: torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext(),
+    )
+    model, tokenizer = build_model(smoke_cfg)
+    model.eval()
+    assert not model.config.freeze_text
+    split = _captioned_split(tokenizer)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the Trainer's evaluation
+        whole = model(**collate(split.__getitems__(np.arange(len(split)))))
+    scored = cached.predict(model, split, batch_size=4, bf16=True, desc=None)
+    np.testing.assert_allclose(scored.prob_ai, torch.sigmoid(whole.logits_a.float()).numpy(), atol=1e-6)
+    np.testing.assert_allclose(scored.probs_b, torch.softmax(whole.logits_b.float(), -1).numpy(), atol=1e-6)
+
+
+def test_an_empty_split_is_scored_as_nothing_and_says_so(smoke_cfg, capsys):
+    """A pool emptied by overlap dropping, or a split whose every image was unreadable: no rows,
+    no crash, and a line that says nothing was scored."""
+    import numpy as np
+
+    from helpers.inference.cached import predict
+
+    model, tokenizer = build_model(smoke_cfg)
+    empty = _captioned_split(tokenizer).subset(np.arange(0))
+    scored = predict(model, empty, batch_size=4, desc="pool")
+    assert len(scored.prob_ai) == len(scored.label_b) == 0 and scored.probs_b.shape == (0, 6)
+    assert "pool: no rows to score (the split is empty); nothing scored" in capsys.readouterr().out

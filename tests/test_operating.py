@@ -158,12 +158,21 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     assert card.data.eval_results is None  # no report yet
     metrics = {
         "validation": {"before": {"f1_a": 0.91234, "acc_a": 0.8, "f1_b_weighted": 0.5}},
-        "analyses": {"audit": {"title": "Shortcut audit", "conclusion": "Metadata alone goes most of the way."}},
+        "analyses": {
+            "audit": {
+                "title": "Shortcut audit",
+                "conclusion": "Metadata alone goes most of the way.",
+                "model": "before",
+            },
+            # scored models it trained itself: a conclusion about none of the saved stages
+            "unseen": {"title": "Unseen generators", "conclusion": "Held-out SDXL is caught.", "model": None},
+        },
     }
     card = ModelCard.load(write_card(folder, metrics, "before"))
     results = {(r.dataset_split, r.metric_name): r.metric_value for r in card.data.eval_results}
     assert results[("validation", "f1_a")] == 91.23 and results[("validation", "acc_a")] == 80.0
     assert "Metadata alone goes most of the way." in card.text.split("## Limitations")[1]
+    assert "Held-out SDXL" not in card.text
     # At the study's end the cards are rewritten: the analyses scored the final model (after
     # pseudo-labels on this profile), so model_before's card carries none of their conclusions.
     assert stages.final_stage(cfg) == "after"

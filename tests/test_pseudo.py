@@ -150,3 +150,47 @@ def test_under_six_class_confidence_the_group_check_keeps_rows_with_no_group_to_
     checked = select(both, captions, 0.8, 1.0, 0, confidence="six_class", group_check=True)
     assert plain.to_train.tolist() == [0] and checked.to_train.tolist() == [0]
     assert checked.stats["dropped_by_group_check"] == 0
+
+
+def _sure_and_right(groups: int):
+    """Complete caption groups (one image per class) and a model right and sure on every image, its
+    head B's 'real' column untrained as under the paper's loss (never the argmax)."""
+    truth = np.tile(np.arange(6), groups)
+    prob_ai = np.where(truth == 0, 0.02, 0.98)
+    probs_b = np.full((len(truth), 6), 0.004)
+    probs_b[np.arange(len(truth)), np.where(truth == 0, 3, truth)] = 0.98  # a real image: an untrained guess
+    probs_b /= probs_b.sum(1, keepdims=True)
+    captions = np.repeat([f"caption {g}" for g in range(groups)], 6).astype(object)
+    return truth, prob_ai, probs_b, captions
+
+
+def test_under_six_class_confidence_the_group_check_keeps_the_real_photos_it_agrees_with():
+    """The review's probe: 20 caption groups, a model right and sure everywhere. The group's joint
+    answer calls each real photo real (P(real) = 1 - P(AI)); so does head A. Every real row is kept
+    with the check as without it, and the per-class table and the pseudo-labels' classes count them
+    as real, not as head B's untrained guess."""
+    truth, prob_ai, probs_b, captions = _sure_and_right(20)
+    preds = decode(prob_ai, probs_b)
+    plain = select(preds, captions, 0.8, 0.8, 0, confidence="six_class")
+    checked = select(preds, captions, 0.8, 0.8, 0, confidence="six_class", group_check=True)
+    kept = np.concatenate([checked.to_train, checked.to_validation])
+    assert (truth[np.concatenate([plain.to_train, plain.to_validation])] == 0).sum() == 20
+    assert (truth[kept] == 0).sum() == 20 and checked.stats["dropped_by_group_check"] == 0
+    per_class = {row["class"]: row for row in checked.stats["per_class"]}
+    assert per_class["real"]["predicted"] == per_class["real"]["kept"] == 20
+    assert per_class["SD 3"]["predicted"] == 20  # not 40: the real photos are not counted as SD 3
+    assert (checked.classes == truth).all()
+
+
+def test_the_class_quota_ranks_real_rows_as_real_under_six_class_confidence():
+    """A real photo whose untrained head-B argmax is SD 3 takes no place in SD 3's quota: with 20
+    real, 20 SD 3 and 5 SD 2.1 rows confident, the quota is 5 and 5 of each class are kept."""
+    truth, prob_ai, probs_b, captions = _sure_and_right(20)
+    rows = np.flatnonzero(np.isin(truth, [0, 3]) | ((truth == 1) & (np.arange(len(truth)) < 30)))
+    preds = decode(prob_ai[rows], probs_b[rows])
+    chosen = select(preds, captions[rows], 0.8, 1.0, 0, confidence="six_class", balance="class_quota")
+    counts = np.bincount(chosen.classes[chosen.to_train], minlength=6)
+    assert (
+        counts.tolist() == [5, 5, 0, 5, 0, 0]
+        and (chosen.classes[chosen.to_train] == truth[rows][chosen.to_train]).all()
+    )

@@ -145,3 +145,20 @@ def test_the_warm_kernel_gives_the_numbers_a_kernel_per_notebook_gives(smoke_stu
         for folder in (smoke_study.reports.parent, copy / "reports")
     ]
     assert per_seed[0] == per_seed[1] and set(per_seed[0]) == {"0", "1"}
+
+
+@pytest.mark.slow
+def test_each_conclusion_names_the_models_it_read_and_a_card_carries_only_its_own(smoke_study):
+    """The ablation, the held-out generators, the seeds and the variants score models they trained:
+    their conclusions say so, not 'the study's final model', and none of them lands in the final
+    model's card, which carries the conclusions about itself (the audit, robustness, calibration)."""
+    analyses = json.loads((smoke_study.reports / "metrics.json").read_text())["analyses"]
+    for name in ("ablation", "unseen", "seeds", "beyond", "baselines"):
+        assert "the study's final model" not in analyses[name]["conclusion"], name
+        assert analyses[name]["model"] is None, name
+    for name in ("audit", "robustness", "calibration"):
+        assert "Model read: the study's final model (after pseudo-labels)" in analyses[name]["conclusion"], name
+        assert analyses[name]["model"] == "after", name
+    card = (smoke_study.runs / "model_after" / "README.md").read_text()
+    assert analyses["unseen"]["title"] not in card and analyses["ablation"]["title"] not in card
+    assert all(analyses[name]["title"] in card for name in ("audit", "robustness", "calibration"))

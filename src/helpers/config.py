@@ -209,6 +209,11 @@ class Config:
                 )
             if not all(isinstance(entry[k], str) and entry[k] for k in ("name", "source")):
                 raise ConfigError(f"key 'external' entry {i}: name and source must be non-empty text, got {entry!r}")
+        if repeated := sorted({seed for seed in self.seeds if self.seeds.count(seed) > 1}):
+            raise ConfigError(
+                f"key 'seeds' lists {repeated} more than once ({self.seeds}): each seed's models are paired "
+                "by seed, and a seed twice is the same training twice; list each seed once"
+            )
         if self.fusion == "attention" and self.modality != "both":
             raise ConfigError(f"fusion: attention needs both towers (modality: both), got modality: {self.modality}")
         for split, count in self.synthetic_captions.items():

@@ -224,7 +224,9 @@ def model_read(cfg, reads: str | None = None) -> str:
 def record(cfg, name: str, conclusion: str, numbers: dict, figures=(), reads: str | None = None) -> str:
     """The analysis's title, conclusion (ending with which model it reads, model_read), figures and
     numbers in reports/<profile>/metrics.json, where the index page finds them; returns the
-    conclusion for the notebook to show."""
+    conclusion for the notebook to show. reads: the models the analysis scored when they are not
+    the study's final model (those it trained itself, say); None: the final model, and then its
+    record names that model's stage, whose card alone carries the conclusion."""
     stage = load_table().recorded_by(name)
     conclusion = f"{conclusion} {model_read(cfg, reads)}"
     update_metrics(
@@ -236,6 +238,7 @@ def record(cfg, name: str, conclusion: str, numbers: dict, figures=(), reads: st
                 "html": stage.html,
                 "figures": [f"figures/{f}.png" for f in figures],
                 "numbers": numbers,
+                "model": final_stage(cfg) if reads is None else None,
             }
         },
         section="analyses",

@@ -153,9 +153,12 @@ def threshold_sentence(costs: pd.DataFrame) -> str:
     )
 
 
-def seeds_conclusion(summary: pd.DataFrame, effect: pd.DataFrame, seeds: list) -> str:
-    """summary and effect as analyses.seeds.spread gives them (points). A difference is called
-    larger than the seed noise when its 95 % interval over the seeds leaves out zero."""
+def seeds_conclusion(
+    summary: pd.DataFrame, effect: pd.DataFrame, seeds: list, resampled: pd.DataFrame | None = None
+) -> str:
+    """summary and effect as analyses.seeds.spread gives them (points); resampled as
+    analyses.seeds.bootstrap_effect gives it. A difference is called larger than the seed noise when
+    its 95 % interval over the seeds leaves out zero; each interval says what it covers."""
     names = {"f1_a": "F1-A", "f1_b_weighted": "weighted F1-B"}
     models = list(dict.fromkeys(model for model, _ in summary.index))
     parts = [
@@ -171,22 +174,7 @@ def seeds_conclusion(summary: pd.DataFrame, effect: pd.DataFrame, seeds: list) -
     noise = summary["std"].max()
     if not effect.empty:
         for metric, name in names.items():
-            row = effect.loc[("after - before", metric)]
-            verdict = (
-                "no change on any seed"
-                if row["ci95_low"] == row["ci95_high"] == 0
-                else "larger than the seed noise"
-                if row["ci95_low"] > 0 or row["ci95_high"] < 0
-                else "within the seed noise"
-            )
-            # A point is the smallest change the demo's goal counts (issue 39): an interval inside
-            # +-1 shows the round's effect to be smaller than that, whichever side of zero it lies.
-            if verdict != "no change on any seed" and -1 <= row["ci95_low"] and row["ci95_high"] <= 1:
-                verdict += ", and less than a point either way (the interval lies within ±1)"
-            text += (
-                f" Pseudo-labels change {name} by {row['mean']:+.1f} points seed for seed (95 % interval "
-                f"{row['ci95_low']:+.1f} to {row['ci95_high']:+.1f}): {verdict}."
-            )
+            text += " " + _effect_sentence(effect.loc[("after - before", metric)], name, resampled, metric)
     if noise == 0:
         return text + " Every seed gives the same figures: no difference between two runs of this recipe is seed noise."
     return text + (
@@ -195,7 +183,60 @@ def seeds_conclusion(summary: pd.DataFrame, effect: pd.DataFrame, seeds: list) -
     )
 
 
-def audit_conclusion(meta_scores: dict, model_scores: dict, neutral_scores: dict, split: str) -> str:
+def _effect_sentence(row, name: str, resampled: pd.DataFrame | None, metric: str) -> str:
+    """The pseudo-label round's effect on one metric: the t-interval over the seeds (training noise on
+    this data draw and test split) and, when given, the bootstrap's over seeds and test captions,
+    which also covers the test split's sampling error and so decides the 'less than a point' call."""
+    verdict = (
+        "no change on any seed"
+        if row["ci95_low"] == row["ci95_high"] == 0
+        else "larger than the seed noise"
+        if row["ci95_low"] > 0 or row["ci95_high"] < 0
+        else "within the seed noise"
+    )
+    sentence = (
+        f"Pseudo-labels change {name} by {row['mean']:+.1f} points seed for seed (95 % interval over the seeds "
+        f"{row['ci95_low']:+.1f} to {row['ci95_high']:+.1f}, training noise alone on this data draw and test split)"
+    )
+    widest = row
+    if resampled is not None and not resampled.empty:
+        widest = resampled.loc[("after - before", metric)]
+        sentence += (
+            f"; redrawing the test captions with the seeds ({widest['draws']:.0f} paired bootstrap draws), "
+            f"{widest['ci95_low']:+.1f} to {widest['ci95_high']:+.1f}"
+        )
+    # A point is the smallest change the demo's goal counts (issue 39): an interval inside +-1 shows
+    # the round's effect to be smaller than that, whichever side of zero it lies.
+    if verdict != "no change on any seed" and -1 <= widest["ci95_low"] and widest["ci95_high"] <= 1:
+        covers = "seeds and test captions" if widest is not row else "seeds only"
+        verdict += f", and less than a point either way (the {covers} interval lies within ±1)"
+    return f"{sentence}: {verdict}."
+
+
+def cue_sentence(cues: pd.DataFrame, split: str) -> str:
+    """What each metadata cue alone tells on the split (metadata_baseline.cue_audit's table): the
+    strongest single cue per task, and whether it answers the split well past chance."""
+    alone = cues.drop(index=["chance", "all of them"], errors="ignore")
+    text = f"Asked alone on the {split} split (a depth-4 tree, cross-validated on the split itself), "
+    parts = []
+    for task in ("Task A", "Task B"):
+        best, chance = alone[task].idxmax(), cues.loc["chance", task]
+        # Flagged from 30 % of the way from chance to perfect: 0.65 for Task A, 0.42 for six classes.
+        margin = 0.3 * (1 - chance)
+        parts.append(
+            f"the cue that tells most of {task} is {best} ({alone.loc[best, task]:.2f} balanced accuracy, chance {chance:.2f})"
+        )
+        flagged = alone.index[alone[task] >= chance + margin].tolist()
+        if flagged:
+            parts[-1] += (
+                f": {', '.join(flagged)} give{'s' if len(flagged) == 1 else ''} {task}'s answer away on this split"
+            )
+    return text + "; ".join(parts) + ". "
+
+
+def audit_conclusion(
+    meta_scores: dict, model_scores: dict, neutral_scores: dict, split: str, cues: pd.DataFrame | None = None
+) -> str:
     meta_a, meta_b = 100 * meta_scores["f1_a"], 100 * meta_scores["f1_b_weighted"]
     model_a, model_b = 100 * model_scores["f1_a"], 100 * model_scores["f1_b_weighted"]
     neutral_a, neutral_b = 100 * neutral_scores["f1_a"], 100 * neutral_scores["f1_b_weighted"]
@@ -211,6 +252,8 @@ def audit_conclusion(meta_scores: dict, model_scores: dict, neutral_scores: dict
         )
     else:
         text += "Metadata alone falls well short of the model, so the model's scores are not explained by metadata. "
+    if cues is not None:
+        text += cue_sentence(cues, split)
     drop_a, drop_b = model_a - neutral_a, model_b - neutral_b
     text += (
         f"With every image brought to one square size and re-encoded as JPEG (quality {NEUTRAL_QUALITY}), the model "

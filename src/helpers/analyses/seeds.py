@@ -10,29 +10,31 @@ import numpy as np
 import pandas as pd
 
 from helpers.analyses import common
+from helpers.evaluation.metrics import resampled_headline
+from helpers.inference.cached import Predictions
 from helpers.study import pseudo_round
 from helpers.training.pseudo_labels import augment
 
 HEADLINE = ("f1_a", "f1_b_weighted")
 
 
-def seed_rows(context: common.Context, seed: int, pool=None) -> list[dict]:
-    """The test scores of the recipe run from `seed`: the 'before' model and, when there is a pool
-    (pseudo_round.pseudo_pool's, the same for every seed), the 'after' one. The profile's own seed
-    is the study's stages, loaded, not retrained."""
+def seed_rows(context: common.Context, seed: int, pool=None) -> tuple[list[dict], dict[str, Predictions]]:
+    """(the test scores of the recipe run from `seed`, its answers on the evaluation split by model):
+    the 'before' model and, when there is a pool (pseudo_round.pseudo_pool's, the same for every
+    seed), the 'after' one. The profile's own seed is the study's stages, loaded, not retrained."""
     cfg = dataclasses.replace(context.cfg, seed=seed)
     full = {"epochs": cfg.epochs}
     train, val = context.caches["train"], context.caches["validation"]
-    before = common.train_quick(cfg, train, val, **full)
-    rows = [{"seed": seed, "model": "before", **common.evaluate(before, context.evaluated, cfg, f"seed {seed}")[0]}]
+    models = {"before": common.train_quick(cfg, train, val, **full)}
     if pool is not None:
-        selection, _ = pseudo_round.select_pool(cfg, context.splits, pool, before)
+        selection, _ = pseudo_round.select_pool(cfg, context.splits, pool, models["before"])
         train_plus, val_plus, _ = augment(train, val, pool, selection)
-        after = common.train_quick(cfg, train_plus, val_plus, "after", **full)
-        rows.append(
-            {"seed": seed, "model": "after", **common.evaluate(after, context.evaluated, cfg, f"seed {seed}, after")[0]}
-        )
-    return rows
+        models["after"] = common.train_quick(cfg, train_plus, val_plus, "after", **full)
+    rows, answers = [], {}
+    for name, model in models.items():
+        scores, answers[name] = common.evaluate(model, context.evaluated, cfg, f"seed {seed}, {name}")
+        rows.append({"seed": seed, "model": name, **scores})
+    return rows, answers
 
 
 def spread(rows: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
@@ -58,9 +60,50 @@ def spread(rows: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
 
 def pseudo_label_effect(rows: pd.DataFrame) -> pd.DataFrame:
     """After minus before, seed by seed (the same seed's two models), in points: mean, standard
-    deviation and 95 % interval of the mean difference; empty without an 'after' model."""
+    deviation and 95 % interval of the mean difference; empty without an 'after' model. The
+    interval covers the training seeds' noise on this one data draw and test split, not the test
+    split's own sampling error (bootstrap_effect adds that)."""
+    if repeated := sorted(set(rows.loc[rows.duplicated(["seed", "model"]), "seed"])):
+        raise ValueError(f"seeds {repeated} have more than one row per model: list each seed once (key 'seeds')")
     wide = rows.pivot(index="seed", columns="model", values=list(HEADLINE))
     if "after" not in rows["model"].values:
         return pd.DataFrame()
     paired = pd.DataFrame({m: 100 * (wide[(m, "after")] - wide[(m, "before")]) for m in HEADLINE})
     return spread(paired.assign(model="after - before").reset_index(), scale=1.0)
+
+
+def bootstrap_effect(
+    evaluated, captions, answers: dict, draws: int = 2000, seed: int = 0, scale: float = 100.0
+) -> pd.DataFrame:
+    """The pseudo-label round's effect (after minus before, averaged over the seeds, in points) with
+    a 95 % percentile interval from a paired bootstrap that redraws the seeds and the evaluation
+    split's captions together (a caption's images stay together, and each draw scores every model
+    on the same rows): it covers the training seeds' noise and the test split's sampling error, not
+    another draw of the training data. answers: {seed: {"before": Predictions, "after": ...}}, on
+    the rows of `evaluated`, whose captions are `captions`. Empty without 'after' models."""
+    if not answers or any("after" not in pair for pair in answers.values()):
+        return pd.DataFrame()
+    rng = np.random.default_rng(seed)
+    groups = np.unique(np.asarray(captions, dtype=object).astype(str), return_inverse=True)[1].reshape(-1)
+    n_groups, n_seeds = groups.max() + 1, len(answers)
+    row_weights = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=draws)[:, groups]
+    seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=draws) / n_seeds
+    truth = (evaluated.label_a, evaluated.label_b)
+    differences = {metric: np.zeros(draws) for metric in HEADLINE}
+    for column, pair in enumerate(answers.values()):
+        after, before = (
+            resampled_headline(row_weights, *truth, pair[m].label_a, pair[m].label_b) for m in ("after", "before")
+        )
+        for metric in HEADLINE:
+            differences[metric] += seed_weights[:, column] * scale * (after[metric] - before[metric])
+    return pd.DataFrame(
+        {
+            ("after - before", metric): {
+                "mean": values.mean(),
+                "ci95_low": np.percentile(values, 2.5),
+                "ci95_high": np.percentile(values, 97.5),
+                "draws": draws,
+            }
+            for metric, values in differences.items()
+        }
+    ).T

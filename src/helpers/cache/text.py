@@ -82,9 +82,12 @@ def text_features(
     if not len(ids):
         return np.zeros((0, model.text_encoder.config.hidden_size), np.float32)
     unique, first, inverse = np.unique(ids, axis=0, return_index=True, return_inverse=True)
+    device_type = next(model.parameters()).device.type
     key = (
         tower_digest(model.text_encoder),
         model.config.text_pooling,
+        # the caller's autocast (scoring a trained tower as the Trainer evaluated it) changes the numbers
+        torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type),
         hashlib.blake2b(np.ascontiguousarray(unique).tobytes() + lengths[first].tobytes(), digest_size=16).digest(),
     )
     if key not in _COMPUTED:

@@ -21,7 +21,7 @@ from helpers.data.synthetic import write_synthetic
 from helpers.files import exclusive
 
 # Bump when synthetic.py changes what it draws, so cached copies are rebuilt.
-SYNTHETIC_VERSION = 5
+SYNTHETIC_VERSION = 6
 
 
 def _from_csv(csv_path: Path) -> datasets.Dataset:

@@ -13,8 +13,10 @@ sources); what tells the classes apart are the traces real detectors pick up:
 - Midjourney 6: rendered at 2/3 size and upsampled 1.5x, sharpened and saturated, PNG.
 
 Train and validation are drawn this way. The test split and the unlabelled pool are shifted from
-them (shifted): every image rescaled and re-encoded by one class-blind recipe, as CT2's test
-differs from its train split (docs/study.md says why this stands for it).
+them (shifted): every image cut to a drawn shape, rescaled and re-encoded by one class-blind recipe,
+as CT2's test differs from its train split (docs/study.md says why this stands for it). Unlike
+CT2's real test data, where COCO's photos keep their camera shapes and the generators' images are
+square, the shifted splits give no class away by size or aspect.
 
 The traces are faint (a few grey levels) and the content varies per image, so a model must
 learn them; neither colour nor caption gives the class away.
@@ -27,7 +29,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from tqdm.auto import tqdm
 
 from helpers.data.schema import FEATURES
@@ -208,14 +210,24 @@ assert len(RENDERERS) == NUM_CLASSES
 SHIFTED_SPLITS = ("test", "unlabelled")
 
 
-def shifted(raw: bytes, rng: np.random.Generator) -> bytes:
-    """An image as it reaches the test set by another road: scaled to 70-100 % of its size and
-    re-encoded, two in three as JPEG and one in three as WebP, at quality 70-95, whatever its
-    source. Every class gets the same treatment, so format, size and quality no longer tell the
-    classes apart, and the generators' finest traces are blurred as re-sharing blurs them."""
+# The shapes a shifted image is given, drawn whatever its class: square and camera-like alike.
+SHIFTED_ASPECTS = [(1, 1), *REAL_SIZES]
+
+
+def shifted(raw: bytes, rng: np.random.Generator, size: int) -> bytes:
+    """An image as it reaches the test set by another road: cut to an aspect and scaled to a short
+    side (0.75-1.25 x size) that are drawn independently of its class and of its own size, then
+    re-encoded, two in three as JPEG and one in three as WebP, at quality 70-95. Every class gets the
+    same treatment, so format, size, aspect and quality no longer tell the classes apart (nor does
+    whether preprocessing upsamples the file), and the generators' finest traces are blurred as
+    re-sharing blurs them."""
     image = Image.open(io.BytesIO(raw)).convert("RGB")
-    scale = rng.uniform(0.7, 1.0)
-    image = image.resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))), Image.BICUBIC)
+    aspect_w, aspect_h = SHIFTED_ASPECTS[rng.integers(len(SHIFTED_ASPECTS))]
+    short = max(8, round(size * rng.uniform(0.75, 1.25)))
+    width, height = (
+        (short * aspect_w // aspect_h, short) if aspect_w >= aspect_h else (short, short * aspect_h // aspect_w)
+    )
+    image = ImageOps.fit(image, (width, height), Image.BICUBIC)  # centre crop to the aspect, then scale
     quality = int(rng.integers(70, 96))
     return _encode(image, "JPEG", quality=quality) if rng.random() < 2 / 3 else _encode(image, "WEBP", quality=quality)
 
@@ -230,7 +242,7 @@ def make_rows(
             rng = np.random.default_rng(_seed_of(seed, caption, label_b))
             raw = render(caption, image_size, rng)
             if shift:
-                raw = shifted(raw, np.random.default_rng(_seed_of(seed, caption, label_b, "shift")))
+                raw = shifted(raw, np.random.default_rng(_seed_of(seed, caption, label_b, "shift")), image_size)
             rows["Caption"].append(caption)
             rows["Image"].append({"bytes": raw, "path": None})
             rows["Label_A"].append(label_a_of(label_b) if labelled else UNLABELLED)

@@ -57,6 +57,29 @@ def task_b_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+def _f1(weights: np.ndarray, truth: np.ndarray, pred: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
+    """(F1 of class cls, its true support) under each row of weights [B, N]: 2tp / (2tp + fp + fn),
+    0 where that is 0/0 (scikit-learn's zero_division=0)."""
+    tp = weights @ ((truth == cls) & (pred == cls))
+    fp = weights @ ((truth != cls) & (pred == cls))
+    fn = weights @ ((truth == cls) & (pred != cls))
+    denominator = 2 * tp + fp + fn
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-300), 0.0), tp + fn
+
+
+def resampled_headline(weights, label_a, label_b, pred_a, pred_b) -> dict[str, np.ndarray]:
+    """F1-A and weighted F1-B (as task_a_metrics and task_b_metrics compute them) under each row of
+    weights [B, N], a row counted as often as its weight says: B resamples of a split scored at
+    once, where scikit-learn would take one call per resample (a bootstrap asks for thousands)."""
+    weights = np.asarray(weights, np.float64)
+    label_b, pred_b = np.asarray(label_b), np.asarray(pred_b)
+    f1_a, _ = _f1(weights, np.asarray(label_a), np.asarray(pred_a), 1)
+    per_class = [_f1(weights, label_b, pred_b, cls) for cls in np.union1d(label_b, pred_b)]
+    support = sum(count for _, count in per_class)
+    weighted = sum(f1 * count for f1, count in per_class) / np.maximum(support, 1e-300)
+    return {"f1_a": f1_a, "f1_b_weighted": np.where(support > 0, weighted, 0.0)}
+
+
 def all_metrics(label_a, label_b, pred_a, pred_b) -> dict[str, float]:
     return {**task_a_metrics(label_a, pred_a), **task_b_metrics(label_b, pred_b)}
 

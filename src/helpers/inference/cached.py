@@ -81,6 +81,8 @@ def host_batches(cached: CachedSplit, batch_size: int, pin: bool):
         return {k: batch[k].pin_memory() if pin else batch[k] for k in MODEL_INPUTS if k in batch}
 
     starts = list(range(0, len(cached), batch_size))
+    if not starts:
+        return
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending = [reader.submit(read, start) for start in starts[:1]]
         for start in starts[1:] + [None]:
@@ -131,10 +133,18 @@ def predict(
     model's own precision (its config's bf16) unless given."""
     bf16 = getattr(model.config, "bf16", False) if bf16 is None else bf16
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    mode = getattr(model.config, "task_b_decoding", "hierarchical")
+    if not len(cached):
+        # A pool emptied by overlap dropping, or a split whose every image was unreadable.
+        print(f"{desc or 'predict'}: no rows to score (the split is empty); nothing scored")
+        return decode(np.zeros(0), np.zeros((0, len(model.config.class_names))), threshold, mode)
     model.eval().to(device)
     if cached.text_features is None and model.config.modality != "image":
-        # No bar of its own where the caller shows one (the streaming scorer, chunk by chunk).
-        cached = with_text_features(cached, model, batch_size, desc=desc and f"{desc}: text features")
+        # As training evaluated: a frozen tower's features were computed once, outside autocast
+        # (training.trainer.make_trainer); a trained tower ran inside the model, under autocast.
+        precision = contextlib.nullcontext() if model.config.freeze_text else autocast_for(device, bf16)
+        with precision:  # no bar of its own where the caller shows one (the streaming scorer)
+            cached = with_text_features(cached, model, batch_size, desc=desc and f"{desc}: text features")
     logits_a, logits_b = [], []
     batches = device_batches(cached, batch_size, device)
     for inputs in tqdm(batches, total=-(-len(cached) // batch_size), desc=desc, unit="batch", disable=desc is None):
@@ -142,9 +152,6 @@ def predict(
             out = model(**inputs)
         logits_a.append(out.logits_a.float())
         logits_b.append(out.logits_b.float())
-    mode = getattr(model.config, "task_b_decoding", "hierarchical")
-    if not logits_a:
-        return decode(np.zeros(0), np.zeros((0, len(model.config.class_names))), threshold, mode)
     prob_ai = torch.sigmoid(torch.cat(logits_a)).cpu().numpy()
     probs_b = torch.softmax(torch.cat(logits_b), dim=-1).cpu().numpy()
     return decode(prob_ai, probs_b, threshold, mode)

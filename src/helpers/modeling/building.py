@@ -111,7 +111,6 @@ def build_model(cfg) -> tuple[DualEncoderDetector, object]:
         freeze_vision=cfg.freeze_vision,
         task_b_decoding=cfg.task_b_decoding,
         inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}",
-        bf16=cfg.bf16,
     )
     model = DualEncoderDetector(config)
     if cfg.text_init == "pretrained":

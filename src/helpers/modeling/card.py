@@ -71,10 +71,12 @@ def card_text(model_dir: Path, metrics: dict | None = None, stage: str = "", ana
         for split in ("validation", "test")
         if (values := (metrics.get(split) or {}).get(stage))
     }
+    # Only the conclusions about this very model: an analysis that scored models of its own (the
+    # ablation's, the held-out generators', the seeds') says nothing of this one's limits.
     limitations = [
         item
         for key, item in (metrics.get("analyses") or {}).items()
-        if analysed and key in ("audit", "robustness", "unseen", "calibration")
+        if analysed and key in ("audit", "robustness", "calibration") and item.get("model") == stage
     ]
     card = ModelCard.from_template(
         data,

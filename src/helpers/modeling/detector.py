@@ -76,8 +76,8 @@ class DetectorConfig(PretrainedConfig):
         # How answers are read off the heads, and the text a new caption is wrapped in, for prediction.
         self.task_b_decoding = task_b_decoding
         self.inference_caption_template = inference_caption_template
-        # The precision it trains and is scored in (bf16 autocast on CUDA), so that every scorer
-        # answers as the report does; a model saved without it is scored in fp32.
+        # The precision it was trained and evaluated in (bf16 autocast: set by the Trainer that trains
+        # it, on CUDA only), so that every scorer answers as the report does; fp32 until trained.
         self.bf16 = bf16
 
 

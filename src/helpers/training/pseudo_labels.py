@@ -17,7 +17,14 @@ from helpers.files import written_whole
 from helpers.identity import changed_keys
 from helpers.inference.cached import Predictions, decode
 from helpers.inference.caption_groups import group_decode
-from helpers.labels import CLASS_NAMES, NUM_CLASSES
+from helpers.labels import CLASS_NAMES, NUM_CLASSES, REAL
+
+
+def decoded_class(predictions: Predictions) -> np.ndarray:
+    """Each row's class as its answers decode: real where head A says real, head B's class
+    otherwise. Under six_class, label_b is head B's unmasked six-way argmax, whose 'real' column is
+    never trained (Task B's loss sees AI rows only): read alone, it calls no row real."""
+    return np.where(predictions.label_a == 1, predictions.label_b, REAL)
 
 
 def select_confident(predictions: Predictions, threshold: float) -> np.ndarray:
@@ -29,7 +36,7 @@ def select_confident(predictions: Predictions, threshold: float) -> np.ndarray:
 def class_quota(predictions: Predictions, selected: np.ndarray) -> np.ndarray:
     """The selected rows, at most as many per predicted class as the class with the fewest selected
     rows has (classes with none do not set the quota), the most confident first."""
-    labels = predictions.label_b[selected]
+    labels = decoded_class(predictions)[selected]
     counts = np.bincount(labels, minlength=NUM_CLASSES)
     if not counts.any():
         return selected
@@ -43,19 +50,20 @@ def class_quota(predictions: Predictions, selected: np.ndarray) -> np.ndarray:
 
 
 def agrees_with_group(predictions: Predictions, captions: np.ndarray, selected: np.ndarray, mode: str) -> np.ndarray:
-    """The selected rows whose own class is the one their complete caption group gives them when
-    decoded jointly (rows of incomplete groups pass: there is no group to disagree). Both classes
-    are read the same way: under six_class, the group's assignment and the row's own argmax are
-    both over the six classes, unmasked by Task A."""
+    """The selected rows whose own class (decoded_class) is the one their complete caption group
+    gives them when decoded jointly (rows of incomplete groups pass: there is no group to disagree).
+    The group's P(real) is 1 - P(AI) (caption_groups.class_probabilities), so a row's own answer is
+    read the same way: real where head A says real."""
     joint, report = group_decode(predictions.prob_ai, predictions.probs_b, captions, mode)
-    agrees = ~report.jointly | (joint.label_b == predictions.label_b)
+    agrees = ~report.jointly | (joint.label_b == decoded_class(predictions))
     return selected[agrees[selected]]
 
 
 def selection_summary(predictions: Predictions, selected: np.ndarray) -> pd.DataFrame:
-    """Per predicted class: rows predicted, rows kept, share kept."""
-    predicted = np.bincount(predictions.label_b, minlength=len(CLASS_NAMES))
-    kept = np.bincount(predictions.label_b[selected], minlength=len(CLASS_NAMES))
+    """Per predicted class (decoded_class): rows predicted, rows kept, share kept."""
+    classes = decoded_class(predictions)
+    predicted = np.bincount(classes, minlength=len(CLASS_NAMES))
+    kept = np.bincount(classes[selected], minlength=len(CLASS_NAMES))
     frame = pd.DataFrame({"class": CLASS_NAMES, "predicted": predicted, "kept": kept})
     frame["kept_share"] = np.where(predicted > 0, kept / np.maximum(predicted, 1), 0.0)
     return frame
@@ -82,6 +90,11 @@ class Selection:
     to_train: np.ndarray
     to_validation: np.ndarray
     stats: dict
+
+    @property
+    def classes(self) -> np.ndarray:
+        """Each pool entry's class as decoded (decoded_class): what its pseudo-labels call it."""
+        return np.where(self.label_a == 1, self.label_b, REAL)
 
 
 def split_rows(selected: np.ndarray, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -171,6 +171,9 @@ def make_trainer(
     if device_cache(cfg, (train_data, val_data), args.device):
         train_data, val_data = (split.on_device(args.device) for split in (train_data, val_data))
         args.dataloader_num_workers, args.dataloader_pin_memory, args.dataloader_persistent_workers = 0, False, False
+    # The precision this training really runs in (the profile's bf16 is autocast on CUDA only), saved
+    # with the model so that every scorer scores it as this Trainer evaluates it.
+    model.config.bf16 = bool(args.bf16)
     widths = ()
     if cfg.torch_compile:  # the study's regional compilation, not the Trainer's whole-model one
         compile_repeated_blocks(model)
