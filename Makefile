@@ -1,10 +1,15 @@
 # make demo: set up .venv when missing, run the study offline on the embedded default (CPU).
 # make test: the test suite.   make lab: JupyterLab on the notebooks.   make paper: the paper's setup (GPU + network).
+# The study runs on Snakemake (workflow/Snakefile); SNAKEMAKE_ARGS go to it: make smoke SNAKEMAKE_ARGS=-n
+# lists what would run and why, SNAKEMAKE_ARGS="--workflow-profile workflow/profiles/slurm" runs it on SLURM.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Installed only when the venv has no torch yet; GPU users: install your CUDA torch into .venv first.
 TORCH_SPEC ?= torch==2.13.0
+CORES ?= $(shell nproc)
+SNAKEMAKE_ARGS ?=
+SNAKEMAKE = $(BIN)/snakemake --snakefile workflow/Snakefile --cores $(CORES) --rerun-incomplete
 
 KERNEL := ct2-detector
 
@@ -16,22 +21,24 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,offline,lab]"
+	$(BIN)/python -m pip install -q -e ".[study,dev,offline,lab]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "CT2 detector" >/dev/null
 	touch $@
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.run params/demo.yaml
+	HF_HUB_OFFLINE=1 $(SNAKEMAKE) --config profile=params/demo.yaml $(SNAKEMAKE_ARGS)
+ifeq ($(filter -n --dry-run --dryrun,$(SNAKEMAKE_ARGS)),)
 	@echo "--- example: scoring a folder of images with the trained model"
 	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.predict --model runs/demo/model_after \
 		--images runs/demo/sample_images.csv --out reports/demo/predictions/sample_images.csv
 	@echo "report: $(CURDIR)/reports/demo/index.html"
+endif
 
 smoke: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.run params/smoke.yaml
+	HF_HUB_OFFLINE=1 $(SNAKEMAKE) --config profile=params/smoke.yaml $(SNAKEMAKE_ARGS)
 
 paper: setup
-	$(BIN)/python -m helpers.run params/paper.yaml
+	$(SNAKEMAKE) --config profile=params/paper.yaml $(SNAKEMAKE_ARGS)
 
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -39,11 +46,11 @@ lab: setup
 # Two test processes: the slow tests wait on kernels and subprocesses, so two share the 2-core machine well.
 # loadfile: a test module goes whole to one of them, so the shared smoke study (tests/test_smoke_study.py) runs once.
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n 2 --dist loadfile --durations=10
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks workflow/scripts
+	$(BIN)/ruff format --check src tests benchmarks workflow/scripts
 
 # The GPU kit for the lent machine's image, rehearsed on this CPU in a venv of that image's packages
 # (needs PyPI and a python3.12; docs/measurements.md).

@@ -9,8 +9,9 @@ rehearsal in a venv that holds only what the image holds, so that a missing whee
                                                    # ~/.cache/ct2-detector), then gpu_session.sh --smoke OUTDIR in it
 
 Nobody edits gpu_wheels.txt or gpu_rehearsal.txt by hand: `wheels` resolves pyproject.toml's
-dependencies with pip for cp312 manylinux x86_64, the image's known versions as constraints, and
-splits the result into what the image holds and what must be carried. The rehearsal needs PyPI
+dependencies and its `study` extra (the engine: Snakemake, papermill) with pip for cp312 manylinux
+x86_64, the image's known versions as constraints, and splits the result into what the image holds
+and what must be carried. A dependency published as source only is built into a wheel here first. The rehearsal needs PyPI
 (torch 2.11.0 with its CUDA libraries: about 4 GB, once) and a python3.12 on PATH (or PYTHON312).
 """
 
@@ -68,9 +69,30 @@ def image_packages() -> dict[str, str | None]:
     return found
 
 
+# What runs on the lent machine: the library and the study's engine, not its SLURM executor.
+NOT_CARRIED = ("snakemake-executor-plugin-slurm",)
+# Needed, but published as source only (pure Python): built into a wheel here, found by pip there.
+SOURCE_ONLY = ("connection_pool",)
+BUILT = ROOT / ".whl-built"
+
+
 def requirements() -> list[str]:
-    """What the study needs to run (pyproject.toml's dependencies; none of the extras)."""
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    """What the study needs to run: pyproject.toml's dependencies and its `study` extra (the engine)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    study = project["optional-dependencies"]["study"]
+    return [*project["dependencies"], *(r for r in study if not r.startswith(NOT_CARRIED))]
+
+
+def build_source_only() -> list[str]:
+    """SOURCE_ONLY as wheels in BUILT (pip --only-binary, which the image's platform tags need,
+    cannot take a source release); pip's --find-links arguments that offer them."""
+    BUILT.mkdir(exist_ok=True)
+    for name in SOURCE_ONLY:
+        if not any(canonical(w.name.split("-")[0]) == canonical(name) for w in BUILT.glob("*.whl")):
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(BUILT), name], check=True
+            )
+    return ["--find-links", str(BUILT)]
 
 
 def resolve() -> dict[str, str]:
@@ -94,6 +116,7 @@ def resolve() -> dict[str, str]:
                 "--target",
                 str(Path(work) / "target"),
                 *TARGET,
+                *build_source_only(),
                 "-c",
                 str(constraints),
                 *requirements(),
@@ -135,7 +158,10 @@ def download(folder: Path = CARRIED) -> Path:
     for old in folder.glob("*.whl"):
         old.unlink()
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *TARGET, "-d", str(folder), *listed(WHEELS)],
+        [
+            *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+            *(*TARGET, *build_source_only(), "-d", str(folder), *listed(WHEELS)),
+        ],
         check=True,
     )
     got = sorted(folder.glob("*.whl"))

@@ -1,5 +1,6 @@
 import io
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,6 +15,8 @@ from helpers.config import load_config
 from helpers.profiles import write_resolved
 
 ROOT = Path(__file__).resolve().parents[1]
+# The engine's report module (workflow/scripts/report.py), as its index rule imports it.
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 torch.set_num_threads(2)
 
 
@@ -105,3 +108,64 @@ def learned_dir(tmp_path_factory):
         out.loss.backward()
         optimiser.step()
     return save_detector(model.eval(), tokenizer, tmp_path_factory.mktemp("learned") / "m")
+
+
+# What the engine's tests need of a project: the engine's file, the notebooks, the profiles and the
+# package, which a copy's kernels import (PYTHONPATH) in place of the checkout's.
+PROJECT_FILES = ("workflow", "notebooks", "params", "src", "pyproject.toml")
+
+
+def copy_project(to: Path) -> Path:
+    import shutil
+
+    to.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, to / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, to / name)
+    return to
+
+
+def snakemake(project: Path, profile: Path, *args, config=(), targets=(), timeout=900, directory: Path | None = None):
+    """The engine as `make` runs it, on `project` (a copy, or ROOT) from `directory` (default: the
+    project), with the profile and `config` (KEY=VALUE overrides), for `targets` (rules; default:
+    the whole study); the completed process."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(project / "workflow" / "Snakefile"),
+        "--directory",
+        str(directory or project),
+        "--cores",
+        "2",
+        "--rerun-incomplete",
+        "--config",
+        f"profile={profile}",
+        *config,
+        *args,
+        *(("--", *targets) if targets else ()),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(project / "src")}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(done) -> dict[str, int]:
+    """{rule: jobs} from a dry run's 'Job stats' table; {} when it has nothing to do."""
+    if "Nothing to be done" in done.stdout + done.stderr:
+        return {}
+    text = done.stdout + done.stderr
+    table = text[text.index("Job stats:") :].splitlines()[3:]
+    found = {}
+    for line in table:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        found[parts[0]] = int(parts[1])
+    return found

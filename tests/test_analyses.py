@@ -248,7 +248,9 @@ def test_every_analysis_says_which_model_it_reads(smoke_cfg):
     assert "scored images themselves" in common.record(paper_like, "audit", "x", {})
     own = common.record(cfg, "baselines", "x", {}, reads="every method trained alike")
     assert own == "x Model read: every method trained alike."
-    recorded = json.loads((cfg.reports / "metrics.json").read_text())["analyses"]["baselines"]["conclusion"]
+    recorded = json.loads((cfg.reports / "records" / "baselines.json").read_text())["analyses"]["baselines"][
+        "conclusion"
+    ]
     assert recorded == own
 
 

@@ -72,32 +72,15 @@ def test_baseline_scores_against_hand_computed_values():
 
 
 def test_the_reports_index_names_each_baselines_source_and_the_paper(tmp_path):
-    import json
+    from report import write_index
 
-    from helpers.study.report import write_index
-
-    (tmp_path / "metrics.json").write_text(
-        json.dumps(
-            {
-                "analyses": {
-                    "baselines": {
-                        "title": "Baselines",
-                        "conclusion": "c",
-                        "html": "12_baselines.html",
-                        "figures": [],
-                        "numbers": {},
-                    }
-                }
-            }
-        )
-    )
-    page = write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()
+    entry = {"title": "Baselines", "conclusion": "c", "html": "12_baselines.html", "figures": [], "numbers": {}}
+    page = write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}, {"analyses": {"baselines": entry}})
     for author, link in (
         ("Moskowitz", "2404.08788"),
         ("Ojha", "2302.10174"),
         ("Cozzolino", "2312.00195"),
         ("Guo &amp; Zubiaga", "2602.23863"),
     ):
-        assert author in page and f"https://arxiv.org/abs/{link}" in page
-    (tmp_path / "metrics.json").write_text("{}")
-    assert "Moskowitz" not in write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()
+        assert author in page.read_text() and f"https://arxiv.org/abs/{link}" in page.read_text()
+    assert "Moskowitz" not in write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}, {}).read_text()

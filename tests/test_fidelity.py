@@ -18,7 +18,7 @@ from conftest import ROOT
 from helpers.config import load_config
 from helpers.inference.cached import decode
 
-FIDELITY = ROOT / "src" / "helpers" / "study" / "templates" / "fidelity.md"
+FIDELITY = ROOT / "workflow" / "templates" / "fidelity.md"
 PAPER = ROOT / "params" / "paper.yaml"
 
 
@@ -309,9 +309,9 @@ def test_docs_fidelity_holds_the_table_the_reports_show():
 
 
 def test_the_paper_reports_index_shows_the_fidelity_table_with_its_code_marked(tmp_path):
-    from helpers.study.report import write_index
+    from report import write_index
 
-    page = write_index(tmp_path, {"params": {"profile": "paper"}, "stages": []}).read_text()
+    page = write_index(tmp_path, {"params": {"profile": "paper"}, "stages": []}, {}).read_text()
     assert "<td>vision tower input</td>" in page and "<code>vision_input: pixels</code>" in page
 
 

@@ -11,16 +11,19 @@ from conftest import ROOT
 
 
 def test_every_notebook_asks_for_the_project_kernel_and_that_kernel_is_this_python():
+    """make setup registers the kernel in this environment; the engine runs the notebooks in it."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from helpers.kernel import KERNEL, ensure_kernel
-
+    kernel = "ct2-detector"
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert len(notebooks) >= 11
     for notebook in notebooks:
-        assert json.loads(notebook.read_text())["metadata"]["kernelspec"]["name"] == KERNEL, notebook.name
-    ensure_kernel()
-    spec = KernelSpecManager().get_kernel_spec(KERNEL)
+        assert json.loads(notebook.read_text())["metadata"]["kernelspec"]["name"] == kernel, notebook.name
+    assert (
+        "--name $(KERNEL)" in (ROOT / "Makefile").read_text()
+        and f"KERNEL := {kernel}" in (ROOT / "Makefile").read_text()
+    )
+    spec = KernelSpecManager().get_kernel_spec(kernel)
     # The kernel runs this environment's interpreter, never another environment's `python3`.
     assert spec.argv[0] == sys.executable and spec.resource_dir.startswith(sys.prefix)
 

@@ -96,7 +96,9 @@ def test_a_notebook_that_needs_an_earlier_one_names_it(tmp_path):
         "profile": "smoke",
         "overrides": {"work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")},
     }
-    with pytest.raises(CellExecutionError, match="run notebook 02_train of this profile first"):
+    with pytest.raises(
+        CellExecutionError, match="holds no trained model: run the notebook that trains the 'before' model"
+    ):
         _step_through(next(nb for nb in NOTEBOOKS if nb.stem.startswith("03")), parameters, "{}")
 
 

@@ -3,7 +3,6 @@ time, a warning when the model was trained on the synthetic set, and a model car
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -176,7 +175,7 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     # At the study's end the cards are rewritten: the analyses scored the final model (after
     # pseudo-labels on this profile), so model_before's card carries none of their conclusions.
     assert stages.final_stage(cfg) == "after"
-    assert stages.refresh_cards(cfg, Path("/"), metrics) == [folder / "README.md"]
+    assert stages.refresh_cards(cfg, metrics) == [folder / "README.md"]
     limitations = ModelCard.load(folder / "README.md").text.split("## Limitations")[1]
     assert "Metadata alone" not in limitations and "on the final model's card" in limitations
 

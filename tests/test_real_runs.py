@@ -9,14 +9,11 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from unittest import mock
 
-import nbformat
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import ROOT, png_bytes
 
@@ -275,101 +272,14 @@ def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path,
 
 
 def test_the_index_shows_this_runs_figures_only(tmp_path):
-    from helpers.study.report import write_index
+    from report import write_index
 
     (tmp_path / "figures").mkdir()
     for name in ("cm_validation_before", "cm_test_old_run"):
         (tmp_path / "figures" / f"{name}.png").write_bytes(png_bytes())
-    (tmp_path / "metrics.json").write_text(json.dumps({"figures": ["cm_validation_before", "per_generator"]}))
-    page = write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}).read_text()
+    metrics = {"figures": ["cm_validation_before", "per_generator"]}
+    page = write_index(tmp_path, {"params": {"profile": "x"}, "stages": []}, metrics).read_text()
     assert "cm_validation_before.png" in page and "cm_test_old_run" not in page
-
-
-# The runner: failures keep what ran; --only keeps the other stages; resume per notebook ----------
-
-
-def _project(root: Path, cells: dict[str, str]) -> Path:
-    """A project folder with the package's profiles (smoke and its base) and one notebook per entry
-    (name: code), each in the stage table."""
-    (root / "notebooks").mkdir(parents=True)
-    (root / "params").mkdir()
-    for profile in ("smoke", "paper"):
-        (root / "params" / f"{profile}.yaml").write_text((ROOT / "params" / f"{profile}.yaml").read_text())
-    (root / "pyproject.toml").write_text("")
-    table = {name: {"title": name, "reads": ["data"]} for name in cells}
-    (root / "notebooks" / "stages.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
-    for name, code in cells.items():
-        parameters = nbformat.v4.new_code_cell("profile = 'smoke'\noverrides = {}")
-        parameters.metadata["tags"] = ["parameters"]
-        notebook = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(code)])
-        notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
-        nbformat.write(notebook, root / "notebooks" / f"{name}.ipynb")
-    return root
-
-
-@pytest.mark.slow
-def test_a_notebook_past_its_timeout_still_leaves_provenance_and_an_index_naming_it(tmp_path):
-    from helpers.run import run_study
-
-    root = _project(
-        tmp_path,
-        {
-            "01_first": "print('first ok')",
-            "02_slow": "import time\nprint('started the long part', flush=True)\ntime.sleep(120)",
-        },
-    )
-    record = run_study(root / "params" / "smoke.yaml", root=root, overrides={"notebook_timeout": 4})
-    slow = record["stages"][-1]
-    assert [s["status"] for s in record["stages"]] == ["ok", "failed"] and slow["notebook"] == "02_slow"
-    assert "CellTimeoutError" in slow["error"] and "started the long part" in slow["last_output"]
-    saved = json.loads((root / "reports" / "smoke" / "provenance.json").read_text())
-    assert saved["stages"][-1]["error"] == slow["error"]
-    page = (root / "reports" / "smoke" / "index.html").read_text()
-    assert "02_slow" in page and "CellTimeoutError" in page and "started the long part" in page
-
-    again = run_study(root / "params" / "smoke.yaml", only=["01"], root=root, overrides={"notebook_timeout": 4})
-    assert [(s["notebook"], s.get("from_earlier_run", False)) for s in again["stages"]] == [
-        ("01_first", False),
-        ("02_slow", True),
-    ]
-
-
-def test_a_runner_resume_after_changing_the_seed_study_keeps_the_core_notebooks(smoke_cfg):
-    from helpers.run import _earlier_run
-    from helpers.stage_table import load_table
-
-    table = load_table()
-    ran = [
-        table[n] for n in ("01_explore_data", "02_train", "03_pseudo_label", "04_evaluate", "10_seeds", "11_external")
-    ]
-    previous = {
-        "params": smoke_cfg.to_dict(),
-        "stages": [{"notebook": s.notebook, "status": "ok", "params_hash": s.digest(smoke_cfg)} for s in ran],
-    }
-    same, kept = _earlier_run(previous, _cfg(smoke_cfg, seeds=[5]), table, ran)
-    assert same and [s["notebook"] for s in kept] == ["01_explore_data", "02_train", "03_pseudo_label", "04_evaluate"]
-    same, kept = _earlier_run(previous, _cfg(smoke_cfg, learning_rate=0.5), table, ran)
-    assert not same and kept == []
-
-
-def test_the_notebooks_that_score_the_outside_sets_rerun_when_the_outside_sets_change(smoke_cfg):
-    from helpers.stage_table import load_table
-
-    table = load_table()
-    other = _cfg(smoke_cfg, external=[{"name": "another", "source": "synthetic", "captions": 7}])
-    changed = {
-        stem
-        for stem in (
-            "04_evaluate",
-            "05_shortcut_audit",
-            "10_seeds",
-            "11_external",
-            "12_baselines",
-            "13_beyond_the_paper",
-        )
-        if table[stem].digest(smoke_cfg) != table[stem].digest(other)
-    }
-    assert changed == {"11_external", "12_baselines", "13_beyond_the_paper"}
 
 
 def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smoke_cfg, smoke_splits, smoke_model):

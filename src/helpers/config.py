@@ -18,13 +18,12 @@ import pydantic
 from pydantic import Field
 
 from helpers.profiles import SECTION_OF, TOP_LEVEL, ConfigError, read_profile
-from helpers.stage_table import load_table
 
 # Whole numbers of at least one, fractions in (0, 1]: checked with the key's name like its type.
 Count = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
-# The analyses a profile may name: those of the stage table (notebooks/stages.yaml).
-ANALYSES = load_table().analyses
+# The analyses a profile may name (helpers.analyses computes them; the engine gives each a rule).
+ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
 SPLITS = ("train", "validation", "test", "unlabelled")
 
 
@@ -169,12 +168,8 @@ class Config:
     # Where things go.
     work_dir: str = "runs"
     report_dir: str = "reports"
+    # Seconds a notebook's cell may run before the engine stops the notebook.
     notebook_timeout: int = 3600
-    # helpers.run: notebooks 01-03 run in order; from 04 on (each reads the trained stages and writes
-    # its own part of the report) this many run side by side, each kernel with cores / lanes torch
-    # threads. 1 = one after another with every core. On a CPU two lanes finish sooner, because a
-    # small model's step does not use two cores fully; on one GPU keep 1 (two trainings share its memory).
-    notebook_lanes: Count = 1
 
     @property
     def run_dir(self) -> Path:

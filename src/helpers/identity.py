@@ -1,31 +1,78 @@
-"""What decides a result: the run's identity (every section but `run`, which says where and how it
-executes), a training stage's identity (the sections its stage in notebooks/stages.yaml reads),
-their hashes, and the changes between two identities, named."""
+"""What decides a result: the profile values of the sections it reads (less those at their default),
+a saved model's identity (its training's sections and the code that trains), their digests, and
+the changes between two identities, named."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+
 from helpers.config import Config
 from helpers.profiles import SECTIONS, section_values
-from helpers.stage_table import digest, load_table
 
-# Every section but the one that says how or where a run executes: a resume or a rerun with other
-# values of `run` is still the same run.
+# Every section but the one that says how or where a run executes: a rerun with other values of
+# `run` is still the same run.
 COMPUTING = tuple(s for s in SECTIONS if s != "run")
+# The sections a saved model's training reads: 'before' pseudo-labels, and 'after' them.
+TRAINED_ON = {"before": ("data", "model", "training"), "after": ("data", "model", "training", "pseudo_labels")}
+# The packages whose code decides a trained model: the data it sees, its caches, the model and loss,
+# and the training set-up.
+TRAINING_PACKAGES = ("data", "cache", "modeling", "training")
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _defaults() -> dict:
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(Config)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+
+
+def settings(config: Config | dict, sections, leave_out=()) -> dict:
+    """The seed and the keys of `sections` whose values differ from the Config's defaults (config: a
+    Config or its to_dict()): a key added with a default leaves every earlier identity as it was."""
+    defaults = _defaults()
+    return {
+        k: v
+        for k, v in section_values(config, sections).items()
+        if k not in leave_out and (k not in defaults or v != defaults[k])
+    }
 
 
 def identity(config: Config | dict) -> dict:
-    """The values that decide what a run computes; config may be a Config or its to_dict() as
-    recorded in provenance."""
-    return section_values(config, COMPUTING)
+    """The values that decide what a run computes."""
+    return settings(config, COMPUTING)
+
+
+def training_sources() -> list[str]:
+    """The source files of TRAINING_PACKAGES, sorted."""
+    return sorted(str(p) for package in TRAINING_PACKAGES for p in (PACKAGE / package).rglob("*.py"))
+
+
+@cache
+def code_digest() -> str:
+    """A digest of training_sources() (their paths within the package and their bytes): the same in
+    a checkout and in an installed wheel of the same code."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in map(Path, training_sources()):
+        digest.update(str(path.relative_to(PACKAGE)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def training_identity(config: Config | dict, model: str) -> dict:
-    """The values that decide one saved model ('before' or 'after'): the sections its training stage reads."""
-    return load_table().trained_by(model).identity(config)
+    """The values that decide one saved model ('before' or 'after'): the settings of the sections its
+    training reads, and the training code."""
+    return {**settings(config, TRAINED_ON[model]), "training_code": code_digest()}
 
 
 def identity_hash(values: Config | dict) -> str:
-    return digest(identity(values) if isinstance(values, Config) else values)
+    values = identity(values) if isinstance(values, Config) else values
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def changed_keys(old: dict, new: dict) -> list[str]:

@@ -1,6 +1,6 @@
 """Profile files: the sections a profile holds its keys in (data, model, training, pseudo_labels,
 analyses, outside_sets, run), a profile read on top of its base, and the resolved one written back.
-A stage's identity is the digest of the sections it reads (notebooks/stages.yaml)."""
+A result's identity is the values of the sections it reads (helpers.identity)."""
 
 from pathlib import Path
 
@@ -54,7 +54,6 @@ SECTIONS = {
         "learning_rate",
         "weight_decay",
         "batch_size",
-        "eval_batch_size",
         "epochs",
         "warmup_ratio",
         "metric_for_best",
@@ -81,7 +80,9 @@ SECTIONS = {
     # leaves the other analyses current.
     "outside_sets": ("external",),
     # How and where a run executes, not what it computes: a rerun with other values is the same run.
+    # eval_batch_size too: how many rows are scored at once changes no result.
     "run": (
+        "eval_batch_size",
         "num_workers",
         "device_cache",
         "report_to",
@@ -93,7 +94,6 @@ SECTIONS = {
         "work_dir",
         "report_dir",
         "notebook_timeout",
-        "notebook_lanes",
     ),
 }
 SECTION_OF = {key: name for name, keys in SECTIONS.items() for key in keys}

@@ -21,9 +21,8 @@ from helpers.inference.cached import Predictions, decode, pick_device, predict
 from helpers.labels import CLASS_NAMES
 from helpers.modeling.building import build_model
 from helpers.modeling.checkpoints import load_detector, save_detector
-from helpers.stage_table import load_table
 from helpers.study import setup, stages
-from helpers.study.records import update_metrics
+from helpers.study.records import write_record
 from helpers.study.setup import model_dir, study_splits
 from helpers.study.stages import final_stage
 from helpers.training import trainer as training
@@ -111,7 +110,7 @@ def trained(cfg, train: CachedSplit, val: CachedSplit, stage: str = "before", **
     run_cfg = quick_config(cfg, **changes)
     identity = training.run_identity(run_cfg, train, val, 1, stage)
     folder = cfg.run_dir / "analysis_models" / identity_hash(identity)
-    # Held from the look-up to the save: a notebook running beside this one (helpers.run's lanes)
+    # Held from the look-up to the save: a notebook running beside this one (the engine's jobs)
     # that asks for the same training waits for it and loads it.
     with exclusive(folder):
         for saved in (folder, model_dir(cfg, stage)):
@@ -222,25 +221,17 @@ def model_read(cfg, reads: str | None = None) -> str:
 
 
 def record(cfg, name: str, conclusion: str, numbers: dict, figures=(), reads: str | None = None) -> str:
-    """The analysis's title, conclusion (ending with which model it reads, model_read), figures and
-    numbers in reports/<profile>/metrics.json, where the index page finds them; returns the
-    conclusion for the notebook to show. reads: the models the analysis scored when they are not
+    """The analysis's conclusion (ending with which model it reads, model_read), figures and numbers
+    in its record, reports/<profile>/records/<name>.json, where the index page finds them; returns
+    the conclusion for the notebook to show. reads: the models the analysis scored when they are not
     the study's final model (those it trained itself, say); None: the final model, and then its
     record names that model's stage, whose card alone carries the conclusion."""
-    stage = load_table().recorded_by(name)
     conclusion = f"{conclusion} {model_read(cfg, reads)}"
-    update_metrics(
-        cfg,
-        {
-            name: {
-                "title": stage.title,
-                "conclusion": conclusion,
-                "html": stage.html,
-                "figures": [f"figures/{f}.png" for f in figures],
-                "numbers": numbers,
-                "model": final_stage(cfg) if reads is None else None,
-            }
-        },
-        section="analyses",
-    )
+    entry = {
+        "conclusion": conclusion,
+        "figures": [f"figures/{f}.png" for f in figures],
+        "numbers": numbers,
+        "model": final_stage(cfg) if reads is None else None,
+    }
+    write_record(cfg, name, {"analyses": {name: entry}})
     return conclusion

@@ -1,7 +1,7 @@
-"""The run's record files, each with one writer here: runs/<profile>/record.json (the hand-over
-between notebooks and processes) and reports/<profile>/metrics.json (what the index page shows), written whole (files.write_json). Each merge holds the file's lock
-from read to replace: notebooks that run side by side (helpers.run's lanes) never lose each
-other's sections."""
+"""The run's record files, written whole (files.write_json): runs/<profile>/record.json, the
+hand-over between notebooks and processes (each merge holds its lock from read to replace, so
+notebooks side by side never lose each other's sections), and reports/<profile>/records/<name>.json,
+what a notebook found, for the report."""
 
 from __future__ import annotations
 
@@ -34,27 +34,17 @@ def recorded(cfg, section: str, default=KeyError):
     return current[section]
 
 
-def update_metrics(cfg, values: dict, section: str | None = None) -> Path:
-    """Merge values into reports/<profile>/metrics.json, at the top or under `section` (analyses,
-    external). Numbers are stored as plain JSON (numpy scalars and arrays converted)."""
-    path = cfg.reports / "metrics.json"
+def write_record(cfg, name: str, values: dict) -> Path:
+    """Merge values into reports/<profile>/records/<name>.json, one level deep (a notebook that writes
+    its record in parts). Each record has one writer, the notebook the engine declares it for; the
+    index merges the records of the run's stages into metrics.json. Numbers are stored as plain JSON
+    (numpy scalars and arrays converted)."""
+    path = cfg.reports / "records" / f"{name}.json"
     values = json.loads(json.dumps(values, default=json_default))
-    with exclusive(path):
-        current = json.loads(path.read_text()) if path.is_file() else {}
-        (current.setdefault(section, {}) if section else current).update(values)
-        return write_json(path, current)
-
-
-def metrics(report_dir: Path) -> dict:
-    path = Path(report_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def clear_report(report_dir: Path) -> None:
-    """A fresh full run starts with no metrics, figures or predictions of another run."""
-    import shutil
-
-    report_dir = Path(report_dir)
-    (report_dir / "metrics.json").unlink(missing_ok=True)
-    for folder in ("figures", "predictions"):
-        shutil.rmtree(report_dir / folder, ignore_errors=True)
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            current[key].update(value)
+        else:
+            current[key] = value
+    return write_json(path, current)

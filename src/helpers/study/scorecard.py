@@ -19,7 +19,6 @@ from helpers.evaluation import metrics, outside
 from helpers.inference.cached import Predictions, pick_device, predict
 from helpers.inference.caption_groups import group_decode
 from helpers.modeling.checkpoints import load_detector
-from helpers.stage_table import load_table
 from helpers.study import records, setup, stages
 
 
@@ -153,18 +152,9 @@ def conclusion(result: Evaluation) -> str:
 
 
 def record_outside(cfg, name: str, views: dict[str, dict], figure: str) -> str:
-    """Add one outside set's numbers and conclusion to reports/<profile>/metrics.json; returns the conclusion."""
+    """Add one outside set's numbers and conclusion to the outside sets' record
+    (reports/<profile>/records/external.json); returns the conclusion."""
     text = outside.conclusion(name, views["as the files are"], views["neutral view"])
-    records.update_metrics(
-        cfg,
-        {
-            name: {
-                "conclusion": text,
-                "figure": f"figures/{figure}.png",
-                "html": load_table().recorded_by("external").html,
-                "views": views,
-            }
-        },
-        section="external",
-    )
+    entry = {"conclusion": text, "figure": f"figures/{figure}.png", "views": views}
+    records.write_record(cfg, "external", {"external": {name: entry}})
     return text

@@ -21,7 +21,6 @@ from helpers.identity import changed_keys, training_identity
 from helpers.inference.cached import pick_device, predict
 from helpers.modeling.card import write_card
 from helpers.modeling.checkpoints import load_detector, save_detector
-from helpers.stage_table import load_table
 from helpers.study import records
 from helpers.study.provenance import provenance
 from helpers.study.records import record
@@ -239,12 +238,12 @@ def parameter_count(model) -> str:
     return f"{total:,} parameters, {trainable:,} trainable"
 
 
-def refresh_cards(cfg: Config, root: Path, metrics: dict) -> list[Path]:
+def refresh_cards(cfg: Config, metrics: dict) -> list[Path]:
     """Each saved model of this run gets its card rewritten with the report's figures and the
-    analyses' limitations (at the end of a study; a model of another run is left alone)."""
+    conclusions about it (at the end of a study; a model of other settings or code is left alone)."""
     written = []
     for stage in ("before", "after"):
-        folder = root / model_dir(cfg, stage)
+        folder = model_dir(cfg, stage)
         meta = folder / "training_meta.json"
         if meta.is_file() and (json.loads(meta.read_text()).get("run_identity") or {}).get(
             "params"
@@ -264,15 +263,15 @@ def checked_model_dir(cfg: Config, stage: str) -> Path:
     meta_path = folder / "training_meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(
-            f"{folder} holds no trained model: run notebook {load_table().trained_by(stage).notebook} of this profile "
-            "first (or python -m helpers.run)"
+            f"{folder} holds no trained model: run the notebook that trains the '{stage}' model for this "
+            "profile first, or the study (make demo, or snakemake -s workflow/Snakefile)"
         )
     recorded_params = (json.loads(meta_path.read_text()).get("run_identity") or {}).get("params")
     changes = changed_keys(recorded_params or {}, training_identity(cfg, stage))
     if recorded_params is None or changes:
         raise StaleModelError(
             f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
-            f"run notebook {load_table().trained_by(stage).notebook} again for these settings (or python -m helpers.run)"
+            f"train the '{stage}' model again for these settings: its notebook, or the study (snakemake -s workflow/Snakefile)"
         )
     return folder
 

@@ -1,17 +1,19 @@
-"""The report's index page (templates/index.html.j2, Jinja2, every value escaped): stages, headline
-metrics, pseudo-labels and the pool's overlap, this run's confusion matrices, the analyses' and
-outside sets' conclusions, and the fidelity table for the paper profile."""
+"""The report of one run of the study, from the records its rules wrote: metrics.json (every record
+merged), provenance.json (parameters, git SHA, versions, data revisions, seed, device, each stage's
+time) and the index page (templates/index.html.j2, Jinja2, every value escaped): stages, headline
+metrics, pseudo-labels and the pool's overlap, confusion matrices, the analyses' and outside sets'
+conclusions, and the fidelity table for the paper profile. Only the records handed in are read: a
+stage that is not in this run's graph is not on the page."""
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 
+import nbformat
 from markupsafe import Markup
 
-from helpers.study import records
-
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 HEADLINE = (
     ("f1_a", "F1 A"),
@@ -56,6 +58,58 @@ BASELINE_SOURCES = (
 )
 
 
+def title(notebook: Path) -> str:
+    """A notebook's title: its first heading, without the number ('# 5 · Shortcut audit')."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.splitlines()[0][2:].split("·", 1)[-1].strip()
+    return Path(notebook).stem
+
+
+def stage(executed: Path) -> dict:
+    """A stage of the run as the index lists it, from its executed notebook."""
+    executed = Path(executed)
+    node = nbformat.read(executed, as_version=4)
+    run = node.metadata.get("papermill", {})
+    return {
+        "notebook": executed.stem,
+        "title": title(executed),
+        "html": f"{executed.stem}.html",
+        "ipynb": executed.name,
+        "seconds": round(run["duration"], 1) if run.get("duration") is not None else None,
+        "started": run.get("start_time"),
+        "ended": run.get("end_time"),
+    }
+
+
+def span(stages: list[dict]) -> dict:
+    """From the first stage's start to the last one's end (stages side by side overlap), in seconds."""
+    from datetime import datetime
+
+    times = [(datetime.fromisoformat(s["started"]), datetime.fromisoformat(s["ended"])) for s in stages if s["ended"]]
+    if not times:
+        return {}
+    return {"total_seconds": round((max(e for _, e in times) - min(b for b, _ in times)).total_seconds(), 1)}
+
+
+def merged(records: list[Path], stages: dict[str, dict]) -> dict:
+    """metrics.json: every record merged, one level deep (analyses, external: an entry per writer),
+    each analysis and outside set titled by and linked to the notebook that wrote it. stages: by
+    record name (records/<name>.json), the stage that wrote it; an analysis's record is its name."""
+    metrics: dict = {}
+    for path in map(Path, records):
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, dict) and isinstance(metrics.get(key), dict):
+                metrics[key].update(value)
+            else:
+                metrics[key] = value
+    for name, item in (metrics.get("analyses") or {}).items():
+        item.update(title=stages[name]["title"], html=stages[name]["html"])
+    for item in (metrics.get("external") or {}).values():
+        item.update(html=stages["external"]["html"])
+    return metrics
+
+
 def _outside(sets: dict) -> dict:
     return {
         name: {"title": name, "html": item["html"], "conclusion": item["conclusion"], "figures": [item["figure"]]}
@@ -81,11 +135,11 @@ def fidelity_table() -> Markup:
     )
 
 
-def write_index(out_dir: Path, record: dict) -> Path:
+def write_index(out_dir: Path, record: dict, metrics: dict) -> Path:
+    """index.html in out_dir: record as provenance.json holds it, metrics as metrics.json."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     out_dir = Path(out_dir)
-    metrics = records.metrics(out_dir)
     analyses = metrics.get("analyses", {})
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["j2"]), trim_blocks=True, lstrip_blocks=True
@@ -111,10 +165,7 @@ def write_index(out_dir: Path, record: dict) -> Path:
         paper=PAPER,
         authors_code=AUTHORS_CODE,
         baseline_sources=BASELINE_SOURCES,
-        has_metrics=(out_dir / "metrics.json").is_file(),
-        last_complete=os.path.relpath(record["last_complete_report"], out_dir)
-        if record.get("last_complete_report")
-        else "",
+        has_metrics=bool(metrics),
     )
     index = out_dir / "index.html"
     index.write_text(page, encoding="utf-8")

@@ -1,0 +1,172 @@
+"""The engine (workflow/Snakefile): the study's notebooks as its rules, their parameters, what the
+graph holds for a profile, and a failing notebook. The smoke study through it, what makes a result
+stale and the study on SLURM: tests/test_smoke_study.py."""
+
+import ast
+
+import nbformat
+import pytest
+
+from conftest import ROOT, copy_project, planned_jobs, snakemake, write_profile
+from helpers.config import load_config
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _parameters(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{notebook.name} needs exactly one cell tagged 'parameters'"
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert first_code is cells[0], f"{notebook.name}: the parameters cell must be the first code cell"
+    tree = ast.parse(cells[0].source)
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_parameters_name_the_run_and_nothing_more(notebook):
+    assert _parameters(notebook) == {"profile": "demo", "overrides": {}}
+
+
+def test_setup_reads_the_profile_file_and_applies_overrides(tmp_path, monkeypatch):
+    from helpers.config import ConfigError
+    from helpers.study import setup
+
+    monkeypatch.chdir(tmp_path)
+    cfg = setup.load(
+        "smoke", {"epochs": 5, "work_dir": str(tmp_path / "runs"), "report_dir": str(tmp_path / "reports")}
+    )
+    assert cfg.profile == "smoke" and cfg.epochs == 5 and cfg.learning_rate == 1e-3
+    with pytest.raises(ConfigError, match="epochs"):
+        setup.load("smoke", {"epochs": "five"})
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_committed_without_outputs(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+NOTEBOOK_RULES = {
+    "01_explore_data": "explore",
+    "02_train": "train",
+    "03_pseudo_label": "pseudo_label",
+    "04_evaluate": "evaluate",
+    "05_shortcut_audit": "shortcut_audit",
+    "06_robustness": "robustness",
+    "07_modality_ablation": "modality_ablation",
+    "08_unseen_generators": "unseen_generators",
+    "09_calibration": "calibration",
+    "10_seeds": "seeds",
+    "11_external": "external",
+    "12_baselines": "baselines",
+    "13_beyond_the_paper": "beyond_the_paper",
+}
+
+
+def _plan(tmp_path, *config):
+    done = snakemake(ROOT, ROOT / "params" / "smoke.yaml", "-n", "--quiet", "rules", config=config, directory=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return planned_jobs(done)
+
+
+def test_the_engine_runs_every_notebook_as_a_rule_of_its_own_then_the_index(tmp_path):
+    """The Snakefile is the table of stages: every notebook has its rule, the index comes last."""
+    assert sorted(n.stem for n in NOTEBOOKS) == sorted(NOTEBOOK_RULES)
+    rules = (ROOT / "workflow" / "Snakefile").read_text()
+    for notebook, rule in NOTEBOOK_RULES.items():
+        assert f"rule {rule}:" in rules and f'notebook("{notebook}")' in rules, notebook
+    assert _plan(tmp_path) == {**dict.fromkeys(NOTEBOOK_RULES.values(), 1), "index": 1, "all": 1}
+
+
+def test_a_profile_that_switches_a_stage_off_leaves_it_out_of_the_graph(tmp_path):
+    """No analyses, no outside sets, no pool: the core notebooks and the index only."""
+    plan = _plan(tmp_path, "analyses=[]", "external=[]", "unlabelled_split=")
+    assert plan == {"explore": 1, "train": 1, "evaluate": 1, "index": 1, "all": 1}
+
+
+def test_the_engine_refuses_a_bad_setting_before_any_work(tmp_path):
+    for bad, named in (("batch_size=big", "'batch_size'"), ("batchsize=8", "batchsize")):
+        done = snakemake(ROOT, ROOT / "params" / "smoke.yaml", config=(bad,), directory=tmp_path)
+        assert done.returncode != 0 and named in done.stdout + done.stderr, bad
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_stops_the_study_keeps_its_traceback_and_writes_no_index(tmp_path):
+    """A data source that does not exist: the training notebook fails; its executed copy with the
+    traceback stays in the rule's log, where Snakemake's error points; no index is written."""
+    profile = write_profile(
+        tmp_path / "smoke.yaml",
+        {
+            **load_config(ROOT / "params" / "smoke.yaml").to_dict(),
+            "dataset": str(tmp_path / "nowhere"),
+            "work_dir": "runs",
+            "report_dir": "reports",
+        },
+    )
+    done = snakemake(ROOT, profile, directory=tmp_path)
+    assert done.returncode != 0
+    log = tmp_path / "reports" / "smoke" / "logs" / "02_train.ipynb"
+    assert str(log.relative_to(tmp_path)) in done.stdout + done.stderr
+    executed = nbformat.read(log, as_version=4)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert errors and errors[0]["ename"] == "DataError" and "nowhere" in errors[0]["evalue"]
+    assert not (tmp_path / "reports" / "smoke" / "index.html").exists()
+    assert not (tmp_path / "reports" / "smoke" / "02_train.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_the_science_library_installs_from_a_wheel_and_scores_images_outside_the_checkout(tmp_path, trained_dir):
+    """src/helpers is a library: built as a wheel, installed apart from the checkout, imported from
+    another folder (no notebooks/, no workflow/ beside it), its ct2-predict scores a folder of images
+    with a saved model."""
+    import subprocess
+    import sys
+
+    from conftest import png_bytes
+
+    dist, site, elsewhere = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    source = copy_project(tmp_path / "source")  # setuptools builds in the source folder (build/)
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = next(dist.glob("ct2_detector-*.whl"))
+    installed = subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)], capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    (elsewhere / "images").mkdir(parents=True)
+    for i, color in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        (elsewhere / "images" / f"{i}.png").write_bytes(png_bytes(size=(40, 30), color=color))
+    env = {**__import__("os").environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
+    where = subprocess.run(
+        [sys.executable, "-c", "import helpers.config, helpers.predict; print(helpers.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert where.returncode == 0 and where.stdout.strip().startswith(str(site)), where.stderr[-2000:]
+    scored = subprocess.run(
+        [
+            sys.executable,
+            str(site / "bin" / "ct2-predict"),
+            "--model",
+            str(trained_dir),
+            "--images",
+            "images",
+            "--out",
+            "p.csv",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert len((elsewhere / "p.csv").read_text().splitlines()) == 1 + 3
