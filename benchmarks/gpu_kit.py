@@ -127,10 +127,18 @@ def resolve() -> dict[str, str]:
     return {item["metadata"]["name"]: item["metadata"]["version"] for item in installed}
 
 
+# The image holds these at a version nobody has read, and the study needs another: pydantic-core
+# 2.50 imports typing_extensions.Sentinel (4.14 and later; 4.12.2 fails), and Snakemake 9 asks for
+# packaging below 26, which a newer image may hold. Carried whatever the image holds (a --target
+# install comes first on PYTHONPATH).
+CARRIED_ANYWAY = ("typing-extensions", "packaging")
+
+
 def write_lists(resolved: dict[str, str]) -> tuple[list[str], list[str]]:
     image = image_packages()
-    carried = sorted(f"{n}=={v}" for n, v in resolved.items() if canonical(n) not in image)
-    held = sorted(f"{n}=={v}" for n, v in resolved.items() if canonical(n) in image)
+    carry = {n for n in resolved if canonical(n) not in image or canonical(n) in CARRIED_ANYWAY}
+    carried = sorted(f"{n}=={v}" for n, v in resolved.items() if n in carry)
+    held = sorted(f"{n}=={v}" for n, v in resolved.items() if n not in carry)
     stamp = f"# Written by `python benchmarks/gpu_kit.py wheels` on {time.strftime('%Y-%m-%d')}: do not edit by hand.\n"
     WHEELS.write_text(
         stamp + "# The study's dependencies (pyproject.toml) that the GPU image (gpu_image.txt) lacks, resolved for\n"
@@ -167,6 +175,9 @@ def download(folder: Path = CARRIED) -> Path:
     got = sorted(folder.glob("*.whl"))
     if len(got) != len(listed(WHEELS)):
         raise SystemExit(f"expected {len(listed(WHEELS))} wheels in {folder}, found {len(got)}")
+    # The lent machine's copy of the tree has no .git: the commit travels with the wheels.
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    (folder / "COMMIT").write_text((sha or "unknown") + "\n")
     print(f"{len(got)} wheels, {sum(w.stat().st_size for w in got) / 2**20:.1f} MiB in {folder}")
     return folder
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project in one command, in a fixed order, each part under its own
-# time limit; OUTDIR/gpu_session.json and OUTDIR/gpu_session.md grow a row at a time, so a session
-# stopped at its limit keeps every finished row.
-#   bash benchmarks/gpu_session.sh OUTDIR            # on a GPU (about 8 minutes on one H100/H200)
-#   bash benchmarks/gpu_session.sh --smoke OUTDIR    # the same code paths on a CPU, tiny shapes, minutes
+# time limit, within a budget; OUTDIR/gpu_session.json, .md and .log grow a row at a time, so a
+# session stopped at its limit keeps every finished row. OUTDIR gets those three files only: data,
+# caches and models go to the work folder (--work, default /tmp/ct2-gpu-work).
+#   bash benchmarks/gpu_session.sh OUTDIR [--budget S] [--work DIR]   # on a GPU (budget 450 s by default)
+#   bash benchmarks/gpu_session.sh --smoke OUTDIR                    # the same code paths on a CPU, tiny shapes
 # Packages the machine lacks: the wheels `python benchmarks/gpu_kit.py download` put in .whl/ are
 # installed first with pip --target into $CT2_SITE (default /tmp/site), as on a machine that reaches
 # no registry; `python benchmarks/gpu_kit.py rehearse OUTDIR` runs this in a venv of the image's packages.
@@ -11,7 +12,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 smoke=()
 if [ "${1:-}" = "--smoke" ]; then smoke=(--smoke); shift; fi
-out=${1:?usage: bash benchmarks/gpu_session.sh [--smoke] OUTDIR}
+out=${1:?usage: bash benchmarks/gpu_session.sh [--smoke] OUTDIR [--budget S] [--work DIR]}
+shift
 python=${PYTHON:-python3}
 site=${CT2_SITE:-/tmp/site}
 # The wheels are resolved for the image's Python 3.12 (gpu_kit.py); another Python keeps its own packages.
@@ -27,4 +29,4 @@ if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 \
     || { echo "error: could not register the study's kernel in $site" >&2; exit 1; }
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
-exec "$python" benchmarks/gpu_session.py "${smoke[@]}" --out "$out"
+exec "$python" benchmarks/gpu_session.py "${smoke[@]}" --out "$out" "$@"

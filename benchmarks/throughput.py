@@ -39,7 +39,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from helpers.cache.dataset import collate, with_text_features  # noqa: E402
+from helpers.cache.dataset import collate, length_buckets, with_text_features  # noqa: E402
 from helpers.cache.store import build_cache, cache_key  # noqa: E402
 from helpers.config import load_config  # noqa: E402
 from helpers.data.schema import FEATURES  # noqa: E402
@@ -328,6 +328,12 @@ def main(argv=None) -> int:
         "device_cache": cfg.device_cache,
         "rows": args.rows,
     }
+
+    def keep() -> None:
+        """The figures so far, written after each part: a part stopped at its limit loses only itself."""
+        if args.out:
+            Path(args.out).write_text(json.dumps(results, indent=2))
+
     split = training_split(args)
     model, tokenizer = build_model(cfg)
     side = model.config.image_size
@@ -343,6 +349,7 @@ def main(argv=None) -> int:
         )
         paper = PaperStyle(split, tokenizer, processor, cfg.max_caption_length)
         results["a_paper_style_workers0"] = paper_style(model, paper, cfg, device, args, workers=0)
+        keep()
     with tempfile.TemporaryDirectory() as scratch:
         results["bare_decode_rows_per_s"] = bare_decode_rows_per_s(split, side)
         root = Path(args.cache_root or scratch)
@@ -352,16 +359,23 @@ def main(argv=None) -> int:
         results["cache_seconds"] = time.perf_counter() - started
         if not kept:
             results["cache_build_rows_per_s"] = len(split) / results["cache_seconds"]
+        keep()
         if "d" in args.parts:
             results["d_loader_alone"] = loader_samples_per_second(cfg, model, cached, args.steps, args.warmup)
+            keep()
         if "b" in args.parts:
             per_step, results["b_warmup_s"] = trainer_seconds_per_step(cfg, model, cached, args.steps, args.warmup)
             results["b_ours_from_cache"] = cfg.batch_size / per_step
+            keep()
         if "e" in args.parts:
             results.update(trainer_overhead(cfg, cached, args.steps, args.warmup, device))
+            keep()
         if model.config.freeze_text and model.config.modality != "image":  # as the Trainer feeds it (b)
             cached = with_text_features(cached, model, cfg.eval_batch_size)
-        on_device = collate(cached.__getitems__(np.arange(min(cfg.batch_size, len(cached)))))
+        # The text padded to the widths (b)'s collator uses under compilation: the graph (b) compiled,
+        # not a second one for this batch's own width.
+        widths = length_buckets(cfg.max_caption_length) if cfg.torch_compile else ()
+        on_device = collate(cached.__getitems__(np.arange(min(cfg.batch_size, len(cached)))), widths=widths)
     if "c" in args.parts:
         resident = [{k: v.to(device) for k, v in on_device.items()}] * (args.steps + args.warmup + 1)
         if cfg.torch_compile:  # as the study compiles (b)'s model (in place, so perhaps again here)
@@ -371,8 +385,10 @@ def main(argv=None) -> int:
             model, iter(resident), device, args.steps, args.warmup, bf16=bf16, fused=True, timings=timings
         )
         results["c_warmup_s"] = timings["warmup_s"]
+        keep()
     if "a" in args.parts and args.workers:  # last: loader processes compete with the main process for the CPU
         results[f"a_paper_style_workers{args.workers}"] = paper_style(model, paper, cfg, device, args, args.workers)
+        keep()
     per_sample = flops_per_sample(model, on_device, device, bf16)
     results["model_gflop_per_sample"] = per_sample / 1e9
     peak = next((v for k, v in PEAK_BF16.items() if k in results["device"]), None)
@@ -409,8 +425,7 @@ def main(argv=None) -> int:
             f"resize {results['bare_decode_rows_per_s']:.0f} rows/s: "
             f"{100 * results['cache_build_share_of_decode_limit']:.0f} % of the limit"
         )
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+    keep()
     return 0
 
 

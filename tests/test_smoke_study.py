@@ -184,9 +184,7 @@ def test_the_study_on_a_slurm_cluster_gives_the_figures_of_the_local_run(smoke_s
     """The training and evaluation stages (02, 03, 04: each a SLURM job, each reading the files the
     one before wrote) through Snakemake's SLURM executor and the project's SLURM profile, on a
     one-node cluster started here, with the settings of the shared study: the same scores."""
-    started = subprocess.run(
-        ["bash", str(ROOT.parent / "shared" / "slurm" / "start-local-slurm.sh")], capture_output=True, text=True
-    )
+    started = subprocess.run(["bash", str(ROOT / "tests" / "start_local_slurm.sh")], capture_output=True, text=True)
     if started.returncode != 0 and "root" in started.stderr:
         pytest.skip(f"SLURM cannot be started here: {started.stderr[-300:]}")
     assert started.returncode == 0, started.stderr[-2000:]

@@ -116,7 +116,7 @@ def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
 
     out = tmp_path / "session"
     done = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--smoke", str(out)],
+        ["bash", str(ROOT / "benchmarks" / "gpu_session.sh"), "--smoke", str(out), "--work", str(tmp_path / "work")],
         env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
         text=True,
@@ -125,16 +125,21 @@ def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads((out / "gpu_session.json").read_text())
     assert rows[0]["part"] == "environment" and rows[0]["device"] == "cpu" and rows[0]["torch"]
+    # What comes back from the lent machine: three small files (its tool returns 8 at most), the commit named.
+    returned = sorted(p.name for p in out.rglob("*"))
+    assert returned == ["gpu_session.json", "gpu_session.log", "gpu_session.md"]
+    assert sum(p.stat().st_size for p in out.iterdir()) < 2 * 2**20
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert rows[0]["commit"] == sha and f"commit {sha[:12]}" in (out / "gpu_session.md").read_text()
     assert all(row["status"] == "ok" for row in rows), [r for r in rows if r["status"] != "ok"]
     parts = [r["part"] for r in rows]
     # The telling rows first: data made once, eager throughput, notebooks, prediction; then the rest.
     assert parts[1] == "synthetic data and prediction files, made once"
     first_compiled = next(i for i, part in enumerate(parts) if part.endswith("compiled"))
-    assert (
-        parts.index("notebooks 01-04 (smoke profile)")
-        < parts.index("prediction from the decode cache")
-        < first_compiled
-    )
+    first_eager = next(i for i, part in enumerate(parts) if part.endswith("eager"))
+    # The compiled row right after the eager rows of its precision, then the notebooks and prediction.
+    assert first_eager < first_compiled < parts.index("notebooks 01-04 (smoke profile)")
+    assert parts.index("notebooks 01-04 (smoke profile)") < parts.index("prediction from the decode cache")
     training = [r for r in rows if r["part"].startswith("training (")]
     # One row per code path on a CPU (gpu_session.session_parts): bf16 eager and compiled, and fp32.
     assert {r["part"].split(", ")[-2] + ", " + r["part"].split(", ")[-1] for r in training} == {

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -124,13 +125,18 @@ def test_loader_worker_processes_train_the_same_model_as_the_main_process(smoke_
     assert torch.equal(weights[0], weights[1])
 
 
-def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
+@pytest.mark.parametrize("resident", [False, True], ids=["from the cache files", "pixels on the device"])
+def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp_path, monkeypatch, resident):
     """Reading a tensor's value on the host (bool(), .item()) inside a step makes the host wait for
     the GPU before it can queue the next step. Counted here on the CPU from the step's start to its
-    end (forward, loss, backward, clipping, optimiser): none."""
+    end (forward, loss, backward, clipping, optimiser), with batches read from the cache's files and
+    gathered from pixels held on the device (device_cache; the CPU stands in): none."""
     from transformers import TrainerCallback
 
+    from helpers.cache.pixels import DevicePixels
     from helpers.training import trainer as training
+
+    monkeypatch.setattr(training, "device_cache", lambda cfg, splits, device: resident)
 
     reads, inside = [], [False]
 
@@ -165,8 +171,23 @@ def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp
     )
     trainer.args.save_strategy, trainer.args.eval_strategy = "no", "no"
     trainer.args.load_best_model_at_end = False
+    assert isinstance(trainer.train_dataset.pixels, DevicePixels) == resident
     trainer.train()
     assert trainer.state.global_step > 4 and reads == []
+
+
+def test_a_batchs_indices_go_to_the_gpu_from_pinned_memory_without_blocking(monkeypatch):
+    """DevicePixels gathers a batch on the GPU by index: the indices are copied from pinned memory,
+    non-blocking (from pageable memory the host would wait at every step). The copy's calls are
+    recorded here on the CPU, as a GPU would receive them."""
+    from helpers.cache.pixels import device_index
+
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: calls.append("pin_memory") or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: calls.append(("to", str(a[0]), k)) or self)
+    index = device_index([3, 1, 2], torch.device("cuda"))
+    assert index.tolist() == [3, 1, 2] and index.dtype == torch.int64
+    assert calls == ["pin_memory", ("to", "cuda", {"non_blocking": True})]
 
 
 def test_pixels_held_on_the_device_train_the_same_model(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
