@@ -233,9 +233,11 @@ def throughput_rows(work: Path, smoke: bool, precision: str, compiled: bool, lim
         ],
         limit,
     )
-    if status != "ok" or not result.is_file():
+    if not result.is_file():
         return [{"part": f"training throughput, {name}", "status": status, "seconds": seconds, "output": output}]
+    # throughput.py writes its figures after each of its parts: a run stopped at its limit keeps them.
     found = json.loads(result.read_text())
+    full = next((k for k in found if k.startswith("model_gflop_per_sample_at_")), None)
     rows = [
         {
             "part": f"training {PIPELINES[key]}, {name}",
@@ -243,12 +245,18 @@ def throughput_rows(work: Path, smoke: bool, precision: str, compiled: bool, lim
             "seconds": seconds,
             "samples_per_s": round(found[key], 1),
             "mfu": found.get(f"{key}_mfu"),
+            "mfu_at_full_width": found.get(f"{key}_mfu{full[len('model_gflop_per_sample') :]}") if full else None,
+            "peak_precision": found.get("peak_precision"),
             "target": TARGETS["compiled"] if compiled and key != "a_paper_style_workers0" else TARGETS.get(key, ""),
-            "gflop_per_sample": round(found["model_gflop_per_sample"], 2),
+            "gflop_per_sample": round(found["model_gflop_per_sample"], 2)
+            if "model_gflop_per_sample" in found
+            else None,
         }
         for key in PIPELINES
         if key in found
     ]
+    if status != "ok":
+        rows.append({"part": f"training throughput, {name}: the rest", "status": status, "output": output})
     for row, key in zip(rows, [k for k in PIPELINES if k in found]):
         if f"{key[0]}_warmup_s" in found:
             row["warmup_s"] = round(found[f"{key[0]}_warmup_s"], 1)
@@ -447,6 +455,8 @@ def write_tables(out: Path, rows: list[dict]) -> None:
             )
         )
         mfu = f"{100 * row['mfu']:.1f} %" if row.get("mfu") is not None else ""
+        if mfu and row.get("mfu_at_full_width") is not None:
+            mfu += f" ({100 * row['mfu_at_full_width']:.1f} % at full caption width; {row['peak_precision']} peak)"
         lines.append(
             f"| {row['part']} | {row['status']} | {figure} | {mfu} | {row.get('target', '')} | "
             f"{row.get('seconds', '')} |"

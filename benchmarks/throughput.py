@@ -52,7 +52,21 @@ from helpers.training import precision  # noqa: E402
 from helpers.training import trainer as training  # noqa: E402
 from helpers.training.arguments import training_arguments
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12}
+# Dense peaks (no sparsity) by precision and device, FLOP/s: bf16 and TF32 on the tensor cores, and
+# plain fp32; a row's MFU is against the peak of the precision it ran in.
+PEAKS = {
+    "bf16": {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12},
+    "tf32": {"H100": 495e12, "H200": 495e12, "A100": 156e12, "L40S": 181e12, "L4": 60e12, "A10": 62.5e12},
+    "fp32": {"H100": 67e12, "H200": 67e12, "A100": 19.5e12, "L40S": 91.6e12, "L4": 30.3e12, "A10": 31.2e12},
+}
+
+
+def dense_peak(device_name: str, cfg) -> tuple[str, float | None]:
+    """(the precision a training of cfg runs in on this device, its dense peak or None where unknown)."""
+    kind = "bf16" if precision.bf16_autocast(cfg) else "tf32" if cfg.tf32 and torch.cuda.is_available() else "fp32"
+    return kind, next((v for k, v in PEAKS[kind].items() if k in device_name), None)
+
+
 PARTS = ("a", "b", "c", "d", "e")
 
 
@@ -376,6 +390,11 @@ def main(argv=None) -> int:
         # not a second one for this batch's own width.
         widths = length_buckets(cfg.max_caption_length) if cfg.torch_compile else ()
         on_device = collate(cached.__getitems__(np.arange(min(cfg.batch_size, len(cached)))), widths=widths)
+        # The same rows with every caption padded to max_caption_length, as (a) feeds them: one
+        # model FLOP count that every row's MFU can be read against, whatever its own padding.
+        full_width = collate(
+            cached.__getitems__(np.arange(min(cfg.batch_size, len(cached)))), widths=(cfg.max_caption_length,)
+        )
     if "c" in args.parts:
         resident = [{k: v.to(device) for k, v in on_device.items()}] * (args.steps + args.warmup + 1)
         if cfg.torch_compile:  # as the study compiles (b)'s model (in place, so perhaps again here)
@@ -391,7 +410,9 @@ def main(argv=None) -> int:
         keep()
     per_sample = flops_per_sample(model, on_device, device, bf16)
     results["model_gflop_per_sample"] = per_sample / 1e9
-    peak = next((v for k, v in PEAK_BF16.items() if k in results["device"]), None)
+    at_full = flops_per_sample(model, full_width, device, bf16)
+    results[f"model_gflop_per_sample_at_{cfg.max_caption_length}_tokens"] = at_full / 1e9
+    results["peak_precision"], peak = dense_peak(results["device"], cfg)
     print(
         f"device: {results['device']} · profile {cfg.profile} · batch {cfg.batch_size} · {args.rows} rows · "
         f"{per_sample / 1e9:.3g} GFLOP per sample (fwd+bwd)"
@@ -402,6 +423,9 @@ def main(argv=None) -> int:
         speedup = f"x{results[key] / baseline:6.1f}" if baseline else ""
         print(f"  {key:28s} {results[key]:10.1f} samples/s   {speedup}   {mfu if key[0] != 'd' else ''}")
         results[f"{key}_mfu"] = results[key] * per_sample / peak if peak and key[0] != "d" else None
+        results[f"{key}_mfu_at_{cfg.max_caption_length}_tokens"] = (
+            results[key] * at_full / peak if peak and key[0] != "d" else None
+        )
     if "b_ours_from_cache" in results and "c_model_alone" in results:
         results["b_over_c"] = results["b_ours_from_cache"] / results["c_model_alone"]
         print(f"  (b) / (c): {results['b_over_c']:.2f}")
