@@ -485,7 +485,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="where the results go: gpu_session.json, .md and .log, nothing else")
     parser.add_argument(
-        "--work", type=Path, default=Path("/tmp/ct2-gpu-work"), help="where the data, caches and models go"
+        "--work",
+        type=Path,
+        default=Path("/tmp/ct2-gpu-work"),
+        help="where the data, caches and models go; emptied first, so that every session measures from nothing",
     )
     parser.add_argument("--smoke", action="store_true", help="the same code paths on a CPU, tiny shapes")
     parser.add_argument(
@@ -507,6 +510,10 @@ def main(argv=None) -> int:
     if args.make_data:
         print(make_data(work, args.smoke))
         return 0
+    # A second session on the same machine would find the first one's data, caches and study current
+    # (the engine would run nothing) and time none of their making.
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     budget = args.budget or (900 if args.smoke else 450)
