@@ -1,6 +1,6 @@
 """The notebooks are the study: a person steps through them in a kernel of their own, as JupyterLab
 runs them (from notebooks/), and finds the objects each one made; every step is a short cell; a
-notebook hands nothing to a module; the runner's warm kernel gives the numbers a fresh one gives."""
+notebook hands nothing to a module."""
 
 import json
 

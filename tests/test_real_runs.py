@@ -1,5 +1,5 @@
 """The paths real users take beyond the CPU demo: several GPUs, several nodes, precision, reruns
-that must not read stale results, seeds, runner failures, per-stage resume, data revisions and the
+that must not read stale results, seeds, data revisions and the
 pseudo-label pool's overlap with scored splits. What only a GPU shows is reproduced by patching
 the condition (the GPU count, TF32 support)."""
 

@@ -51,7 +51,7 @@ def load(profile: str | Path = "demo", overrides: dict | None = None) -> Config:
 
 
 class StepOff(RuntimeError):
-    """A notebook whose step this profile switches off (the runner does not start it)."""
+    """A notebook whose step this profile switches off (the engine leaves it out of the graph)."""
 
 
 def require(enabled, what: str, key: str) -> None:
