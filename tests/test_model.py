@@ -98,22 +98,14 @@ def test_cached_text_features_give_the_same_outputs_as_the_frozen_tower(tmp_path
     import numpy as np
 
     from conftest import ROOT
-    from helpers.cache.dataset import CachedSplit, with_text_features
+    from helpers.cache.dataset import with_text_features
     from helpers.config import load_config
     from helpers.modeling.building import build_model
 
     cfg = load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True, "dropout": 0.5})
     model, tokenizer = build_model(cfg)
-    enc = tokenizer(["a dog", "two cats on a bed", "a dog"], padding="max_length", max_length=12, return_tensors="np")
     n = 3
-    cached = CachedSplit(
-        np.random.default_rng(0).integers(0, 255, (n, 3, 32, 32), dtype=np.uint8),
-        enc["input_ids"].astype(np.int32),
-        enc["attention_mask"].sum(1).astype(np.int32),
-        np.ones(n, np.int64),
-        np.full(n, 2, np.int64),
-        np.arange(n),
-    )
+    cached = _captioned_split(tokenizer, ("a dog", "two cats on a bed", "a dog"))
     featured = with_text_features(cached, model)
     assert featured.text_features.shape == (3, 32) and np.array_equal(
         featured.text_features[0], featured.text_features[2]
@@ -305,17 +297,14 @@ def test_the_fusion_layer_and_heads_keep_nn_linears_initialisation(smoke_cfg):
         assert layer.weight.std() > bound / 3  # spread over the bound, not a narrow draw
 
 
-def _captioned_split(tokenizer, n: int = 4):
+def _captioned_split(tokenizer, captions=("a dog", "two cats on a bed", "a red bus", "a dog")):
+    """A cached split of random 32-px images with these captions (labels: SDXL)."""
     import numpy as np
 
     from helpers.cache.dataset import CachedSplit
 
-    enc = tokenizer(
-        ["a dog", "two cats on a bed", "a red bus", "a dog"][:n],
-        padding="max_length",
-        max_length=12,
-        return_tensors="np",
-    )
+    n = len(captions)
+    enc = tokenizer(list(captions), padding="max_length", max_length=12, return_tensors="np")
     return CachedSplit(
         np.random.default_rng(0).integers(0, 255, (n, 3, 32, 32), dtype=np.uint8),
         enc["input_ids"].astype(np.int32),

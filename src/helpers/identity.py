@@ -24,6 +24,7 @@ TRAINING_PACKAGES = ("data", "cache", "modeling", "training")
 PACKAGE = Path(__file__).resolve().parent
 
 
+@cache
 def _defaults() -> dict:
     return {
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -13,6 +13,8 @@ from pathlib import Path
 import nbformat
 from markupsafe import Markup
 
+from helpers.study.records import merge
+
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 HEADLINE = (
@@ -98,11 +100,7 @@ def merged(records: list[Path], stages: dict[str, dict]) -> dict:
     record name (records/<name>.json), the stage that wrote it; an analysis's record is its name."""
     metrics: dict = {}
     for path in map(Path, records):
-        for key, value in json.loads(path.read_text()).items():
-            if isinstance(value, dict) and isinstance(metrics.get(key), dict):
-                metrics[key].update(value)
-            else:
-                metrics[key] = value
+        merge(metrics, json.loads(path.read_text()))
     for name, item in (metrics.get("analyses") or {}).items():
         item.update(title=stages[name]["title"], html=stages[name]["html"])
     for item in (metrics.get("external") or {}).values():

@@ -86,13 +86,14 @@ def bootstrap_effect(
     rng = np.random.default_rng(seed)
     groups = np.unique(np.asarray(captions, dtype=object).astype(str), return_inverse=True)[1].reshape(-1)
     n_groups, n_seeds = groups.max() + 1, len(answers)
-    row_weights = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=draws)[:, groups]
+    group_weights = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=draws)
     seed_weights = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=draws) / n_seeds
     truth = (evaluated.label_a, evaluated.label_b)
     differences = {metric: np.zeros(draws) for metric in HEADLINE}
     for column, pair in enumerate(answers.values()):
         after, before = (
-            resampled_headline(row_weights, *truth, pair[m].label_a, pair[m].label_b) for m in ("after", "before")
+            resampled_headline(group_weights, *truth, pair[m].label_a, pair[m].label_b, groups)
+            for m in ("after", "before")
         )
         for metric in HEADLINE:
             differences[metric] += seed_weights[:, column] * scale * (after[metric] - before[metric])

@@ -152,12 +152,14 @@ def _encode(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
+def _shape(aspect: tuple[int, int], short: int) -> tuple[int, int]:
+    """(width, height) of an aspect (w, h) whose short side is `short`."""
+    aspect_w, aspect_h = aspect
+    return (short * aspect_w // aspect_h, short) if aspect_w >= aspect_h else (short, short * aspect_h // aspect_w)
+
+
 def _real(caption, size, rng):
-    aspect_w, aspect_h = REAL_SIZES[rng.integers(len(REAL_SIZES))]
-    short = int(size * rng.uniform(1.0, 1.5))
-    width, height = (
-        (short * aspect_w // aspect_h, short) if aspect_w >= aspect_h else (short, short * aspect_h // aspect_w)
-    )
+    width, height = _shape(REAL_SIZES[rng.integers(len(REAL_SIZES))], int(size * rng.uniform(1.0, 1.5)))
     # Sensor noise strong enough to survive JPEG and the resize to the model's input. At sigma 6-10
     # it did not: the photos' fine-grain energy matched SD 2.1's and SD 3's, and the demo's recipe
     # learned Task A from 2 of 10 seeds (the others stayed at "all AI"); at 12-18, 7 of 7.
@@ -206,28 +208,21 @@ assert len(RENDERERS) == NUM_CLASSES
 
 
 # The splits drawn shifted from training (see shifted and docs/study.md): as CT2's test images came
-# to the task by another road than its train split, so the demo's test split and pool do here.
+# to the task by another road than its train split, so the demo's test split and pool do here. The
+# shapes a shifted image is given are drawn whatever its class: square and camera-like alike.
 SHIFTED_SPLITS = ("test", "unlabelled")
-
-
-# The shapes a shifted image is given, drawn whatever its class: square and camera-like alike.
 SHIFTED_ASPECTS = [(1, 1), *REAL_SIZES]
 
 
 def shifted(raw: bytes, rng: np.random.Generator, size: int) -> bytes:
     """An image as it reaches the test set by another road: cut to an aspect and scaled to a short
-    side (0.75-1.25 x size) that are drawn independently of its class and of its own size, then
-    re-encoded, two in three as JPEG and one in three as WebP, at quality 70-95. Every class gets the
-    same treatment, so format, size, aspect and quality no longer tell the classes apart (nor does
-    whether preprocessing upsamples the file), and the generators' finest traces are blurred as
-    re-sharing blurs them."""
+    side (0.75-1.25 x size), both drawn whatever its class and own size, then re-encoded as JPEG (two
+    in three) or WebP at quality 70-95. So format, size, aspect, quality and whether preprocessing
+    upsamples the file no longer tell the classes apart, and the finest traces blur as in re-sharing."""
     image = Image.open(io.BytesIO(raw)).convert("RGB")
-    aspect_w, aspect_h = SHIFTED_ASPECTS[rng.integers(len(SHIFTED_ASPECTS))]
-    short = max(8, round(size * rng.uniform(0.75, 1.25)))
-    width, height = (
-        (short * aspect_w // aspect_h, short) if aspect_w >= aspect_h else (short, short * aspect_h // aspect_w)
-    )
-    image = ImageOps.fit(image, (width, height), Image.BICUBIC)  # centre crop to the aspect, then scale
+    aspect = SHIFTED_ASPECTS[rng.integers(len(SHIFTED_ASPECTS))]
+    shape = _shape(aspect, max(8, round(size * rng.uniform(0.75, 1.25))))
+    image = ImageOps.fit(image, shape, Image.BICUBIC)  # centre crop to the aspect, then scale
     quality = int(rng.integers(70, 96))
     return _encode(image, "JPEG", quality=quality) if rng.random() < 2 / 3 else _encode(image, "WEBP", quality=quality)
 

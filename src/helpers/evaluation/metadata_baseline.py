@@ -13,11 +13,17 @@ NUMERIC = ["width", "height", "aspect", "file_bytes", "jpeg_quality"]
 NEUTRAL_QUALITY = 95
 
 
-def metadata_matrix(meta: pd.DataFrame, formats: list[str]) -> np.ndarray:
-    """Numeric metadata (unknown JPEG quality = -1) and one column per file format."""
-    numeric = meta[NUMERIC].astype(float).fillna(-1.0).to_numpy()
-    onehot = np.stack([(meta["format"] == f).to_numpy(float) for f in formats], axis=1)
-    return np.hstack([numeric, onehot])
+def metadata_matrix(meta: pd.DataFrame, formats: list[str], columns=(*NUMERIC, "format")) -> np.ndarray:
+    """The metadata `columns`: numbers as they are (unknown JPEG quality = -1), the file format as
+    one column per format in `formats`."""
+    return np.hstack(
+        [
+            np.stack([(meta["format"] == f).to_numpy(float) for f in formats], axis=1)
+            if column == "format"
+            else meta[[column]].astype(float).fillna(-1.0).to_numpy()
+            for column in columns
+        ]
+    )
 
 
 def metadata_baseline(train_meta: pd.DataFrame, eval_meta: pd.DataFrame, seed: int = 0) -> dict[str, float]:
@@ -42,16 +48,6 @@ CUES = {
 }
 
 
-def _cue_matrix(meta: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    parts = [
-        np.stack([(meta["format"] == f).to_numpy(float) for f in sorted(set(meta["format"]))], axis=1)
-        if column == "format"
-        else meta[[column]].astype(float).fillna(-1.0).to_numpy()
-        for column in columns
-    ]
-    return np.hstack(parts)
-
-
 def cue_audit(meta: pd.DataFrame, seed: int = 0, depth: int = 4, folds: int = 5) -> pd.DataFrame:
     """Per metadata cue alone (CUES) and all of them: the balanced accuracy of a depth-`depth` tree
     fitted and scored by cross-validation on this split's own metadata, for Task A and Task B
@@ -65,7 +61,7 @@ def cue_audit(meta: pd.DataFrame, seed: int = 0, depth: int = 4, folds: int = 5)
     cues = {**CUES, "all of them": ["format", *NUMERIC]}
     rows = {}
     for name, columns in cues.items():
-        features = _cue_matrix(meta, columns)
+        features = metadata_matrix(meta, sorted(set(meta["format"])), columns)
         row = {}
         for task in ("Label_A", "Label_B"):
             labels = meta[task].to_numpy()

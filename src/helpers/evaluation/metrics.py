@@ -57,24 +57,31 @@ def task_b_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
-def _f1(weights: np.ndarray, truth: np.ndarray, pred: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
-    """(F1 of class cls, its true support) under each row of weights [B, N]: 2tp / (2tp + fp + fn),
-    0 where that is 0/0 (scikit-learn's zero_division=0)."""
-    tp = weights @ ((truth == cls) & (pred == cls))
-    fp = weights @ ((truth != cls) & (pred == cls))
-    fn = weights @ ((truth == cls) & (pred != cls))
+def _f1(weights: np.ndarray, groups: np.ndarray, truth: np.ndarray, pred: np.ndarray, cls: int):
+    """(F1 of class cls, its true support) under each row of weights [B, G] over the rows' groups:
+    2tp / (2tp + fp + fn), 0 where that is 0/0 (scikit-learn's zero_division=0)."""
+
+    def weighted(rows: np.ndarray) -> np.ndarray:
+        return weights @ np.bincount(groups, weights=rows, minlength=weights.shape[1])
+
+    tp = weighted((truth == cls) & (pred == cls))
+    fp = weighted((truth != cls) & (pred == cls))
+    fn = weighted((truth == cls) & (pred != cls))
     denominator = 2 * tp + fp + fn
     return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-300), 0.0), tp + fn
 
 
-def resampled_headline(weights, label_a, label_b, pred_a, pred_b) -> dict[str, np.ndarray]:
+def resampled_headline(weights, label_a, label_b, pred_a, pred_b, groups=None) -> dict[str, np.ndarray]:
     """F1-A and weighted F1-B (as task_a_metrics and task_b_metrics compute them) under each row of
-    weights [B, N], a row counted as often as its weight says: B resamples of a split scored at
-    once, where scikit-learn would take one call per resample (a bootstrap asks for thousands)."""
+    weights, a row counted as often as its weight says: B resamples of a split scored at once,
+    where scikit-learn would take one call per resample (a bootstrap asks for thousands). weights:
+    [B, N] a weight per row, or with groups (each row's group, 0..G-1) [B, G] a weight per group,
+    which keeps a bootstrap over a paper-size split's captions at B x G numbers, not B x N."""
     weights = np.asarray(weights, np.float64)
     label_b, pred_b = np.asarray(label_b), np.asarray(pred_b)
-    f1_a, _ = _f1(weights, np.asarray(label_a), np.asarray(pred_a), 1)
-    per_class = [_f1(weights, label_b, pred_b, cls) for cls in np.union1d(label_b, pred_b)]
+    groups = np.arange(len(label_b)) if groups is None else np.asarray(groups)
+    f1_a, _ = _f1(weights, groups, np.asarray(label_a), np.asarray(pred_a), 1)
+    per_class = [_f1(weights, groups, label_b, pred_b, cls) for cls in np.union1d(label_b, pred_b)]
     support = sum(count for _, count in per_class)
     weighted = sum(f1 * count for f1, count in per_class) / np.maximum(support, 1e-300)
     return {"f1_a": f1_a, "f1_b_weighted": np.where(support > 0, weighted, 0.0)}

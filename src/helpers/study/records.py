@@ -40,11 +40,16 @@ def write_record(cfg, name: str, values: dict) -> Path:
     index merges the records of the run's stages into metrics.json. Numbers are stored as plain JSON
     (numpy scalars and arrays converted)."""
     path = cfg.reports / "records" / f"{name}.json"
-    values = json.loads(json.dumps(values, default=json_default))
     current = json.loads(path.read_text()) if path.is_file() else {}
+    return write_json(path, merge(current, json.loads(json.dumps(values, default=json_default))))
+
+
+def merge(current: dict, values: dict) -> dict:
+    """values merged into current one level deep (a section such as 'analyses' gains entries, a
+    value replaces the one it meets); current, changed."""
     for key, value in values.items():
         if isinstance(value, dict) and isinstance(current.get(key), dict):
             current[key].update(value)
         else:
             current[key] = value
-    return write_json(path, current)
+    return current

@@ -20,9 +20,9 @@ from helpers.inference.caption_groups import group_decode
 from helpers.labels import CLASS_NAMES, NUM_CLASSES, REAL
 
 
-def decoded_class(predictions: Predictions) -> np.ndarray:
-    """Each row's class as its answers decode: real where head A says real, head B's class
-    otherwise. Under six_class, label_b is head B's unmasked six-way argmax, whose 'real' column is
+def decoded_class(predictions) -> np.ndarray:
+    """Each row's class as its answers decode (predictions: anything with label_a and label_b, such
+    as Predictions or a Selection): real where head A says real, head B's class otherwise. Under six_class, label_b is head B's unmasked six-way argmax, whose 'real' column is
     never trained (Task B's loss sees AI rows only): read alone, it calls no row real."""
     return np.where(predictions.label_a == 1, predictions.label_b, REAL)
 
@@ -94,7 +94,7 @@ class Selection:
     @property
     def classes(self) -> np.ndarray:
         """Each pool entry's class as decoded (decoded_class): what its pseudo-labels call it."""
-        return np.where(self.label_a == 1, self.label_b, REAL)
+        return decoded_class(self)
 
 
 def split_rows(selected: np.ndarray, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
