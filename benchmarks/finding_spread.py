@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,29 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from helpers.analyses import common, robustness  # noqa: E402
+from helpers.analyses import common, robustness, variants  # noqa: E402
 from helpers.analyses.unseen_generators import held_out_recall  # noqa: E402
 from helpers.config import load_config  # noqa: E402
+from helpers.evaluation.metrics import compute_metrics_for  # noqa: E402
 from helpers.labels import CLASS_NAMES  # noqa: E402
+from helpers.modeling.building import build_model  # noqa: E402
+from helpers.study.stages import training_data  # noqa: E402
+from helpers.training import trainer as training  # noqa: E402
+
+
+def trained(cfg, caches: dict):
+    """A model trained in this process as the analyses' models are (variants.py), on the study's
+    data less cfg's held-out generators; its checkpoints thrown away."""
+    model, _ = build_model(cfg)
+    with tempfile.TemporaryDirectory() as out:
+        train, val = training_data(cfg, caches)
+        return training.train(cfg, model, train, val, out, compute_metrics_for(cfg.task_b_decoding))[0]
 
 
 def findings(context: common.Context, seed: int, generator: int) -> dict[str, float]:
-    cfg = dataclasses.replace(context.cfg, seed=seed)
-    model = common.train_quick(cfg, context.caches["train"], context.caches["validation"])
+    study = context.cfg
+    cfg = variants.config(study, variants.Variant(seed, variants.budget(study)))
+    model = trained(cfg, context.caches)
     seeded = dataclasses.replace(context, cfg=cfg, model=model)
     unchanged = common.evaluate(model, seeded.viewed, cfg, "unperturbed")
     found = {
@@ -34,7 +49,12 @@ def findings(context: common.Context, seed: int, generator: int) -> dict[str, fl
         * robustness.at_level(seeded, name, level, unchanged)[0]["f1_b_weighted"]
         for name, level in (("downscale", 0.25), ("blur_sigma", 2.0))
     }
-    found[f"{CLASS_NAMES[generator]} called AI, left out"] = 100 * held_out_recall(seeded, generator)["recall_held_out"]
+    without = trained(
+        variants.config(study, variants.Variant(seed, variants.budget(study), held_out=(generator,))), context.caches
+    )
+    found[f"{CLASS_NAMES[generator]} called AI, left out"] = (
+        100 * held_out_recall(seeded, generator, without)["recall_held_out"]
+    )
     return found
 
 

@@ -85,8 +85,10 @@ def _cached(labels_b):
 
 
 def test_leave_one_generator_out_split():
+    from helpers.study.stages import without_classes
+
     cached = _cached([0, 1, 2, 3, 4, 5] * 3)
-    held = common.without_generator(cached, 3)
+    held = without_classes(cached, [3])
     assert 3 not in held.label_b and len(held) == 15 and set(held.label_b) == {0, 1, 2, 4, 5}
     assert held.rows.tolist() == [r for r in range(18) if r % 6 != 3]
 
@@ -165,24 +167,6 @@ def test_beyond_calls_a_variant_a_gain_only_past_the_seed_noise():
     assert verdicts.most_often_right(rules) == ["group check", "quota"]
 
 
-def test_analysis_models_are_kept_for_reuse_only_when_the_profile_asks(smoke_cfg, smoke_splits, tmp_path, capsys):
-    import dataclasses
-
-    from helpers.analyses import common
-    from helpers.modeling.building import preprocessing
-    from helpers.study import stages
-
-    tokenizer, size = preprocessing(smoke_cfg)
-    caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, size, ["train", "validation"])
-    for keep in (False, True):
-        cfg = dataclasses.replace(smoke_cfg, work_dir=str(tmp_path / str(keep)), keep_analysis_models=keep)
-        common.trained(cfg, caches["train"], caches["validation"], seed=3)
-        kept = list((cfg.run_dir / "analysis_models").glob("*/model.safetensors"))
-        assert len(kept) == int(keep)
-        common.trained(cfg, caches["train"], caches["validation"], seed=3)
-        assert ("the same training was done before" in capsys.readouterr().out) == keep
-
-
 def test_conclusions_say_no_change_where_every_seed_gives_the_same_scores():
     """At the ceiling (the demo on NPR residuals: 100 on every seed) a zero spread is not read as
     'within noise' and a difference of zero is no gain, no loss and no noise."""
@@ -256,15 +240,21 @@ def test_every_analysis_says_which_model_it_reads(smoke_cfg):
 
 def test_the_baselines_notebook_compares_the_dual_encoder_trained_as_the_baselines_are():
     """Notebook 12's dual-encoder row is trained on the same split with the same budget as the
-    image-only baseline (common.trained), not the final model after pseudo-labels."""
+    image-only baseline (variants.baselines), not the final model after pseudo-labels."""
     import json
     from pathlib import Path
 
     notebook = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "12_baselines.ipynb").read_text())
     code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
     assert "context.model" not in code
-    assert 'dual_model, dual_seconds = common.trained(cfg, train, context.caches["validation"])' in code
-    assert 'image_model, seconds = common.trained(cfg, train, context.caches["validation"], modality="image")' in code
+    assert 'variants.load(cfg, trained["dual"])' in code and 'variants.load(cfg, trained["image"])' in code
+    from helpers.analyses import variants
+    from helpers.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params" / "smoke.yaml")
+    trained = variants.baselines(cfg)
+    assert trained["dual"] == variants.ablation(cfg)["both"] and trained["image"] == variants.ablation(cfg)["image"]
+    assert trained["dual"].epochs == cfg.analysis_epochs and trained["dual"].pseudo is None
 
 
 def test_resampled_scores_under_unit_weights_are_scikit_learns():

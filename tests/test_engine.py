@@ -76,7 +76,38 @@ def test_the_engine_runs_every_notebook_as_a_rule_of_its_own_then_the_index(tmp_
     rules = (ROOT / "workflow" / "Snakefile").read_text()
     for notebook, rule in NOTEBOOK_RULES.items():
         assert f"rule {rule}:" in rules and f'notebook("{notebook}")' in rules, notebook
-    assert _plan(tmp_path) == {**dict.fromkeys(NOTEBOOK_RULES.values(), 1), "index": 1, "all": 1}
+    assert _plan(tmp_path) == {**dict.fromkeys(NOTEBOOK_RULES.values(), 1), "train_model": 15, "index": 1, "all": 1}
+
+
+ANALYSIS_NOTEBOOKS = [n for n in NOTEBOOKS if n.stem >= "05"]
+
+
+def test_every_training_is_a_job_and_the_analysis_notebooks_train_nothing(tmp_path):
+    """The analyses' models (variants.py) are the train_model rule's jobs, one per model, a model two
+    analyses read trained once; with processes > 1 the study's two models are jobs too (under
+    torchrun), which notebooks 02 and 03 load. No analysis notebook trains."""
+    from helpers.analyses import variants
+
+    cfg = load_config(ROOT / "params" / "smoke.yaml")
+    needed = [v for name in cfg.analyses for v in variants.of_analysis(cfg, name)]
+    # Seed 0's recipe is the study's own two models; the rest, less those two analyses share, are jobs.
+    own = {variants.own(cfg, "before"), variants.own(cfg, "after")}
+    assert own <= set(needed) and len(needed) > len(set(needed)) == 17 and len(variants.to_train(cfg)) == 15
+    assert _plan(tmp_path, "analyses=[ablation]")["train_model"] == 4
+    assert _plan(tmp_path, "analyses=[ablation,baselines]")["train_model"] == 4  # the baselines' two are the ablation's
+    assert _plan(tmp_path, "analyses=[]", "processes=2") == {
+        "explore": 1,
+        "train_model": 2,
+        "train": 1,
+        "pseudo_label": 1,
+        "evaluate": 1,
+        "external": 1,
+        "index": 1,
+        "all": 1,
+    }
+    for notebook in ANALYSIS_NOTEBOOKS:
+        code = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
+        assert not any(call in code for call in ("train_stage", "stage_trainer", "training.train", ".train(")), notebook
 
 
 def test_a_profile_that_switches_a_stage_off_leaves_it_out_of_the_graph(tmp_path):
@@ -93,6 +124,29 @@ def test_the_engine_refuses_a_bad_setting_before_any_work(tmp_path):
 
 
 @pytest.mark.slow
+def test_with_several_processes_the_engine_starts_torchrun_and_the_notebook_shows_what_it_saved(tmp_path):
+    """processes: 2 — the engine's train_model job runs torchrun (the library launches nothing), and
+    notebook 02, its rule reading that model, loads it instead of training."""
+    import json
+
+    done = snakemake(
+        ROOT,
+        ROOT / "params" / "smoke.yaml",
+        config=("processes=2", "analyses=[]"),
+        targets=("train",),
+        directory=tmp_path,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    meta = json.loads((tmp_path / "runs" / "smoke" / "model_before" / "training_meta.json").read_text())
+    assert meta["processes"] == 2 and meta["per_device_batch"] == 8
+    log = (tmp_path / "reports" / "smoke" / "logs" / "model_before.log").read_text()
+    assert "train_before_s" in log
+    executed = nbformat.read(tmp_path / "reports" / "smoke" / "02_train.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "stage 'before' already finished for this run" in printed
+
+
+@pytest.mark.slow
 def test_a_failing_notebook_stops_the_study_keeps_its_traceback_and_writes_no_index(tmp_path):
     """A data source that does not exist: the training notebook fails; its executed copy with the
     traceback stays in the rule's log, where Snakemake's error points; no index is written."""
@@ -101,6 +155,7 @@ def test_a_failing_notebook_stops_the_study_keeps_its_traceback_and_writes_no_in
         {
             **load_config(ROOT / "params" / "smoke.yaml").to_dict(),
             "dataset": str(tmp_path / "nowhere"),
+            "analyses": [],
             "work_dir": "runs",
             "report_dir": "reports",
         },

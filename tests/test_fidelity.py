@@ -247,7 +247,7 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
     assert "pool rows shared with validation (2 by caption, 2 by image); pool_overlap: keep: 0 of 20 left out" in output
     assert "1 unreadable image(s) get the all-zero input (bad_images: zero)" in output
     run = tmp_path / "runs" / "paper"
-    record = json.loads((run / "record.json").read_text())
+    record = json.loads((run / "model_after" / "training_meta.json").read_text())
     overlap = record["pseudo"]["overlap"]
     assert overlap["policy"] == "keep" and overlap["left_out"] == 0
     assert overlap["shared"]["validation"] == {"captions": 2, "images": 2} and overlap["shared"]["test"] == {

@@ -139,7 +139,7 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     from helpers.modeling.card import write_card
 
     cfg, folder, validation = trained_stage
-    assert not (cfg.run_dir / "checkpoints_before").exists()  # a finished stage keeps its model, not checkpoints
+    assert not (cfg.run_dir / "model_before.checkpoints").exists()  # a finished stage keeps its model, not checkpoints
     stored = json.loads((folder / "config.json").read_text())["operating_thresholds"]
     from helpers.modeling.checkpoints import load_detector
 

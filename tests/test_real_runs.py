@@ -126,8 +126,8 @@ def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir
         assert len(re.findall(rf"cache {split}: built \d+ rows", combined)) == 1, split
     # One writer: one record file (beside it the lock its merges hold), none per process.
     assert sorted(p.name for p in (tmp_path / "smoke").glob("record*") if p.suffix != ".lock") == ["record.json"]
-    record = json.loads((tmp_path / "smoke" / "record.json").read_text())
-    assert record["train_before"]["processes"] == 2 and record["train_after"]["processes"] == 2
+    for stage in ("before", "after"):
+        assert json.loads((tmp_path / "smoke" / f"model_{stage}" / "training_meta.json").read_text())["processes"] == 2
     assert (tmp_path / "smoke" / "model_after" / "model.safetensors").is_file()
 
 

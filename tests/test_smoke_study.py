@@ -1,6 +1,6 @@
 """The one smoke study the slow tests read, run once through the engine (workflow/Snakefile) on a
 copy of the project, so that the tests may change its code and settings and ask the engine what
-that makes stale: its two training stages under torchrun in two processes, a test image that does
+that makes stale: every training a job of its own (the analyses' models too), a test image that does
 not decode under bad_images: zero, and every analysis but calibration (added later, by a test).
 make test gives this module to one test process (--dist loadfile), so the study runs once."""
 
@@ -21,7 +21,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # Left out of the study at first: adding it must run it and the index only.
 ADDED_LATER = "calibration"
 STUDIED = [name for name in ANALYSES if name != ADDED_LATER]
-AS_STUDIED = ("processes=2", f"analyses=[{','.join(STUDIED)}]")
+AS_STUDIED = (f"analyses=[{','.join(STUDIED)}]",)
 
 
 @dataclass
@@ -63,17 +63,27 @@ def smoke_study(smoke_cfg, smoke_splits, tmp_path_factory) -> SmokeStudy:
     profile = write_profile(project / "smoke.yaml", values)
     done = snakemake(project, profile, config=AS_STUDIED)
     assert done.returncode == 0, done.stderr[-5000:]
-    cfg = load_config({**values, "processes": 2, "analyses": STUDIED})
+    cfg = load_config({**values, "analyses": STUDIED})
     return SmokeStudy(project, profile, cfg, project / cfg.run_dir, project / cfg.reports)
 
 
 @pytest.mark.slow
 def test_smoke_profile_through_the_engine(smoke_study):
-    """The whole study; its two training stages run under torchrun in two processes (processes: 2),
-    the notebooks loading what those saved (CI's `make smoke` covers the in-process path)."""
+    """The whole study: notebooks 02 and 03 train the study's models, each of the analyses' models is
+    a training job of its own (its log beside the notebooks'), which the analyses load."""
+    from helpers.analyses import variants
+
     cfg, reports = smoke_study.cfg, smoke_study.reports
     trained = json.loads((smoke_study.runs / "model_after" / "training_meta.json").read_text())
-    assert trained["processes"] == 2
+    assert trained["processes"] == 1
+    jobs = variants.to_train(cfg)
+    assert len(jobs) == 15  # 4 ablation + 5 held out + 2 for seed 1 + 2 fusions of seed 1 + 2 rules, less shared ones
+    for name in jobs:
+        assert (smoke_study.runs / "models" / name / "model.safetensors").is_file(), name
+        assert (
+            "train_before_s" in (reports / "logs" / "models" / f"{name}.log").read_text()
+            or "train_after_s" in (reports / "logs" / "models" / f"{name}.log").read_text()
+        )
     ran = [n for n in NOTEBOOKS if n.stem != "09_calibration"]
     for notebook in ran:
         assert (reports / notebook.name).is_file() and (reports / f"{notebook.stem}.html").is_file()
@@ -84,7 +94,7 @@ def test_smoke_profile_through_the_engine(smoke_study):
             assert {"acc_a", "precision_a", "recall_a", "f1_a", "acc_b", "f1_b_weighted"} <= set(metrics[split][stage])
     assert metrics["pseudo"]["pool"] > 0
     provenance = json.loads((reports / "provenance.json").read_text())
-    assert provenance["params"]["profile"] == "smoke" and provenance["params"]["processes"] == 2
+    assert provenance["params"]["profile"] == "smoke" and provenance["params"]["processes"] == 1
     assert provenance["git_sha"] and provenance["versions"]["torch"] and provenance["total_seconds"] > 0
     assert [s["notebook"] for s in provenance["stages"]] == [n.stem for n in ran] and all(
         s["seconds"] > 0 for s in provenance["stages"]
@@ -143,9 +153,15 @@ SCORING_ANALYSES = {"shortcut_audit", "robustness"}
 @pytest.mark.slow
 def test_the_engine_reruns_what_a_setting_it_reads_changes_and_nothing_else(smoke_study):
     """Staleness is the engine's: each rule reruns when the values it reads or its input files change."""
+    from helpers.analyses import variants
+
     assert smoke_study.plan() == {}
     # The second training and all that reads it, never the first training or the data notebook.
-    assert set(smoke_study.plan("pseudo_threshold=0.9")) == CORE_AFTER_POOL | TRAINING_ANALYSES | SCORING_ANALYSES
+    # Of the analyses' models, those trained after a pseudo-label round only.
+    planned = smoke_study.plan("pseudo_threshold=0.9")
+    assert set(planned) == CORE_AFTER_POOL | TRAINING_ANALYSES | SCORING_ANALYSES | {"train_model"}
+    after = [name for name, v in variants.to_train(smoke_study.cfg).items() if v.pseudo is not None]
+    assert planned["train_model"] == len(after) == 3
     assert smoke_study.plan("eval_batch_size=32") == {}  # how many rows are scored at once
     # The outside sets: the notebooks that score them, and the index.
     outside = "external=[{name: other, source: synthetic, captions: 2}]"
@@ -167,6 +183,7 @@ def test_a_change_to_the_training_code_reruns_every_training_and_a_new_option_at
     finally:
         loss.write_text(original)
     assert {"train", "pseudo_label"} | TRAINING_ANALYSES <= set(planned) and "explore" not in planned
+    assert planned["train_model"] == 15  # every analysis model
     config, profiles = (smoke_study.project / "src" / "helpers" / f"{name}.py" for name in ("config", "profiles"))
     before = config.read_text(), profiles.read_text()
     config.write_text(before[0].replace("    epochs: Count = 8\n", "    epochs: Count = 8\n    new_option: int = 0\n"))
@@ -227,7 +244,7 @@ def test_an_analysis_taken_off_the_profile_is_taken_off_the_index(smoke_study):
     """Run last: it changes the shared study's report. Only the index reruns, without the analysis."""
     shutil.rmtree(smoke_study.project / ".snakemake" / "locks", ignore_errors=True)
     kept = [name for name in STUDIED if name != "robustness"]
-    done = snakemake(smoke_study.project, smoke_study.profile, config=("processes=2", f"analyses=[{','.join(kept)}]"))
+    done = snakemake(smoke_study.project, smoke_study.profile, config=(f"analyses=[{','.join(kept)}]",))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Rule: index" in done.stderr + done.stdout and "Rule: robustness" not in done.stderr + done.stdout
     index = html.unescape((smoke_study.reports / "index.html").read_text())

@@ -164,14 +164,12 @@ def test_the_gpu_session_rehearses_every_part_on_a_cpu(tmp_path):
 
 def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, capsys):
     """benchmarks/seed_spread.py trains as the seed study does: seed 0 gives the scores the analyses'
-    training of seed 0 gives on the same data."""
-    import dataclasses
-
+    training of seed 0 (a stage trained to its own folder, as the engine's jobs do) gives on the same data."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import seed_spread
     from helpers.analyses import common
     from helpers.config import load_config
-    from helpers.modeling.building import preprocessing
+    from helpers.modeling.building import build_model, preprocessing
     from helpers.study import stages
     from helpers.study.setup import study_splits
 
@@ -181,7 +179,9 @@ def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, ca
     splits = study_splits(cfg)
     tokenizer, size = preprocessing(cfg)
     caches = stages.caches_for(cfg, splits, tokenizer, size, ["train", "validation", "test"])
-    model = common.train_quick(dataclasses.replace(cfg, seed=0), caches["train"], caches["validation"])
+    model, _, _ = stages.train_stage(
+        cfg, "before", *build_model(cfg), caches["train"], caches["validation"], folder=tmp_path / "seed0"
+    )
     scores, _ = common.evaluate(model, caches["test"], cfg, None)
     assert printed.startswith(
         f"seed 0: test F1-A {100 * scores['f1_a']:.1f}, weighted F1-B {100 * scores['f1_b_weighted']:.1f} ("

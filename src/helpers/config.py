@@ -23,6 +23,13 @@ from helpers.profiles import SECTION_OF, TOP_LEVEL, ConfigError, read_profile
 Count = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 # The analyses a profile may name (helpers.analyses computes them; the engine gives each a rule).
+# The pseudo-label rules notebook 13 compares, by name: the profile keys each sets (pseudo_balance
+# as balance, pseudo_group_check as group_check; the others as the profile has them).
+PSEUDO_RULES = {
+    "confidence >= threshold (the paper)": {},
+    "class quota": {"balance": "class_quota"},
+    "caption-group check": {"group_check": True},
+}
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
 SPLITS = ("train", "validation", "test", "unlabelled")
 
@@ -36,6 +43,9 @@ class Config:
 
     # Data: "synthetic" (the embedded mini-CT2), a hub id, or a local path.
     dataset: str = "synthetic"
+    # The seed that draws the synthetic data, a validation split carved out of train and a caption
+    # limit (None: `seed`). The seed study trains from other seeds on the study's own draw of the data.
+    data_seed: int | None = None
     # A hub data set's revision (branch, tag or commit; "" = the latest). provenance.json records the
     # commit actually loaded.
     dataset_revision: str = ""
@@ -104,6 +114,9 @@ class Config:
     warmup_ratio: float = 0.0
     metric_for_best: Literal["f1_a", "f1_a_weighted", "acc_a", "f1_b_weighted", "acc_b"] = "f1_a_weighted"
     loss_condition: Literal["label", "pred"] = "label"
+    # Generators (Label_B 1-5) whose rows are left out of train and validation: a model that has
+    # never seen them (the leave-one-generator-out analysis trains one per generator so).
+    held_out_classes: list[int] = field(default_factory=list)
     # Task B's answer: "hierarchical" (real when A says real, else the best AI class),
     # "six_class" (argmax over all six classes, then real where A says real; the authors' test files) or
     # "caption_groups" (past the paper: the six images of a caption assigned to the six classes jointly
@@ -121,8 +134,8 @@ class Config:
     device_cache: Literal["auto", "off"] = "auto"
     # Where the Trainer logs: "none", or an integration it knows ("tensorboard" when installed, ...).
     report_to: str = "none"
-    # batch_size is the global batch. Processes for the training stages (notebooks launch torchrun
-    # when > 1); the most rows one device takes per step before gradient accumulation (0 = no limit).
+    # batch_size is the global batch. Processes for each training (the engine starts torchrun when
+    # > 1); the most rows one device takes per step before gradient accumulation (0 = no limit).
     processes: Count = 1
     per_device_max_batch: Annotated[int, Field(ge=0)] = 0
     # "fresh": start every stage anew. "auto": continue a stage from its last complete checkpoint, skip a stage already finished.
@@ -151,8 +164,8 @@ class Config:
     # (ablation, leave-one-generator-out, seeds; 0 = epochs), and the seeds of the seed study.
     analyses: list = field(default_factory=lambda: list(ANALYSES))
     analysis_epochs: int = 0
-    # Keep the analyses' trained models on disk (runs/<profile>/analysis_models), so a notebook that
-    # asks for a training another one did (the ablation's fused model is the seed study's) loads it.
+    # Keep the analyses' trained models (runs/<profile>/models) once every notebook that reads them
+    # has run (false: the engine removes them then, and a notebook run again retrains what it reads).
     # Off at paper scale: a model is about 0.8 GB; the analyses keep their metrics either way.
     keep_analysis_models: bool = True
     # The robustness curves and the shortcut audit's neutral view re-decode every image they score,
@@ -170,6 +183,10 @@ class Config:
     report_dir: str = "reports"
     # Seconds a notebook's cell may run before the engine stops the notebook.
     notebook_timeout: int = 3600
+
+    @property
+    def draw_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def run_dir(self) -> Path:
@@ -208,6 +225,11 @@ class Config:
             raise ConfigError(
                 f"key 'seeds' lists {repeated} more than once ({self.seeds}): each seed's models are paired "
                 "by seed, and a seed twice is the same training twice; list each seed once"
+            )
+        if unknown := sorted(set(self.held_out_classes) - set(range(1, 6))):
+            raise ConfigError(
+                f"key 'held_out_classes' has {unknown}: only generators can be held out, Label_B 1-5 "
+                "(1 SD 2.1, 2 SDXL, 3 SD 3, 4 DALL-E 3, 5 Midjourney 6)"
             )
         if self.fusion == "attention" and self.modality != "both":
             raise ConfigError(f"fusion: attention needs both towers (modality: both), got modality: {self.modality}")

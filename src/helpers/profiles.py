@@ -19,6 +19,7 @@ TOP_LEVEL = ("profile", "seed")
 SECTIONS = {
     "data": (
         "dataset",
+        "data_seed",
         "dataset_revision",
         "train_split",
         "val_split",
@@ -58,6 +59,7 @@ SECTIONS = {
         "warmup_ratio",
         "metric_for_best",
         "loss_condition",
+        "held_out_classes",
         "task_b_decoding",
         "bf16",
         "tf32",

@@ -14,15 +14,9 @@ from helpers.evaluation.outside import outside_metrics
 from helpers.inference.caption_groups import LABEL as GROUPS
 from helpers.inference.caption_groups import decode_scored, group_decode
 from helpers.inference.streaming import score
-from helpers.study import stages
-from helpers.study.pseudo_round import RULES
-from helpers.training.pseudo_labels import augment
 
 PAPER = "paper: concat fusion, per-image decoding"
 ATTENTION = "attention fusion"
-# The rules a model is retrained with (the paper's and the class quota; the group check is compared
-# on its selections only, to keep the demo's budget).
-RETRAINED = tuple(RULES)[:2]
 COLUMNS = ("test F1-A", "test F1-B (weighted)", "outside F1-A")
 
 
@@ -43,17 +37,15 @@ def _ways(model, cached, captions, outside: dict, tokenizer, cfg, desc: str) -> 
     return scores, {way: float(np.nanmean(v)) if v else np.nan for way, v in f1.items()}, report
 
 
-def seed_rows(context, captions, sets: dict, tokenizer, seed: int) -> tuple[list[dict], object]:
-    """One seed: concat and attention models (the analyses' budget), concat also decoded by caption
-    group. Returns (a row per variant, the evaluation split's group report)."""
-    cfg, train, val = context.cfg, context.caches["train"], context.caches["validation"]
-    concat = common.train_quick(cfg, train, val, seed=seed, fusion="concat")
-    attention = common.train_quick(cfg, train, val, seed=seed, fusion="attention")
+def seed_rows(context, captions, sets: dict, tokenizer, seed: int, models: dict) -> tuple[list[dict], object]:
+    """One seed: its concat and attention models (`models`, by fusion: variants.fusions), concat
+    also decoded by caption group. Returns (a row per variant, the evaluation split's group report)."""
+    cfg = context.cfg
     concat_scores, concat_outside, report = _ways(
-        concat, context.evaluated, captions, sets, tokenizer, cfg, f"concat, seed {seed}"
+        models["concat"], context.evaluated, captions, sets, tokenizer, cfg, f"concat, seed {seed}"
     )
     attention_scores, attention_outside, _ = _ways(
-        attention, context.evaluated, captions, sets, tokenizer, cfg, f"attention, seed {seed}"
+        models["attention"], context.evaluated, captions, sets, tokenizer, cfg, f"attention, seed {seed}"
     )
     rows = [
         _row(variant, seed, scores, outside)
@@ -76,22 +68,8 @@ def _row(variant: str, seed: int, scores: dict, outside: float) -> dict:
     }
 
 
-def retrained_row(context, rule: str, pool, selection) -> dict:
-    """Test scores of a model retrained on train plus the rule's selection (the profile's seed).
-    The study's own 'after' model is that model when the profile uses the paper's rule and the
-    analyses train as long as the stages do: it is scored, not trained again."""
-    cfg = context.cfg
-    own = (
-        rule == RETRAINED[0]
-        and stages.final_stage(cfg) == "after"
-        and cfg.analysis_epochs in (0, cfg.epochs)
-        and cfg.pseudo_balance == "none"
-        and not cfg.pseudo_group_check
-    )
-    if own:
-        model = context.model
-    else:
-        train_plus, val_plus, _ = augment(context.caches["train"], context.caches["validation"], pool, selection)
-        model = common.train_quick(cfg, train_plus, val_plus, seed=cfg.seed)
-    scores, _ = common.evaluate(model, context.evaluated, cfg, rule)
-    return _row(f"pseudo-labels: {rule}", cfg.seed, scores, np.nan)
+def retrained_row(context, rule: str, model) -> dict:
+    """Test scores of `model`, retrained on train plus the rule's selection (the profile's seed:
+    variants.retrained; the study's own 'after' model where that is the same training)."""
+    scores, _ = common.evaluate(model, context.evaluated, context.cfg, rule)
+    return _row(f"pseudo-labels: {rule}", context.cfg.seed, scores, np.nan)

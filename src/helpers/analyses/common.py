@@ -1,12 +1,9 @@
-"""Shared steps of the analyses (notebooks 05-10): the context an analysis starts from (the final
-model, the caches it needs, the split it scores), short extra trainings with the analyses' budget,
-images under a transform, per-class scores, and the record of an analysis in metrics.json."""
+"""Shared steps of the analyses (notebooks 05-13): the context an analysis starts from (the final
+model, the caches it needs, the split it scores), images under a transform, per-class scores, and
+the record of an analysis for the report. The models the analyses train are variants.py's."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,18 +11,13 @@ import numpy as np
 from helpers.cache.dataset import CachedSplit
 from helpers.data.images import read_image_or_reason, square_uint8
 from helpers.data.splits import caption_mask
-from helpers.evaluation.metrics import all_metrics, compute_metrics_for
-from helpers.files import exclusive, written_whole
-from helpers.identity import identity_hash
-from helpers.inference.cached import Predictions, decode, pick_device, predict
+from helpers.evaluation.metrics import all_metrics
+from helpers.inference.cached import Predictions, decode, predict
 from helpers.labels import CLASS_NAMES
-from helpers.modeling.building import build_model
-from helpers.modeling.checkpoints import load_detector, save_detector
 from helpers.study import setup, stages
 from helpers.study.records import write_record
-from helpers.study.setup import model_dir, study_splits
+from helpers.study.setup import study_splits
 from helpers.study.stages import final_stage
-from helpers.training import trainer as training
 
 
 @dataclass
@@ -84,56 +76,6 @@ def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
         return cached
     captions = np.asarray(split["Caption"], dtype=object)[cached.rows]
     return cached.subset(np.flatnonzero(caption_mask(captions, cfg.view_captions, cfg.seed)))
-
-
-def quick_config(cfg, **changes):
-    """The profile with the analyses' training budget (analysis_epochs) and any other changes."""
-    return dataclasses.replace(cfg, **{"epochs": cfg.analysis_epochs or cfg.epochs, **changes})
-
-
-def train_quick(cfg, train: CachedSplit, val: CachedSplit, stage: str = "before", **changes):
-    """A fresh model trained with quick_config(cfg, **changes) (see trained)."""
-    return trained(cfg, train, val, stage, **changes)[0]
-
-
-def trained(cfg, train: CachedSplit, val: CachedSplit, stage: str = "before", **changes) -> tuple[object, float]:
-    """(a fresh model trained with quick_config(cfg, **changes) as the given stage would be, the
-    seconds its training took), its checkpoints thrown away. The analyses ask for the same training
-    more than once (the ablation's fused model is the seed study's model for the profile's seed,
-    the baselines' image model is the ablation's; at the full budget the profile's seed is the
-    study's own 'before' and 'after' stage), so
-    a trained model is kept under runs/<profile>/analysis_models/<its run identity> and loaded when
-    the same training, on the same data, is asked for again (keep_analysis_models: false keeps
-    none: at paper scale each is about 0.8 GB)."""
-    import time
-
-    run_cfg = quick_config(cfg, **changes)
-    identity = training.run_identity(run_cfg, train, val, 1, stage)
-    folder = cfg.run_dir / "analysis_models" / identity_hash(identity)
-    # Held from the look-up to the save: a notebook running beside this one (the engine's jobs)
-    # that asks for the same training waits for it and loads it.
-    with exclusive(folder):
-        for saved in (folder, model_dir(cfg, stage)):
-            meta = saved / "training_meta.json"
-            if meta.is_file():
-                recorded = json.loads(meta.read_text())
-                if _same_training(recorded.get("run_identity"), identity):
-                    print(f"the same training was done before: loading {saved}")
-                    return load_detector(saved, pick_device())[0], float(recorded.get("seconds", float("nan")))
-        started = time.perf_counter()
-        model, tokenizer = build_model(run_cfg)
-        with tempfile.TemporaryDirectory(prefix="analysis-") as out:
-            model, _ = training.train(run_cfg, model, train, val, out, compute_metrics_for(run_cfg.task_b_decoding))
-        seconds = round(time.perf_counter() - started, 1)
-        if cfg.keep_analysis_models:
-            with written_whole(folder) as partial:
-                save_detector(model, tokenizer, partial, {"run_identity": identity, "seconds": seconds})
-    return model, seconds
-
-
-def _same_training(recorded: dict | None, identity: dict) -> bool:
-    """The same settings and data, whatever the process count that trained it."""
-    return bool(recorded) and all(recorded.get(k) == identity[k] for k in ("params", "data"))
 
 
 def scores(cached: CachedSplit, preds: Predictions) -> dict[str, float]:
@@ -198,11 +140,6 @@ def task_a_accuracy_per_class(cached: CachedSplit, preds: Predictions) -> dict[s
         if mask.any():
             out[name] = float((preds.label_a[mask] == cached.label_a[mask]).mean())
     return out
-
-
-def without_generator(cached: CachedSplit, generator: int) -> CachedSplit:
-    """Every row except those of one generator (leave-one-generator-out training data)."""
-    return cached.subset(np.flatnonzero(cached.label_b != generator))
 
 
 def model_read(cfg, reads: str | None = None) -> str:

@@ -1,10 +1,9 @@
 """Notebook 10's step: the study's recipe from one seed, as the stages run it (the 'before'
-model, its pseudo-label round, the 'after' model, each with the full training budget), scored on
-the evaluation split; and what the seeds' spread says about the pseudo-label round's effect."""
+model, its pseudo-label round, the 'after' model, each with the full training budget, trained by
+the engine: variants.seeds), scored on the evaluation split; and what the seeds' spread says about
+the pseudo-label round's effect."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -12,27 +11,17 @@ import pandas as pd
 from helpers.analyses import common
 from helpers.evaluation.metrics import resampled_headline
 from helpers.inference.cached import Predictions
-from helpers.study import pseudo_round
-from helpers.training.pseudo_labels import augment
 
 HEADLINE = ("f1_a", "f1_b_weighted")
 
 
-def seed_rows(context: common.Context, seed: int, pool=None) -> tuple[list[dict], dict[str, Predictions]]:
+def seed_rows(context: common.Context, seed: int, models: dict) -> tuple[list[dict], dict[str, Predictions]]:
     """(the test scores of the recipe run from `seed`, its answers on the evaluation split by model):
-    the 'before' model and, when there is a pool (pseudo_round.pseudo_pool's, the same for every
-    seed), the 'after' one. The profile's own seed is the study's stages, loaded, not retrained."""
-    cfg = dataclasses.replace(context.cfg, seed=seed)
-    full = {"epochs": cfg.epochs}
-    train, val = context.caches["train"], context.caches["validation"]
-    models = {"before": common.train_quick(cfg, train, val, **full)}
-    if pool is not None:
-        selection, _ = pseudo_round.select_pool(cfg, context.splits, pool, models["before"])
-        train_plus, val_plus, _ = augment(train, val, pool, selection)
-        models["after"] = common.train_quick(cfg, train_plus, val_plus, "after", **full)
+    `models` is the seed's {'before': model, 'after': model} (variants.seeds: 'after' when the
+    profile has a pool; the profile's own seed's are the study's stages)."""
     rows, answers = [], {}
     for name, model in models.items():
-        scores, answers[name] = common.evaluate(model, context.evaluated, cfg, f"seed {seed}, {name}")
+        scores, answers[name] = common.evaluate(model, context.evaluated, context.cfg, f"seed {seed}, {name}")
         rows.append({"seed": seed, "model": name, **scores})
     return rows, answers
 

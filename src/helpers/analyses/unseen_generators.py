@@ -1,5 +1,5 @@
-"""Notebook 08's step: leave one generator out of training and validation, train with the
-analyses' budget, and measure how many of that generator's images are still called AI."""
+"""Notebook 08's step: how many of a held-out generator's images a model trained without it
+(variants.unseen, with the analyses' budget) still calls AI, beside the generators it saw."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ from helpers.analyses import common
 from helpers.labels import AI_CLASSES, CLASS_NAMES
 
 
-def held_out_recall(context: common.Context, generator: int) -> dict[str, float]:
+def held_out_recall(context: common.Context, generator: int, model) -> dict[str, float]:
     """Task-A recall on the held-out generator and on the others, and real photos called real, for
-    a model trained without the generator."""
-    caches, cfg = context.caches, context.cfg
-    trained = common.train_quick(
-        cfg,
-        common.without_generator(caches["train"], generator),
-        common.without_generator(caches["validation"], generator),
-    )
-    _, preds = common.evaluate(trained, context.evaluated, cfg, f"without {CLASS_NAMES[generator]}")
+    `model`, trained without the generator."""
+    _, preds = common.evaluate(model, context.evaluated, context.cfg, f"without {CLASS_NAMES[generator]}")
     recall = common.task_a_accuracy_per_class(context.evaluated, preds)
     seen = [recall[CLASS_NAMES[g]] for g in AI_CLASSES if g != generator]
     return {

@@ -66,7 +66,11 @@ def load_splits(cfg) -> tuple[datasets.DatasetDict, dict]:
     """(train, validation, and when configured test (labelled) and unlabelled; the revisions
     loaded, for provenance). Every process loads them itself: downloads, the datasets cache and the
     synthetic set are written under file locks, so several processes never wait in a collective here."""
-    synthetic = {"captions": dict(cfg.synthetic_captions), "image_size": cfg.synthetic_image_size, "seed": cfg.seed}
+    synthetic = {
+        "captions": dict(cfg.synthetic_captions),
+        "image_size": cfg.synthetic_image_size,
+        "seed": cfg.draw_seed,
+    }
     cache_root = cfg.run_dir.parent / "data"
     source = load_source(cfg.dataset, synthetic, cache_root, cfg.dataset_revision)
     revisions = {
@@ -82,7 +86,7 @@ def load_splits(cfg) -> tuple[datasets.DatasetDict, dict]:
     val_name = next((n for n in (cfg.val_split, *VALIDATION_ALIASES) if n and n in source), None)
     if val_name is None:
         print(f"no validation split in '{cfg.dataset}': holding out {cfg.val_fraction:.0%} of the train captions")
-        out["train"], out["validation"] = split_by_caption(out["train"], cfg.val_fraction, cfg.seed)
+        out["train"], out["validation"] = split_by_caption(out["train"], cfg.val_fraction, cfg.draw_seed)
     else:
         out["validation"] = source[val_name]
     if cfg.test_split:
@@ -110,5 +114,5 @@ def load_splits(cfg) -> tuple[datasets.DatasetDict, dict]:
     for name in ("train", "validation"):
         if not is_labelled(out[name]):
             raise DataError(f"the {name} split needs Label_A and Label_B on every row")
-    out = {name: limit_captions(split, cfg.max_captions_per_split, cfg.seed) for name, split in out.items()}
+    out = {name: limit_captions(split, cfg.max_captions_per_split, cfg.draw_seed) for name, split in out.items()}
     return datasets.DatasetDict(out), revisions

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.config import Config
+from helpers.config import PSEUDO_RULES, Config
 from helpers.data.splits import is_labelled, normalised_captions
 from helpers.inference import cached as inference
 from helpers.inference.cached import pick_device
 from helpers.inference.caption_groups import group_decode
 from helpers.modeling.checkpoints import load_detector, weights_fingerprint
 from helpers.profiles import section_values
-from helpers.study.records import record
 from helpers.study.setup import model_dir
+from helpers.study.stages import training_data
 from helpers.training import distributed
 from helpers.training import pseudo_labels as pseudo
 
@@ -78,13 +78,6 @@ def pseudo_pool(cfg: Config, splits, caches: dict):
     return pool, {"policy": cfg.pool_overlap, "shared": overlap, "left_out": dropped}
 
 
-RULES = {
-    "confidence >= threshold (the paper)": {},
-    "class quota": {"balance": "class_quota"},
-    "caption-group check": {"group_check": True},
-}
-
-
 def pool_captions(splits, pool) -> np.ndarray:
     return np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows]
 
@@ -97,7 +90,7 @@ def selections_by_rule(cfg: Config, predictions, captions) -> dict:
         rule: profile_select(
             cfg, predictions, captions, options.get("balance", "none"), options.get("group_check", False)
         )
-        for rule, options in RULES.items()
+        for rule, options in PSEUDO_RULES.items()
     }
 
 
@@ -127,16 +120,16 @@ def kept_by_rule(selections: dict) -> pd.DataFrame:
     )
 
 
-def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict | None = None):
-    """(the selection from `model`'s predictions on the pool, the predictions); the main process
-    saves it with what made it (selection_identity: pool, weights, settings), from which the
-    'after' stage is rebuilt by another process or a resumed run without predicting again, and
-    records its statistics."""
+def new_selection(cfg: Config, splits, pool, overlap: dict, model, made_by: dict | None = None, saved_to=None):
+    """(the selection from `model`'s predictions on the pool, the pool's overlap in its statistics,
+    the predictions); the main process saves it to `saved_to` (default: the study's,
+    pseudo_file) with what made it (selection_identity: pool, weights, settings), from which the
+    'after' stage is rebuilt by another process or a resumed run without predicting again."""
     selection, predictions = select_pool(cfg, splits, pool, model)
     selection.stats["overlap"] = overlap
     if distributed.is_main():
-        pseudo.save_selection(pseudo_file(cfg), selection, made_by or selection_identity(cfg, pool))
-    record(cfg, "pseudo", selection.stats)
+        made_by = made_by or selection_identity(cfg, pool, model_dir(cfg, "before"))
+        pseudo.save_selection(saved_to or pseudo_file(cfg), selection, made_by)
     return selection, predictions
 
 
@@ -159,31 +152,33 @@ def pseudo_file(cfg: Config) -> Path:
 SELECTION_SETTINGS = ("training", "pseudo_labels")
 
 
-def selection_identity(cfg: Config, pool) -> dict:
-    """What a saved selection must match to be reused: the pool, the weights that predicted it,
-    and the settings that turn predictions into pseudo-labels."""
+def selection_identity(cfg: Config, pool, before: Path) -> dict:
+    """What a saved selection must match to be reused: the pool, the weights that predicted it
+    (the model saved in `before`), and the settings that turn predictions into pseudo-labels."""
     return {
         "pool": pool.fingerprint(),
-        "model": weights_fingerprint(model_dir(cfg, "before")),
+        "model": weights_fingerprint(before),
         "settings": section_values(cfg, SELECTION_SETTINGS),
     }
 
 
-def pseudo_data(cfg: Config, splits, caches: dict):
-    """(train+, validation+, stats) for the 'after' stage: from the saved selection when it was
-    made by this pool, model and settings, else by a new pseudo-label round with the saved 'before'
-    model. The main process decides (the others wait, at most ddp_timeout) and hands its selection
-    to every process, so all train on the same rows whatever disk each one has."""
+def pseudo_data(cfg: Config, splits, caches: dict, before: Path | None = None, saved_to: Path | None = None):
+    """(train+, validation+, stats) for the 'after' stage: from the selection saved at `saved_to`
+    (default: the study's, pseudo_file) when it was made by this pool, model and settings, else by
+    a new pseudo-label round with the model saved in `before` (default: the study's 'before'). The
+    main process decides (the others wait, at most ddp_timeout) and hands its selection to every
+    process, so all train on the same rows whatever disk each one has."""
+    before, saved_to = before or model_dir(cfg, "before"), saved_to or pseudo_file(cfg)
     pool, overlap = pseudo_pool(cfg, splits, caches)
     selection = None
     with distributed.main_first("the main process's pseudo-label round"):
         if distributed.is_main():
             # Digesting the 'before' weights reads the whole file: once per call.
-            made_by = selection_identity(cfg, pool)
-            selection, why = pseudo.load_selection(pseudo_file(cfg), made_by)
+            made_by = selection_identity(cfg, pool, before)
+            selection, why = pseudo.load_selection(saved_to, made_by)
             if selection is None:
-                print(f"pseudo-labels: {why}; predicting the pool again with {model_dir(cfg, 'before')}")
-                base, _ = load_detector(model_dir(cfg, "before"), pick_device())
-                selection, _ = new_selection(cfg, splits, pool, overlap, base, made_by)
+                print(f"pseudo-labels: {why}; predicting the pool again with {before}")
+                base, _ = load_detector(before, pick_device())
+                selection, _ = new_selection(cfg, splits, pool, overlap, base, made_by, saved_to)
     selection = distributed.broadcast(selection, "the pseudo-label selection")
-    return pseudo.augment(caches["train"], caches["validation"], pool, selection)
+    return pseudo.augment(*training_data(cfg, caches), pool, selection)

@@ -1,5 +1,5 @@
-"""The training stages of the study: decode caches of its splits, a stage trained (here or under
-torchrun) or loaded, saved models checked to be this run's, and sample files to try."""
+"""The training stages of the study: decode caches of its splits, a stage trained (in this process,
+or in each of torchrun's) or loaded, saved models checked to be this run's, and sample files to try."""
 
 from __future__ import annotations
 
@@ -21,11 +21,9 @@ from helpers.identity import changed_keys, training_identity
 from helpers.inference.cached import pick_device, predict
 from helpers.modeling.card import write_card
 from helpers.modeling.checkpoints import load_detector, save_detector
-from helpers.study import records
 from helpers.study.provenance import provenance
-from helpers.study.records import record
 from helpers.study.setup import caption_template, model_dir
-from helpers.training import distributed, launch
+from helpers.training import distributed
 from helpers.training import trainer as training
 from helpers.training.arguments import training_arguments
 
@@ -73,55 +71,77 @@ def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_siz
     return dataclasses.replace(CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
 
 
-def training_args(cfg: Config, stage: str):
-    """The TrainingArguments of a stage ('before' or 'after' pseudo-labels): checkpoints under
-    runs/<profile>/checkpoints_<stage>, the global batch split over the profile's processes."""
+def training_data(cfg: Config, caches: dict) -> tuple[CachedSplit, CachedSplit]:
+    """The cached train and validation splits a stage trains on: every row but those of the
+    held-out generators (held_out_classes)."""
+    return tuple(without_classes(caches[name], cfg.held_out_classes) for name in ("train", "validation"))
+
+
+def without_classes(cached: CachedSplit, classes) -> CachedSplit:
+    if not len(classes):
+        return cached
+    return cached.subset(np.flatnonzero(~np.isin(cached.label_b, list(classes))))
+
+
+def training_args(cfg: Config, stage: str, folder: Path | None = None):
+    """The TrainingArguments of a stage ('before' or 'after' pseudo-labels) whose model is saved to
+    `folder` (default: the study's, model_dir): checkpoints beside it (checkpoint_dir), the global
+    batch split over the profile's processes."""
     processes = distributed.world_size() if distributed.launched() else cfg.processes
-    return training_arguments(cfg, cfg.run_dir / f"checkpoints_{stage}", processes)
+    return training_arguments(cfg, checkpoint_dir(folder or model_dir(cfg, stage)), processes)
+
+
+def checkpoint_dir(folder: Path) -> Path:
+    """Where the training of the model saved to `folder` keeps its checkpoints: beside it, never in
+    it (the engine removes a rerun job's outputs, and a rerun continues from these)."""
+    return folder.with_name(f"{folder.name}.checkpoints")
 
 
 class SavedStage:
-    """A stage this process does not train, with a Trainer's train() and model: under torchrun
-    (processes > 1; train() starts it and waits), or already finished by this run (resume: auto;
-    train() only loads). The saved model is checked to be this run's."""
+    """A stage this run finished already (resume: auto; in a notebook, the model the engine's
+    torchrun job saved), with a Trainer's train() and model: train() only loads, after checking the
+    saved model is this run's."""
 
-    def __init__(self, cfg: Config, stage: str, current: dict, launch_torchrun: bool):
-        self.cfg, self.stage, self.current, self.launch_torchrun = cfg, stage, current, launch_torchrun
+    def __init__(self, stage: str, folder: Path, current: dict):
+        self.stage, self.folder, self.current = stage, folder, current
         self.model, self.meta = None, None
 
     def train(self):
-        cfg, stage, folder = self.cfg, self.stage, model_dir(self.cfg, self.stage)
-        if self.launch_torchrun:
-            launch.train_stage(cfg, stage)
-            if not (folder / "training_meta.json").is_file():
-                raise FileNotFoundError(f"the training subprocess ended without saving {folder}")
-        else:
-            print(f"stage '{stage}' already finished for this run: loading {folder} (resume: auto)")
-        self.meta = json.loads((folder / "training_meta.json").read_text())
+        print(f"stage '{self.stage}' already finished for this run: loading {self.folder} (resume: auto)")
+        self.meta = json.loads((self.folder / "training_meta.json").read_text())
         saved_identity = dict(self.meta.get("run_identity") or {}, processes=self.current["processes"])
-        training.check_same_run(saved_identity, self.current, str(folder))
-        self.model, _ = load_detector(folder, pick_device())
+        training.check_same_run(saved_identity, self.current, str(self.folder))
+        self.model, _ = load_detector(self.folder, pick_device())
 
     def __repr__(self) -> str:
-        how = (
-            f"trained under torchrun in {self.cfg.processes} processes, then loaded"
-            if self.launch_torchrun
-            else "finished earlier by this run (resume: auto): loaded, not trained again"
-        )
-        return f"stage '{self.stage}': {how} from {model_dir(self.cfg, self.stage)}"
+        return f"stage '{self.stage}': finished earlier by this run (resume: auto): loaded, not trained again, from {self.folder}"
 
 
-def stage_trainer(cfg: Config, stage: str, model, train_data, val_data, args, extra: dict | None = None):
-    """What trains the stage: the study's Trainer over the two cached splits (training.trainer's
-    stage_trainer; with resume: auto it continues from this run's last complete checkpoint), or a
-    SavedStage where this process does not train it (processes > 1, or the stage is finished)."""
-    finished = cfg.resume == "auto" and (model_dir(cfg, stage) / "training_meta.json").is_file()
-    if finished or (cfg.processes > 1 and not distributed.launched()):
-        if not finished:  # a batch the processes cannot split is refused here, not in N processes
-            distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)
+class NeedsLauncher(RuntimeError):
+    """A training of several processes asked of one: torchrun (or the engine, which starts it) runs it."""
+
+
+def stage_trainer(
+    cfg: Config, stage: str, model, train_data, val_data, args, extra: dict | None = None, folder: Path | None = None
+):
+    """What trains the stage whose model is saved to `folder` (default: the study's, model_dir): the
+    study's Trainer over the two cached splits (training.trainer's stage_trainer; with resume: auto
+    it continues from this run's last complete checkpoint), or a SavedStage when the stage is
+    finished (resume: auto). A training of processes > 1 outside torchrun is refused with the
+    command that runs it (the engine starts it so: this library launches nothing)."""
+    folder = folder or model_dir(cfg, stage)
+    finished = cfg.resume == "auto" and (folder / "training_meta.json").is_file()
+    if finished:
         # The identity the saved model is checked against (training.stage_trainer makes its own).
         current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
-        return SavedStage(cfg, stage, current, launch_torchrun=not finished)
+        return SavedStage(stage, folder, current)
+    if cfg.processes > 1 and not distributed.launched():
+        distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)
+        raise NeedsLauncher(
+            f"processes: {cfg.processes} trains in {cfg.processes} processes, which torchrun starts: "
+            f"torchrun --nproc_per_node {cfg.processes} -m helpers.train PROFILE --stage {stage} (the study's "
+            "engine runs it so, and this notebook then loads the model it saved)"
+        )
     return training.stage_trainer(
         cfg,
         model,
@@ -135,30 +155,38 @@ def stage_trainer(cfg: Config, stage: str, model, train_data, val_data, args, ex
     )
 
 
-def finish_stage(cfg: Config, stage: str, trainer, tokenizer, reference):
+def finish_stage(cfg: Config, stage: str, trainer, tokenizer, reference, folder: Path | None = None):
     """After trainer.train(): the trained model with its operating thresholds (set on `reference`,
-    the labelled validation split without pseudo-labels), saved with its tokenizer and card,
-    recorded; its checkpoints removed. Returns the model, the training loss per logging step and
-    the per-epoch validation metrics."""
+    the labelled validation split without pseudo-labels), saved with its tokenizer and card to
+    `folder` (default: the study's, model_dir), its summary in training_meta.json; its checkpoints
+    removed. Returns the model, the training loss per logging step and the per-epoch validation
+    metrics."""
     if isinstance(trainer, SavedStage):
         train_loss, eval_metrics = training.learning_curves(pd.DataFrame(trainer.meta["history"]))
-        record(cfg, f"train_{stage}", {k: trainer.meta[k] for k in SUMMARY_KEYS if k in trainer.meta})
         return trainer.model, train_loss, eval_metrics
-    return _save_trained(cfg, stage, trainer, tokenizer, reference)
+    return _save_trained(cfg, stage, trainer, tokenizer, reference, folder or model_dir(cfg, stage))
 
 
 def train_stage(
-    cfg: Config, stage: str, model, tokenizer, train_data, val_data, extra: dict | None = None, reference=None
+    cfg: Config,
+    stage: str,
+    model,
+    tokenizer,
+    train_data,
+    val_data,
+    extra: dict | None = None,
+    reference=None,
+    folder: Path | None = None,
 ):
     """Train `model` (fresh from modeling.building.build_model) for one stage ('before' or 'after'
     pseudo-labels) as notebook 02 does step by step: its arguments, its trainer, train(), and
-    finish_stage (reference: default val_data). With resume: auto, a stage already finished by the
-    same run is loaded, not trained again, and a stage cut short continues from its last complete
-    checkpoint. With processes > 1 (and not already under torchrun), training runs in a torchrun
-    subprocess, which builds its own model, and the saved one is loaded."""
-    trainer = stage_trainer(cfg, stage, model, train_data, val_data, training_args(cfg, stage), extra)
+    finish_stage (reference: default val_data), saving to `folder` (default: the study's). With
+    resume: auto, a stage already finished by the same run is loaded, not trained again, and a
+    stage cut short continues from its last complete checkpoint."""
+    args = training_args(cfg, stage, folder)
+    trainer = stage_trainer(cfg, stage, model, train_data, val_data, args, extra, folder)
     trainer.train()
-    return finish_stage(cfg, stage, trainer, tokenizer, val_data if reference is None else reference)
+    return finish_stage(cfg, stage, trainer, tokenizer, val_data if reference is None else reference, folder)
 
 
 SUMMARY_KEYS = (
@@ -177,7 +205,7 @@ SUMMARY_KEYS = (
 )
 
 
-def _save_trained(cfg: Config, stage: str, trainer, tokenizer, reference):
+def _save_trained(cfg: Config, stage: str, trainer, tokenizer, reference, folder: Path):
     run, model = training.training_run(trainer), trainer.model
     train_loss, eval_metrics = training.learning_curves(run.history)
     best = eval_metrics.loc[eval_metrics[f"eval_{cfg.metric_for_best}"].idxmax()]
@@ -205,7 +233,7 @@ def _save_trained(cfg: Config, stage: str, trainer, tokenizer, reference):
         save_detector(
             model,
             tokenizer,
-            model_dir(cfg, stage),
+            folder,
             {
                 **trainer.marker.provenance,
                 **summary,
@@ -213,18 +241,24 @@ def _save_trained(cfg: Config, stage: str, trainer, tokenizer, reference):
                 "history": run.history.to_dict(orient="records"),
             },
         )
-        write_card(model_dir(cfg, stage), stage=stage)
-        record(cfg, f"train_{stage}", summary)
+        write_card(folder, stage=stage)
         # The saved model is the stage's result; its checkpoints (2.4 GB each at paper scale) only
         # served a resume of the training, which is over.
-        shutil.rmtree(cfg.run_dir / f"checkpoints_{stage}", ignore_errors=True)
+        shutil.rmtree(checkpoint_dir(folder), ignore_errors=True)
     distributed.barrier()
     return model, train_loss, eval_metrics
 
 
+def training_summary(folder: Path) -> dict:
+    """What the training of the model saved in `folder` recorded (SUMMARY_KEYS, and the pseudo-label
+    round's statistics for a model trained after one)."""
+    meta = json.loads((Path(folder) / "training_meta.json").read_text())
+    return {k: meta[k] for k in (*SUMMARY_KEYS, "pseudo") if k in meta}
+
+
 def stage_conclusion(cfg: Config, stage: str, model) -> str:
     """The trained stage in a sentence: best epoch, time, rows, size, where it was saved."""
-    best = records.recorded(cfg, f"train_{stage}")
+    best = training_summary(model_dir(cfg, stage))
     return (
         f"Best epoch {best['best_epoch']:.0f} of {cfg.epochs} (`{cfg.metric_for_best}` = {best['best_metric']:.4f}), "
         f"trained in {best['seconds']} s on {best['train_rows']:,} rows; {parameter_count(model)}. Saved to "

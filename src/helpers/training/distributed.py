@@ -180,8 +180,8 @@ def report_failure(error: BaseException) -> None:
     if _is_peer_failure(error):
         print(f"{who} stopped: another process failed (its error is printed above)", file=sys.stderr, flush=True)
         return
-    # torchrun's error file for this process (TORCHELASTIC_ERROR_FILE): the launcher reads the first
-    # failure from these (training.launch), not from the printed lines.
+    # torchrun's error file for this process (TORCHELASTIC_ERROR_FILE): torchrun's closing summary names
+    # the first failure ("Root Cause") from these, not from the printed lines.
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
     ErrorHandler().record_exception(error)
