@@ -95,9 +95,21 @@ def test_every_training_is_a_job_and_the_analysis_notebooks_train_nothing(tmp_pa
     assert own <= set(needed) and len(needed) > len(set(needed)) == 17 and len(variants.to_train(cfg)) == 15
     assert _plan(tmp_path, "analyses=[ablation]")["train_model"] == 4
     assert _plan(tmp_path, "analyses=[ablation,baselines]")["train_model"] == 4  # the baselines' two are the ablation's
+    # Given as --config, typed as --set types it (numbers, not text), and kept only while read.
+    plan = snakemake(
+        ROOT,
+        ROOT / "params" / "smoke.yaml",
+        "-n",
+        config=("analyses=[seeds]", "seeds=[0,3]", "keep_analysis_models=false"),
+        directory=tmp_path,
+    )
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert planned_jobs(plan)["train_model"] == 2 and "models/seed3_epochs2_both_concat_pseudo_none" in plan.stdout
+    assert "Would remove temporary output runs/smoke/models/seed3_epochs2_both_concat/model.safetensors" in plan.stdout
+    assert "Would remove temporary output runs/smoke/model_" not in plan.stdout
     assert _plan(tmp_path, "analyses=[]", "processes=2") == {
         "explore": 1,
-        "train_model": 2,
+        "train_study_model": 2,
         "train": 1,
         "pseudo_label": 1,
         "evaluate": 1,
@@ -125,7 +137,7 @@ def test_the_engine_refuses_a_bad_setting_before_any_work(tmp_path):
 
 @pytest.mark.slow
 def test_with_several_processes_the_engine_starts_torchrun_and_the_notebook_shows_what_it_saved(tmp_path):
-    """processes: 2 — the engine's train_model job runs torchrun (the library launches nothing), and
+    """processes: 2 — the engine's train_study_model job runs torchrun (the library launches nothing), and
     notebook 02, its rule reading that model, loads it instead of training."""
     import json
 

@@ -26,6 +26,24 @@ def parse_overrides(items: list[str] | None) -> dict:
     return overrides
 
 
+def typed_values(values: dict) -> dict:
+    """Values as Snakemake's --config gives them, typed as --set types them: Snakemake reads `true`,
+    `[1, 2]` or `{captions: 2}` with YAML's base loader, which leaves every scalar text (it types
+    only a bare number and True/False), so `seeds=[1,2]` would arrive as ['1', '2']."""
+    hints = typing.get_type_hints(Config)
+    return {key: _retyped(key, value, hints.get(key)) for key, value in values.items()}
+
+
+def _retyped(key: str, value, expected):
+    if isinstance(value, str):
+        return _typed(key, value, expected)
+    if isinstance(value, list):
+        return [_retyped(key, item, None) for item in value]
+    if isinstance(value, dict):
+        return {name: _retyped(key, item, None) for name, item in value.items()}
+    return value
+
+
 def _typed(key: str, text: str, expected):
     if expected is str:
         return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
