@@ -34,7 +34,7 @@ def trained(cfg, caches: dict):
     data less cfg's held-out generators; its checkpoints thrown away."""
     model, _ = build_model(cfg)
     with tempfile.TemporaryDirectory() as out:
-        train, val = training_data(cfg, caches)
+        train, val = training_data(caches, cfg.held_out_classes)
         return training.train(cfg, model, train, val, out, compute_metrics_for(cfg.task_b_decoding))[0]
 
 
@@ -43,7 +43,7 @@ def findings(context: common.Context, seed: int, generator: int) -> dict[str, fl
     cfg = variants.config(study, variants.Variant(seed, variants.budget(study)))
     model = trained(cfg, context.caches)
     seeded = dataclasses.replace(context, cfg=cfg, model=model)
-    unchanged = common.evaluate(model, seeded.viewed, cfg, "unperturbed")
+    unchanged = common.evaluate(model, seeded.viewed, cfg.eval_batch_size, "unperturbed")
     found = {
         f"weighted F1-B, {name} {level:g}": 100
         * robustness.at_level(seeded, name, level, unchanged)[0]["f1_b_weighted"]

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
                 cfg, model, caches["train"], caches["validation"], out, compute_metrics_for(cfg.task_b_decoding)
             )
         seconds.append(time.perf_counter() - started)
-        scores, _ = evaluate(model, caches[scored], cfg, None)
+        scores, _ = evaluate(model, caches[scored], cfg.eval_batch_size, None)
         found.append((100 * scores["f1_a"], 100 * scores["f1_b_weighted"]))
         print(
             f"seed {seed}: {scored} F1-A {found[-1][0]:.1f}, weighted F1-B {found[-1][1]:.1f} ({seconds[-1]:.1f} s)",

@@ -63,7 +63,7 @@ PEAKS = {
 
 def dense_peak(device_name: str, cfg) -> tuple[str, float | None]:
     """(the precision a training of cfg runs in on this device, its dense peak or None where unknown)."""
-    kind = "bf16" if precision.bf16_autocast(cfg) else "tf32" if cfg.tf32 and torch.cuda.is_available() else "fp32"
+    kind = "bf16" if precision.bf16_autocast(cfg.bf16) else "tf32" if cfg.tf32 and torch.cuda.is_available() else "fp32"
     return kind, next((v for k, v in PEAKS[kind].items() if k in device_name), None)
 
 
@@ -295,7 +295,7 @@ def trainer_overhead(cfg, cached, steps: int, warmup: int, device) -> dict:
             device,
             steps,
             warmup,
-            bf16=precision.bf16_autocast(tiny),
+            bf16=precision.bf16_autocast(tiny.bf16),
             fused=True,
             per_step=loop,
         )
@@ -330,7 +330,7 @@ def main(argv=None) -> int:
     cfg = load_config(args.profile, parse_overrides(args.set))
     device = pick_device()
     torch.manual_seed(0)
-    precision.apply_tf32(cfg)
+    precision.apply_tf32(cfg.tf32)
     results = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "profile": cfg.profile,
@@ -351,7 +351,7 @@ def main(argv=None) -> int:
     split = training_split(args)
     model, tokenizer = build_model(cfg)
     side = model.config.image_size
-    bf16 = precision.bf16_autocast(cfg)
+    bf16 = precision.bf16_autocast(cfg.bf16)
     if "a" in args.parts:
         from transformers import CLIPImageProcessor
 

@@ -229,7 +229,7 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
     from helpers.study import pseudo_round, setup
 
     cfg, model, caches = pool_world
-    pool, _ = pseudo_round.pseudo_pool(cfg, smoke_splits, caches)
+    pool, _ = pseudo_round.pseudo_pool(smoke_splits, caches, cfg.pool_overlap)
     preds = inference.predict(model, pool, 64, desc=None)
     sureness = np.minimum(preds.confidence_a, preds.confidence_b)
     everything, half = float(sureness.min()), float(np.median(sureness))
@@ -311,7 +311,13 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
         model.head_b.bias[0] += 5.0
     cached = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
     _, preds = common.evaluate_view(
-        model, smoke_splits["test"], cached, lambda image: image, model.config.image_size, cfg, desc=None
+        model,
+        smoke_splits["test"],
+        cached,
+        lambda image: image,
+        model.config.image_size,
+        cfg.eval_batch_size,
+        desc=None,
     )
     six = decode(preds.prob_ai, preds.probs_b, mode="six_class")
     hierarchical = decode(preds.prob_ai, preds.probs_b, mode="hierarchical")
@@ -380,7 +386,7 @@ def test_pool_rows_sharing_a_scored_splits_captions_are_found_though_their_bytes
     }
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), pool_overlap=policy)
     caches = stages.caches_for(cfg, splits, tokenizer, 8)
-    pool, overlap = pseudo_round.pseudo_pool(cfg, splits, caches)
+    pool, overlap = pseudo_round.pseudo_pool(splits, caches, cfg.pool_overlap)
     assert (
         overlap["shared"]["test"] == {"captions": 2, "images": 0} and overlap["shared"]["validation"]["captions"] == 0
     )

@@ -182,7 +182,7 @@ def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, ca
     model, _, _ = stages.train_stage(
         cfg, "before", *build_model(cfg), caches["train"], caches["validation"], folder=tmp_path / "seed0"
     )
-    scores, _ = common.evaluate(model, caches["test"], cfg, None)
+    scores, _ = common.evaluate(model, caches["test"], cfg.eval_batch_size, None)
     assert printed.startswith(
         f"seed 0: test F1-A {100 * scores['f1_a']:.1f}, weighted F1-B {100 * scores['f1_b_weighted']:.1f} ("
     )

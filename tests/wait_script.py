@@ -9,7 +9,7 @@ from helpers.config import load_config
 from helpers.training import distributed
 
 timeout, sleep = int(sys.argv[1]), float(sys.argv[2])
-distributed.configure(load_config(sys.argv[3], {"ddp_timeout": timeout}))
+distributed.configure(load_config(sys.argv[3], {"ddp_timeout": timeout}).ddp_timeout)
 try:
     cpu = time.process_time()
     with distributed.main_first("the main process's test work"):

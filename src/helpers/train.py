@@ -57,7 +57,7 @@ def run_stages(cfg, stages: list[str], out: Path | None = None, before: Path | N
     tokenizer, image_size = preprocessing(cfg)
     names = pseudo_round.pseudo_cache_names(splits) if "after" in stages else ["train", "validation"]
     caches = study_stages.caches_for(cfg, splits, tokenizer, image_size, names)
-    train, val = study_stages.training_data(cfg, caches)
+    train, val = study_stages.training_data(caches, cfg.held_out_classes)
     timings["data_and_cache_s"] = round(time.perf_counter() - started, 1)
     if "before" in stages:
         mark = time.perf_counter()
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             overrides["resume"] = "auto"
         cfg = load_config(args.profile, overrides)
-        distributed.configure(cfg)
+        distributed.configure(cfg.ddp_timeout)
         distributed.batch_plan(
             cfg.batch_size,
             distributed.world_size() if distributed.launched() else cfg.processes,
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from transformers import set_seed
 
-    precision.apply_tf32(cfg)
+    precision.apply_tf32(cfg.tf32)
     set_seed(cfg.seed)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     try:

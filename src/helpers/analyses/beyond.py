@@ -20,17 +20,17 @@ ATTENTION = "attention fusion"
 COLUMNS = ("test F1-A", "test F1-B (weighted)", "outside F1-A")
 
 
-def _ways(model, cached, captions, outside: dict, tokenizer, cfg, desc: str) -> tuple[dict, dict, object]:
+def _ways(model, cached, captions, outside: dict, tokenizer, batch_size: int, desc: str) -> tuple[dict, dict, object]:
     """({per image, by caption group} -> the evaluation split's scores, {way} -> mean outside F1-A,
     the split's group report); each set is predicted once and decoded both ways."""
-    _, preds = common.evaluate(model, cached, cfg, desc)
+    _, preds = common.evaluate(model, cached, batch_size, desc)
     joint, report = group_decode(
         preds.prob_ai, preds.probs_b, captions, model.config.task_b_decoding, label_b=cached.label_b
     )
     scores = {"per image": common.scores(cached, preds), "by caption group": common.scores(cached, joint)}
     f1 = {way: [] for way in scores}
     for inputs in outside.values():
-        scored = score(model, tokenizer, inputs, cfg.eval_batch_size, desc=None)
+        scored = score(model, tokenizer, inputs, batch_size, desc=None)
         grouped, _, _ = decode_scored(scored, inputs.captions, model.config.task_b_decoding)
         for way, view in (("per image", scored), ("by caption group", grouped)):
             f1[way].append(outside_metrics(inputs, view).get("f1_a", np.nan))
@@ -40,12 +40,12 @@ def _ways(model, cached, captions, outside: dict, tokenizer, cfg, desc: str) -> 
 def seed_rows(context, captions, sets: dict, tokenizer, seed: int, models: dict) -> tuple[list[dict], object]:
     """One seed: its concat and attention models (`models`, by fusion: variants.fusions), concat
     also decoded by caption group. Returns (a row per variant, the evaluation split's group report)."""
-    cfg = context.cfg
+    batch_size = context.cfg.eval_batch_size
     concat_scores, concat_outside, report = _ways(
-        models["concat"], context.evaluated, captions, sets, tokenizer, cfg, f"concat, seed {seed}"
+        models["concat"], context.evaluated, captions, sets, tokenizer, batch_size, f"concat, seed {seed}"
     )
     attention_scores, attention_outside, _ = _ways(
-        models["attention"], context.evaluated, captions, sets, tokenizer, cfg, f"attention, seed {seed}"
+        models["attention"], context.evaluated, captions, sets, tokenizer, batch_size, f"attention, seed {seed}"
     )
     rows = [
         _row(variant, seed, scores, outside)
@@ -71,5 +71,5 @@ def _row(variant: str, seed: int, scores: dict, outside: float) -> dict:
 def retrained_row(context, rule: str, model) -> dict:
     """Test scores of `model`, retrained on train plus the rule's selection (the profile's seed:
     variants.retrained; the study's own 'after' model where that is the same training)."""
-    scores, _ = common.evaluate(model, context.evaluated, context.cfg, rule)
+    scores, _ = common.evaluate(model, context.evaluated, context.cfg.eval_batch_size, rule)
     return _row(f"pseudo-labels: {rule}", context.cfg.seed, scores, np.nan)

@@ -66,24 +66,24 @@ def prepare(cfg, name: str, cache_names=()) -> Context:
         split_name,
         caches,
         evaluated,
-        viewed_rows(cfg, splits[split_name], evaluated),
+        viewed_rows(splits[split_name], evaluated, cfg.view_captions, cfg.seed),
     )
 
 
-def viewed_rows(cfg, split, cached: CachedSplit) -> CachedSplit:
-    """The cached rows of view_captions captions drawn by caption (all rows when 0)."""
-    if not cfg.view_captions:
+def viewed_rows(split, cached: CachedSplit, captions: int, seed: int) -> CachedSplit:
+    """The cached rows of `captions` captions drawn by caption with `seed` (all rows when 0)."""
+    if not captions:
         return cached
-    captions = np.asarray(split["Caption"], dtype=object)[cached.rows]
-    return cached.subset(np.flatnonzero(caption_mask(captions, cfg.view_captions, cfg.seed)))
+    texts = np.asarray(split["Caption"], dtype=object)[cached.rows]
+    return cached.subset(np.flatnonzero(caption_mask(texts, captions, seed)))
 
 
 def scores(cached: CachedSplit, preds: Predictions) -> dict[str, float]:
     return all_metrics(cached.label_a, cached.label_b, preds.label_a, preds.label_b)
 
 
-def evaluate(model, cached: CachedSplit, cfg, desc: str = "evaluate") -> tuple[dict, Predictions]:
-    preds = predict(model, cached, cfg.eval_batch_size, desc=desc)
+def evaluate(model, cached: CachedSplit, batch_size: int, desc: str = "evaluate") -> tuple[dict, Predictions]:
+    preds = predict(model, cached, batch_size, desc=desc)
     return scores(cached, preds), preds
 
 
@@ -97,7 +97,9 @@ def _view(cell, transform, size: int) -> np.ndarray:
     return square_uint8(transform(image), size)
 
 
-def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, desc: str) -> tuple[dict, Predictions]:
+def evaluate_view(
+    model, split, cached: CachedSplit, transform, size: int, batch_size: int, desc: str
+) -> tuple[dict, Predictions]:
     """Scores and predictions on the cached rows with their source images passed through
     transform(image) and preprocessed as usual. The source is read, decoded and scored one chunk
     at a time: a paper-scale evaluation split is never held in memory, encoded or decoded."""
@@ -125,7 +127,7 @@ def evaluate_view(model, split, cached: CachedSplit, transform, size: int, cfg, 
                     )
                 )
             )
-            part = predict(model, cached.subset(positions).with_pixels(pixels), cfg.eval_batch_size, desc=None)
+            part = predict(model, cached.subset(positions).with_pixels(pixels), batch_size, desc=None)
             prob_ai.append(part.prob_ai)
             probs_b.append(part.probs_b)
     preds = decode(np.concatenate(prob_ai), np.concatenate(probs_b), mode=model.config.task_b_decoding)

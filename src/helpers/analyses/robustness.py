@@ -17,7 +17,6 @@ def at_level(context: common.Context, name: str, level, unchanged: tuple) -> tup
     """(F1-A and weighted F1-B, Task-A accuracy per class) under perturbation `name` at `level`.
     `unchanged` is common.evaluate's answer on the cached rows, which an unchanged level reuses:
     nothing is decoded again for it."""
-    cfg = context.cfg
     values, preds = (
         unchanged
         if perturbations.UNCHANGED.get(name) == level
@@ -27,7 +26,7 @@ def at_level(context: common.Context, name: str, level, unchanged: tuple) -> tup
             context.viewed,
             partial(_at_level, perturbations.PERTURBATIONS[name], level),
             context.size,
-            cfg,
+            context.cfg.eval_batch_size,
             f"{name} {level}",
         )
     )

@@ -21,7 +21,9 @@ def seed_rows(context: common.Context, seed: int, models: dict) -> tuple[list[di
     profile has a pool; the profile's own seed's are the study's stages)."""
     rows, answers = [], {}
     for name, model in models.items():
-        scores, answers[name] = common.evaluate(model, context.evaluated, context.cfg, f"seed {seed}, {name}")
+        scores, answers[name] = common.evaluate(
+            model, context.evaluated, context.cfg.eval_batch_size, f"seed {seed}, {name}"
+        )
         rows.append({"seed": seed, "model": name, **scores})
     return rows, answers
 

@@ -35,12 +35,13 @@ def pseudo_cache_names(splits) -> list[str]:
 SCORED = ("validation", "test")
 
 
-def pseudo_pool(cfg: Config, splits, caches: dict):
+def pseudo_pool(splits, caches: dict, policy: str):
     """(the pool as pseudo-labelling sees it, overlap counts). A pool row whose image (digest of
     the file) is in train is always left out. A pool row whose normalised caption or image is in
     a scored split (validation, test) is left out under pool_overlap: drop, and kept under keep
     (the authors' transductive setup). The same image in two releases has other bytes, and every
-    caption comes with six images, so the caption is the key that finds a shared test set."""
+    caption comes with six images, so the caption is the key that finds a shared test set. policy:
+    the profile's pool_overlap."""
     pool = caches["unlabelled"]
     captions = normalised_captions(np.asarray(splits["unlabelled"]["Caption"], dtype=object)[pool.rows])
     keep, overlap = np.ones(len(pool), bool), {}
@@ -55,7 +56,7 @@ def pseudo_pool(cfg: Config, splits, caches: dict):
         overlap[name] = {"captions": int(same_caption.sum()), "images": int(same_image.sum())}
         if name == "train":
             keep &= ~same_image
-        elif cfg.pool_overlap == "drop":
+        elif policy == "drop":
             keep &= ~(same_image | same_caption)
     dropped = int((~keep).sum())
     if any(v["captions"] or v["images"] for v in overlap.values()):
@@ -65,17 +66,13 @@ def pseudo_pool(cfg: Config, splits, caches: dict):
             if v["captions"] or v["images"]
         )
         print(
-            f"{'WARNING: ' if cfg.pool_overlap == 'keep' else ''}unlabelled pool rows shared with {shared}; "
-            f"pool_overlap: {cfg.pool_overlap}: {dropped} of {len(pool)} left out"
-            + (
-                " (kept: the transductive setup pseudo-labels the images it is scored on)"
-                if cfg.pool_overlap == "keep"
-                else ""
-            )
+            f"{'WARNING: ' if policy == 'keep' else ''}unlabelled pool rows shared with {shared}; "
+            f"pool_overlap: {policy}: {dropped} of {len(pool)} left out"
+            + (" (kept: the transductive setup pseudo-labels the images it is scored on)" if policy == "keep" else "")
         )
     if dropped:
         pool = pool.subset(np.flatnonzero(keep))
-    return pool, {"policy": cfg.pool_overlap, "shared": overlap, "left_out": dropped}
+    return pool, {"policy": policy, "shared": overlap, "left_out": dropped}
 
 
 def pool_captions(splits, pool) -> np.ndarray:
@@ -169,7 +166,7 @@ def pseudo_data(cfg: Config, splits, caches: dict, before: Path | None = None, s
     main process decides (the others wait, at most ddp_timeout) and hands its selection to every
     process, so all train on the same rows whatever disk each one has."""
     before, saved_to = before or model_dir(cfg, "before"), saved_to or pseudo_file(cfg)
-    pool, overlap = pseudo_pool(cfg, splits, caches)
+    pool, overlap = pseudo_pool(splits, caches, cfg.pool_overlap)
     selection = None
     with distributed.main_first("the main process's pseudo-label round"):
         if distributed.is_main():
@@ -181,4 +178,4 @@ def pseudo_data(cfg: Config, splits, caches: dict, before: Path | None = None, s
                 base, _ = load_detector(before, pick_device())
                 selection, _ = new_selection(cfg, splits, pool, overlap, base, made_by, saved_to)
     selection = distributed.broadcast(selection, "the pseudo-label selection")
-    return pseudo.augment(*training_data(cfg, caches), pool, selection)
+    return pseudo.augment(*training_data(caches, cfg.held_out_classes), pool, selection)

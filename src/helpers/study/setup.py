@@ -42,8 +42,8 @@ def load(profile: str | Path = "demo", overrides: dict | None = None) -> Config:
     cfg = load_config(path, overrides or {})
     # The resolved values, in the executed notebook (stderr: left out of the HTML reading copy).
     print(f"{path.name} with overrides {overrides or {}}: {json.dumps(cfg.to_dict())}", file=sys.stderr)
-    distributed.configure(cfg)
-    precision.apply_tf32(cfg)
+    distributed.configure(cfg.ddp_timeout)
+    precision.apply_tf32(cfg.tf32)
     set_seed(cfg.seed)
     for folder in (cfg.run_dir, cfg.reports, figures_dir(cfg)):
         folder.mkdir(parents=True, exist_ok=True)

@@ -71,10 +71,10 @@ def with_zero_inputs(cfg: Config, split, name: str, cached, tokenizer, image_siz
     return dataclasses.replace(CachedSplit.concat([cached, blanks]), failures=cached.failures, digests=digests)
 
 
-def training_data(cfg: Config, caches: dict) -> tuple[CachedSplit, CachedSplit]:
+def training_data(caches: dict, held_out) -> tuple[CachedSplit, CachedSplit]:
     """The cached train and validation splits a stage trains on: every row but those of the
-    held-out generators (held_out_classes)."""
-    return tuple(without_classes(caches[name], cfg.held_out_classes) for name in ("train", "validation"))
+    held-out generators (the profile's held_out_classes)."""
+    return tuple(without_classes(caches[name], held_out) for name in ("train", "validation"))
 
 
 def without_classes(cached: CachedSplit, classes) -> CachedSplit:

@@ -47,7 +47,7 @@ def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArgume
             average_tokens_across_devices=True,
             label_names=["label_a", "label_b"],
             remove_unused_columns=False,
-            bf16=precision.bf16_autocast(cfg),
+            bf16=precision.bf16_autocast(cfg.bf16),
             # The fused kernel on CPU too (torch >= 2.4): the per-tensor loop took 5 ms of the demo's
             # 100 ms step, the fused one well under 1.
             optim="adamw_torch_fused",

@@ -34,9 +34,9 @@ class WaitTimeout(RuntimeError):
     """A process waited longer than ddp_timeout for another."""
 
 
-def configure(cfg) -> None:
-    """The process-group timeout for this process; call before the first state()."""
-    _settings["timeout"] = timedelta(seconds=cfg.ddp_timeout)
+def configure(timeout_s: int) -> None:
+    """The process-group timeout for this process (the profile's ddp_timeout); call before the first state()."""
+    _settings["timeout"] = timedelta(seconds=timeout_s)
 
 
 def state():

@@ -13,8 +13,9 @@ import torch
 ENV_PRECISION = "ACCELERATE_MIXED_PRECISION"
 
 
-def bf16_autocast(cfg) -> bool:
-    return torch.cuda.is_available() and cfg.bf16
+def bf16_autocast(bf16: bool) -> bool:
+    """Whether bf16 autocast runs: the profile's bf16, on CUDA only."""
+    return torch.cuda.is_available() and bf16
 
 
 def _mode(enabled: bool) -> str:
@@ -28,10 +29,10 @@ def _mode(enabled: bool) -> str:
 TF32_SWITCHES = ("backends", "backends.cuda.matmul", "backends.cudnn", "backends.cudnn.conv", "backends.cudnn.rnn")
 
 
-def apply_tf32(cfg) -> None:
-    """TF32 on CUDA's matrix multiplies and cuDNN as the profile says, every switch the same (they
-    win over torch's global default, which a library may change); no effect on a CPU."""
-    set_tf32_switches({name: _mode(cfg.tf32) for name in TF32_SWITCHES})
+def apply_tf32(tf32: bool) -> None:
+    """TF32 on CUDA's matrix multiplies and cuDNN as the profile's tf32 says, every switch the same
+    (they win over torch's global default, which a library may change); no effect on a CPU."""
+    set_tf32_switches({name: _mode(tf32) for name in TF32_SWITCHES})
 
 
 def tf32_switches() -> dict[str, str]:
@@ -56,7 +57,7 @@ def build_arguments(cfg, make):
     TrainingArguments changed it). A change is announced."""
     saved_global, saved_env = torch.backends.fp32_precision, os.environ.get(ENV_PRECISION)
     args = make()
-    wanted = "bf16" if bf16_autocast(cfg) else "no"
+    wanted = "bf16" if bf16_autocast(cfg.bf16) else "no"
     if saved_env not in (None, wanted):
         print(
             f"{ENV_PRECISION}={saved_env} in the environment is ignored: the profile says bf16: {cfg.bf16} "
@@ -69,13 +70,13 @@ def build_arguments(cfg, make):
             f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}'; "
             f"kept as the profile says: tf32: {cfg.tf32}"
         )
-    apply_tf32(cfg)
+    apply_tf32(cfg.tf32)
     return args
 
 
 def summary(cfg) -> dict:
     return {
-        "bf16_autocast": bf16_autocast(cfg),
+        "bf16_autocast": bf16_autocast(cfg.bf16),
         "tf32": effective_tf32() if torch.cuda.is_available() else False,
         "tf32_key": cfg.tf32,
         "torch_compile": cfg.torch_compile,

@@ -108,11 +108,12 @@ def check_same_run(recorded: dict, current: dict, where: str) -> None:
         )
 
 
-def device_cache(cfg, splits, device) -> bool:
+def device_cache(setting: str, splits, device) -> bool:
     """Whether the splits' pixels are held on the training device (CachedSplit.on_device): on CUDA
-    under device_cache: auto, when together they take at most half of the device's free memory."""
+    under the profile's device_cache `setting` "auto", when together they take at most half of the
+    device's free memory."""
     device = torch.device(device)
-    if cfg.device_cache == "off" or device.type != "cuda":
+    if setting == "off" or device.type != "cuda":
         return False
     needed = sum(len(split) * int(np.prod(split.pixels.shape[1:])) for split in splits)
     return needed <= torch.cuda.mem_get_info(device)[0] // 2
@@ -168,7 +169,7 @@ def make_trainer(
         train_data, val_data = (
             with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data)
         )
-    if device_cache(cfg, (train_data, val_data), args.device):
+    if device_cache(cfg.device_cache, (train_data, val_data), args.device):
         train_data, val_data = (split.on_device(args.device) for split in (train_data, val_data))
         args.dataloader_num_workers, args.dataloader_pin_memory, args.dataloader_persistent_workers = 0, False, False
     # The precision this training really runs in (the profile's bf16 is autocast on CUDA only), saved
