@@ -11,7 +11,7 @@ import pytest
 from conftest import pattern
 from helpers.evaluation.thresholds import at_false_positive_rate, operating_thresholds, resolve
 from helpers.inference.cached import predict
-from helpers.study import stages
+from helpers.study import saved
 
 
 def test_false_positive_thresholds_cut_at_exactly_the_allowed_share_of_real_images():
@@ -174,8 +174,8 @@ def test_a_trained_model_stores_its_thresholds_and_carries_a_card(trained_stage)
     assert "Held-out SDXL" not in card.text
     # At the study's end the cards are rewritten: the analyses scored the final model (after
     # pseudo-labels on this profile), so model_before's card carries none of their conclusions.
-    assert stages.final_stage(cfg) == "after"
-    assert stages.refresh_cards(cfg, metrics) == [folder / "README.md"]
+    assert saved.final_stage(cfg) == "after"
+    assert saved.refresh_cards(cfg, metrics) == [folder / "README.md"]
     limitations = ModelCard.load(folder / "README.md").text.split("## Limitations")[1]
     assert "Metadata alone" not in limitations and "on the final model's card" in limitations
 

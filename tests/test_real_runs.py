@@ -254,8 +254,8 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
 def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path, trained_dir):
     import shutil
 
-    from helpers.identity import training_identity
-    from helpers.study import setup, stages
+    from helpers.identity import StaleModelError, training_identity
+    from helpers.study import saved, setup
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), unlabelled_split="")
     shutil.copytree(trained_dir, setup.model_dir(cfg, "before"))
@@ -263,12 +263,12 @@ def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path,
     meta.write_text(
         json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), epochs=5), "before")}})
     )
-    with pytest.raises(stages.StaleModelError, match="epochs: 5 -> 2"):
-        stages.final_model(cfg)
+    with pytest.raises(StaleModelError, match="epochs: 5 -> 2"):
+        saved.final_model(cfg)
     meta.write_text(
         json.dumps({"run_identity": {"params": training_identity(_cfg(cfg.to_dict(), seeds=[4]), "before")}})
     )
-    assert stages.final_model(cfg)[2] == "before"  # the seed study's keys do not make a model stale
+    assert saved.final_model(cfg)[2] == "before"  # the seed study's keys do not make a model stale
 
 
 def test_the_index_shows_this_runs_figures_only(tmp_path):

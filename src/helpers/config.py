@@ -23,6 +23,8 @@ from helpers.profiles import SECTION_OF, TOP_LEVEL, ConfigError, read_profile
 Count = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 # The analyses a profile may name (helpers.analyses computes them; the engine gives each a rule).
+ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
+SPLITS = ("train", "validation", "test", "unlabelled")
 # The pseudo-label rules notebook 13 compares, by name: the profile keys each sets (pseudo_balance
 # as balance, pseudo_group_check as group_check; the others as the profile has them).
 PSEUDO_RULES = {
@@ -30,8 +32,6 @@ PSEUDO_RULES = {
     "class quota": {"balance": "class_quota"},
     "caption-group check": {"group_check": True},
 }
-ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
-SPLITS = ("train", "validation", "test", "unlabelled")
 
 
 # pydantic checks every key's type (strictly: no "8" for 8, no 1 for true) and choice on creation,

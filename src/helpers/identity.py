@@ -71,6 +71,32 @@ def training_identity(config: Config | dict, model: str) -> dict:
     return {**settings(config, TRAINED_ON[model]), "training_code": code_digest()}
 
 
+class StaleModelError(RuntimeError):
+    """A saved model that other settings or code trained."""
+
+
+def trained_changes(folder: Path, expected: dict) -> list[str] | None:
+    """None when `folder` holds no trained model; else how its recorded training identity differs
+    from `expected` (training_identity), [] when it does not ('no run identity recorded' for a model
+    of a version that recorded none)."""
+    meta = Path(folder) / "training_meta.json"
+    if not meta.is_file():
+        return None
+    recorded = (json.loads(meta.read_text()).get("run_identity") or {}).get("params")
+    return ["no run identity recorded"] if recorded is None else changed_keys(recorded, expected)
+
+
+def check_trained(folder: Path, expected: dict, train_it: str) -> Path:
+    """`folder`, when it holds a model trained with the settings and code `expected`; else an error
+    naming what changed and `train_it`, how to train it."""
+    changes = trained_changes(folder, expected)
+    if changes is None:
+        raise FileNotFoundError(f"{folder} holds no trained model: {train_it}")
+    if changes:
+        raise StaleModelError(f"{folder} was trained by another run ({'; '.join(changes)}); {train_it}")
+    return Path(folder)
+
+
 def identity_hash(values: Config | dict) -> str:
     values = identity(values) if isinstance(values, Config) else values
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]

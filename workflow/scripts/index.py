@@ -9,7 +9,7 @@ from helpers.config import load_config
 from helpers.files import write_json
 from helpers.profiles import write_resolved
 from helpers.study.provenance import provenance
-from helpers.study.stages import refresh_cards
+from helpers.study.saved import refresh_cards
 
 snakemake = globals()["snakemake"]  # set by Snakemake's script directive
 profile = str(Path(snakemake.config["profile"]).resolve())

@@ -14,10 +14,10 @@ from helpers.data.splits import caption_mask
 from helpers.evaluation.metrics import all_metrics
 from helpers.inference.cached import Predictions, decode, predict
 from helpers.labels import CLASS_NAMES
-from helpers.study import setup, stages
+from helpers.study import saved, setup, stages
 from helpers.study.records import write_record
+from helpers.study.saved import final_stage
 from helpers.study.setup import study_splits
-from helpers.study.stages import final_stage
 
 
 @dataclass
@@ -50,7 +50,7 @@ def prepare(cfg, name: str, cache_names=()) -> Context:
     split. Stops when `name` is not in the profile's analyses."""
     setup.require(name in cfg.analyses, f"the '{name}' analysis", f"analyses: {list(cfg.analyses)}")
     splits = study_splits(cfg)
-    model, tokenizer, stage = stages.final_model(cfg)
+    model, tokenizer, stage = saved.final_model(cfg)
     size = model.config.image_size
     split_name = stages.evaluation_split(splits)
     names = cache_names(splits) if callable(cache_names) else cache_names

@@ -15,7 +15,7 @@ from pathlib import Path
 # Light on purpose: the engine reads this module when it builds its graph, before any job; torch
 # and transformers load only when a model does (load).
 from helpers.config import PSEUDO_RULES, Config
-from helpers.identity import changed_keys, training_identity
+from helpers.identity import check_trained, training_identity
 from helpers.labels import AI_CLASSES
 
 # The pseudo-label rules notebook 13 retrains with (the paper's and the class quota; the group check
@@ -156,18 +156,14 @@ def baselines(cfg: Config) -> dict[str, Variant]:
 
 def of_analysis(cfg: Config, name: str) -> list[Variant]:
     """The variants an analysis reads (none for those that train nothing)."""
-    if name == "ablation":
-        return list(ablation(cfg).values())
-    if name == "unseen":
-        return list(unseen(cfg).values())
-    if name == "seeds":
-        return [v for pair in seeds(cfg).values() for v in pair.values()]
-    if name == "beyond":
-        retrain = list(retrained(cfg).values())
-        return [v for by_seed in fusions(cfg).values() for v in by_seed.values()] + retrain
-    if name == "baselines":
-        return list(baselines(cfg).values())
-    return []
+    nested = {
+        "ablation": lambda: [ablation(cfg)],
+        "unseen": lambda: [unseen(cfg)],
+        "seeds": lambda: list(seeds(cfg).values()),
+        "beyond": lambda: [*fusions(cfg).values(), retrained(cfg)],
+        "baselines": lambda: [baselines(cfg)],
+    }.get(name, list)()
+    return [variant for by_key in nested for variant in by_key.values()]
 
 
 def to_train(cfg: Config, analyses=None) -> dict[str, Variant]:
@@ -182,32 +178,16 @@ def to_train(cfg: Config, analyses=None) -> dict[str, Variant]:
     return needed
 
 
-def seconds(cfg: Config, variant: Variant) -> float:
-    """How long the variant's training took, as it recorded it."""
-    return float(json.loads((folder(cfg, variant) / "training_meta.json").read_text())["seconds"])
-
-
-class StaleVariantError(RuntimeError):
-    """A saved variant that other settings or code trained."""
-
-
 def load(cfg: Config, variant: Variant):
     """The variant's saved model, checked to have been trained with this run's settings and code."""
-    path = folder(cfg, variant)
-    meta = path / "training_meta.json"
-    if not meta.is_file():
-        raise FileNotFoundError(
-            f"{path} holds no trained model: the study trains it (snakemake -s workflow/Snakefile, or make demo), "
-            f"or: python -m helpers.train PROFILE --out {path} "
-            + " ".join(f"--set {k}={json.dumps(v)}" for k, v in changes(cfg, variant).items())
-        )
-    recorded = (json.loads(meta.read_text()).get("run_identity") or {}).get("params")
-    changed = changed_keys(recorded or {}, training_identity(config(cfg, variant), variant.stage))
-    if recorded is None or changed:
-        raise StaleVariantError(
-            f"{path} was trained by another run ({'; '.join(changed) or 'no run identity recorded'}); "
-            "train it again for these settings: the study (snakemake -s workflow/Snakefile) does"
-        )
+    path = check_trained(
+        folder(cfg, variant),
+        training_identity(config(cfg, variant), variant.stage),
+        "the study trains it (snakemake -s workflow/Snakefile, or make demo), or: python -m helpers.train PROFILE "
+        f"--stage {variant.stage} --out {folder(cfg, variant)} "
+        + (f"--before {folder(cfg, variant.base())} " if variant.pseudo else "")
+        + " ".join(f"--set {k}={json.dumps(v)}" for k, v in changes(cfg, variant).items()),
+    )
     from helpers.inference.cached import pick_device
     from helpers.modeling.checkpoints import load_detector
 

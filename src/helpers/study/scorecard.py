@@ -19,7 +19,7 @@ from helpers.evaluation import metrics, outside
 from helpers.inference.cached import Predictions, pick_device, predict
 from helpers.inference.caption_groups import group_decode
 from helpers.modeling.checkpoints import load_detector
-from helpers.study import records, setup, stages
+from helpers.study import records, saved, setup, stages
 
 
 @dataclass
@@ -36,10 +36,10 @@ class Evaluation:
 
 
 def saved_stages(cfg) -> list[str]:
-    """The stages this profile trains, each checked to be this run's model (stages.checked_model_dir)."""
-    names = ["before"] + (["after"] if stages.final_stage(cfg) == "after" else [])
+    """The stages this profile trains, each checked to be this run's model (saved.checked_model_dir)."""
+    names = ["before"] + (["after"] if saved.final_stage(cfg) == "after" else [])
     for stage in names:
-        stages.checked_model_dir(cfg, stage)
+        saved.checked_model_dir(cfg, stage)
     return names
 
 

@@ -1,5 +1,6 @@
-"""The training stages of the study: decode caches of its splits, a stage trained (in this process,
-or in each of torchrun's) or loaded, saved models checked to be this run's, and sample files to try."""
+"""The training stages of the study: decode caches of its splits, and a stage trained (in this
+process, or in each of torchrun's) or loaded when this run finished it. What the run saved, checked
+to be this run's: saved.py."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from helpers.config import Config
 from helpers.data.splits import is_labelled
 from helpers.evaluation.metrics import compute_metrics_for
 from helpers.evaluation.thresholds import operating_thresholds
-from helpers.identity import changed_keys, training_identity
 from helpers.inference.cached import pick_device, predict
 from helpers.modeling.card import write_card
 from helpers.modeling.checkpoints import load_detector, save_detector
 from helpers.study.provenance import provenance
+from helpers.study.saved import training_summary
 from helpers.study.setup import caption_template, model_dir
 from helpers.training import distributed
 from helpers.training import trainer as training
@@ -189,22 +190,6 @@ def train_stage(
     return finish_stage(cfg, stage, trainer, tokenizer, val_data if reference is None else reference, folder)
 
 
-SUMMARY_KEYS = (
-    "best_epoch",
-    "best_metric",
-    "seconds",
-    "train_rows",
-    "validation_rows",
-    "curves",
-    "epochs_run",
-    "resumed_from",
-    "processes",
-    "per_device_batch",
-    "gradient_accumulation",
-    "operating_thresholds",
-)
-
-
 def _save_trained(cfg: Config, stage: str, trainer, tokenizer, reference, folder: Path):
     run, model = training.training_run(trainer), trainer.model
     train_loss, eval_metrics = training.learning_curves(run.history)
@@ -249,13 +234,6 @@ def _save_trained(cfg: Config, stage: str, trainer, tokenizer, reference, folder
     return model, train_loss, eval_metrics
 
 
-def training_summary(folder: Path) -> dict:
-    """What the training of the model saved in `folder` recorded (SUMMARY_KEYS, and the pseudo-label
-    round's statistics for a model trained after one)."""
-    meta = json.loads((Path(folder) / "training_meta.json").read_text())
-    return {k: meta[k] for k in (*SUMMARY_KEYS, "pseudo") if k in meta}
-
-
 def stage_conclusion(cfg: Config, stage: str, model) -> str:
     """The trained stage in a sentence: best epoch, time, rows, size, where it was saved."""
     best = training_summary(model_dir(cfg, stage))
@@ -270,57 +248,6 @@ def parameter_count(model) -> str:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return f"{total:,} parameters, {trainable:,} trainable"
-
-
-def refresh_cards(cfg: Config, metrics: dict) -> list[Path]:
-    """Each saved model of this run gets its card rewritten with the report's figures and the
-    conclusions about it (at the end of a study; a model of other settings or code is left alone)."""
-    written = []
-    for stage in ("before", "after"):
-        folder = model_dir(cfg, stage)
-        meta = folder / "training_meta.json"
-        if meta.is_file() and (json.loads(meta.read_text()).get("run_identity") or {}).get(
-            "params"
-        ) == training_identity(cfg, stage):
-            written.append(write_card(folder, metrics, stage, analysed=stage == final_stage(cfg)))
-    return written
-
-
-class StaleModelError(RuntimeError):
-    """A saved model that another run's settings made."""
-
-
-def checked_model_dir(cfg: Config, stage: str) -> Path:
-    """The stage's saved model folder, refused when it was trained under other settings than
-    this run's (config.training_identity): nothing stale is read as current."""
-    folder = model_dir(cfg, stage)
-    meta_path = folder / "training_meta.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(
-            f"{folder} holds no trained model: run the notebook that trains the '{stage}' model for this "
-            "profile first, or the study (make demo, or snakemake -s workflow/Snakefile)"
-        )
-    recorded_params = (json.loads(meta_path.read_text()).get("run_identity") or {}).get("params")
-    changes = changed_keys(recorded_params or {}, training_identity(cfg, stage))
-    if recorded_params is None or changes:
-        raise StaleModelError(
-            f"{folder} was trained by another run ({'; '.join(changes) or 'no run identity recorded'}); "
-            f"train the '{stage}' model again for these settings: its notebook, or the study (snakemake -s workflow/Snakefile)"
-        )
-    return folder
-
-
-def final_stage(cfg: Config) -> str:
-    """'after' when this profile pseudo-labels, else 'before'."""
-    return "after" if cfg.unlabelled_split else "before"
-
-
-def final_model(cfg: Config):
-    """The study's final model (after pseudo-labels when the profile has that stage), checked to be
-    this run's, its tokenizer and stage name."""
-    stage = final_stage(cfg)
-    model, tokenizer = load_detector(checked_model_dir(cfg, stage), pick_device())
-    return model, tokenizer, stage
 
 
 def evaluation_split(splits) -> str:
