@@ -25,12 +25,12 @@ Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 # The analyses a profile may name (helpers.analyses computes them; the engine gives each a rule).
 ANALYSES = ("audit", "robustness", "ablation", "unseen", "calibration", "seeds", "baselines", "beyond")
 SPLITS = ("train", "validation", "test", "unlabelled")
-# The pseudo-label rules notebook 13 compares, by name: the profile keys each sets (pseudo_balance
-# as balance, pseudo_group_check as group_check; the others as the profile has them).
+# The pseudo-label rules notebook 13 compares, by name: the (pseudo_balance, pseudo_group_check)
+# each sets; the other pseudo-label keys as the profile has them.
 PSEUDO_RULES = {
-    "confidence >= threshold (the paper)": {},
-    "class quota": {"balance": "class_quota"},
-    "caption-group check": {"group_check": True},
+    "confidence >= threshold (the paper)": ("none", False),
+    "class quota": ("class_quota", False),
+    "caption-group check": ("none", True),
 }
 
 

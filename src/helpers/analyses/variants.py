@@ -140,13 +140,7 @@ def retrained(cfg: Config) -> dict[str, Variant]:
     profile's seed with the analyses' budget, retrained with the paper's rule and the class quota."""
     if not cfg.unlabelled_split:
         return {}
-    return {name: Variant(cfg.seed, budget(cfg), pseudo=_rule(name)) for name in RETRAINED}
-
-
-def _rule(name: str) -> tuple[str, bool]:
-    """(pseudo_balance, pseudo_group_check) of one of PSEUDO_RULES."""
-    options = PSEUDO_RULES[name]
-    return options.get("balance", "none"), options.get("group_check", False)
+    return {name: Variant(cfg.seed, budget(cfg), pseudo=PSEUDO_RULES[name]) for name in RETRAINED}
 
 
 def baselines(cfg: Config) -> dict[str, Variant]:

@@ -84,10 +84,8 @@ def selections_by_rule(cfg: Config, predictions, captions) -> dict:
     (training.pseudo_labels), the profile's other pseudo-label settings kept; notebook 13 retrains
     with them."""
     return {
-        rule: profile_select(
-            cfg, predictions, captions, options.get("balance", "none"), options.get("group_check", False)
-        )
-        for rule, options in PSEUDO_RULES.items()
+        rule: profile_select(cfg, predictions, captions, balance, group_check)
+        for rule, (balance, group_check) in PSEUDO_RULES.items()
     }
 
 
