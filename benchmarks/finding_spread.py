@@ -19,14 +19,15 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from helpers.analyses import common, robustness, variants  # noqa: E402
+from helpers.analyses import common, robustness  # noqa: E402
 from helpers.analyses.unseen_generators import held_out_recall  # noqa: E402
 from helpers.config import load_config  # noqa: E402
 from helpers.evaluation.metrics import compute_metrics_for  # noqa: E402
 from helpers.labels import CLASS_NAMES  # noqa: E402
 from helpers.modeling.building import build_model  # noqa: E402
-from helpers.study.stages import training_data  # noqa: E402
 from helpers.training import trainer as training  # noqa: E402
+from study import analysis, variants  # noqa: E402
+from study.stages import training_data  # noqa: E402
 
 
 def trained(cfg, caches: dict):
@@ -38,7 +39,7 @@ def trained(cfg, caches: dict):
         return training.train(cfg, model, train, val, out, compute_metrics_for(cfg.task_b_decoding))[0]
 
 
-def findings(context: common.Context, seed: int, generator: int) -> dict[str, float]:
+def findings(context: analysis.Context, seed: int, generator: int) -> dict[str, float]:
     study = context.cfg
     cfg = variants.config(study, variants.Variant(seed, variants.budget(study)))
     model = trained(cfg, context.caches)
@@ -46,14 +47,23 @@ def findings(context: common.Context, seed: int, generator: int) -> dict[str, fl
     unchanged = common.evaluate(model, seeded.viewed, cfg.eval_batch_size, "unperturbed")
     found = {
         f"weighted F1-B, {name} {level:g}": 100
-        * robustness.at_level(seeded, name, level, unchanged)[0]["f1_b_weighted"]
+        * robustness.at_level(
+            model,
+            context.splits[context.split_name],
+            seeded.viewed,
+            context.size,
+            cfg.eval_batch_size,
+            name,
+            level,
+            unchanged,
+        )[0]["f1_b_weighted"]
         for name, level in (("downscale", 0.25), ("blur_sigma", 2.0))
     }
     without = trained(
         variants.config(study, variants.Variant(seed, variants.budget(study), held_out=(generator,))), context.caches
     )
     found[f"{CLASS_NAMES[generator]} called AI, left out"] = (
-        100 * held_out_recall(seeded, generator, without)["recall_held_out"]
+        100 * held_out_recall(seeded.evaluated, cfg.eval_batch_size, generator, without)["recall_held_out"]
     )
     return found
 
@@ -65,7 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--generator", type=int, default=2, help="the Label_B left out (default 2, SDXL)")
     args = parser.parse_args(argv)
     cfg = load_config(args.profile)
-    context = common.prepare(cfg, "robustness", ("train", "validation"))
+    context = analysis.prepare(cfg, "robustness", ("train", "validation"))
     table = pd.DataFrame({seed: findings(context, seed, args.generator) for seed in args.seeds})
     table["mean"], table["std"] = table.mean(axis=1), table[args.seeds].std(axis=1, ddof=1)
     print(table.round(1).to_string(), flush=True)

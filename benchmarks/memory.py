@@ -97,8 +97,8 @@ def run_phase(phase: str, values: dict) -> dict:
     from helpers.config import load_config
     from helpers.evaluation.metrics import compute_metrics_for
     from helpers.modeling.building import build_model, preprocessing
-    from helpers.study import stages
-    from helpers.study.setup import study_splits
+    from study import stages
+    from study.setup import study_splits
 
     cfg = load_config(values)
     baseline = status()

@@ -24,9 +24,9 @@ from helpers.config import load_config  # noqa: E402
 from helpers.evaluation.metrics import compute_metrics_for  # noqa: E402
 from helpers.modeling.building import build_model, preprocessing  # noqa: E402
 from helpers.overrides import parse_overrides  # noqa: E402
-from helpers.study.setup import study_splits  # noqa: E402
-from helpers.study.stages import caches_for, evaluation_split  # noqa: E402
 from helpers.training import trainer as training  # noqa: E402
+from study.setup import study_splits  # noqa: E402
+from study.stages import caches_for, evaluation_split  # noqa: E402
 
 
 def main(argv=None) -> int:

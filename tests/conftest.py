@@ -36,7 +36,7 @@ def smoke_cfg(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_splits(smoke_cfg):
-    from helpers.study.setup import study_splits
+    from study.setup import study_splits
 
     return study_splits(smoke_cfg)
 

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from helpers.analyses import common, conclusions, verdicts
+from helpers.analyses import common, verdicts
 from helpers.cache.dataset import CachedSplit
 from helpers.evaluation import calibration
 from helpers.evaluation import perturbations as perturb
+from study import analysis, conclusions
 
 
 def _image(w=40, h=30, seed=0):
@@ -85,7 +86,7 @@ def _cached(labels_b):
 
 
 def test_leave_one_generator_out_split():
-    from helpers.study.stages import without_classes
+    from study.stages import without_classes
 
     cached = _cached([0, 1, 2, 3, 4, 5] * 3)
     held = without_classes(cached, [3])
@@ -225,12 +226,12 @@ def test_every_analysis_says_which_model_it_reads(smoke_cfg):
     import json
 
     cfg = dataclasses.replace(smoke_cfg, unlabelled_split="unlabelled", pool_overlap="drop")
-    text = common.record(cfg, "audit", "Shortcuts: none.", {})
+    text = analysis.record(cfg, "audit", "Shortcuts: none.", {})
     assert text.startswith("Shortcuts: none. Model read: the study's final model (after pseudo-labels).")
     assert "scored images themselves" not in text
     paper_like = dataclasses.replace(cfg, pool_overlap="keep")
-    assert "scored images themselves" in common.record(paper_like, "audit", "x", {})
-    own = common.record(cfg, "baselines", "x", {}, reads="every method trained alike")
+    assert "scored images themselves" in analysis.record(paper_like, "audit", "x", {})
+    own = analysis.record(cfg, "baselines", "x", {}, reads="every method trained alike")
     assert own == "x Model read: every method trained alike."
     recorded = json.loads((cfg.reports / "records" / "baselines.json").read_text())["analyses"]["baselines"][
         "conclusion"
@@ -248,8 +249,8 @@ def test_the_baselines_notebook_compares_the_dual_encoder_trained_as_the_baselin
     code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
     assert "context.model" not in code
     assert 'variants.load(cfg, trained["dual"])' in code and 'variants.load(cfg, trained["image"])' in code
-    from helpers.analyses import variants
     from helpers.config import load_config
+    from study import variants
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "params" / "smoke.yaml")
     trained = variants.baselines(cfg)

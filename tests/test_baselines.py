@@ -27,7 +27,7 @@ def test_the_logistic_probe_and_the_few_pair_svm_separate_separable_features():
 def test_frozen_features_are_extracted_once_per_split_and_tower(
     tmp_path, smoke_cfg, smoke_splits, smoke_model, monkeypatch
 ):
-    from helpers.study import stages
+    from study import stages
 
     model, tokenizer = smoke_model
     cached = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]
@@ -45,7 +45,7 @@ def test_frozen_features_see_what_the_profiles_tower_sees_and_are_kept_apart_per
     import torch
 
     from helpers.modeling.detector import npr_residual
-    from helpers.study import stages
+    from study import stages
 
     model, tokenizer = smoke_model
     cached = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]

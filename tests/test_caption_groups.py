@@ -137,7 +137,7 @@ def test_the_scorecards_by_group_table_reads_the_rows_as_the_model_decodes():
 
     import datasets
 
-    from helpers.study.scorecard import Evaluation, by_caption_group
+    from study.scorecard import Evaluation, by_caption_group
 
     probs_b = np.array([[0.6, 0.1, 0.1, 0.1, 0.05, 0.05], [0.05, 0.05, 0.7, 0.1, 0.05, 0.05]])
     per_image = decode(np.array([0.9, 0.8]), probs_b, mode="six_class")

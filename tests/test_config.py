@@ -137,7 +137,7 @@ def test_set_overrides_are_typed_like_the_yaml_and_validated_whole():
 
 
 def test_the_training_command_refuses_a_bad_set_before_any_work(capsys, tmp_path):
-    from helpers.train import main
+    from study.train import main
 
     assert main([str(ROOT / "params" / "smoke.yaml"), "--set", f"work_dir={tmp_path}", "--set", "batch_size=big"]) == 2
     assert "'batch_size'" in capsys.readouterr().err
@@ -146,7 +146,7 @@ def test_the_training_command_refuses_a_bad_set_before_any_work(capsys, tmp_path
 
 
 def test_a_global_batch_that_does_not_divide_is_refused_by_train(capsys, tmp_path):
-    from helpers.train import main
+    from study.train import main
 
     assert main([str(ROOT / "params" / "smoke.yaml"), "--set", f"work_dir={tmp_path}", "--set", "processes=3"]) == 2
     assert "batch_size 16 does not divide over 3 processes; use 15 or 18" in capsys.readouterr().err

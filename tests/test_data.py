@@ -146,7 +146,7 @@ def test_synthetic_traces_formats_and_sizes(smoke_splits):
 
 
 def test_image_metadata_reads_headers_and_samples_rows(smoke_splits):
-    from helpers.study.exploration import image_metadata
+    from study.exploration import image_metadata
 
     train = smoke_splits["train"]
     meta = image_metadata(train)
@@ -221,8 +221,8 @@ def test_the_shifted_splits_give_no_class_away_by_size_or_aspect():
 def test_the_cue_audit_names_a_cue_that_answers_the_split_by_itself():
     """A split where AI images are square and real ones not, and formats carry nothing: the audit
     finds the aspect (and size) alone tells Task A, the format does not; the conclusion says so."""
-    from helpers.analyses.conclusions import cue_sentence
     from helpers.evaluation.metadata_baseline import cue_audit
+    from study.conclusions import cue_sentence
 
     rng = np.random.default_rng(0)
     label_b = np.tile(np.arange(6), 40)

@@ -68,8 +68,8 @@ def test_the_competition_file_has_every_input_even_when_images_cannot_be_read(tm
     from helpers.cache.store import build_cache
     from helpers.data.schema import FEATURES
     from helpers.inference.cached import predict
-    from helpers.study import scorecard as evaluate
-    from helpers.study.stages import with_zero_inputs
+    from study import scorecard as evaluate
+    from study.stages import with_zero_inputs
 
     model, tokenizer = smoke_model
     cells = [

@@ -30,7 +30,7 @@ def test_notebook_parameters_name_the_run_and_nothing_more(notebook):
 
 def test_setup_reads_the_profile_file_and_applies_overrides(tmp_path, monkeypatch):
     from helpers.config import ConfigError
-    from helpers.study import setup
+    from study import setup
 
     monkeypatch.chdir(tmp_path)
     cfg = setup.load(
@@ -86,7 +86,7 @@ def test_every_training_is_a_job_and_the_analysis_notebooks_train_nothing(tmp_pa
     """The analyses' models (variants.py) are the train_model rule's jobs, one per model, a model two
     analyses read trained once; with processes > 1 the study's two models are jobs too (under
     torchrun), which notebooks 02 and 03 load. No analysis notebook trains."""
-    from helpers.analyses import variants
+    from study import variants
 
     cfg = load_config(ROOT / "params" / "smoke.yaml")
     needed = [v for name in cfg.analyses for v in variants.of_analysis(cfg, name)]
@@ -181,6 +181,44 @@ def test_a_failing_notebook_stops_the_study_keeps_its_traceback_and_writes_no_in
     assert errors and errors[0]["ename"] == "DataError" and "nowhere" in errors[0]["evalue"]
     assert not (tmp_path / "reports" / "smoke" / "index.html").exists()
     assert not (tmp_path / "reports" / "smoke" / "02_train.ipynb").exists()
+
+
+# What the science library never touches: the study above it, the notebook and engine machinery,
+# and starting processes.
+NOT_SCIENCE = ("study", "papermill", "nbclient", "nbformat", "jupyter_client", "snakemake", "subprocess")
+
+
+def _imported(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module
+
+
+def test_the_science_library_imports_nothing_of_the_study_the_notebooks_or_the_engine_and_launches_nothing():
+    """Every module of src/helpers names none of NOT_SCIENCE in its imports, and each one imports
+    in a process where the study package and the notebook and engine packages cannot be found."""
+    import subprocess
+    import sys
+
+    package = ROOT / "src" / "helpers"
+    found = {
+        f"{path.relative_to(package)}: {name}"
+        for path in package.rglob("*.py")
+        for name in _imported(path)
+        if name.split(".")[0] in NOT_SCIENCE
+    }
+    assert not found, f"orchestration in the science library: {sorted(found)}"
+    blocked = [name for name in NOT_SCIENCE if name != "subprocess"]
+    script = (
+        "import importlib, pkgutil, sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "import helpers\n"
+        "for module in pkgutil.walk_packages(helpers.__path__, 'helpers.'): importlib.import_module(module.name)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 @pytest.mark.slow

@@ -233,7 +233,7 @@ def test_the_paper_profile_runs_offline_on_local_copies_of_the_hub_data_and_mode
     sets = [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "helpers.train", str(PAPER), "--pseudo", *sets],
+        [sys.executable, "-m", "study.train", str(PAPER), "--pseudo", *sets],
         env=env,
         capture_output=True,
         text=True,

@@ -76,8 +76,8 @@ def test_gradient_accumulation_trains_the_weights_one_whole_batch_trains(smoke_c
     import dataclasses
 
     from helpers.modeling.building import build_model
-    from helpers.study import stages
     from helpers.training import trainer as training
+    from study import stages
 
     weights = []
     for most in (16, 8):

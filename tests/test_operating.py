@@ -11,7 +11,7 @@ import pytest
 from conftest import pattern
 from helpers.evaluation.thresholds import at_false_positive_rate, operating_thresholds, resolve
 from helpers.inference.cached import predict
-from helpers.study import saved
+from study import saved
 
 
 def test_false_positive_thresholds_cut_at_exactly_the_allowed_share_of_real_images():
@@ -124,7 +124,7 @@ def trained_stage(smoke_cfg, smoke_splits, tmp_path):
     """A 'before' stage trained by the study's own path (thresholds, card) in a fresh work dir."""
     from helpers.config import load_config
     from helpers.modeling.building import build_model
-    from helpers.study import setup, stages
+    from study import setup, stages
 
     cfg = load_config({**smoke_cfg.to_dict(), "work_dir": str(tmp_path / "runs")})
     model, tokenizer = build_model(cfg)

@@ -109,7 +109,7 @@ def test_two_nodes_train_both_stages_with_caches_built_once_on_a_shared_work_dir
         f"--rdzv_endpoint=127.0.0.1:{port}",
         "--rdzv_id=two-nodes",
         "-m",
-        "helpers.train",
+        "study.train",
         str(SMOKE),
         "--pseudo",
         "--set",
@@ -167,9 +167,9 @@ def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path
     from helpers.cache.dataset import collate
     from helpers.modeling.building import build_model
     from helpers.modeling.compiled import compile_repeated_blocks
-    from helpers.study import stages
     from helpers.training import precision
     from helpers.training.arguments import training_arguments
+    from study import stages
 
     saved = precision.tf32_switches()
     try:
@@ -209,7 +209,7 @@ def pool_world(smoke_cfg, smoke_splits, tmp_path):
     """A 'before' model saved in a fresh work dir, and the caches a pseudo-label round needs."""
     from helpers.modeling.building import build_model
     from helpers.modeling.checkpoints import save_detector
-    from helpers.study import pseudo_round, setup, stages
+    from study import pseudo_round, setup, stages
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path / "runs"))
     model, tokenizer = build_model(cfg)
@@ -226,7 +226,7 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
     from helpers.inference import cached as inference
     from helpers.modeling.building import build_model
     from helpers.modeling.checkpoints import save_detector
-    from helpers.study import pseudo_round, setup
+    from study import pseudo_round, setup
 
     cfg, model, caches = pool_world
     pool, _ = pseudo_round.pseudo_pool(smoke_splits, caches, cfg.pool_overlap)
@@ -255,7 +255,7 @@ def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path,
     import shutil
 
     from helpers.identity import StaleModelError, training_identity
-    from helpers.study import saved, setup
+    from study import saved, setup
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), unlabelled_split="")
     shutil.copytree(trained_dir, setup.model_dir(cfg, "before"))
@@ -283,8 +283,8 @@ def test_the_index_shows_this_runs_figures_only(tmp_path):
 
 
 def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smoke_cfg, smoke_splits, smoke_model):
-    from helpers.study import stages
     from helpers.training.trainer import ResumeError, check_same_run, run_identity
+    from study import stages
 
     _, tokenizer = smoke_model
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, 32, ["train", "validation"])
@@ -303,7 +303,7 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
     from helpers.analyses import common
     from helpers.inference.cached import decode
     from helpers.modeling.building import build_model
-    from helpers.study import stages
+    from study import stages
 
     cfg = _cfg(smoke_cfg, task_b_decoding="six_class")
     model, tokenizer = build_model(cfg)
@@ -335,8 +335,8 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
 def test_a_hub_revision_is_requested_and_the_commit_loaded_is_recorded(smoke_cfg, smoke_splits, tmp_path, monkeypatch):
     import datasets
 
-    from helpers.study.records import recorded
-    from helpers.study.setup import study_splits
+    from study.records import recorded
+    from study.setup import study_splits
 
     asked = []
 
@@ -374,7 +374,7 @@ def _labelled(captions, shade):
 def test_pool_rows_sharing_a_scored_splits_captions_are_found_though_their_bytes_differ(
     smoke_cfg, smoke_model, tmp_path, policy, left_out
 ):
-    from helpers.study import pseudo_round, stages
+    from study import pseudo_round, stages
 
     _, tokenizer = smoke_model
     splits = {

@@ -34,7 +34,7 @@ def _sets(work, **extra):
 
 def _train(*args, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "helpers.train", SMOKE, *args],
+        [sys.executable, "-m", "study.train", SMOKE, *args],
         env=ENV,
         capture_output=True,
         text=True,
@@ -115,7 +115,7 @@ def test_two_processes_under_accelerate_train_both_stages_with_one_cache_and_one
     """accelerate's launcher (torchrun underneath; on CPUs the same gloo path). torchrun itself is the
     shared smoke study's (processes: 2) and the two-node test's."""
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes=2"]
-    cmd = [*launcher, "-m", "helpers.train", SMOKE, "--pseudo", *_sets(tmp_path)]
+    cmd = [*launcher, "-m", "study.train", SMOKE, "--pseudo", *_sets(tmp_path)]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=400, cwd=ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -132,8 +132,8 @@ def test_two_processes_under_accelerate_train_both_stages_with_one_cache_and_one
     from helpers.config import load_config
     from helpers.inference.cached import predict
     from helpers.modeling.checkpoints import load_detector
-    from helpers.study import stages
-    from helpers.study.setup import study_splits
+    from study import stages
+    from study.setup import study_splits
 
     cfg = load_config(SMOKE, {"work_dir": str(tmp_path)})
     model, tokenizer = load_detector(run / "model_after")
@@ -151,7 +151,7 @@ def test_a_failing_process_reports_its_error_first_and_the_others_one_line(tmp_p
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "helpers.train",
+        "study.train",
         SMOKE,
         *_sets(tmp_path, dataset="/nowhere/data"),
     ]
@@ -184,7 +184,7 @@ def test_a_killed_training_resumes_where_it_stopped_and_ends_as_an_uninterrupted
     longer = {"epochs": 4, "synthetic_captions": "{train: 48, validation: 8, test: 4, unlabelled: 4}"}
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers.train", SMOKE, *_sets(killed, **longer)],
+        [sys.executable, "-m", "study.train", SMOKE, *_sets(killed, **longer)],
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -276,5 +276,5 @@ def test_several_processes_outside_a_launcher_are_refused_with_the_command_that_
     engine runs it so), before any data is read."""
     result = _train(*_sets(tmp_path, processes=2), "--stage", "before")
     assert result.returncode == 2
-    assert "torchrun --nproc_per_node 2 -m helpers.train" in result.stderr and "--stage before" in result.stderr
+    assert "torchrun --nproc_per_node 2 -m study.train" in result.stderr and "--stage before" in result.stderr
     assert not (tmp_path / "smoke").exists()

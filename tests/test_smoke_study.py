@@ -71,7 +71,7 @@ def smoke_study(smoke_cfg, smoke_splits, tmp_path_factory) -> SmokeStudy:
 def test_smoke_profile_through_the_engine(smoke_study):
     """The whole study: notebooks 02 and 03 train the study's models, each of the analyses' models is
     a training job of its own (its log beside the notebooks'), which the analyses load."""
-    from helpers.analyses import variants
+    from study import variants
 
     cfg, reports = smoke_study.cfg, smoke_study.reports
     trained = json.loads((smoke_study.runs / "model_after" / "training_meta.json").read_text())
@@ -153,7 +153,7 @@ SCORING_ANALYSES = {"shortcut_audit", "robustness"}
 @pytest.mark.slow
 def test_the_engine_reruns_what_a_setting_it_reads_changes_and_nothing_else(smoke_study):
     """Staleness is the engine's: each rule reruns when the values it reads or its input files change."""
-    from helpers.analyses import variants
+    from study import variants
 
     assert smoke_study.plan() == {}
     # The second training and all that reads it, never the first training or the data notebook.

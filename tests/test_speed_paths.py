@@ -11,7 +11,7 @@ from conftest import ROOT, write_profile
 
 
 def test_headless_training_entry_point(tmp_path, smoke_cfg, capsys):
-    from helpers import train
+    from study import train
 
     profile = write_profile(tmp_path / "smoke.yaml", {**smoke_cfg.to_dict(), "work_dir": str(tmp_path / "runs")})
     assert train.main([str(profile), "--pseudo"]) == 0
@@ -170,8 +170,8 @@ def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, ca
     from helpers.analyses import common
     from helpers.config import load_config
     from helpers.modeling.building import build_model, preprocessing
-    from helpers.study import stages
-    from helpers.study.setup import study_splits
+    from study import stages
+    from study.setup import study_splits
 
     assert seed_spread.main([str(ROOT / "params" / "smoke.yaml"), "--seeds", "0", "--work", str(tmp_path)]) == 0
     printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("seed 0:"))

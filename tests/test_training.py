@@ -9,8 +9,8 @@ from helpers.cache.dataset import collate
 from helpers.evaluation.metrics import all_metrics, compute_metrics_for
 from helpers.inference.cached import predict
 from helpers.modeling.building import build_model
-from helpers.study import stages
 from helpers.training.arguments import training_arguments
+from study import stages
 
 METRICS = compute_metrics_for("hierarchical")
 

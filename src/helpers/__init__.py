@@ -1,3 +1,4 @@
-"""The CT2 detector study, by stage: data/ → cache/ → modeling/ + training/ → inference/ →
-evaluation/, orchestrated by study/ (what the notebooks call); config (the typed profile),
-labels (the six classes), and the commands run, train and predict (python -m helpers.<command>)."""
+"""The CT2 detector's science, by stage: data/ → cache/ → modeling/ + training/ → inference/ →
+evaluation/ and analyses/ (the analyses' computations); config (the typed profile), labels (the six
+classes), prediction and the predict command (ct2-predict). The study that runs it, notebook by
+notebook, is the `study` package beside it; this one imports nothing of it."""

@@ -8,8 +8,8 @@ from report import merged, span, stage, write_index
 from helpers.config import load_config
 from helpers.files import write_json
 from helpers.profiles import write_resolved
-from helpers.study.provenance import provenance
-from helpers.study.saved import refresh_cards
+from study.provenance import provenance
+from study.saved import refresh_cards
 
 snakemake = globals()["snakemake"]  # set by Snakemake's script directive
 profile = str(Path(snakemake.config["profile"]).resolve())

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 from markupsafe import Markup
 
-from helpers.study.records import merge
+from study.records import merge
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 

@@ -12,7 +12,6 @@ from helpers.evaluation import outside
 from helpers.evaluation.metadata_baseline import neutralise
 from helpers.evaluation.metrics import called_ai_rates, task_a_metrics, task_b_metrics
 from helpers.evaluation.probes import vision_features
-from helpers.modeling.building import preprocessing
 
 PAIRS = 1000
 METHODS = (
@@ -38,19 +37,17 @@ def _outside_pixels(inputs, size: int, transform) -> tuple[np.ndarray, np.ndarra
     return np.stack([decoded[i][0] for i in keep]), inputs.label_a[keep]
 
 
-def outside_f1(context, models: dict, probes: dict, tower) -> dict:
-    """F1-A of each method on each outside set, as the files are and on the neutral view."""
+def outside_f1(sets: dict, tokenizer, size: int, batch_size: int, models: dict, probes: dict, tower) -> dict:
+    """F1-A of each method on each outside set (`sets`, by name: evaluation.outside.outside_sets), as
+    the files are and on the neutral view; images at `size` px."""
     found = {method: {} for method in METHODS}
-    tokenizer, _ = preprocessing(context.cfg)
-    for name, inputs in outside.outside_sets(context.cfg).items():
+    for name, inputs in sets.items():
         for method, model in models.items():
-            for view, values in outside.score_views(
-                model, tokenizer, inputs, context.cfg.eval_batch_size, name
-            ).items():
+            for view, values in outside.score_views(model, tokenizer, inputs, batch_size, name).items():
                 found[method][f"{name}, {view}"] = values.get("f1_a", float("nan"))
-        for view, transform in (("as the files are", None), ("neutral view", neutralise(context.size))):
-            pixels, label_a = _outside_pixels(inputs, context.size, transform)
-            features = vision_features(tower, pixels, context.cfg.eval_batch_size)
+        for view, transform in (("as the files are", None), ("neutral view", neutralise(size))):
+            pixels, label_a = _outside_pixels(inputs, size, transform)
+            features = vision_features(tower, pixels, batch_size)
             for method, probe in probes.items():
                 found[method][f"{name}, {view}"] = task_a_metrics(label_a, probe.predict(features))["f1_a"]
     return found

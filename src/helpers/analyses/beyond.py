@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from helpers.analyses import common
+from helpers.cache.dataset import CachedSplit
 from helpers.evaluation.outside import outside_metrics
 from helpers.inference.caption_groups import LABEL as GROUPS
 from helpers.inference.caption_groups import decode_scored, group_decode
@@ -37,15 +38,17 @@ def _ways(model, cached, captions, outside: dict, tokenizer, batch_size: int, de
     return scores, {way: float(np.nanmean(v)) if v else np.nan for way, v in f1.items()}, report
 
 
-def seed_rows(context, captions, sets: dict, tokenizer, seed: int, models: dict) -> tuple[list[dict], object]:
-    """One seed: its concat and attention models (`models`, by fusion: variants.fusions), concat
-    also decoded by caption group. Returns (a row per variant, the evaluation split's group report)."""
-    batch_size = context.cfg.eval_batch_size
+def seed_rows(
+    evaluated: CachedSplit, batch_size: int, captions, sets: dict, tokenizer, seed: int, models: dict
+) -> tuple[list[dict], object]:
+    """One seed: its concat and attention models (`models`, by fusion: variants.fusions) on the
+    `evaluated` split (whose `captions` group its rows) and the outside `sets`, concat also decoded
+    by caption group. Returns (a row per variant, the evaluation split's group report)."""
     concat_scores, concat_outside, report = _ways(
-        models["concat"], context.evaluated, captions, sets, tokenizer, batch_size, f"concat, seed {seed}"
+        models["concat"], evaluated, captions, sets, tokenizer, batch_size, f"concat, seed {seed}"
     )
     attention_scores, attention_outside, _ = _ways(
-        models["attention"], context.evaluated, captions, sets, tokenizer, batch_size, f"attention, seed {seed}"
+        models["attention"], evaluated, captions, sets, tokenizer, batch_size, f"attention, seed {seed}"
     )
     rows = [
         _row(variant, seed, scores, outside)
@@ -68,8 +71,8 @@ def _row(variant: str, seed: int, scores: dict, outside: float) -> dict:
     }
 
 
-def retrained_row(context, rule: str, model) -> dict:
-    """Test scores of `model`, retrained on train plus the rule's selection (the profile's seed:
-    variants.retrained; the study's own 'after' model where that is the same training)."""
-    scores, _ = common.evaluate(model, context.evaluated, context.cfg.eval_batch_size, rule)
-    return _row(f"pseudo-labels: {rule}", context.cfg.seed, scores, np.nan)
+def retrained_row(evaluated: CachedSplit, batch_size: int, seed: int, rule: str, model) -> dict:
+    """Scores on `evaluated` of `model`, retrained from `seed` on train plus the rule's selection
+    (variants.retrained; the study's own 'after' model where that is the same training)."""
+    scores, _ = common.evaluate(model, evaluated, batch_size, rule)
+    return _row(f"pseudo-labels: {rule}", seed, scores, np.nan)

@@ -9,21 +9,22 @@ import numpy as np
 import pandas as pd
 
 from helpers.analyses import common
+from helpers.cache.dataset import CachedSplit
 from helpers.evaluation.metrics import resampled_headline
 from helpers.inference.cached import Predictions
 
 HEADLINE = ("f1_a", "f1_b_weighted")
 
 
-def seed_rows(context: common.Context, seed: int, models: dict) -> tuple[list[dict], dict[str, Predictions]]:
-    """(the test scores of the recipe run from `seed`, its answers on the evaluation split by model):
+def seed_rows(
+    evaluated: CachedSplit, batch_size: int, seed: int, models: dict
+) -> tuple[list[dict], dict[str, Predictions]]:
+    """(the scores of the recipe run from `seed` on the `evaluated` split, its answers by model):
     `models` is the seed's {'before': model, 'after': model} (variants.seeds: 'after' when the
     profile has a pool; the profile's own seed's are the study's stages)."""
     rows, answers = [], {}
     for name, model in models.items():
-        scores, answers[name] = common.evaluate(
-            model, context.evaluated, context.cfg.eval_batch_size, f"seed {seed}, {name}"
-        )
+        scores, answers[name] = common.evaluate(model, evaluated, batch_size, f"seed {seed}, {name}")
         rows.append({"seed": seed, "model": name, **scores})
     return rows, answers
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from helpers.analyses import common
+from helpers.cache.dataset import CachedSplit
 from helpers.labels import AI_CLASSES, CLASS_NAMES
 
 
-def held_out_recall(context: common.Context, generator: int, model) -> dict[str, float]:
+def held_out_recall(evaluated: CachedSplit, batch_size: int, generator: int, model) -> dict[str, float]:
     """Task-A recall on the held-out generator and on the others, and real photos called real, for
     `model`, trained without the generator."""
-    _, preds = common.evaluate(
-        model, context.evaluated, context.cfg.eval_batch_size, f"without {CLASS_NAMES[generator]}"
-    )
-    recall = common.task_a_accuracy_per_class(context.evaluated, preds)
+    _, preds = common.evaluate(model, evaluated, batch_size, f"without {CLASS_NAMES[generator]}")
+    recall = common.task_a_accuracy_per_class(evaluated, preds)
     seen = [recall[CLASS_NAMES[g]] for g in AI_CLASSES if g != generator]
     return {
         "recall_held_out": recall[CLASS_NAMES[generator]],

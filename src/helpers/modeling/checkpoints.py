@@ -42,7 +42,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"{path} is not a saved detector (no config.json); train one first (make demo, or python -m helpers.train params/<profile>.yaml)"
+            f"{path} is not a saved detector (no config.json); train one first (make demo, or ct2-train params/<profile>.yaml)"
         )
     model = DualEncoderDetector.from_pretrained(path, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -75,7 +75,7 @@ def one_device_per_process(args: TrainingArguments) -> TrainingArguments:
     if args.n_gpu > 1 and not distributed.launched():
         print(
             f"{args.n_gpu} GPUs are visible to one process: training on {args.device} only, with the profile's "
-            f"batch. To use all {args.n_gpu}, set processes: {args.n_gpu} (the notebooks and helpers.train start "
+            f"batch. To use all {args.n_gpu}, set processes: {args.n_gpu} (the study's engine starts "
             f"torchrun) or launch with torchrun --nproc_per_node {args.n_gpu}.",
             flush=True,
         )

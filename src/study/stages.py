@@ -21,12 +21,12 @@ from helpers.evaluation.thresholds import operating_thresholds
 from helpers.inference.cached import pick_device, predict
 from helpers.modeling.card import write_card
 from helpers.modeling.checkpoints import load_detector, save_detector
-from helpers.study.provenance import provenance
-from helpers.study.saved import training_summary
-from helpers.study.setup import caption_template, model_dir
 from helpers.training import distributed
 from helpers.training import trainer as training
 from helpers.training.arguments import training_arguments
+from study.provenance import provenance
+from study.saved import training_summary
+from study.setup import caption_template, model_dir
 
 
 def caches_for(cfg: Config, splits, tokenizer, image_size: int, names=None) -> dict[str, CachedSplit]:
@@ -140,7 +140,7 @@ def stage_trainer(
         distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)
         raise NeedsLauncher(
             f"processes: {cfg.processes} trains in {cfg.processes} processes, which torchrun starts: "
-            f"torchrun --nproc_per_node {cfg.processes} -m helpers.train PROFILE --stage {stage} (the study's "
+            f"torchrun --nproc_per_node {cfg.processes} -m study.train PROFILE --stage {stage} (the study's "
             "engine runs it so, and this notebook then loads the model it saved)"
         )
     return training.stage_trainer(

@@ -3,7 +3,7 @@ the budget, the towers and their fusion, generators left out, and for a model tr
 pseudo-label round, the rule that selects its pseudo-labels. A variant's name says all of that, so a
 training two analyses ask for is one model (the ablation's fused model is the baselines' dual
 encoder), and a variant that is the study's own 'before' or 'after' model is that model. Each is
-trained on its own (`python -m helpers.train ... --out`, the engine's jobs); the analyses load them."""
+trained on its own (`python -m study.train ... --out`, the engine's jobs); the analyses load them."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def load(cfg: Config, variant: Variant):
     path = check_trained(
         folder(cfg, variant),
         training_identity(config(cfg, variant), variant.stage),
-        "the study trains it (snakemake -s workflow/Snakefile, or make demo), or: python -m helpers.train PROFILE "
+        "the study trains it (snakemake -s workflow/Snakefile, or make demo), or: python -m study.train PROFILE "
         f"--stage {variant.stage} --out {folder(cfg, variant)} "
         + (f"--before {folder(cfg, variant.base())} " if variant.pseudo else "")
         + " ".join(f"--set {k}={json.dumps(v)}" for k, v in changes(cfg, variant).items()),

@@ -11,7 +11,7 @@ from helpers.identity import check_trained, trained_changes, training_identity
 from helpers.inference.cached import pick_device
 from helpers.modeling.card import write_card
 from helpers.modeling.checkpoints import load_detector
-from helpers.study.setup import model_dir
+from study.setup import model_dir
 
 SUMMARY_KEYS = (
     "best_epoch",

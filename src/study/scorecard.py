@@ -19,7 +19,7 @@ from helpers.evaluation import metrics, outside
 from helpers.inference.cached import Predictions, pick_device, predict
 from helpers.inference.caption_groups import group_decode
 from helpers.modeling.checkpoints import load_detector
-from helpers.study import records, saved, setup, stages
+from study import records, saved, setup, stages
 
 
 @dataclass

@@ -10,15 +10,15 @@ from pathlib import Path
 
 from helpers.config import Config, load_config
 from helpers.data.splits import load_splits
-from helpers.study.records import record
 from helpers.training import distributed, precision
+from study.records import record
 
 
 def project_root(start: Path | None = None) -> Path:
     """The folder holding pyproject.toml, so notebooks run the same from notebooks/ or the root."""
     here = (start or Path.cwd()).resolve()
     # Then the checkout this package was installed from (editable install), wherever the kernel starts.
-    for folder in (here, *here.parents, Path(__file__).resolve().parents[3]):
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
         if (folder / "pyproject.toml").is_file() and (folder / "src" / "helpers").is_dir():
             return folder
     raise FileNotFoundError(f"no project root (pyproject.toml with src/helpers) above {here}")

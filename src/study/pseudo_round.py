@@ -16,10 +16,10 @@ from helpers.inference.cached import pick_device
 from helpers.inference.caption_groups import group_decode
 from helpers.modeling.checkpoints import load_detector, weights_fingerprint
 from helpers.profiles import section_values
-from helpers.study.setup import model_dir
-from helpers.study.stages import training_data
 from helpers.training import distributed
 from helpers.training import pseudo_labels as pseudo
+from study.setup import model_dir
+from study.stages import training_data
 
 
 def pseudo_cache_names(splits) -> list[str]:

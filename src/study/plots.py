@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from helpers.labels import CLASS_NAMES
-from helpers.study.setup import figures_dir
+from study.setup import figures_dir
 
 
 def save(fig, folder: str | Path, name: str) -> Path:

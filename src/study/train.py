@@ -1,11 +1,11 @@
 """Train without notebooks, on one process or many: the 02 (and with --pseudo, 03) stages headless,
 or one model of the analyses (--out, with --before for one trained after pseudo-labels).
 
-    python -m helpers.train params/gpu.yaml --pseudo
-    torchrun --nproc_per_node 8 -m helpers.train params/paper.yaml --pseudo
-    accelerate launch --multi_gpu --num_processes 8 -m helpers.train params/paper.yaml
-    python -m helpers.train params/paper.yaml --pseudo --resume              # after a crash or a kill
-    python -m helpers.train params/demo.yaml --set seed=7 --set data_seed=42 --out runs/demo/models/seed7
+    python -m study.train params/gpu.yaml --pseudo
+    torchrun --nproc_per_node 8 -m study.train params/paper.yaml --pseudo
+    accelerate launch --multi_gpu --num_processes 8 -m study.train params/paper.yaml
+    python -m study.train params/paper.yaml --pseudo --resume              # after a crash or a kill
+    python -m study.train params/demo.yaml --set seed=7 --set data_seed=42 --out runs/demo/models/seed7
 
 batch_size is the global batch on any number of processes (see distributed.batch_plan); processes > 1
 needs a launcher (torchrun, accelerate; the study's engine starts torchrun itself). The main process
@@ -24,10 +24,10 @@ from pathlib import Path
 from helpers.config import ConfigError, load_config
 from helpers.modeling.building import build_model, preprocessing
 from helpers.overrides import parse_overrides
-from helpers.study import pseudo_round
-from helpers.study import stages as study_stages
-from helpers.study.setup import model_dir, study_splits
 from helpers.training import distributed, precision
+from study import pseudo_round
+from study import stages as study_stages
+from study.setup import model_dir, study_splits
 
 
 def parse(argv: list[str] | None):
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.processes > 1 and not distributed.launched():
         print(
             f"error: processes: {cfg.processes} trains in {cfg.processes} processes, which a launcher starts: "
-            f"torchrun --nproc_per_node {cfg.processes} -m helpers.train {' '.join(sys.argv[1:] if argv is None else argv)}",
+            f"torchrun --nproc_per_node {cfg.processes} -m study.train {' '.join(sys.argv[1:] if argv is None else argv)}",
             file=sys.stderr,
         )
         return 2
