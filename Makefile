@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[study,dev,offline,lab]"
+# jsonschema imports rfc3987-syntax when it is installed (jupyter-events asks for it), which compiles
+# three Earley grammars on import: 2 s in every process that imports nbformat (each snakemake call
+# and notebook job). It checks the iri formats alone, which no schema of Jupyter, nbformat or this
+# project uses (python-jsonschema/jsonschema#1428); without it jsonschema leaves them unchecked.
+	$(BIN)/python -m pip uninstall -y -q rfc3987-syntax
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "CT2 detector" >/dev/null
 	touch $@
 

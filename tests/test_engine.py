@@ -70,6 +70,7 @@ def _plan(tmp_path, *config):
     return planned_jobs(done)
 
 
+@pytest.mark.slow
 def test_the_engine_runs_every_notebook_as_a_rule_of_its_own_then_the_index(tmp_path):
     """The Snakefile is the table of stages: every notebook has its rule, the index comes last."""
     assert sorted(n.stem for n in NOTEBOOKS) == sorted(NOTEBOOK_RULES)
@@ -82,6 +83,7 @@ def test_the_engine_runs_every_notebook_as_a_rule_of_its_own_then_the_index(tmp_
 ANALYSIS_NOTEBOOKS = [n for n in NOTEBOOKS if n.stem >= "05"]
 
 
+@pytest.mark.slow
 def test_every_training_is_a_job_and_the_analysis_notebooks_train_nothing(tmp_path):
     """The analyses' models (variants.py) are the train_model rule's jobs, one per model, a model two
     analyses read trained once; with processes > 1 the study's two models are jobs too (under
@@ -122,12 +124,14 @@ def test_every_training_is_a_job_and_the_analysis_notebooks_train_nothing(tmp_pa
         assert not any(call in code for call in ("train_stage", "stage_trainer", "training.train", ".train(")), notebook
 
 
+@pytest.mark.slow
 def test_a_profile_that_switches_a_stage_off_leaves_it_out_of_the_graph(tmp_path):
     """No analyses, no outside sets, no pool: the core notebooks and the index only."""
     plan = _plan(tmp_path, "analyses=[]", "external=[]", "unlabelled_split=")
     assert plan == {"explore": 1, "train": 1, "evaluate": 1, "index": 1, "all": 1}
 
 
+@pytest.mark.slow
 def test_the_engine_refuses_a_bad_setting_before_any_work(tmp_path):
     for bad, named in (("batch_size=big", "'batch_size'"), ("batchsize=8", "batchsize")):
         done = snakemake(ROOT, ROOT / "params" / "smoke.yaml", config=(bad,), directory=tmp_path)
@@ -196,6 +200,7 @@ def _imported(path):
             yield node.module
 
 
+@pytest.mark.slow
 def test_the_science_library_imports_nothing_of_the_study_the_notebooks_or_the_engine_and_launches_nothing():
     """Every module of src/helpers names none of NOT_SCIENCE in its imports, and each one imports
     in a process where the study package and the notebook and engine packages cannot be found."""

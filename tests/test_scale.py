@@ -271,6 +271,7 @@ def test_building_a_cache_leaves_no_pages_of_the_source_files_resident(tmp_path,
     assert size_kib > 2500 and resident_kib() < 0.1 * size_kib
 
 
+@pytest.mark.slow
 def test_several_processes_outside_a_launcher_are_refused_with_the_command_that_starts_them(tmp_path):
     """The library launches nothing: processes: 2 without torchrun names the torchrun command (the
     engine runs it so), before any data is read."""

@@ -67,7 +67,7 @@ def provenance(cfg) -> dict:
         "git_sha": git_sha(),
         "versions": versions(),
         "device": device_info(),
-        "precision": precision.summary(cfg),
+        "precision": precision.summary(cfg.bf16, cfg.tf32, cfg.torch_compile),
         "data_revisions": recorded_data(cfg),
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from helpers.config import Config, load_config
 from helpers.data.splits import load_splits
+from helpers.evaluation import outside
 from helpers.training import distributed, precision
 from study.records import record
 
@@ -80,3 +81,8 @@ def study_splits(cfg: Config):
     splits, revisions = load_splits(cfg)
     record(cfg, "data", revisions)
     return splits
+
+
+def outside_sets(cfg: Config) -> dict:
+    """The profile's outside sets, read (a synthetic one written first, once, beside the run's data)."""
+    return outside.outside_sets(cfg.external, cfg.run_dir.parent / "data", cfg.synthetic_image_size, cfg.seed)

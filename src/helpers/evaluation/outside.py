@@ -4,6 +4,8 @@ class. Computed over the rows that were read and carry a label; the others are c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from helpers.data.inputs import Inputs, read_inputs
@@ -78,16 +80,17 @@ def conclusion(name: str, as_is: dict, neutral: dict) -> str:
     return text
 
 
-def outside_sets(cfg) -> dict[str, Inputs]:
-    """The profile's external sets, read (the synthetic one written first, once)."""
+def outside_sets(entries: list, data_folder: Path, image_size: int, seed: int) -> dict[str, Inputs]:
+    """The outside sets `entries` (the profile's `external`) read, by name; a synthetic one is written
+    first, once, under `data_folder` with `image_size` px images drawn from `seed`."""
     sets = {}
-    for entry in cfg.external:
+    for entry in entries:
         source = entry["source"]
         if source == "synthetic":
-            size, count = cfg.synthetic_image_size, entry.get("captions", 100)
+            count = entry.get("captions", 100)
             # Named by the generator's version too: a set written by older renderers is never read as this one.
-            folder = cfg.run_dir.parent / "data" / f"outside-v{SYNTHETIC_VERSION}-{count}-{size}-{cfg.seed}"
-            source = write_outside(folder, count, size, cfg.seed)
+            folder = Path(data_folder) / f"outside-v{SYNTHETIC_VERSION}-{count}-{image_size}-{seed}"
+            source = write_outside(folder, count, image_size, seed)
         inputs = read_inputs(source)
         if not inputs.labelled:
             raise ValueError(

@@ -20,7 +20,8 @@ def training_arguments(cfg, out_dir: Path, processes: int = 1) -> TrainingArgume
     cuda = torch.cuda.is_available()
     per_device, accumulation = distributed.batch_plan(cfg.batch_size, processes, cfg.per_device_max_batch)
     args = precision.build_arguments(
-        cfg,
+        cfg.bf16,
+        cfg.tf32,
         lambda: TrainingArguments(
             output_dir=str(out_dir),
             learning_rate=cfg.learning_rate,

@@ -51,16 +51,16 @@ def effective_tf32() -> bool:
     return (torch.backends.fp32_precision if level == "none" else level) == "tf32"
 
 
-def build_arguments(cfg, make):
+def build_arguments(bf16: bool, tf32: bool, make):
     """make(): TrainingArguments, held to the profile afterwards: mixed precision is the profile's
-    bf16 (not the environment's), TF32 the profile's tf32 (torch's global default, put back if
+    `bf16` (not the environment's), TF32 the profile's `tf32` (torch's global default, put back if
     TrainingArguments changed it). A change is announced."""
     saved_global, saved_env = torch.backends.fp32_precision, os.environ.get(ENV_PRECISION)
     args = make()
-    wanted = "bf16" if bf16_autocast(cfg.bf16) else "no"
+    wanted = "bf16" if bf16_autocast(bf16) else "no"
     if saved_env not in (None, wanted):
         print(
-            f"{ENV_PRECISION}={saved_env} in the environment is ignored: the profile says bf16: {cfg.bf16} "
+            f"{ENV_PRECISION}={saved_env} in the environment is ignored: the profile says bf16: {bf16} "
             f"(mixed precision '{wanted}' on this device)"
         )
     # TrainingArguments reads the variable when bf16 is off; the Trainer hands this to accelerate.
@@ -68,16 +68,17 @@ def build_arguments(cfg, make):
     if torch.backends.fp32_precision != saved_global:
         print(
             f"TrainingArguments set torch's TF32 default to '{torch.backends.fp32_precision}'; "
-            f"kept as the profile says: tf32: {cfg.tf32}"
+            f"kept as the profile says: tf32: {tf32}"
         )
-    apply_tf32(cfg.tf32)
+    apply_tf32(tf32)
     return args
 
 
-def summary(cfg) -> dict:
+def summary(bf16: bool, tf32: bool, torch_compile: bool) -> dict:
+    """The precision a run asked for (the profile's keys) and what this device gives it."""
     return {
-        "bf16_autocast": bf16_autocast(cfg.bf16),
+        "bf16_autocast": bf16_autocast(bf16),
         "tf32": effective_tf32() if torch.cuda.is_available() else False,
-        "tf32_key": cfg.tf32,
-        "torch_compile": cfg.torch_compile,
+        "tf32_key": tf32,
+        "torch_compile": torch_compile,
     }
