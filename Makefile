@@ -9,7 +9,13 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= $(shell nproc)
 SNAKEMAKE_ARGS ?=
-SNAKEMAKE = $(BIN)/snakemake --snakefile workflow/Snakefile --cores $(CORES) --rerun-incomplete
+# Snakemake hands out no GPUs: on a machine with some, the trainings take turns (each on `processes`
+# of them; the Snakefile's gpu_trainings), scoring runs beside them. A cluster (a profile or an
+# executor in SNAKEMAKE_ARGS) gives every job its own. GPUS=0 lifts it.
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+ON_CLUSTER = $(findstring profile,$(SNAKEMAKE_ARGS))$(findstring executor,$(SNAKEMAKE_ARGS))
+GPU_TURNS = $(if $(ON_CLUSTER),,$(if $(filter-out 0,$(GPUS)),--resources gpu_trainings=1))
+SNAKEMAKE = $(BIN)/snakemake --snakefile workflow/Snakefile --cores $(CORES) --rerun-incomplete $(GPU_TURNS)
 
 KERNEL := ct2-detector
 

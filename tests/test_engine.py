@@ -125,6 +125,37 @@ def test_every_training_is_a_job_and_the_analysis_notebooks_train_nothing(tmp_pa
 
 
 @pytest.mark.slow
+def test_on_a_machine_with_gpus_the_trainings_take_turns_and_a_cluster_gives_each_its_own(tmp_path):
+    """Snakemake hands out no devices: every job that trains holds a gpu_trainings, and make limits
+    them to one at a time where nvidia-smi lists GPUs, not on a cpu-only machine, nor on a cluster."""
+    import re
+    import subprocess
+
+    plan = snakemake(ROOT, ROOT / "params" / "smoke.yaml", "-n", "--resources", "gpu_trainings=1", directory=tmp_path)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    held = {}
+    for rule, resources in re.findall(r"^(?:local)?rule (\w+):.*?^    resources: ([^\n]*)", plan.stdout, re.M | re.S):
+        held.setdefault(rule, set()).add("gpu_trainings=1" in resources)
+    assert {rule for rule, holds in held.items() if True in holds} == {"train", "pseudo_label", "train_model"}
+    assert all(holds == {True} or holds == {False} for holds in held.values()), held
+
+    def make_paper(gpus: str, *args):
+        fake = tmp_path / f"bin{len(gpus)}"
+        fake.mkdir(exist_ok=True)
+        (fake / "nvidia-smi").write_text(f"#!/bin/sh\nprintf '{gpus}'\n")
+        (fake / "nvidia-smi").chmod(0o755)
+        env = {**__import__("os").environ, "PATH": f"{fake}:{__import__('os').environ['PATH']}"}
+        done = subprocess.run(["make", "-n", "-C", str(ROOT), "paper", *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return next(line for line in done.stdout.splitlines() if "snakemake --snakefile" in line)
+
+    two = "GPU 0: NVIDIA H100 (UUID: GPU-a)\\nGPU 1: NVIDIA H100 (UUID: GPU-b)\\n"
+    assert "--resources gpu_trainings=1" in make_paper(two)
+    assert "--resources" not in make_paper("")
+    assert "--resources" not in make_paper(two, "SNAKEMAKE_ARGS=--workflow-profile workflow/profiles/slurm")
+
+
+@pytest.mark.slow
 def test_a_profile_that_switches_a_stage_off_leaves_it_out_of_the_graph(tmp_path):
     """No analyses, no outside sets, no pool: the core notebooks and the index only."""
     plan = _plan(tmp_path, "analyses=[]", "external=[]", "unlabelled_split=")
