@@ -189,6 +189,11 @@ class Config:
         return self.seed if self.data_seed is None else self.data_seed
 
     @property
+    def data_dir(self) -> Path:
+        """The data sets written or fetched for any profile of this work_dir."""
+        return Path(self.work_dir) / "data"
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.work_dir) / self.profile
 

@@ -85,4 +85,4 @@ def study_splits(cfg: Config):
 
 def outside_sets(cfg: Config) -> dict:
     """The profile's outside sets, read (a synthetic one written first, once, beside the run's data)."""
-    return outside.outside_sets(cfg.external, cfg.run_dir.parent / "data", cfg.synthetic_image_size, cfg.seed)
+    return outside.outside_sets(cfg.external, cfg.data_dir, cfg.synthetic_image_size, cfg.seed)

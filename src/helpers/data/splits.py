@@ -71,7 +71,7 @@ def load_splits(cfg) -> tuple[datasets.DatasetDict, dict]:
         "image_size": cfg.synthetic_image_size,
         "seed": cfg.draw_seed,
     }
-    cache_root = cfg.run_dir.parent / "data"
+    cache_root = cfg.data_dir
     source = load_source(cfg.dataset, synthetic, cache_root, cfg.dataset_revision)
     revisions = {
         "dataset": {
