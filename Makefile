@@ -13,7 +13,8 @@ SNAKEMAKE_ARGS ?=
 # of them; the Snakefile's gpu_trainings), scoring runs beside them. A cluster (a profile or an
 # executor in SNAKEMAKE_ARGS) gives every job its own. GPUS=0 lifts it.
 GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-ON_CLUSTER = $(findstring profile,$(SNAKEMAKE_ARGS))$(findstring executor,$(SNAKEMAKE_ARGS))
+# A Snakemake profile or executor flag; `--config profile=...` names the study's profile, not a cluster.
+ON_CLUSTER = $(strip $(foreach flag,--workflow-profile --profile --executor,$(findstring $(flag),$(SNAKEMAKE_ARGS))))
 GPU_TURNS = $(if $(ON_CLUSTER),,$(if $(filter-out 0,$(GPUS)),--resources gpu_trainings=1))
 SNAKEMAKE = $(BIN)/snakemake --snakefile workflow/Snakefile --cores $(CORES) --rerun-incomplete $(GPU_TURNS)
 

@@ -153,6 +153,11 @@ def test_on_a_machine_with_gpus_the_trainings_take_turns_and_a_cluster_gives_eac
     assert "--resources gpu_trainings=1" in make_paper(two)
     assert "--resources" not in make_paper("")
     assert "--resources" not in make_paper(two, "SNAKEMAKE_ARGS=--workflow-profile workflow/profiles/slurm")
+    assert "--resources" not in make_paper(two, "SNAKEMAKE_ARGS=--executor slurm")
+    # The study's own profile among the arguments is no cluster.
+    assert "--resources gpu_trainings=1" in make_paper(
+        two, "SNAKEMAKE_ARGS=--config profile=params/paper.yaml epochs=2"
+    )
 
 
 @pytest.mark.slow
