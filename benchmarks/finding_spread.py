@@ -27,16 +27,25 @@ from helpers.labels import CLASS_NAMES  # noqa: E402
 from helpers.modeling.building import build_model  # noqa: E402
 from helpers.training import trainer as training  # noqa: E402
 from study import analysis, variants  # noqa: E402
+from study.identity import training_identity  # noqa: E402
 from study.stages import training_data  # noqa: E402
 
 
 def trained(cfg, caches: dict):
     """A model trained in this process as the analyses' models are (variants.py), on the study's
     data less cfg's held-out generators; its checkpoints thrown away."""
-    model, _ = build_model(cfg)
+    model, _ = build_model(cfg.model_spec)
     with tempfile.TemporaryDirectory() as out:
         train, val = training_data(caches, cfg.held_out_classes)
-        return training.train(cfg, model, train, val, out, compute_metrics_for(cfg.task_b_decoding))[0]
+        return training.train(
+            cfg.training_spec,
+            model,
+            train,
+            val,
+            out,
+            compute_metrics_for(cfg.task_b_decoding),
+            training_identity(cfg, "before"),
+        )[0]
 
 
 def findings(context: analysis.Context, seed: int, generator: int) -> dict[str, float]:

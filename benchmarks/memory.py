@@ -107,7 +107,7 @@ def run_phase(phase: str, values: dict) -> dict:
     out = {}
     splits = study_splits(cfg)
     if phase != "data":
-        tokenizer, size = preprocessing(cfg)
+        tokenizer, size = preprocessing(cfg.model_spec)
         caches = stages.caches_for(cfg, splits, tokenizer, size, ["train", "validation", "unlabelled"])
         folders = [Path(c.pixels.sources[0].path).parent for c in caches.values()]
         out["cache_bytes"] = sum(f.stat().st_size for folder in folders for f in folder.iterdir())
@@ -116,7 +116,7 @@ def run_phase(phase: str, values: dict) -> dict:
         from helpers.inference import cached as inference
         from helpers.training import pseudo_labels as pseudo
 
-        model, _ = build_model(cfg)
+        model, _ = build_model(cfg.model_spec)
         predictions = inference.predict(model, caches["unlabelled"], cfg.eval_batch_size, desc="predict pool")
         captions = np.asarray(splits["unlabelled"]["Caption"], dtype=object)[caches["unlabelled"].rows]
         selection = pseudo.select(predictions, captions, cfg.pseudo_threshold, cfg.pseudo_train_fraction, cfg.seed)
@@ -126,10 +126,17 @@ def run_phase(phase: str, values: dict) -> dict:
         out["train_rows_after_pseudo"] = len(train_plus)
     if phase == "epoch":
         from helpers.training import trainer as training
+        from study.identity import training_identity
 
         started = time.perf_counter()
         training.train(
-            cfg, model, train_plus, val_plus, cfg.run_dir / "checkpoints", compute_metrics_for(cfg.task_b_decoding)
+            cfg.training_spec,
+            model,
+            train_plus,
+            val_plus,
+            cfg.run_dir / "checkpoints",
+            compute_metrics_for(cfg.task_b_decoding),
+            training_identity(cfg, "before"),
         )
         out["epoch_s"] = round(time.perf_counter() - started, 1)
     sampler.running = False

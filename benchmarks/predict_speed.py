@@ -60,7 +60,7 @@ def model_dir(requested: str | None, work: Path) -> str:
     from helpers.modeling.building import build_model
     from helpers.modeling.checkpoints import save_detector
 
-    model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
+    model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml").model_spec)
     return str(save_detector(model, tokenizer, work / "smoke_model"))
 
 

@@ -25,6 +25,7 @@ from helpers.evaluation.metrics import compute_metrics_for  # noqa: E402
 from helpers.modeling.building import build_model, preprocessing  # noqa: E402
 from helpers.overrides import parse_overrides  # noqa: E402
 from helpers.training import trainer as training  # noqa: E402
+from study.identity import training_identity  # noqa: E402
 from study.setup import study_splits  # noqa: E402
 from study.stages import caches_for, evaluation_split  # noqa: E402
 
@@ -38,17 +39,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     base = load_config(args.profile, {**parse_overrides(args.set), "work_dir": args.work, "report_dir": args.work})
     splits = study_splits(base)
-    tokenizer, size = preprocessing(base)
+    tokenizer, size = preprocessing(base.model_spec)
     scored = evaluation_split(splits)
     caches = caches_for(base, splits, tokenizer, size, ["train", "validation", scored])
     found, seconds = [], []
     for seed in args.seeds:
         cfg = dataclasses.replace(base, seed=seed)
         started = time.perf_counter()
-        model, _ = build_model(cfg)
+        model, _ = build_model(cfg.model_spec)
         with tempfile.TemporaryDirectory() as out:
             model, _ = training.train(
-                cfg, model, caches["train"], caches["validation"], out, compute_metrics_for(cfg.task_b_decoding)
+                cfg.training_spec,
+                model,
+                caches["train"],
+                caches["validation"],
+                out,
+                compute_metrics_for(cfg.task_b_decoding),
+                training_identity(cfg, "before"),
             )
         seconds.append(time.perf_counter() - started)
         scores, _ = evaluate(model, caches[scored], cfg.eval_batch_size, None)

@@ -212,7 +212,7 @@ def timed_trainer(cfg, model, cached, steps: int, warmup: int, out: str, steps_t
                 self.per_step.append(time.perf_counter() - self.began)
 
     per_step_sync = steps_timed_apart
-    args = training_arguments(cfg, Path(out))
+    args = training_arguments(cfg.training_spec, Path(out))
     for key, value in dict(
         max_steps=warmup + steps,
         eval_strategy="no",
@@ -223,7 +223,7 @@ def timed_trainer(cfg, model, cached, steps: int, warmup: int, out: str, steps_t
     ).items():
         setattr(args, key, value)
     clock = Clock()
-    return training.make_trainer(cfg, model, cached, cached, args, [clock]), clock
+    return training.make_trainer(cfg.training_spec, model, cached, cached, args, [clock]), clock
 
 
 def trainer_seconds_per_step(cfg, model, cached, steps, warmup) -> tuple[float, float]:
@@ -283,11 +283,11 @@ def trainer_overhead(cfg, cached, steps: int, warmup: int, device) -> dict:
     the same batches (the Trainer's own loader, so both read the same data the same way), the
     device waited for at each step's end; medians, so an epoch's start is not counted as a step."""
     tiny = tiny_config(cfg, cached.pixels.shape[-1])
-    model, _ = build_model(tiny)
+    model, _ = build_model(tiny.model_spec)
     with tempfile.TemporaryDirectory() as out:
         trainer, clock = timed_trainer(tiny, model, cached, steps, warmup, out, steps_timed_apart=True)
         trainer.train()
-        model, _ = build_model(tiny)
+        model, _ = build_model(tiny.model_spec)
         loop = []
         time_loop(
             model,
@@ -349,7 +349,7 @@ def main(argv=None) -> int:
             Path(args.out).write_text(json.dumps(results, indent=2))
 
     split = training_split(args)
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     side = model.config.image_size
     bf16 = precision.bf16_autocast(cfg.bf16)
     if "a" in args.parts:

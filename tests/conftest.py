@@ -45,7 +45,7 @@ def smoke_splits(smoke_cfg):
 def smoke_model(smoke_cfg):
     from helpers.modeling.building import build_model
 
-    return build_model(smoke_cfg)
+    return build_model(smoke_cfg.model_spec)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def trained_dir(tmp_path_factory):
     from helpers.modeling.building import build_model
     from helpers.modeling.checkpoints import save_detector
 
-    model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml"))
+    model, tokenizer = build_model(load_config(ROOT / "params" / "smoke.yaml").model_spec)
     return save_detector(model, tokenizer, tmp_path_factory.mktemp("model") / "m")
 
 
@@ -90,7 +90,7 @@ def learned_dir(tmp_path_factory):
     from helpers.modeling.checkpoints import save_detector
 
     cfg = load_config(ROOT / "params" / "smoke.yaml")
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     labels = np.tile(np.arange(6), 32)
     pixels = torch.from_numpy(
         np.stack([square_uint8(pattern(int(b), seed=i), model.config.image_size) for i, b in enumerate(labels)])

@@ -262,6 +262,37 @@ def test_the_science_library_imports_nothing_of_the_study_the_notebooks_or_the_e
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+# The typed profile itself, and the entry point shipped with the library (ct2-predict checks its --set
+# values as a profile's): the only modules of src/helpers that may hold the whole profile.
+PROFILE_LAYER = {"config.py", "profiles.py", "overrides.py", "predict.py"}
+
+
+def test_science_functions_take_what_they_use_never_the_whole_profile():
+    """Outside PROFILE_LAYER no function of src/helpers has a parameter named cfg or typed Config,
+    and no module imports the profile: the model factory, the data loading and the training set-up
+    take their spec (cfg.model_spec, cfg.data_spec, cfg.training_spec)."""
+    package = ROOT / "src" / "helpers"
+    found = []
+    for path in package.rglob("*.py"):
+        if path.name in PROFILE_LAYER and path.parent == package:
+            continue
+        tree = ast.parse(path.read_text())
+        found += [
+            f"{path.relative_to(package)}: {name}"
+            for name in _imported(path)
+            if name in ("helpers.config", "helpers.profiles")
+        ]
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+                found += [
+                    f"{path.relative_to(package)}: {node.name}({arg.arg})"
+                    for arg in arguments
+                    if arg.arg == "cfg" or (arg.annotation is not None and ast.unparse(arg.annotation) == "Config")
+                ]
+    assert not found, f"science functions given the whole profile: {sorted(found)}"
+
+
 @pytest.mark.slow
 def test_the_science_library_installs_from_a_wheel_and_scores_images_outside_the_checkout(tmp_path, trained_dir):
     """src/helpers is a library: built as a wheel, installed apart from the checkout, imported from

@@ -93,7 +93,7 @@ def test_validation_reports_task_b_both_hierarchical_and_plain_argmax():
 def test_cls_pooling_is_the_raw_first_token(smoke_cfg):
     from helpers.modeling.building import build_model
 
-    model, tokenizer = build_model(load_config({**smoke_cfg.to_dict(), "text_pooling": "cls"}))
+    model, tokenizer = build_model(load_config({**smoke_cfg.to_dict(), "text_pooling": "cls"}).model_spec)
     model.eval()
     enc = tokenizer(["a photo of a dog"], return_tensors="pt")
     with torch.no_grad():
@@ -108,7 +108,7 @@ def test_an_unreadable_image_is_a_black_image_normalised_as_the_authors_feature_
     from helpers.cache.dataset import CachedSplit, collate
     from helpers.modeling.building import build_model
 
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     model.eval()
     enc = tokenizer(["a cat"], padding="max_length", max_length=8, return_tensors="np")
     blank = CachedSplit(

@@ -88,11 +88,11 @@ def test_gradient_accumulation_trains_the_weights_one_whole_batch_trains(smoke_c
             batch_size=16,
             text_config={**smoke_cfg.text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
         )
-        model, tokenizer = build_model(cfg)
+        model, tokenizer = build_model(cfg.model_spec)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
-        args = training_arguments(cfg, tmp_path / f"m{most}")
+        args = training_arguments(cfg.training_spec, tmp_path / f"m{most}")
         assert args.gradient_accumulation_steps == 16 // most
         args.eval_strategy, args.save_strategy, args.load_best_model_at_end = "no", "no", False
-        training.make_trainer(cfg, model, caches["train"], caches["validation"], args).train()
+        training.make_trainer(cfg.training_spec, model, caches["train"], caches["validation"], args).train()
         weights.append(model.head_b.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], rtol=1e-4, atol=1e-5)

@@ -81,7 +81,7 @@ def test_pretrained_checkpoints_load_through_the_paper_path(tmp_path):
             "fusion_dim": 16,
         }
     )
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     assert model.config.image_size == 32 and model.config.vision_config["model_type"] == "clip_vision_model"
     loaded = model.vision_encoder.state_dict()
     for key, value in clip.vision_model.state_dict().items():
@@ -103,7 +103,7 @@ def test_cached_text_features_give_the_same_outputs_as_the_frozen_tower(tmp_path
     from helpers.modeling.building import build_model
 
     cfg = load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True, "dropout": 0.5})
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     n = 3
     cached = _captioned_split(tokenizer, ("a dog", "two cats on a bed", "a dog"))
     featured = with_text_features(cached, model)
@@ -135,7 +135,7 @@ def test_text_features_run_the_tower_once_per_distinct_caption_whatever_the_orde
 
     monkeypatch.setattr(text, "_COMPUTED", OrderedDict())  # nothing kept from earlier tests' towers
     model, tokenizer = build_model(
-        load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True})
+        load_config({**load_config(ROOT / "params" / "smoke.yaml").to_dict(), "freeze_text": True}).model_spec
     )
     encoded = tokenizer(
         ["a dog", "two cats on a bed", "a dog", "a red bus"], padding="max_length", max_length=12, return_tensors="np"
@@ -186,7 +186,7 @@ def test_attention_fusion_trains_end_to_end_and_reloads_exactly(smoke_cfg, tmp_p
 
     from helpers.modeling.building import build_model
 
-    model, tokenizer = build_model(dataclasses.replace(smoke_cfg, fusion="attention"))
+    model, tokenizer = build_model(dataclasses.replace(smoke_cfg, fusion="attention").model_spec)
     assert model.config.fusion == "attention" and not hasattr(model.fusion, "__getitem__")
     input_ids, mask, pixels = _batch(tokenizer, model.config.image_size)
     label_a, label_b = torch.tensor([0, 1, 1, 1]), torch.tensor([0, 2, 3, 5])
@@ -227,7 +227,7 @@ def test_the_npr_tower_sees_each_pixel_less_its_blocks_first_and_keeps_that_when
 
     from helpers.modeling.building import build_model
 
-    model, tokenizer = build_model(dataclasses.replace(smoke_cfg, vision_input="npr"))
+    model, tokenizer = build_model(dataclasses.replace(smoke_cfg, vision_input="npr").model_spec)
     seen = []
     model.vision_encoder.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(kwargs["pixel_values"]), with_kwargs=True
@@ -250,7 +250,7 @@ def test_the_npr_tower_sees_each_pixel_less_its_blocks_first_and_keeps_that_when
 def test_the_text_tower_reads_the_same_with_the_ready_mask(smoke_cfg):
     """encode_text hands BERT its mask in 4D additive form (no host read of the 2D mask): padded
     captions give what the 2D mask gives."""
-    model, _ = build_model(smoke_cfg)
+    model, _ = build_model(smoke_cfg.model_spec)
     model.eval()
     ids = torch.randint(5, 100, (3, 9))
     mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5, [1] * 2 + [0] * 7])
@@ -276,7 +276,7 @@ def test_every_scorer_uses_the_precision_the_model_carries(smoke_cfg, tmp_path, 
     folder.mkdir()
     Image.new("RGB", (20, 20), (90, 10, 10)).save(folder / "a.png")
     for bf16 in (False, True):
-        model, tokenizer = build_model(smoke_cfg)
+        model, tokenizer = build_model(smoke_cfg.model_spec)
         model.config.bf16 = bf16  # as the Trainer that trained it recorded it (make_trainer)
         saved = save_detector(model, tokenizer, tmp_path / f"model-{bf16}")
         asked.clear()
@@ -290,7 +290,7 @@ def test_the_fusion_layer_and_heads_keep_nn_linears_initialisation(smoke_cfg):
     N(0, 0.02) draw of this size would break many times over."""
     import math
 
-    model, _ = build_model(smoke_cfg)
+    model, _ = build_model(smoke_cfg.model_spec)
     for layer in (model.head_a, model.head_b, model._fused_linear()):
         bound = 1 / math.sqrt(layer.in_features)
         assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
@@ -322,10 +322,10 @@ def test_a_model_records_the_precision_its_training_ran_in_not_the_profiles(smok
     from helpers.training.trainer import make_trainer
 
     assert smoke_cfg.bf16 and not torch.cuda.is_available()
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     model.config.bf16 = True  # whatever it said before training
     split = _captioned_split(tokenizer)
-    make_trainer(smoke_cfg, model, split, split, training_arguments(smoke_cfg, tmp_path, 1))
+    make_trainer(smoke_cfg.training_spec, model, split, split, training_arguments(smoke_cfg.training_spec, tmp_path, 1))
     assert model.config.bf16 is False
 
 
@@ -344,7 +344,7 @@ def test_a_trained_text_tower_is_scored_under_the_autocast_its_evaluation_ran_in
         "autocast_for",
         lambda device, bf16: torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext(),
     )
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     model.eval()
     assert not model.config.freeze_text
     split = _captioned_split(tokenizer)
@@ -362,7 +362,7 @@ def test_an_empty_split_is_scored_as_nothing_and_says_so(smoke_cfg, capsys):
 
     from helpers.inference.cached import predict
 
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     empty = _captioned_split(tokenizer).subset(np.arange(0))
     scored = predict(model, empty, batch_size=4, desc="pool")
     assert len(scored.prob_ai) == len(scored.label_b) == 0 and scored.probs_b.shape == (0, 6)

@@ -112,6 +112,6 @@ def test_the_spectra_of_notebook_01_are_drawn_at_the_towers_input_size():
 
     notebook = json.loads((ROOT / "notebooks" / "01_explore_data.ipynb").read_text())
     code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
-    assert "_, size = preprocessing(cfg)" in code and "64" not in code.split("def mean_power_spectrum")[1]
+    assert "_, size = preprocessing(cfg.model_spec)" in code and "64" not in code.split("def mean_power_spectrum")[1]
     cfg = load_config(ROOT / "params" / "gpu.yaml")
-    assert cfg.image_size == 0 and preprocessing(cfg)[1] == 224
+    assert cfg.image_size == 0 and preprocessing(cfg.model_spec)[1] == 224

@@ -127,7 +127,7 @@ def trained_stage(smoke_cfg, smoke_splits, tmp_path):
     from study import setup, stages
 
     cfg = load_config({**smoke_cfg.to_dict(), "work_dir": str(tmp_path / "runs")})
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
     stages.train_stage(cfg, "before", model, tokenizer, caches["train"], caches["validation"])
     return cfg, setup.model_dir(cfg, "before"), caches["validation"]

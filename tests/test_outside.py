@@ -198,7 +198,7 @@ def test_the_try_it_export_reproduces_the_studys_predictions_with_captions(tmp_p
     from helpers.predict import run
 
     torch.manual_seed(0)
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     saved = save_detector(model, tokenizer, tmp_path / "model")
     files = tmp_path / "source"
     files.mkdir()

@@ -43,7 +43,7 @@ def test_one_process_on_a_machine_with_eight_gpus_trains_on_one_with_the_profile
             mock.patch("torch.cuda.device_count", return_value=8),
             mock.patch("torch.cuda.set_device"),
         ):
-            args = training_arguments(cfg, tmp_path)
+            args = training_arguments(cfg.training_spec, tmp_path)
             # Without the guard the Trainer wraps the model in DataParallel over 8 GPUs: 2,048 rows a step.
             assert args.n_gpu == 1 and args.train_batch_size == 256 and args.per_device_train_batch_size == 256
     finally:
@@ -138,7 +138,7 @@ def test_the_profiles_precision_wins_over_the_environment(smoke_cfg, tmp_path, m
     from helpers.training.arguments import training_arguments
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    args = training_arguments(_cfg(smoke_cfg, bf16=False), tmp_path)
+    args = training_arguments(_cfg(smoke_cfg, bf16=False).training_spec, tmp_path)
     assert args.mixed_precision == "no"
     assert "ACCELERATE_MIXED_PRECISION=bf16 in the environment is ignored" in capsys.readouterr().out
 
@@ -151,9 +151,9 @@ def test_torch_compile_does_not_switch_tf32_on_against_the_profile(smoke_cfg, tm
     try:
         # TrainingArguments switches TF32 on under torch_compile wherever TF32 exists (Ampere and newer).
         with mock.patch("transformers.training_args.is_torch_tf32_available", return_value=True):
-            training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=False), tmp_path)
+            training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=False).training_spec, tmp_path)
             assert not precision.effective_tf32() and set(precision.tf32_switches().values()) == {"ieee"}
-            training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=True), tmp_path)
+            training_arguments(_cfg(smoke_cfg, torch_compile=True, tf32=True).training_spec, tmp_path)
             assert precision.effective_tf32() and set(precision.tf32_switches().values()) == {"tf32"}
     finally:
         precision.set_tf32_switches(saved)
@@ -175,8 +175,8 @@ def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path
     try:
         cfg = _cfg(smoke_cfg, torch_compile=True, tf32=True)
         with mock.patch("transformers.training_args.is_torch_tf32_available", return_value=True):
-            training_arguments(cfg, tmp_path)
-        model, tokenizer = build_model(cfg)
+            training_arguments(cfg.training_spec, tmp_path)
+        model, tokenizer = build_model(cfg.model_spec)
         train = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train"])["train"]
         batch = collate([train[i] for i in range(8)])
         assert compile_repeated_blocks(model) > 0
@@ -193,10 +193,10 @@ def test_torch_compile_with_tf32_trains_a_step(smoke_cfg, smoke_splits, tmp_path
 def test_a_seed_gives_the_same_starting_weights_whatever_ran_before(smoke_cfg):
     from helpers.modeling.building import build_model
 
-    alone, _ = build_model(_cfg(smoke_cfg, seed=1))
+    alone, _ = build_model(_cfg(smoke_cfg, seed=1).model_spec)
     torch.rand(1000)
-    build_model(_cfg(smoke_cfg, seed=0))  # as notebook 10 builds seed 0 before seed 1
-    after_others, _ = build_model(_cfg(smoke_cfg, seed=1))
+    build_model(_cfg(smoke_cfg, seed=0).model_spec)  # as notebook 10 builds seed 0 before seed 1
+    after_others, _ = build_model(_cfg(smoke_cfg, seed=1).model_spec)
     a, b = alone.state_dict(), after_others.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -212,7 +212,7 @@ def pool_world(smoke_cfg, smoke_splits, tmp_path):
     from study import pseudo_round, setup, stages
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path / "runs"))
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     save_detector(model, tokenizer, setup.model_dir(cfg, "before"))
     caches = stages.caches_for(
         cfg, smoke_splits, tokenizer, model.config.image_size, pseudo_round.pseudo_cache_names(smoke_splits)
@@ -245,7 +245,7 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
 
     _, _, same = pseudo_round.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
     assert same == stats and "predicting the pool again" not in capsys.readouterr().out
-    other, tokenizer = build_model(_cfg(cfg.to_dict(), seed=7))  # 'before' retrained: other weights
+    other, tokenizer = build_model(_cfg(cfg.to_dict(), seed=7).model_spec)  # 'before' retrained: other weights
     save_detector(other, tokenizer, setup.model_dir(cfg, "before"))
     pseudo_round.pseudo_data(_cfg(cfg.to_dict(), pseudo_threshold=half), smoke_splits, caches)
     assert "pseudo_labels.npz is stale: model (other weights) changed" in capsys.readouterr().out
@@ -254,8 +254,8 @@ def test_a_saved_pseudo_label_selection_is_made_again_when_its_settings_or_model
 def test_a_saved_model_of_other_settings_is_refused_by_name(smoke_cfg, tmp_path, trained_dir):
     import shutil
 
-    from helpers.identity import StaleModelError, training_identity
     from study import saved, setup
+    from study.identity import StaleModelError, training_identity
 
     cfg = _cfg(smoke_cfg, work_dir=str(tmp_path), unlabelled_split="")
     shutil.copytree(trained_dir, setup.model_dir(cfg, "before"))
@@ -285,10 +285,14 @@ def test_the_index_shows_this_runs_figures_only(tmp_path):
 def test_a_training_resume_is_allowed_after_changing_keys_no_training_reads(smoke_cfg, smoke_splits, smoke_model):
     from helpers.training.trainer import ResumeError, check_same_run, run_identity
     from study import stages
+    from study.identity import training_identity
 
     _, tokenizer = smoke_model
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, 32, ["train", "validation"])
-    identity = lambda cfg, stage="before": run_identity(cfg, caches["train"], caches["validation"], 1, stage)  # noqa: E731
+
+    def identity(cfg, stage="before"):
+        return run_identity(training_identity(cfg, stage), caches["train"], caches["validation"], 1)
+
     recorded = identity(smoke_cfg)
     check_same_run(recorded, identity(_cfg(smoke_cfg, seeds=[3], analyses=[], external=[])), "ck")
     check_same_run(recorded, identity(_cfg(smoke_cfg, pseudo_threshold=0.3)), "ck")  # 'before' ignores pseudo keys
@@ -306,7 +310,7 @@ def test_the_perturbation_analyses_decode_task_b_as_the_profile_says(smoke_cfg, 
     from study import stages
 
     cfg = _cfg(smoke_cfg, task_b_decoding="six_class")
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     with torch.no_grad():  # head B's untrained 'real' column on top: six_class answers real where A says AI
         model.head_b.bias[0] += 5.0
     cached = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["test"])["test"]

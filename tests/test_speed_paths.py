@@ -177,10 +177,10 @@ def test_the_seed_spread_benchmark_measures_the_studys_own_training(tmp_path, ca
     printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("seed 0:"))
     cfg = load_config(ROOT / "params" / "smoke.yaml", {"work_dir": str(tmp_path / "study"), "analysis_epochs": 0})
     splits = study_splits(cfg)
-    tokenizer, size = preprocessing(cfg)
+    tokenizer, size = preprocessing(cfg.model_spec)
     caches = stages.caches_for(cfg, splits, tokenizer, size, ["train", "validation", "test"])
     model, _, _ = stages.train_stage(
-        cfg, "before", *build_model(cfg), caches["train"], caches["validation"], folder=tmp_path / "seed0"
+        cfg, "before", *build_model(cfg.model_spec), caches["train"], caches["validation"], folder=tmp_path / "seed0"
     )
     scores, _ = common.evaluate(model, caches["test"], cfg.eval_batch_size, None)
     assert printed.startswith(

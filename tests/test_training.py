@@ -17,7 +17,7 @@ METRICS = compute_metrics_for("hierarchical")
 
 def test_a_few_steps_lower_the_loss(smoke_cfg, smoke_splits):
     torch.manual_seed(0)
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     train = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train"])["train"]
     batch = collate(train.__getitems__(np.arange(32)))
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -35,10 +35,17 @@ def test_a_few_steps_lower_the_loss(smoke_cfg, smoke_splits):
 def test_trainer_keeps_the_best_epoch_and_one_checkpoint(smoke_cfg, smoke_splits, tmp_path):
     from helpers.training import trainer as training
 
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
     model, run = training.train(
-        smoke_cfg, model, caches["train"], caches["validation"], tmp_path / "ck", METRICS, {"seed": 0}
+        smoke_cfg.training_spec,
+        model,
+        caches["train"],
+        caches["validation"],
+        tmp_path / "ck",
+        METRICS,
+        {"seed": 0},
+        {"seed": 0},
     )
     history = run.history
     _, evals = training.learning_curves(history)
@@ -79,7 +86,7 @@ def test_frozen_text_features_are_computed_on_the_training_device(smoke_cfg, smo
         raise Seen(next(model.text_encoder.parameters()).device.type)
 
     cfg = dataclasses.replace(smoke_cfg, freeze_text=True)
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
     with (
         mock.patch.object(
@@ -88,7 +95,7 @@ def test_frozen_text_features_are_computed_on_the_training_device(smoke_cfg, smo
         mock.patch("helpers.training.trainer.with_text_features", spy),
         pytest.raises(Seen) as seen,
     ):
-        training.train(cfg, model, caches["train"], caches["validation"], tmp_path / "ck", METRICS)
+        training.train(cfg.training_spec, model, caches["train"], caches["validation"], tmp_path / "ck", METRICS, {})
     assert str(seen.value) == "meta"
 
 
@@ -110,10 +117,10 @@ def test_loader_worker_processes_train_the_same_model_as_the_main_process(smoke_
             num_workers=workers,
             text_config={**smoke_cfg.text_config, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
         )
-        model, tokenizer = build_model(cfg)
+        model, tokenizer = build_model(cfg.model_spec)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
         model, run = training.train(
-            cfg, model, caches["train"], caches["validation"], tmp_path / f"w{workers}", METRICS
+            cfg.training_spec, model, caches["train"], caches["validation"], tmp_path / f"w{workers}", METRICS, {}
         )
         curves.append(
             training.learning_curves(run.history)[1]
@@ -159,14 +166,14 @@ def test_a_training_step_never_waits_for_the_device(smoke_cfg, smoke_splits, tmp
 
     for name in ("__bool__", "item", "tolist"):
         monkeypatch.setattr(torch.Tensor, name, counting(name))
-    model, tokenizer = build_model(smoke_cfg)
+    model, tokenizer = build_model(smoke_cfg.model_spec)
     caches = stages.caches_for(smoke_cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
     trainer = training.make_trainer(
-        smoke_cfg,
+        smoke_cfg.training_spec,
         model,
         caches["train"],
         caches["validation"],
-        training_arguments(smoke_cfg, tmp_path / "ck"),
+        training_arguments(smoke_cfg.training_spec, tmp_path / "ck"),
         [Window()],
     )
     trainer.args.save_strategy, trainer.args.eval_strategy = "no", "no"
@@ -202,14 +209,14 @@ def test_pixels_held_on_the_device_train_the_same_model(smoke_cfg, smoke_splits,
     for resident in (False, True):
         monkeypatch.setattr(training, "device_cache", lambda cfg, splits, device, resident=resident: resident)
         cfg = dataclasses.replace(smoke_cfg, num_workers=2)
-        model, tokenizer = build_model(cfg)
+        model, tokenizer = build_model(cfg.model_spec)
         caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
         trainer = training.make_trainer(
-            cfg,
+            cfg.training_spec,
             model,
             caches["train"],
             caches["validation"],
-            training_arguments(cfg, tmp_path / f"r{resident}"),
+            training_arguments(cfg.training_spec, tmp_path / f"r{resident}"),
             compute_metrics=METRICS,
         )
         seen.append((type(trainer.train_dataset.pixels), trainer.args.dataloader_num_workers))
@@ -246,7 +253,7 @@ def test_an_epoch_under_torch_compile_traces_at_most_four_static_graphs(smoke_cf
         return graph.forward
 
     cfg = dataclasses.replace(smoke_cfg, torch_compile=True, epochs=1)
-    model, tokenizer = build_model(cfg)
+    model, tokenizer = build_model(cfg.model_spec)
     caches = stages.caches_for(cfg, smoke_splits, tokenizer, model.config.image_size, ["train", "validation"])
     train = caches["train"]
     rng = np.random.default_rng(0)
@@ -254,12 +261,12 @@ def test_an_epoch_under_torch_compile_traces_at_most_four_static_graphs(smoke_cf
     lengths = np.minimum(1 + rng.geometric(0.2, len(train)), cfg.max_caption_length).astype(train.lengths.dtype)
     train = dataclasses.replace(train, lengths=lengths)
     assert len(set(lengths.tolist())) > 8
-    args = training_arguments(cfg, tmp_path / "ck")
+    args = training_arguments(cfg.training_spec, tmp_path / "ck")
     registry.lookup_backend("eager")  # registers the built-in backends first
     monkeypatch.setitem(registry._COMPILER_FNS, "eager", probe)
     monkeypatch.setattr("helpers.modeling.compiled.BACKEND", "eager")
     args.eval_strategy, args.save_strategy = "no", "no"
     args.load_best_model_at_end = False
     torch._dynamo.reset()
-    training.make_trainer(cfg, model, train, caches["validation"], args).train()
+    training.make_trainer(cfg.training_spec, model, train, caches["validation"], args).train()
     assert 1 <= len(graphs) <= 4 and not any(graphs)

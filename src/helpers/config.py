@@ -3,7 +3,8 @@
 Every key of a profile is a field here; an unknown key or a value of the wrong type is
 rejected before any work starts, naming the key. A profile file holds its keys in sections and
 states only what differs from its base (helpers.profiles); a Config is flat (cfg.learning_rate),
-as every stage reads keys across sections. Overrides (`--set key=value`, a notebook's
+as every stage reads keys across sections. The science library's functions take a spec instead
+(cfg.model_spec, .data_spec, .training_spec): the keys one step reads, typed. Overrides (`--set key=value`, a notebook's
 `overrides`) are held to the same rules. Notebooks receive only the profile and the overrides,
 so the YAML file stays the one source of values.
 """
@@ -17,7 +18,10 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import Field
 
+from helpers.data.spec import DataSpec
+from helpers.modeling.spec import ModelSpec
 from helpers.profiles import SECTION_OF, TOP_LEVEL, ConfigError, read_profile
+from helpers.training.spec import TrainingSpec
 
 # Whole numbers of at least one, fractions in (0, 1]: checked with the key's name like its type.
 Count = Annotated[int, Field(ge=1)]
@@ -200,6 +204,23 @@ class Config:
     @property
     def reports(self) -> Path:
         return Path(self.report_dir) / self.profile
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        return self._spec(ModelSpec)
+
+    @property
+    def data_spec(self) -> DataSpec:
+        return self._spec(DataSpec)
+
+    @property
+    def training_spec(self) -> TrainingSpec:
+        return self._spec(TrainingSpec)
+
+    def _spec(self, spec: type):
+        """What one step of the science library reads of the profile: the keys its spec names, and
+        no others, so a function given it cannot come to depend on the rest."""
+        return spec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(spec)})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

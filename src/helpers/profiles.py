@@ -1,6 +1,6 @@
 """Profile files: the sections a profile holds its keys in (data, model, training, pseudo_labels,
 analyses, outside_sets, run), a profile read on top of its base, and the resolved one written back.
-A result's identity is the values of the sections it reads (helpers.identity)."""
+A result's identity is the values of the sections it reads."""
 
 from pathlib import Path
 

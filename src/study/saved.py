@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from helpers.config import Config
-from helpers.identity import check_trained, trained_changes, training_identity
 from helpers.inference.cached import pick_device
 from helpers.modeling.card import write_card
 from helpers.modeling.checkpoints import load_detector
+from study.identity import check_trained, trained_changes, training_identity
 from study.setup import model_dir
 
 SUMMARY_KEYS = (

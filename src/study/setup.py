@@ -78,7 +78,7 @@ def caption_template(cfg: Config, split_name: str) -> str:
 def study_splits(cfg: Config):
     """The study's splits (data.splits.load_splits), the revisions loaded written to
     runs/<profile>/record.json (section data) for provenance."""
-    splits, revisions = load_splits(cfg)
+    splits, revisions = load_splits(cfg.data_spec)
     record(cfg, "data", revisions)
     return splits
 

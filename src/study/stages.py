@@ -24,6 +24,7 @@ from helpers.modeling.checkpoints import load_detector, save_detector
 from helpers.training import distributed
 from helpers.training import trainer as training
 from helpers.training.arguments import training_arguments
+from study.identity import training_identity
 from study.provenance import provenance
 from study.saved import training_summary
 from study.setup import caption_template, model_dir
@@ -89,7 +90,7 @@ def training_args(cfg: Config, stage: str, folder: Path | None = None):
     `folder` (default: the study's, model_dir): checkpoints beside it (checkpoint_dir), the global
     batch split over the profile's processes."""
     processes = distributed.world_size() if distributed.launched() else cfg.processes
-    return training_arguments(cfg, checkpoint_dir(folder or model_dir(cfg, stage)), processes)
+    return training_arguments(cfg.training_spec, checkpoint_dir(folder or model_dir(cfg, stage)), processes)
 
 
 def checkpoint_dir(folder: Path) -> Path:
@@ -134,7 +135,7 @@ def stage_trainer(
     finished = cfg.resume == "auto" and (folder / "training_meta.json").is_file()
     if finished:
         # The identity the saved model is checked against (training.stage_trainer makes its own).
-        current = training.run_identity(cfg, train_data, val_data, cfg.processes, stage)
+        current = training.run_identity(training_identity(cfg, stage), train_data, val_data, cfg.processes)
         return SavedStage(stage, folder, current)
     if cfg.processes > 1 and not distributed.launched():
         distributed.batch_plan(cfg.batch_size, cfg.processes, cfg.per_device_max_batch)
@@ -144,15 +145,15 @@ def stage_trainer(
             "engine runs it so, and this notebook then loads the model it saved)"
         )
     return training.stage_trainer(
-        cfg,
+        cfg.training_spec,
         model,
         train_data,
         val_data,
         args,
         compute_metrics_for(model.config.task_b_decoding),
+        training_identity(cfg, stage),
         {**provenance(cfg), **(extra or {})},
         resume=cfg.resume == "auto",
-        stage=stage,
     )
 
 

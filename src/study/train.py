@@ -54,21 +54,28 @@ def run_stages(cfg, stages: list[str], out: Path | None = None, before: Path | N
     timings = {}
     started = time.perf_counter()
     splits = study_splits(cfg)
-    tokenizer, image_size = preprocessing(cfg)
+    tokenizer, image_size = preprocessing(cfg.model_spec)
     names = pseudo_round.pseudo_cache_names(splits) if "after" in stages else ["train", "validation"]
     caches = study_stages.caches_for(cfg, splits, tokenizer, image_size, names)
     train, val = study_stages.training_data(caches, cfg.held_out_classes)
     timings["data_and_cache_s"] = round(time.perf_counter() - started, 1)
     if "before" in stages:
         mark = time.perf_counter()
-        study_stages.train_stage(cfg, "before", *build_model(cfg), train, val, folder=out)
+        study_stages.train_stage(cfg, "before", *build_model(cfg.model_spec), train, val, folder=out)
         timings["train_before_s"] = round(time.perf_counter() - mark, 1)
     if "after" in stages:
         mark = time.perf_counter()
         selection = out.with_name(f"{out.name}.pseudo_labels.npz") if out else None
         train_plus, val_plus, stats = pseudo_round.pseudo_data(cfg, splits, caches, before, selection)
         study_stages.train_stage(
-            cfg, "after", *build_model(cfg), train_plus, val_plus, {"pseudo": stats}, reference=val, folder=out
+            cfg,
+            "after",
+            *build_model(cfg.model_spec),
+            train_plus,
+            val_plus,
+            {"pseudo": stats},
+            reference=val,
+            folder=out,
         )
         timings["pseudo_and_train_after_s"] = round(time.perf_counter() - mark, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)

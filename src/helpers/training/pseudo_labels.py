@@ -14,10 +14,10 @@ import pandas as pd
 from helpers.cache.dataset import CachedSplit
 from helpers.data.splits import caption_mask
 from helpers.files import written_whole
-from helpers.identity import changed_keys
 from helpers.inference.cached import Predictions, decode
 from helpers.inference.caption_groups import group_decode
 from helpers.labels import CLASS_NAMES, NUM_CLASSES, REAL
+from helpers.training.changes import changed_keys
 
 
 def decoded_class(predictions) -> np.ndarray:

@@ -23,11 +23,12 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from helpers.cache.dataset import CachedSplit, collate, length_buckets, with_text_features
 from helpers.files import write_json
-from helpers.identity import changed_keys, training_identity
 from helpers.modeling.compiled import compile_repeated_blocks
 from helpers.modeling.loss import global_counts
 from helpers.training import distributed
 from helpers.training.arguments import training_arguments
+from helpers.training.changes import changed_keys
+from helpers.training.spec import TrainingSpec
 
 MARKER = "provenance.json"
 
@@ -69,12 +70,12 @@ class ProvenanceCallback(TrainerCallback):
             write_json(folder / MARKER, self.provenance)
 
 
-def run_identity(cfg, train_data: CachedSplit, val_data: CachedSplit, processes: int, stage: str = "before") -> dict:
-    """What a checkpoint must match to be resumed: the settings that decide this stage's training
-    (config.training_identity), the data (rows, sources, labels) and the process count (each
-    process keeps its own RNG state)."""
+def run_identity(params: dict, train_data: CachedSplit, val_data: CachedSplit, processes: int) -> dict:
+    """What a checkpoint must match to be resumed: `params`, the settings that decide this training
+    (and its code), the data (rows, sources, labels) and the process count (each process keeps its
+    own RNG state)."""
     return {
-        "params": training_identity(cfg, stage),
+        "params": params,
         "data": {"train": train_data.fingerprint(), "validation": val_data.fingerprint()},
         "processes": processes,
     }
@@ -150,7 +151,7 @@ class StudyTrainer(Trainer):
 
 
 def make_trainer(
-    cfg,
+    spec: TrainingSpec,
     model,
     train_data: CachedSplit,
     val_data: CachedSplit,
@@ -167,18 +168,18 @@ def make_trainer(
     if model.config.freeze_text and model.config.modality != "image":
         model.to(args.device)  # the frozen tower's features computed where it trains, not on the CPU first
         train_data, val_data = (
-            with_text_features(split, model, cfg.eval_batch_size) for split in (train_data, val_data)
+            with_text_features(split, model, spec.eval_batch_size) for split in (train_data, val_data)
         )
-    if device_cache(cfg.device_cache, (train_data, val_data), args.device):
+    if device_cache(spec.device_cache, (train_data, val_data), args.device):
         train_data, val_data = (split.on_device(args.device) for split in (train_data, val_data))
         args.dataloader_num_workers, args.dataloader_pin_memory, args.dataloader_persistent_workers = 0, False, False
     # The precision this training really runs in (the profile's bf16 is autocast on CUDA only), saved
     # with the model so that every scorer scores it as this Trainer evaluates it.
     model.config.bf16 = bool(args.bf16)
     widths = ()
-    if cfg.torch_compile:  # the study's regional compilation, not the Trainer's whole-model one
+    if spec.torch_compile:  # the study's regional compilation, not the Trainer's whole-model one
         compile_repeated_blocks(model)
-        widths = length_buckets(cfg.max_caption_length)
+        widths = length_buckets(model.config.max_caption_length)
     trainer = StudyTrainer(
         model=model,
         args=args,
@@ -192,22 +193,22 @@ def make_trainer(
 
 
 def stage_trainer(
-    cfg,
+    spec: TrainingSpec,
     model,
     train_data: CachedSplit,
     val_data: CachedSplit,
     args: TrainingArguments,
     compute_metrics,
+    params: dict,
     provenance: dict | None = None,
     resume: bool = False,
-    stage: str = "before",
 ) -> StudyTrainer:
     """The Trainer of one stage, ready to train() (make_trainer's, with args.output_dir for its
     checkpoints). resume=True: train() continues from the newest complete checkpoint of the same
     run (one of another run is refused); otherwise stale checkpoints of an earlier run are removed
-    first. Every checkpoint carries `provenance` and the run identity."""
+    first. Every checkpoint carries `provenance` and the run identity (run_identity of `params`)."""
     out_dir = Path(args.output_dir)
-    current = run_identity(cfg, train_data, val_data, distributed.world_size(), stage)
+    current = run_identity(params, train_data, val_data, distributed.world_size())
     checkpoint = None
     if resume and complete_checkpoints(out_dir):
         checkpoint = complete_checkpoints(out_dir)[-1]
@@ -217,7 +218,7 @@ def stage_trainer(
         shutil.rmtree(out_dir, ignore_errors=True)
     distributed.barrier()
     marker = ProvenanceCallback({**(provenance or {}), "run_identity": current})
-    trainer = make_trainer(cfg, model, train_data, val_data, args, [marker], compute_metrics)
+    trainer = make_trainer(spec, model, train_data, val_data, args, [marker], compute_metrics)
     trainer.resume_point, trainer.run_identity, trainer.marker = checkpoint, current, marker
     return trainer
 
@@ -235,23 +236,23 @@ def training_run(trainer: StudyTrainer) -> TrainingRun:
 
 
 def train(
-    cfg,
+    spec: TrainingSpec,
     model,
     train_data: CachedSplit,
     val_data: CachedSplit,
     out_dir: str | Path,
     compute_metrics,
+    params: dict,
     provenance: dict | None = None,
     resume: bool = False,
-    stage: str = "before",
 ) -> tuple[object, TrainingRun]:
-    """Train in place (stage_trainer's trainer, arguments from the profile); returns the model with
+    """Train in place (stage_trainer's trainer, arguments from the spec); returns the model with
     the best epoch's weights and the TrainingRun. compute_metrics: what each epoch's evaluation
-    reports (evaluation.metrics.compute_metrics_for), the best epoch chosen by the profile's
-    metric_for_best among them. Checkpoints stay under out_dir (the latest, plus the best while it
-    differs)."""
-    args = training_arguments(cfg, Path(out_dir), distributed.world_size())
-    trainer = stage_trainer(cfg, model, train_data, val_data, args, compute_metrics, provenance, resume, stage)
+    reports (evaluation.metrics.compute_metrics_for), the best epoch chosen by the spec's
+    metric_for_best among them. params: the settings and code that decide this training, which a
+    resume checks. Checkpoints stay under out_dir (the latest, plus the best while it differs)."""
+    args = training_arguments(spec, Path(out_dir), distributed.world_size())
+    trainer = stage_trainer(spec, model, train_data, val_data, args, compute_metrics, params, provenance, resume)
     trainer.train()
     return trainer.model, training_run(trainer)
 

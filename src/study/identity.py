@@ -1,6 +1,6 @@
 """What decides a result: the profile values of the sections it reads (less those at their default),
-a saved model's identity (its training's sections and the code that trains), their digests, and
-the changes between two identities, named."""
+and a saved model's identity (its training's sections and the code of the science library that
+trains), checked against what a saved model recorded."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ import json
 from functools import cache
 from pathlib import Path
 
+import helpers
 from helpers.config import Config
-from helpers.profiles import SECTIONS, section_values
+from helpers.profiles import section_values
+from helpers.training.changes import changed_keys
 
-# Every section but the one that says how or where a run executes: a rerun with other values of
-# `run` is still the same run.
-COMPUTING = tuple(s for s in SECTIONS if s != "run")
 # The sections a saved model's training reads: 'before' pseudo-labels, and 'after' them.
 TRAINED_ON = {"before": ("data", "model", "training"), "after": ("data", "model", "training", "pseudo_labels")}
 # The packages whose code decides a trained model: the data it sees, its caches, the model and loss,
 # and the training set-up.
 TRAINING_PACKAGES = ("data", "cache", "modeling", "training")
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(helpers.__file__).resolve().parent
 
 
 @cache
@@ -42,11 +41,6 @@ def settings(config: Config | dict, sections, leave_out=()) -> dict:
         for k, v in section_values(config, sections).items()
         if k not in leave_out and (k not in defaults or v != defaults[k])
     }
-
-
-def identity(config: Config | dict) -> dict:
-    """The values that decide what a run computes."""
-    return settings(config, COMPUTING)
 
 
 def training_sources() -> list[str]:
@@ -95,13 +89,3 @@ def check_trained(folder: Path, expected: dict, train_it: str) -> Path:
     if changes:
         raise StaleModelError(f"{folder} was trained by another run ({'; '.join(changes)}); {train_it}")
     return Path(folder)
-
-
-def identity_hash(values: Config | dict) -> str:
-    values = identity(values) if isinstance(values, Config) else values
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def changed_keys(old: dict, new: dict) -> list[str]:
-    """Keys whose values differ between two identities, each as 'key: old -> new'."""
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
