@@ -9,14 +9,15 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 CORES ?= $(shell nproc)
 SNAKEMAKE_ARGS ?=
-# Snakemake hands out no GPUs: on a machine with some, the trainings take turns (each on `processes`
-# of them; the Snakefile's gpu_trainings), scoring runs beside them. A cluster (a profile or an
-# executor in SNAKEMAKE_ARGS) gives every job its own. GPUS=0 lifts it.
+# Snakemake hands out no GPUs: on a machine with some, the trainings share them out (each takes
+# `processes` GPUs of its own, the Snakefile's local_gpus; workflow/scripts/gpus.py), so at most GPUS
+# train at once; scoring runs beside them. A cluster (a profile or an executor in SNAKEMAKE_ARGS)
+# gives every job its own. GPUS=0 lifts the limit.
 GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 # A Snakemake profile or executor flag; `--config profile=...` names the study's profile, not a cluster.
 ON_CLUSTER = $(strip $(foreach flag,--workflow-profile --profile --executor,$(findstring $(flag),$(SNAKEMAKE_ARGS))))
-GPU_TURNS = $(if $(ON_CLUSTER),,$(if $(filter-out 0,$(GPUS)),--resources gpu_trainings=1))
-SNAKEMAKE = $(BIN)/snakemake --snakefile workflow/Snakefile --cores $(CORES) --rerun-incomplete $(GPU_TURNS)
+GPU_SHARE = $(if $(ON_CLUSTER),,$(if $(filter-out 0,$(GPUS)),--resources local_gpus=$(GPUS)))
+SNAKEMAKE = $(BIN)/snakemake --snakefile workflow/Snakefile --cores $(CORES) --rerun-incomplete $(GPU_SHARE)
 
 KERNEL := ct2-detector
 

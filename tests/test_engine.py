@@ -3,6 +3,8 @@ graph holds for a profile, and a failing notebook. The smoke study through it, w
 stale and the study on SLURM: tests/test_smoke_study.py."""
 
 import ast
+import os
+import sys
 
 import nbformat
 import pytest
@@ -124,40 +126,93 @@ def test_every_training_is_a_job_and_the_analysis_notebooks_train_nothing(tmp_pa
         assert not any(call in code for call in ("train_stage", "stage_trainer", "training.train", ".train(")), notebook
 
 
+def _fake_gpus(folder, listing: str) -> dict:
+    """The environment of a machine whose nvidia-smi lists `listing`, with its own lock folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "nvidia-smi").write_text(f"#!/bin/sh\nprintf '{listing}'\n")
+    (folder / "nvidia-smi").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    return {**env, "PATH": f"{folder}:{os.environ['PATH']}", "TMPDIR": str(folder)}
+
+
+TWO_GPUS = "GPU 0: NVIDIA H100 (UUID: GPU-a)\\nGPU 1: NVIDIA H100 (UUID: GPU-b)\\n"
+
+
 @pytest.mark.slow
-def test_on_a_machine_with_gpus_the_trainings_take_turns_and_a_cluster_gives_each_its_own(tmp_path):
-    """Snakemake hands out no devices: every job that trains holds a gpu_trainings, and make limits
-    them to one at a time where nvidia-smi lists GPUs, not on a cpu-only machine, nor on a cluster."""
+def test_on_a_machine_with_gpus_the_trainings_share_them_out_and_a_cluster_gives_each_its_own(tmp_path):
+    """Snakemake hands out no devices: every job that trains holds local_gpus (its processes'
+    count), a training job starts under gpus.py, and make passes the machine's GPU count where
+    nvidia-smi lists GPUs, not on a cpu-only machine, nor on a cluster."""
     import re
     import subprocess
 
-    plan = snakemake(ROOT, ROOT / "params" / "smoke.yaml", "-n", "--resources", "gpu_trainings=1", directory=tmp_path)
+    plan = snakemake(
+        ROOT, ROOT / "params" / "smoke.yaml", "-n", "-p", "--resources", "local_gpus=2", directory=tmp_path
+    )
     assert plan.returncode == 0, plan.stderr[-2000:]
     held = {}
     for rule, resources in re.findall(r"^(?:local)?rule (\w+):.*?^    resources: ([^\n]*)", plan.stdout, re.M | re.S):
-        held.setdefault(rule, set()).add("gpu_trainings=1" in resources)
+        held.setdefault(rule, set()).add("local_gpus=1" in resources)
     assert {rule for rule, holds in held.items() if True in holds} == {"train", "pseudo_label", "train_model"}
     assert all(holds == {True} or holds == {False} for holds in held.values()), held
+    trainings = [line for line in plan.stdout.splitlines() if "study.train" in line]
+    assert trainings and all("scripts/gpus.py 1 " in line for line in trainings)
 
     def make_paper(gpus: str, *args):
-        fake = tmp_path / f"bin{len(gpus)}"
-        fake.mkdir(exist_ok=True)
-        (fake / "nvidia-smi").write_text(f"#!/bin/sh\nprintf '{gpus}'\n")
-        (fake / "nvidia-smi").chmod(0o755)
-        env = {**__import__("os").environ, "PATH": f"{fake}:{__import__('os').environ['PATH']}"}
+        env = _fake_gpus(tmp_path / f"bin{len(gpus)}", gpus)
         done = subprocess.run(["make", "-n", "-C", str(ROOT), "paper", *args], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
         return next(line for line in done.stdout.splitlines() if "snakemake --snakefile" in line)
 
-    two = "GPU 0: NVIDIA H100 (UUID: GPU-a)\\nGPU 1: NVIDIA H100 (UUID: GPU-b)\\n"
-    assert "--resources gpu_trainings=1" in make_paper(two)
+    assert "--resources local_gpus=2" in make_paper(TWO_GPUS)
     assert "--resources" not in make_paper("")
-    assert "--resources" not in make_paper(two, "SNAKEMAKE_ARGS=--workflow-profile workflow/profiles/slurm")
-    assert "--resources" not in make_paper(two, "SNAKEMAKE_ARGS=--executor slurm")
+    assert "--resources" not in make_paper(TWO_GPUS, "SNAKEMAKE_ARGS=--workflow-profile workflow/profiles/slurm")
+    assert "--resources" not in make_paper(TWO_GPUS, "SNAKEMAKE_ARGS=--executor slurm")
     # The study's own profile among the arguments is no cluster.
-    assert "--resources gpu_trainings=1" in make_paper(
-        two, "SNAKEMAKE_ARGS=--config profile=params/paper.yaml epochs=2"
+    assert "--resources local_gpus=2" in make_paper(
+        TWO_GPUS, "SNAKEMAKE_ARGS=--config profile=params/paper.yaml epochs=2"
     )
+
+
+def test_each_training_takes_gpus_no_other_holds_and_waits_while_none_is_free(tmp_path):
+    """gpus.py on a machine of two GPUs: two trainings get one each, a third waits until one ends
+    and then takes the freed one; a training of two takes both; GPUs already named are left alone."""
+    import select
+    import subprocess
+
+    env = _fake_gpus(tmp_path / "machine", TWO_GPUS)
+    shows = "import os, sys; print(os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True); sys.stdin.read()"
+
+    def training(count: int, **extra):
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "workflow" / "scripts" / "gpus.py"), str(count), sys.executable, "-c", shows],
+            env={**env, **extra},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish(job) -> str:
+        out, err = job.communicate("", timeout=60)
+        assert job.returncode == 0, err
+        return out.strip()
+
+    first = training(1)
+    assert first.stdout.readline().strip() == "0"
+    second = training(1)
+    assert second.stdout.readline().strip() == "1"
+    third = training(1)
+    assert select.select([third.stdout], [], [], 3.0)[0] == []  # both GPUs are held: it waits
+    assert "waiting for 1 free GPU(s) of 2" in third.stderr.readline()
+    finish(first)
+    assert third.stdout.readline().strip() == "0"
+    finish(second), finish(third)
+    assert finish(training(2)) == "0,1"
+    assert finish(training(1, CUDA_VISIBLE_DEVICES="5")) == "5"  # a cluster's allocation, say
+    too_many = training(3)
+    _, err = too_many.communicate("", timeout=60)
+    assert too_many.returncode != 0 and "asks for 3 GPUs and this machine has 2" in err
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 parameters (the profile and the overrides given to snakemake), then its reading copy (HTML, code
 hidden). papermill writes the executed notebook to the rule's log first, which Snakemake keeps when
 the job fails (it removes a failed job's outputs): the traceback is there. The kernel gets the
-job's threads as its torch threads."""
+job's threads as its torch threads, and a training notebook the GPUs the job holds (gpus.py)."""
 
 import os
 import shutil
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import papermill
+from gpus import pin
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from nbconvert import HTMLExporter
@@ -59,6 +60,8 @@ cfg = load_config(str(Path(profile).resolve()), overrides)
 # the notebooks work from.
 overrides.update(work_dir=str(Path(cfg.work_dir).resolve()), report_dir=str(Path(cfg.report_dir).resolve()))
 os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(snakemake.threads)
+# A notebook that trains, on GPUs of its own where the machine's are shared out; the kernel inherits them.
+pin(getattr(snakemake.resources, "local_gpus", 0))
 executed = Path(snakemake.log[0])
 executed.parent.mkdir(parents=True, exist_ok=True)
 papermill.execute_notebook(
