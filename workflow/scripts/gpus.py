@@ -66,8 +66,7 @@ def take(count: int, total: int, folder: Path) -> list[int]:
 def pin(count: int) -> str | None:
     """Set CUDA_VISIBLE_DEVICES to `count` GPUs taken for this process; None when the job's GPUs
     are named already or the machine has none."""
-    total = machine_gpus()
-    if count < 1 or total == 0 or "CUDA_VISIBLE_DEVICES" in os.environ:
+    if count < 1 or "CUDA_VISIBLE_DEVICES" in os.environ or (total := machine_gpus()) == 0:
         return None
     if count > total:
         raise SystemExit(
