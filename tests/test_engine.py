@@ -203,7 +203,7 @@ def test_each_training_takes_gpus_no_other_holds_and_waits_while_none_is_free(tm
     second = training(1)
     assert second.stdout.readline().strip() == "1"
     third = training(1)
-    assert select.select([third.stdout], [], [], 3.0)[0] == []  # both GPUs are held: it waits
+    assert select.select([third.stdout], [], [], 1.0)[0] == []  # both GPUs are held: it waits
     assert "waiting for 1 free GPU(s) of 2" in third.stderr.readline()
     finish(first)
     assert third.stdout.readline().strip() == "0"

@@ -4,9 +4,9 @@ Every key of a profile is a field here; an unknown key or a value of the wrong t
 rejected before any work starts, naming the key. A profile file holds its keys in sections and
 states only what differs from its base (helpers.profiles); a Config is flat (cfg.learning_rate),
 as every stage reads keys across sections. The science library's functions take a spec instead
-(cfg.model_spec, .data_spec, .training_spec): the keys one step reads, typed. Overrides (`--set key=value`, a notebook's
-`overrides`) are held to the same rules. Notebooks receive only the profile and the overrides,
-so the YAML file stays the one source of values.
+(cfg.model_spec, .data_spec, .training_spec): the keys one step reads, typed. Overrides
+(`--set key=value`, a notebook's `overrides`) are held to the same rules. Notebooks receive only
+the profile and the overrides, so the YAML file stays the one source of values.
 """
 
 import dataclasses

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-WAIT_S = 2.0
+WAIT_S = 0.5
 
 
 def machine_gpus() -> int:
