@@ -72,7 +72,7 @@ def model_dir(cfg: Config, stage: str) -> Path:
 
 
 def caption_template(cfg: Config, split_name: str) -> str:
-    return cfg.caption_template if split_name in cfg.template_splits else "{}"
+    return cfg.model_spec.template_for(split_name)
 
 
 def study_splits(cfg: Config):

@@ -111,7 +111,7 @@ def build_model(spec: ModelSpec) -> tuple[DualEncoderDetector, object]:
         freeze_text=spec.freeze_text,
         freeze_vision=spec.freeze_vision,
         task_b_decoding=spec.task_b_decoding,
-        inference_caption_template=spec.caption_template if "test" in spec.template_splits else "{}",
+        inference_caption_template=spec.template_for("test"),
     )
     model = DualEncoderDetector(config)
     if spec.text_init == "pretrained":

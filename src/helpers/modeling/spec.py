@@ -28,3 +28,7 @@ class ModelSpec:
     template_splits: list
     loss_condition: str
     task_b_decoding: str
+
+    def template_for(self, split: str) -> str:
+        """The caption template of a split's text: the profile's on template_splits, bare elsewhere."""
+        return self.caption_template if split in self.template_splits else "{}"
